@@ -1,0 +1,1 @@
+"""The sans-I/O core: decisions only, no clock, sockets, processes, trio or pyroute2."""

@@ -1,0 +1,1 @@
+"""The trio runtime: sockets, netlink, processes and clocks around the core; decides nothing."""

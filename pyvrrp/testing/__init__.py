@@ -1,0 +1,1 @@
+"""Fakes and simulators shipped with pyvrrp for testing code that uses it."""

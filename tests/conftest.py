@@ -1,0 +1,52 @@
+"""Shared test configuration.
+
+Tests under tests/netns need root and Linux network namespaces. Where they cannot run they are
+skipped, except when PYVRRP_REQUIRE_NETNS=1 (CI sets it in .ci/run): then they fail, so a CI
+machine that lost its privileges cannot pass silently.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+NETNS_DIR = Path(__file__).parent / "netns"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if NETNS_DIR in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.netns)
+
+
+@functools.cache
+def netns_unavailable_reason() -> str | None:
+    """Why network namespace tests cannot run here, or None if they can."""
+    if os.geteuid() != 0:
+        return "network namespace tests need root"
+    if shutil.which("ip") is None:
+        return "the `ip` command (Debian package iproute2) is missing"
+    name = f"pyvrrp-probe-{uuid.uuid4().hex[:8]}"
+    created = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
+    if created.returncode != 0:
+        return f"cannot create a network namespace: {created.stderr.strip()}"
+    subprocess.run(["ip", "netns", "delete", name], capture_output=True, check=False)
+    return None
+
+
+@pytest.fixture(autouse=True)
+def _netns_guard(request: pytest.FixtureRequest) -> Iterator[None]:
+    if request.node.get_closest_marker("netns") is not None:
+        reason = netns_unavailable_reason()
+        if reason is not None:
+            if os.environ.get("PYVRRP_REQUIRE_NETNS") == "1":
+                pytest.fail(f"{reason} (PYVRRP_REQUIRE_NETNS=1 forbids skipping)")
+            pytest.skip(reason)
+    yield
