@@ -1,0 +1,78 @@
+"""Events fed to a :class:`~pyvrrp.core.router.VirtualRouter`, each with the current time.
+
+Events are frozen values: a recorded list of ``(now, event)`` pairs replays as a test.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from pyvrrp.core.packet import Advertisement, IPAddress
+
+
+@attrs.frozen
+class Startup:
+    """The router leaves Initialize (RFC 9568 §6.4.1)."""
+
+
+@attrs.frozen
+class Timeout:
+    """The deadline returned by ``deadline()`` has been reached."""
+
+
+@attrs.frozen
+class PacketReceived:
+    """A VRRP message (the bytes after the IP header) arrived for this router's VRID.
+
+    ``ttl`` is the IPv4 TTL or the IPv6 hop limit the packet arrived with.
+    """
+
+    message: bytes
+    source: IPAddress
+    destination: IPAddress
+    ttl: int
+
+
+@attrs.frozen
+class AdvertReceived:
+    """An advertisement that already passed packet validation (see ``PacketReceived``)."""
+
+    source: IPAddress
+    advert: Advertisement
+
+
+@attrs.frozen
+class HealthChanged:
+    """Trackers changed: the effective priority, and the trackers now in fault.
+
+    ``priority`` is already clamped to 1..254 by the tracking code; an address owner ignores
+    it. A non-empty ``faults`` puts the router in FAULT.
+    """
+
+    priority: int
+    faults: frozenset[str] = frozenset()
+
+
+@attrs.frozen
+class MaintenanceChanged:
+    """The operator took the router out of service (``on``) or put it back."""
+
+    on: bool
+
+
+@attrs.frozen
+class Shutdown:
+    """Stop. ``immediate`` skips the graceful handover (a second signal)."""
+
+    immediate: bool = False
+
+
+Event = (
+    Startup
+    | Timeout
+    | PacketReceived
+    | AdvertReceived
+    | HealthChanged
+    | MaintenanceChanged
+    | Shutdown
+)

@@ -1,0 +1,569 @@
+"""One virtual router: the RFC 9568 §6.4 state machine plus keepalived's FAULT state.
+
+Everything that decides a transition lives in this file and nowhere else. The router does
+no I/O and reads no clock: ``handle(event, now)`` takes the current time in integer
+microseconds and returns the actions to carry out in order; ``deadline()`` says when it next
+needs a ``Timeout`` event. The runtime keeps exactly one timer per router and calls
+``handle(Timeout(), max(deadline, clock))`` so an early wake-up is never mistaken for "not yet".
+
+Where pyvrrp deliberately differs from a literal reading of the RFC it says so here:
+
+- Fast preemption: a backup that preempts a lower-priority master (RFC 9568 §6.4.2 discards
+  the advertisement and lets Master_Down_Timer run out, up to Master_Down_Interval) arms its
+  timer for Skew_Time instead, as if the master had sent priority 0. Backups still fire in
+  priority order, so the election result is the same, only faster.
+- Graceful handover: a master that leaves on purpose (shutdown, maintenance) sends priority 0
+  but keeps its addresses until it hears the new master (or ``release_timeout`` passes), so
+  clients lose nothing while the backup waits out its Skew_Time. Faults (a tracker failing)
+  release at once, as keepalived does.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import attrs
+
+from pyvrrp.core import timers
+from pyvrrp.core.actions import (
+    Action,
+    Announce,
+    Cause,
+    Dropped,
+    InstallVirtual,
+    Notice,
+    NoticeKind,
+    RemoveVirtual,
+    SendAdvert,
+    State,
+    StateChanged,
+)
+from pyvrrp.core.events import (
+    AdvertReceived,
+    Event,
+    HealthChanged,
+    MaintenanceChanged,
+    PacketReceived,
+    Shutdown,
+    Startup,
+    Timeout,
+)
+from pyvrrp.core.packet import (
+    Advertisement,
+    ChecksumMode,
+    DecodeError,
+    DropReason,
+    Family,
+    IPAddress,
+    decode,
+)
+
+OWNER_PRIORITY = 255
+
+
+class RouterError(Exception):
+    """The router was used in a way its contract forbids (a bug in the caller)."""
+
+
+def _check_range(name: str, value: int, low: int, high: int) -> None:
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be in {low}..{high}, not {value}")
+
+
+@attrs.frozen
+class RouterParams:
+    """What a virtual router needs to know about itself.
+
+    ``priority`` is the configured (base) priority, 255 for the address owner.
+    ``local_address`` is the source of our advertisements (the interface's primary IPv4
+    address, its IPv6 link-local address, or ``unicast_source``): it breaks ties between
+    equal priorities. A non-empty ``unicast_peers`` accepts advertisements only from them.
+    Times are integer microseconds, the advertisement interval centiseconds as on the wire.
+    """
+
+    vrid: int
+    addresses: tuple[IPAddress, ...]
+    local_address: IPAddress
+    priority: int = 100
+    advert_interval_cs: int = 100
+    preempt: bool = True
+    preempt_delay_us: int = 0
+    unicast_peers: frozenset[IPAddress] = frozenset()
+    checksum_mode: ChecksumMode = ChecksumMode.PSEUDO_HEADER
+    garp_delay_us: int = 5 * timers.US_PER_SECOND
+    garp_refresh_us: int = 0
+    graceful_handover: bool = True
+
+    def __attrs_post_init__(self) -> None:
+        _check_range("vrid", self.vrid, 1, 255)
+        _check_range("priority", self.priority, 1, 255)
+        _check_range("advert_interval_cs", self.advert_interval_cs, 1, 4095)
+        if not self.addresses:
+            raise ValueError("a virtual router needs at least one address")
+        families = {a.version for a in self.addresses} | {self.local_address.version}
+        families |= {p.version for p in self.unicast_peers}
+        if len(families) != 1:
+            raise ValueError("addresses, local_address and unicast_peers must be of one family")
+
+    @property
+    def family(self) -> Family:
+        return Family.of(self.addresses[0])
+
+    @property
+    def owner(self) -> bool:
+        return self.priority == OWNER_PRIORITY
+
+
+@attrs.frozen
+class RouterStatistics:
+    """A snapshot of a router's state and counters (``VirtualRouter.statistics()``)."""
+
+    state: State
+    state_since: int
+    base_priority: int
+    effective_priority: int
+    faults: frozenset[str]
+    maintenance: bool
+    holding_addresses: bool
+    master_address: IPAddress | None
+    master_priority: int | None
+    master_adver_interval: int
+    adverts_sent: int
+    adverts_received: int
+    priority_zero_sent: int
+    priority_zero_received: int
+    became_master: int
+    drops: dict[DropReason, int]
+
+    @property
+    def dropped(self) -> int:
+        return sum(self.drops.values())
+
+
+class VirtualRouter:
+    """The state machine of one VRID in one address family on one interface."""
+
+    def __init__(self, params: RouterParams) -> None:
+        self.params = params
+        self._state = State.INITIALIZE
+        self._state_since = 0
+        self._effective_priority = params.priority
+        self._faults: frozenset[str] = frozenset()
+        self._maintenance = False
+        self._stopping = False
+        # RFC 9568 §6.1 Master_Adver_Interval: our own until learned from a master.
+        self._master_adver_interval = timers.centiseconds(params.advert_interval_cs)
+        # The RFC's one timer: Master_Down_Timer in Backup, Adver_Timer in Master.
+        self._timer: int | None = None
+        # When the down timer was last started and whether it runs Skew_Time or
+        # Master_Down_Interval, so a priority change can recompute it.
+        self._down_started = 0
+        self._down_is_skew = False
+        self._down_cause = Cause.MASTER_DOWN
+        self._preempt_until: int | None = None
+        self._announce_at: int | None = None
+        self._refresh_at: int | None = None
+        self._holding = False
+        self._release_at: int | None = None
+        self._master_address: IPAddress | None = None
+        self._master_priority: int | None = None
+        self._sent = 0
+        self._received = 0
+        self._zero_sent = 0
+        self._zero_received = 0
+        self._became_master = 0
+        self._drops: Counter[DropReason] = Counter()
+
+    # ----------------------------------------------------------------- read-only views
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @property
+    def priority(self) -> int:
+        """The effective priority: base plus trackers, clamped; 255 for an owner."""
+        return self._effective_priority
+
+    @property
+    def holding_addresses(self) -> bool:
+        """Whether the virtual addresses are (or are being kept) installed."""
+        return self._holding
+
+    @property
+    def stopped(self) -> bool:
+        """True once a shutdown has completed: nothing left to send or remove."""
+        return self._stopping and self._state is State.INITIALIZE and not self._holding
+
+    def deadline(self) -> int | None:
+        """When this router next needs ``Timeout``, or None."""
+        pending = [
+            t
+            for t in (self._timer, self._announce_at, self._refresh_at, self._release_at)
+            if t is not None
+        ]
+        return min(pending) if pending else None
+
+    def statistics(self) -> RouterStatistics:
+        return RouterStatistics(
+            state=self._state,
+            state_since=self._state_since,
+            base_priority=self.params.priority,
+            effective_priority=self._effective_priority,
+            faults=self._faults,
+            maintenance=self._maintenance,
+            holding_addresses=self._holding,
+            master_address=self._master_address,
+            master_priority=self._master_priority,
+            master_adver_interval=self._master_adver_interval,
+            adverts_sent=self._sent,
+            adverts_received=self._received,
+            priority_zero_sent=self._zero_sent,
+            priority_zero_received=self._zero_received,
+            became_master=self._became_master,
+            drops=dict(self._drops),
+        )
+
+    # ------------------------------------------------------------------------ events
+
+    def handle(self, event: Event, now: int) -> list[Action]:
+        """Process one event at time ``now`` (microseconds) and return the actions to run."""
+        if isinstance(event, Timeout):
+            return self._on_timeout(now)
+        if isinstance(event, PacketReceived):
+            try:
+                advert = decode(
+                    event.message,
+                    source=event.source,
+                    destination=event.destination,
+                    ttl=event.ttl,
+                    checksum_mode=self.params.checksum_mode,
+                )
+            except DecodeError as exc:
+                return [self._drop(exc.reason, event.source, exc.detail)]
+            return self._on_advert(event.source, advert, now)
+        if isinstance(event, AdvertReceived):
+            return self._on_advert(event.source, event.advert, now)
+        if isinstance(event, HealthChanged):
+            return self._on_health(event, now)
+        if isinstance(event, MaintenanceChanged):
+            return self._on_maintenance(event.on, now)
+        if isinstance(event, Startup):
+            return self._on_startup(now)
+        if isinstance(event, Shutdown):
+            return self._on_shutdown(event.immediate, now)
+        raise RouterError(f"unknown event {event!r}")
+
+    # ------------------------------------------------------------------ the machine
+
+    def _in_fault(self) -> bool:
+        return bool(self._faults) or self._maintenance
+
+    def _fault_reason(self) -> tuple[Cause, str]:
+        if self._maintenance:
+            return Cause.MAINTENANCE, "maintenance mode"
+        return Cause.FAULT, "fault: " + ", ".join(sorted(self._faults))
+
+    def _on_startup(self, now: int) -> list[Action]:
+        # RFC 9568 §6.4.1
+        if self._state is not State.INITIALIZE or self._stopping:
+            raise RouterError("Startup is only valid once, in Initialize")
+        if self.params.preempt_delay_us:
+            self._preempt_until = now + self.params.preempt_delay_us
+        if self._in_fault():
+            cause, reason = self._fault_reason()
+            return [self._set_state(State.FAULT, cause, reason, now)]
+        if self.params.owner:
+            return self._become_master(now, Cause.OWNER, "address owner (priority 255)")
+        return self._become_backup(now, Cause.STARTUP, "startup")
+
+    def _on_timeout(self, now: int) -> list[Action]:
+        actions: list[Action] = []
+        if self._release_at is not None and self._release_at <= now:
+            actions += self._release(now)
+        if self._timer is not None and self._timer <= now:
+            if self._state is State.BACKUP:
+                # RFC 9568 §6.4.2: Master_Down_Timer fired.
+                cause = self._down_cause
+                reasons = {
+                    Cause.MASTER_DOWN: "no advertisement for Master_Down_Interval",
+                    Cause.MASTER_LEFT: "the master left (priority 0)",
+                    Cause.PREEMPT: "preempting a lower-priority master",
+                }
+                actions += self._become_master(now, cause, reasons[cause])
+            elif self._state is State.MASTER:
+                # RFC 9568 §6.4.3: Adver_Timer fired.
+                actions.append(self._advertise(self._effective_priority))
+                self._timer = now + timers.centiseconds(self.params.advert_interval_cs)
+        if self._state is State.MASTER:
+            if self._announce_at is not None and self._announce_at <= now:
+                self._announce_at = None
+                actions.append(Announce())
+            if self._refresh_at is not None and self._refresh_at <= now:
+                self._refresh_at = now + self.params.garp_refresh_us
+                actions.append(Announce())
+        return actions
+
+    def _on_advert(self, source: IPAddress, advert: Advertisement, now: int) -> list[Action]:
+        if advert.vrid != self.params.vrid or advert.family is not self.params.family:
+            return [self._drop(DropReason.UNKNOWN_VRID, source, f"VRID {advert.vrid}")]
+        if source == self.params.local_address:
+            return [self._drop(DropReason.OWN_ADVERT, source, "our own advertisement")]
+        if self.params.unicast_peers and source not in self.params.unicast_peers:
+            return [self._drop(DropReason.NOT_A_PEER, source, f"{source} is not in unicast_peers")]
+        self._received += 1
+        if advert.priority == 0:
+            self._zero_received += 1
+        actions: list[Action] = list(self._notices(source, advert))
+        if self._holding and self._state is not State.MASTER and advert.priority > 0:
+            # Graceful handover: the new master is advertising, our addresses can go.
+            actions += self._release(now)
+
+        if self._state is State.BACKUP:
+            actions += self._backup_advert(source, advert, now)
+        elif self._state is State.MASTER:
+            actions += self._master_advert(source, advert, now)
+        # Initialize and Fault ignore advertisements (keepalived's FAULT is silent).
+        return actions
+
+    def _backup_advert(self, source: IPAddress, advert: Advertisement, now: int) -> list[Action]:
+        # RFC 9568 §6.4.2
+        if advert.priority == 0:
+            self._start_down_timer(now, skew=True, cause=Cause.MASTER_LEFT)
+            self._master_address = None
+            self._master_priority = None
+            return []
+        preempt = self.params.preempt or self.params.owner
+        if advert.priority >= self._effective_priority:
+            self._preempt_until = None
+        delaying = (
+            self._delaying_preemption(now) if advert.priority < self._effective_priority else False
+        )
+        self._master_address = source
+        self._master_priority = advert.priority
+        if not preempt or advert.priority >= self._effective_priority or delaying:
+            self._master_adver_interval = timers.centiseconds(advert.max_advert_interval)
+            self._start_down_timer(now, skew=False, cause=Cause.MASTER_DOWN)
+        else:
+            # Discard; fast preemption (module docstring) arms the timer for Skew_Time.
+            skew = timers.skew_time(self._effective_priority, self._master_adver_interval)
+            if self._timer is None or now + skew < self._timer:
+                self._start_down_timer(now, skew=True, cause=Cause.PREEMPT)
+        return []
+
+    def _delaying_preemption(self, now: int) -> bool:
+        """keepalived's preempt_delay: accept a lower-priority master for a while."""
+        if not self.params.preempt_delay_us:
+            return False
+        if self._preempt_until is None:
+            self._preempt_until = now + self.params.preempt_delay_us
+        return now < self._preempt_until
+
+    def _master_advert(self, source: IPAddress, advert: Advertisement, now: int) -> list[Action]:
+        # RFC 9568 §6.4.3
+        interval = timers.centiseconds(self.params.advert_interval_cs)
+        if advert.priority == 0:
+            self._timer = now + interval
+            return [self._advertise(self._effective_priority)]
+        mine = self._effective_priority
+        if advert.priority > mine or (
+            advert.priority == mine and int(source) > int(self.params.local_address)
+        ):
+            self._master_adver_interval = timers.centiseconds(advert.max_advert_interval)
+            self._master_address = source
+            self._master_priority = advert.priority
+            return self._become_backup(
+                now,
+                Cause.HIGHER_PRIORITY,
+                f"{source} advertises priority {advert.priority} (ours {mine})",
+            )
+        # A lower priority: reassert at once and repeat announcements (heals split brain
+        # and stale ARP/ND caches; RFC 9568 §6.4.3 and keepalived).
+        self._timer = now + interval
+        return [self._advertise(mine), Announce()]
+
+    def _on_health(self, event: HealthChanged, now: int) -> list[Action]:
+        if not self.params.owner:
+            _check_range("priority", event.priority, 1, 254)
+            old_priority, self._effective_priority = self._effective_priority, event.priority
+        else:
+            old_priority = self._effective_priority
+        was_faulty = self._in_fault()
+        self._faults = event.faults
+        return self._after_health_change(was_faulty, old_priority, now, planned=False)
+
+    def _on_maintenance(self, on: bool, now: int) -> list[Action]:
+        was_faulty = self._in_fault()
+        self._maintenance = on
+        return self._after_health_change(was_faulty, self._effective_priority, now, planned=True)
+
+    def _after_health_change(
+        self, was_faulty: bool, old_priority: int, now: int, *, planned: bool
+    ) -> list[Action]:
+        if self._state is State.INITIALIZE:
+            return []  # recorded; Startup decides
+        actions: list[Action] = []
+        if self._faults and self._holding and self._state is not State.MASTER:
+            actions += self._release(now)  # a real fault ends a graceful handover at once
+        faulty = self._in_fault()
+        if faulty and not was_faulty:
+            cause, reason = self._fault_reason()
+            return actions + self._enter_fault(now, cause, reason, planned=planned)
+        if was_faulty and not faulty:
+            if self.params.owner:
+                return actions + self._become_master(now, Cause.RECOVERED, "faults cleared")
+            return actions + self._become_backup(now, Cause.RECOVERED, "faults cleared")
+        if self._effective_priority != old_priority:
+            if self._state is State.MASTER:
+                # A master advertises its new priority at once.
+                self._timer = now + timers.centiseconds(self.params.advert_interval_cs)
+                actions.append(self._advertise(self._effective_priority))
+            elif self._state is State.BACKUP:
+                # Skew_Time depends on our priority: recompute the running down timer.
+                self._start_down_timer(
+                    self._down_started, skew=self._down_is_skew, cause=self._down_cause
+                )
+        return actions
+
+    def _on_shutdown(self, immediate: bool, now: int) -> list[Action]:
+        # RFC 9568 §6.4.2/§6.4.3 Shutdown
+        if self._stopping:
+            return self._release(now) if immediate and self._holding else []
+        self._stopping = True
+        if self._state is State.INITIALIZE:
+            return []
+        actions: list[Action] = []
+        was_master = self._state is State.MASTER
+        if was_master:
+            actions.append(self._advertise(0))
+            self._leave_master()
+        actions.append(self._set_state(State.INITIALIZE, Cause.SHUTDOWN, "shutdown", now))
+        self._timer = None
+        if immediate or not self.params.graceful_handover:
+            actions += self._release(now)
+        elif was_master:
+            self._release_at = now + timers.release_timeout(self._master_adver_interval)
+        # else: a handover already under way (maintenance) keeps its release time.
+        return actions
+
+    # ------------------------------------------------------------------ transitions
+
+    def _become_master(self, now: int, cause: Cause, reason: str) -> list[Action]:
+        actions: list[Action] = [self._advertise(self._effective_priority)]
+        if not self._holding:
+            actions.append(InstallVirtual())
+            self._holding = True
+        self._release_at = None
+        actions.append(Announce())
+        self._timer = now + timers.centiseconds(self.params.advert_interval_cs)
+        self._master_adver_interval = timers.centiseconds(self.params.advert_interval_cs)
+        self._announce_at = now + self.params.garp_delay_us if self.params.garp_delay_us else None
+        self._refresh_at = (
+            now + self.params.garp_refresh_us if self.params.garp_refresh_us else None
+        )
+        self._master_address = self.params.local_address
+        self._master_priority = self._effective_priority
+        self._became_master += 1
+        actions.append(self._set_state(State.MASTER, cause, reason, now))
+        return actions
+
+    def _become_backup(self, now: int, cause: Cause, reason: str) -> list[Action]:
+        actions: list[Action] = []
+        self._leave_master()
+        if self._holding:
+            actions += self._release(now)
+        self._start_down_timer(now, skew=False, cause=Cause.MASTER_DOWN)
+        actions.append(self._set_state(State.BACKUP, cause, reason, now))
+        return actions
+
+    def _enter_fault(self, now: int, cause: Cause, reason: str, *, planned: bool) -> list[Action]:
+        actions: list[Action] = []
+        if self._state is State.MASTER:
+            actions.append(self._advertise(0))
+            self._leave_master()
+            if planned and self.params.graceful_handover:
+                self._release_at = now + timers.release_timeout(self._master_adver_interval)
+            else:
+                actions += self._release(now)
+        elif self._holding and not planned:
+            actions += self._release(now)
+        self._timer = None
+        self._master_address = None
+        self._master_priority = None
+        actions.append(self._set_state(State.FAULT, cause, reason, now))
+        return actions
+
+    def _leave_master(self) -> None:
+        self._timer = None
+        self._announce_at = None
+        self._refresh_at = None
+
+    def _release(self, now: int) -> list[Action]:
+        self._release_at = None
+        if not self._holding:
+            return []
+        self._holding = False
+        return [RemoveVirtual()]
+
+    def _start_down_timer(self, start: int, *, skew: bool, cause: Cause) -> None:
+        self._down_started = start
+        self._down_is_skew = skew
+        self._down_cause = cause
+        interval = self._master_adver_interval
+        if skew:
+            self._timer = start + timers.skew_time(self._effective_priority, interval)
+        else:
+            self._timer = start + timers.master_down_interval(self._effective_priority, interval)
+
+    def _set_state(self, new: State, cause: Cause, reason: str, now: int) -> StateChanged:
+        old, self._state = self._state, new
+        self._state_since = now
+        return StateChanged(old, new, cause, reason, self._effective_priority)
+
+    def _advertise(self, priority: int) -> SendAdvert:
+        self._sent += 1
+        if priority == 0:
+            self._zero_sent += 1
+        return SendAdvert(
+            Advertisement(
+                vrid=self.params.vrid,
+                priority=priority,
+                max_advert_interval=self.params.advert_interval_cs,
+                addresses=self.params.addresses,
+            )
+        )
+
+    def _drop(self, reason: DropReason, source: IPAddress, detail: str) -> Dropped:
+        self._drops[reason] += 1
+        return Dropped(reason, source, detail)
+
+    def _notices(self, source: IPAddress, advert: Advertisement) -> list[Notice]:
+        notices = []
+        if set(advert.addresses) != set(self.params.addresses):
+            notices.append(
+                Notice(
+                    NoticeKind.ADDRESS_MISMATCH,
+                    source,
+                    f"advertises {', '.join(map(str, advert.addresses))} for VRID "
+                    f"{advert.vrid}, we have {', '.join(map(str, self.params.addresses))}: "
+                    "a misconfiguration or another cluster using the same VRID",
+                )
+            )
+        if advert.max_advert_interval != self.params.advert_interval_cs and advert.priority:
+            notices.append(
+                Notice(
+                    NoticeKind.INTERVAL_MISMATCH,
+                    source,
+                    f"advertises every {advert.max_advert_interval / 100:g} s, "
+                    f"we are configured for {self.params.advert_interval_cs / 100:g} s",
+                )
+            )
+        if self.params.owner and advert.priority == OWNER_PRIORITY:
+            notices.append(
+                Notice(
+                    NoticeKind.OWNER_CONFLICT,
+                    source,
+                    "also claims to own the addresses (priority 255)",
+                )
+            )
+        return notices
