@@ -8,6 +8,7 @@ does no I/O. Everything a peer can get wrong is reported as a :class:`DecodeErro
 from __future__ import annotations
 
 import enum
+import struct
 from ipaddress import IPv4Address, IPv6Address
 
 import attrs
@@ -96,3 +97,382 @@ class Advertisement:
     @property
     def family(self) -> Family:
         return Family.of(self.addresses[0])
+
+
+# The checksum arithmetic below relies on one identity: 2**16 ≡ 1 (mod 0xFFFF), so the ones'
+# complement sum of a run of 16-bit big-endian words (RFC 1071) is congruent to the run read as
+# one big integer, and to the sum of any word-aligned pieces of it read as integers. An IPv4
+# address's integer value therefore already is the sum of its two words, an IPv6 address's of
+# its eight, and the whole message plus pseudo-header reduces to one ``% 0xFFFF``. The only
+# value the congruence cannot tell apart is 0x0000 from 0xFFFF (ones' complement's two zeros):
+# a non-empty sum of words that are not all zero is never 0, so a total ≡ 0 means 0xFFFF.
+_ONES = 0xFFFF
+
+_HEADER = struct.Struct("!BBBBHH")  # version/type, VRID, priority, count, rsvd/interval, checksum
+_HEADER_SIZE = 8
+_VERSION_TYPE = (VRRP_VERSION << 4) | ADVERTISEMENT  # 0x31
+_INTERVAL_MASK = 0x0FFF  # the top 4 bits of that word are reserved (RFC 9568 §5.2.6)
+_MAX_INTERVAL = 4095
+_IPV4_ADDRESS_SIZE = 4
+_IPV6_ADDRESS_SIZE = 16
+_LINK_LOCAL_TOP_BITS = 0x3FA  # fe80::/10: the top 10 bits of the address
+
+
+# Precompiled (un)packers for 0..255 addresses, indexed by count, so that no call compiles a
+# format: IPv4 addresses as 32-bit words, IPv6 ones as pairs of 64-bit halves.
+_IPV4_ADDRESSES = tuple(struct.Struct(f"!{n}I") for n in range(256))
+_IPV6_HALVES = tuple(struct.Struct(f"!{2 * n}Q") for n in range(256))
+
+
+def internet_checksum(data: bytes) -> int:
+    """The RFC 1071 Internet checksum of ``data`` (an odd length is padded with a zero byte).
+
+    Returns the value to put in a checksum field: the ones' complement of the ones' complement
+    sum of the 16-bit words. Data whose words are all zero gives 0xFFFF, as RFC 1071 does.
+    """
+    total = int.from_bytes(data, "big")
+    if len(data) & 1:
+        total <<= 8  # pad to a whole word at the end, not the start
+    if total == 0:
+        return _ONES
+    return -total % _ONES
+
+
+def _fold(total: int) -> int:
+    """The checksum field value for a nonzero sum of words taken modulo 0xFFFF."""
+    return -total % _ONES
+
+
+def _pseudo_header_sum(source: IPAddress, destination: IPAddress, length: int) -> int:
+    """The word sum of the IPv4 (src, dst, 0, 112, length) or the RFC 8200 §8.1 IPv6
+    (src, dst, 32-bit length, 3 zero bytes, next header 112) pseudo-header.
+
+    Both reduce to the same sum: each address's integer value, the length (a 16-bit word for
+    IPv4, a 32-bit one with a zero upper word for IPv6, since a VRRP message is < 65536 bytes)
+    and the protocol number in the low byte of a word.
+    """
+    return int(source) + int(destination) + VRRP_PROTOCOL + length
+
+
+def _checksum_covers_pseudo_header(family: Family, checksum_mode: ChecksumMode) -> bool:
+    # RFC 9568 §5.2.8; protocol.md "Checksum": IPv6 always includes it.
+    return family is Family.IPV6 or checksum_mode is ChecksumMode.PSEUDO_HEADER
+
+
+def encode(
+    advert: Advertisement,
+    *,
+    source: IPAddress,
+    destination: IPAddress,
+    checksum_mode: ChecksumMode = ChecksumMode.PSEUDO_HEADER,
+) -> bytes:
+    """The VRRPv3 ADVERTISEMENT message for ``advert`` (what follows the IP header).
+
+    ``source`` and ``destination`` are the IP header's addresses: the checksum covers them in
+    the pseudo-header (always for IPv6, for IPv4 unless ``checksum_mode`` is MESSAGE_ONLY).
+    In unicast mode ``destination`` is the peer the message is sent to.
+
+    Raises ValueError for an advertisement that breaks RFC 9568 §5.2: that is a bug of ours
+    (configuration validation should have caught it), never something a peer can cause.
+    """
+    vrid = advert.vrid
+    priority = advert.priority
+    interval = advert.max_advert_interval
+    addresses = advert.addresses
+    if not 1 <= vrid <= 255:  # RFC 9568 §5.2.3
+        raise ValueError(f"VRID {vrid} is outside 1..255")
+    if not 0 <= priority <= 255:  # §5.2.4
+        raise ValueError(f"priority {priority} is outside 0..255")
+    if not 1 <= interval <= _MAX_INTERVAL:  # §5.2.7: 12 bits of centiseconds, never 0
+        raise ValueError(f"max advert interval {interval} cs is outside 1..{_MAX_INTERVAL}")
+    count = len(addresses)
+    if not 1 <= count <= 255:  # §5.2.5: an 8-bit count of at least one address
+        raise ValueError(f"an advertisement carries 1..255 addresses, not {count}")
+    kind = type(addresses[0])
+    if not all(type(address) is kind for address in addresses):
+        raise ValueError(f"addresses of both families in one advertisement: {addresses}")
+    if type(source) is not kind or type(destination) is not kind:
+        raise ValueError(
+            f"source {source} and destination {destination} are not of the family of the"
+            f" advertised addresses ({addresses[0]})"
+        )
+    values = [int(address) for address in addresses]
+    if kind is IPv4Address:
+        body = _IPV4_ADDRESSES[count].pack(*values)
+        pseudo = checksum_mode is ChecksumMode.PSEUDO_HEADER
+    else:
+        if values[0] >> 118 != _LINK_LOCAL_TOP_BITS:  # §5.2.9: peers drop anything else
+            raise ValueError(f"the first IPv6 address {addresses[0]} is not link-local")
+        halves: list[int] = []
+        for value in values:
+            halves.append(value >> 64)
+            halves.append(value & 0xFFFF_FFFF_FFFF_FFFF)
+        body = _IPV6_HALVES[count].pack(*halves)
+        pseudo = True
+    # The header words' sum, the checksum word taken as zero: see _ONES for why the address
+    # integers can be added as they are.
+    total = (_VERSION_TYPE << 8 | vrid) + (priority << 8 | count) + interval + sum(values)
+    if pseudo:
+        total += _pseudo_header_sum(source, destination, _HEADER_SIZE + len(body))
+    header = _HEADER.pack(_VERSION_TYPE, vrid, priority, count, interval, _fold(total))
+    return header + body
+
+
+def peek_vrid(message: bytes) -> int | None:
+    """The VRID byte of a VRRP message, or None if it is too short to have one.
+
+    For demultiplexing to a virtual router before the full :func:`decode`; nothing is
+    validated, so the answer may belong to garbage.
+    """
+    return message[1] if len(message) > 1 else None
+
+
+def _version_detail(version: int, source: IPAddress) -> str:
+    if version == 2:
+        # The migration trap: keepalived speaks VRRPv2 unless told otherwise, and a v2 peer
+        # on the segment never elects with us, so both sides end up master.
+        return (
+            f"{source} sent a VRRPv2 advertisement; pyvrrp speaks VRRPv3 only (RFC 9568)."
+            " keepalived defaults to VRRPv2 for IPv4: add `version 3` to its vrrp_instance"
+            " or `vrrp_version 3` to its global_defs"
+        )
+    return f"{source} sent VRRP version {version}; only version {VRRP_VERSION} is supported"
+
+
+def _checksum_detail(
+    message: bytes,
+    *,
+    length: int,
+    source: IPAddress,
+    destination: IPAddress,
+    checksum_mode: ChecksumMode,
+    family: Family,
+) -> str:
+    """Expected and received values, plus the likely cause when another convention matches."""
+    received = int.from_bytes(message[6:8], "big")
+    words = int.from_bytes(message[:6] + message[8:length], "big")
+    with_pseudo = _fold(words + _pseudo_header_sum(source, destination, length))
+    message_only = _fold(words)
+    expected = (
+        with_pseudo if _checksum_covers_pseudo_header(family, checksum_mode) else message_only
+    )
+    detail = f"{source} sent checksum 0x{received:04x}, 0x{expected:04x} expected"
+    # A mismatch between two correctly working routers is a configuration mismatch; say which.
+    if family is Family.IPV4 and expected != received:
+        if checksum_mode is ChecksumMode.PSEUDO_HEADER and message_only == received:
+            detail += (
+                "; the sender checksums the message only (RFC 9568 as written, Cisco, Juniper):"
+                ' set ipv4_checksum = "message-only"'
+            )
+        elif checksum_mode is ChecksumMode.MESSAGE_ONLY and with_pseudo == received:
+            detail += (
+                "; the sender includes the IPv4 pseudo-header (keepalived, FRR):"
+                ' set ipv4_checksum = "pseudo-header"'
+            )
+        elif (
+            checksum_mode is ChecksumMode.PSEUDO_HEADER
+            and destination != IPV4_MULTICAST
+            and _fold(words + _pseudo_header_sum(source, IPV4_MULTICAST, length)) == received
+        ):
+            detail += (
+                f"; the sender's pseudo-header uses {IPV4_MULTICAST}, not the unicast"
+                f" destination {destination} (keepalived's unicast_chksum_compat)"
+            )
+    return detail
+
+
+def decode(
+    message: bytes,
+    *,
+    source: IPAddress,
+    destination: IPAddress,
+    ttl: int,
+    checksum_mode: ChecksumMode = ChecksumMode.PSEUDO_HEADER,
+) -> Advertisement:
+    """Validate a received VRRP message (what follows the IP header) and decode it.
+
+    ``source``, ``destination`` and ``ttl`` come from the IP header (for IPv6 from the
+    ancillary data: destination from IPV6_PKTINFO, ttl from IPV6_HOPLIMIT); they are trusted,
+    and ``source`` gives the family. In unicast mode ``destination`` is the actual unicast
+    destination, which the sender's pseudo-header covers too.
+
+    Raises :class:`DecodeError` for a packet RFC 9568 §7.1 says to discard, and never anything
+    else whatever ``message`` holds. Not discarded: reserved bits set (ignored), an address list
+    unlike ours (the caller compares and logs), and trailing bytes after the addresses.
+
+    Trailing bytes: keepalived and FRR checksum exactly 8 + count x address size bytes with
+    that length in the pseudo-header, so padding after the addresses is outside their checksum;
+    a sender could instead cover the whole message. Both are accepted: the addresses-only form
+    is tried first and, only when there are trailing bytes and it fails, the whole-message
+    form. The padding itself is ignored. :func:`encode` never pads.
+    """
+    if ttl != VRRP_TTL:  # RFC 9568 §7.1: only a neighbour on the link can have sent it
+        raise DecodeError(DropReason.TTL, f"{source} sent with TTL/hop limit {ttl}, not {VRRP_TTL}")
+    size = len(message)
+    if size < _HEADER_SIZE:
+        raise DecodeError(
+            DropReason.TOO_SHORT,
+            f"{source} sent {size} bytes, shorter than the {_HEADER_SIZE}-byte VRRP header",
+        )
+    version_type, vrid, priority, count, interval, _checksum = _HEADER.unpack_from(message)
+    if version_type != _VERSION_TYPE:
+        if version_type >> 4 != VRRP_VERSION:
+            raise DecodeError(DropReason.VERSION, _version_detail(version_type >> 4, source))
+        raise DecodeError(
+            DropReason.TYPE,
+            f"{source} sent VRRP type {version_type & 0x0F}, not {ADVERTISEMENT} (ADVERTISEMENT)",
+        )
+    if count == 0:  # §5.2.5; protocol.md: discard, at least one address
+        raise DecodeError(DropReason.COUNT_ZERO, f"{source} sent an advertisement with no address")
+    if type(source) is IPv4Address:
+        family = Family.IPV4
+        length = _HEADER_SIZE + _IPV4_ADDRESS_SIZE * count
+    else:
+        family = Family.IPV6
+        length = _HEADER_SIZE + _IPV6_ADDRESS_SIZE * count
+    if size < length:
+        raise DecodeError(
+            DropReason.TOO_SHORT,
+            f"{source} sent {size} bytes for {count} {family.name} addresses, {length} needed",
+        )
+    interval &= _INTERVAL_MASK  # reserved bits: ignored on receive (§5.2.6)
+    if interval == 0:
+        raise DecodeError(
+            DropReason.INTERVAL_ZERO, f"{source} sent a max advert interval of 0 centiseconds"
+        )
+    # Checksum verification: a correct message sums (with its checksum) to 0xFFFF, i.e. to a
+    # nonzero multiple of 0xFFFF here; the version byte makes the sum nonzero (see _ONES).
+    total = int.from_bytes(message[:length] if size != length else message, "big")
+    pseudo = _checksum_covers_pseudo_header(family, checksum_mode)
+    if pseudo:
+        total += _pseudo_header_sum(source, destination, length)
+    if total % _ONES and not (
+        size > length and _checksums_with_padding(message, source, destination, pseudo=pseudo)
+    ):
+        raise DecodeError(
+            DropReason.CHECKSUM,
+            _checksum_detail(
+                message,
+                length=length,
+                source=source,
+                destination=destination,
+                checksum_mode=checksum_mode,
+                family=family,
+            ),
+        )
+    if family is Family.IPV4:
+        addresses: tuple[IPAddress, ...] = tuple(
+            map(IPv4Address, _IPV4_ADDRESSES[count].unpack_from(message, _HEADER_SIZE))
+        )
+    else:
+        halves = _IPV6_HALVES[count].unpack_from(message, _HEADER_SIZE)
+        if halves[0] >> 54 != _LINK_LOCAL_TOP_BITS:  # RFC 9568 §5.2.9, §7.1
+            raise DecodeError(
+                DropReason.NOT_LINK_LOCAL,
+                f"{source} sent an IPv6 advertisement whose first address"
+                f" {IPv6Address(halves[0] << 64 | halves[1])} is not link-local",
+            )
+        addresses = tuple(
+            IPv6Address(halves[i] << 64 | halves[i + 1]) for i in range(0, 2 * count, 2)
+        )
+    return Advertisement(
+        vrid=vrid, priority=priority, max_advert_interval=interval, addresses=addresses
+    )
+
+
+def _checksums_with_padding(
+    message: bytes, source: IPAddress, destination: IPAddress, *, pseudo: bool
+) -> bool:
+    """Whether the checksum is right over the whole message, trailing bytes included."""
+    size = len(message)
+    total = int.from_bytes(message, "big")
+    if size & 1:
+        total <<= 8
+    if pseudo:
+        total += _pseudo_header_sum(source, destination, size)
+    return total % _ONES == 0
+
+
+@attrs.frozen
+class IPv4Datagram:
+    """The parts of a received IPv4 datagram that VRRP needs (IPv4 raw sockets deliver the
+    IP header, protocol.md "Practical Linux notes")."""
+
+    source: IPv4Address
+    destination: IPv4Address
+    ttl: int
+    payload: bytes
+
+
+_IPV4_HEADER = struct.Struct("!BBHHHBBHII")  # RFC 791 §3.1, without options
+_IPV4_HEADER_SIZE = 20
+_IPV4_VERSION_IHL = 0x45
+_IPV4_TOS = 0xC0  # precedence "internetwork control", as keepalived sends
+
+
+def parse_ipv4(datagram: bytes) -> IPv4Datagram:
+    """Split a received IPv4 datagram carrying VRRP into its addresses, TTL and payload.
+
+    Raises ``DecodeError(DropReason.IP_HEADER, ...)`` for anything that is not a well-formed
+    IPv4 header carrying protocol 112, and nothing else for any input. A total length shorter
+    than the data (link-layer padding) truncates the payload to it. The header checksum is not
+    checked: the kernel has already dropped datagrams whose header checksum is wrong.
+    """
+    size = len(datagram)
+    if size < _IPV4_HEADER_SIZE:
+        raise DecodeError(
+            DropReason.IP_HEADER, f"{size} bytes, shorter than an IPv4 header (20 bytes)"
+        )
+    version_ihl, _tos, total_length, _id, _frag, ttl, protocol, _checksum, source, destination = (
+        _IPV4_HEADER.unpack_from(datagram)
+    )
+    if version_ihl >> 4 != 4:
+        raise DecodeError(DropReason.IP_HEADER, f"IP version {version_ihl >> 4}, not 4")
+    header_length = (version_ihl & 0x0F) * 4
+    if header_length < _IPV4_HEADER_SIZE:
+        raise DecodeError(
+            DropReason.IP_HEADER, f"IPv4 header length {header_length} bytes, less than 20"
+        )
+    if header_length > size:
+        raise DecodeError(
+            DropReason.IP_HEADER,
+            f"IPv4 header length {header_length} bytes, longer than the {size}-byte datagram",
+        )
+    if total_length > size:
+        raise DecodeError(
+            DropReason.IP_HEADER,
+            f"IPv4 total length {total_length} bytes, longer than the {size} bytes received",
+        )
+    if total_length < header_length:
+        raise DecodeError(
+            DropReason.IP_HEADER,
+            f"IPv4 total length {total_length} bytes, shorter than its {header_length}-byte header",
+        )
+    if protocol != VRRP_PROTOCOL:
+        raise DecodeError(
+            DropReason.IP_HEADER, f"IP protocol {protocol}, not {VRRP_PROTOCOL} (VRRP)"
+        )
+    return IPv4Datagram(
+        source=IPv4Address(source),
+        destination=IPv4Address(destination),
+        ttl=ttl,
+        payload=datagram[header_length:total_length],
+    )
+
+
+def build_ipv4(
+    payload: bytes, *, source: IPv4Address, destination: IPv4Address, ttl: int = VRRP_TTL
+) -> bytes:
+    """An IPv4 datagram carrying ``payload`` as protocol 112, with a valid header checksum.
+
+    For tests and in-memory networks: on a real host the kernel builds the header.
+    """
+    total_length = _IPV4_HEADER_SIZE + len(payload)
+    if total_length > 0xFFFF:
+        raise ValueError(f"a {len(payload)}-byte payload does not fit in an IPv4 datagram")
+    if not 0 <= ttl <= 255:
+        raise ValueError(f"TTL {ttl} is outside 0..255")
+    fields = (_IPV4_VERSION_IHL, _IPV4_TOS, total_length, 0, 0, ttl, VRRP_PROTOCOL)
+    header = _IPV4_HEADER.pack(*fields, 0, int(source), int(destination))
+    checksum = internet_checksum(header)
+    return _IPV4_HEADER.pack(*fields, checksum, int(source), int(destination)) + payload
