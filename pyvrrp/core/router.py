@@ -98,6 +98,10 @@ class RouterParams:
         _check_range("vrid", self.vrid, 1, 255)
         _check_range("priority", self.priority, 1, 255)
         _check_range("advert_interval_cs", self.advert_interval_cs, 1, 4095)
+        # A negative delay would put deadlines in the past forever (a busy loop).
+        for name in ("preempt_delay_us", "garp_delay_us", "garp_refresh_us"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative, not {getattr(self, name)}")
         if not self.addresses:
             raise ValueError("a virtual router needs at least one address")
         families = {a.version for a in self.addresses} | {self.local_address.version}
@@ -400,16 +404,22 @@ class VirtualRouter:
     def _after_health_change(
         self, was_faulty: bool, old_priority: int, now: int, *, planned: bool
     ) -> list[Action]:
-        if self._state is State.INITIALIZE:
-            return []  # recorded; Startup decides
         actions: list[Action] = []
         if self._faults and self._holding and self._state is not State.MASTER:
-            actions += self._release(now)  # a real fault ends a graceful handover at once
+            # A real fault ends a graceful handover at once, a shutdown's (Initialize) too.
+            actions += self._release(now)
+        if self._state is State.INITIALIZE:
+            return actions  # recorded; Startup decides
         faulty = self._in_fault()
         if faulty and not was_faulty:
             cause, reason = self._fault_reason()
             return actions + self._enter_fault(now, cause, reason, planned=planned)
         if was_faulty and not faulty:
+            # Leaving FAULT is a restart, as keepalived does it: our own interval until a
+            # master teaches us its own (RFC 9568 §6.4.1), and preempt_delay runs anew.
+            self._master_adver_interval = timers.centiseconds(self.params.advert_interval_cs)
+            if self.params.preempt_delay_us:
+                self._preempt_until = now + self.params.preempt_delay_us
             if self.params.owner:
                 return actions + self._become_master(now, Cause.RECOVERED, "faults cleared")
             return actions + self._become_backup(now, Cause.RECOVERED, "faults cleared")
@@ -417,6 +427,7 @@ class VirtualRouter:
             if self._state is State.MASTER:
                 # A master advertises its new priority at once.
                 self._timer = now + timers.centiseconds(self.params.advert_interval_cs)
+                self._master_priority = self._effective_priority
                 actions.append(self._advertise(self._effective_priority))
             elif self._state is State.BACKUP:
                 # Skew_Time depends on our priority: recompute the running down timer.
@@ -437,13 +448,14 @@ class VirtualRouter:
         if was_master:
             actions.append(self._advertise(0))
             self._leave_master()
-        actions.append(self._set_state(State.INITIALIZE, Cause.SHUTDOWN, "shutdown", now))
         self._timer = None
         if immediate or not self.params.graceful_handover:
             actions += self._release(now)
         elif was_master:
             self._release_at = now + timers.release_timeout(self._master_adver_interval)
         # else: a handover already under way (maintenance) keeps its release time.
+        # The state change (the STOP notification) comes after any removal, as in keepalived.
+        actions.append(self._set_state(State.INITIALIZE, Cause.SHUTDOWN, "shutdown", now))
         return actions
 
     # ------------------------------------------------------------------ transitions

@@ -182,9 +182,13 @@ class SimLan:
         deadline = node.router.deadline()
         if deadline is None:
             node.scheduled = None
-        elif deadline != node.scheduled:
-            node.scheduled = deadline
-            self._push(max(deadline, now), node.name, Timeout())
+            return
+        # A deadline already past (a priority change shortening a running timer) fires now,
+        # as the runtime's max(deadline, clock) does; remember the time it is queued for.
+        at = max(deadline, now)
+        if at != node.scheduled:
+            node.scheduled = at
+            self._push(at, node.name, Timeout())
 
     def _broadcast(self, sender: SimNode, action: SendAdvert) -> None:
         params = sender.router.params
