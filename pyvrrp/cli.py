@@ -16,8 +16,8 @@ import sys
 from collections.abc import Callable
 
 from pyvrrp import __version__
-from pyvrrp.configfile import ConfigFileError, check_environment, load
-from pyvrrp.core.config import DEFAULT_CONTROL_SOCKET, ConfigError, Problem, summary
+from pyvrrp.configfile import check_environment, load, problem_lines
+from pyvrrp.core.config import DEFAULT_CONTROL_SOCKET, ConfigError, summary
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -82,36 +82,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _print_problems(file: str, problems: list[Problem] | tuple[Problem, ...]) -> None:
-    for problem in problems:
-        print(f"{file}: {problem}", file=sys.stderr)
+def _print_lines(lines: list[str]) -> None:
+    for line in lines:
+        print(line, file=sys.stderr)
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
     file: str = args.config
     try:
         config = load(file)
-    except ConfigFileError as error:
-        # The problem's path is already the file name.
-        for problem in error.problems:
-            print(problem, file=sys.stderr)
-        return EXIT_CONFIG
     except ConfigError as error:
-        _print_problems(file, error.problems)
+        _print_lines(problem_lines(file, error))
         return EXIT_CONFIG
     problems = check_environment(config)
     if problems:
-        _print_problems(file, problems)
+        _print_lines(problem_lines(file, problems))
         return EXIT_CONFIG
     print(f"{file}: OK: {summary(config)}")
     return EXIT_OK
 
 
 def _run_daemon(args: argparse.Namespace) -> int:
-    """Run the daemon in the foreground (``pyvrrp -c node.toml``). Not written yet."""
-    del args
-    print("pyvrrp: the daemon is not available yet", file=sys.stderr)
-    return EXIT_FAILURE
+    """Run the daemon in the foreground (``pyvrrp -c node.toml``)."""
+    from pyvrrp.runtime.daemon import run_daemon  # trio and pyroute2 only when needed
+
+    return run_daemon(args.config)
 
 
 # Subcommands that need -c FILE.

@@ -28,7 +28,7 @@ from pyvrrp.core.config import (
     parse_node,
 )
 
-__all__ = ["ConfigError", "ConfigFileError", "check_environment", "load"]
+__all__ = ["ConfigError", "ConfigFileError", "check_environment", "load", "problem_lines"]
 
 
 _KEEPALIVED_CONF = re.compile(r"^\s*(vrrp_instance|vrrp_script|global_defs)\s", re.MULTILINE)
@@ -36,6 +36,14 @@ _KEEPALIVED_CONF = re.compile(r"^\s*(vrrp_instance|vrrp_script|global_defs)\s", 
 
 class ConfigFileError(ConfigError):
     """The file could not be read as TOML at all; its one problem's path is the file name."""
+
+
+def problem_lines(file: str | os.PathLike[str], problems: ConfigError | list[Problem]) -> list[str]:
+    """One line per problem, each starting with the file name (once)."""
+    if isinstance(problems, ConfigFileError):
+        return [str(problem) for problem in problems.problems]
+    items = problems.problems if isinstance(problems, ConfigError) else problems
+    return [f"{os.fspath(file)}: {problem}" for problem in items]
 
 
 def _file_problem(name: str, message: str) -> ConfigFileError:

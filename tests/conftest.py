@@ -12,7 +12,6 @@ import os
 import shutil
 import subprocess
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,7 +33,9 @@ def netns_unavailable_reason() -> str | None:
     if shutil.which("ip") is None:
         return "the `ip` command (Debian package iproute2) is missing"
     name = f"pyvrrp-probe-{uuid.uuid4().hex[:8]}"
-    created = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
+    created = subprocess.run(
+        ["ip", "netns", "add", name], capture_output=True, text=True, check=False
+    )
     if created.returncode != 0:
         return f"cannot create a network namespace: {created.stderr.strip()}"
     subprocess.run(["ip", "netns", "delete", name], capture_output=True, check=False)
@@ -42,11 +43,10 @@ def netns_unavailable_reason() -> str | None:
 
 
 @pytest.fixture(autouse=True)
-def _netns_guard(request: pytest.FixtureRequest) -> Iterator[None]:
+def _netns_guard(request: pytest.FixtureRequest) -> None:
     if request.node.get_closest_marker("netns") is not None:
         reason = netns_unavailable_reason()
         if reason is not None:
             if os.environ.get("PYVRRP_REQUIRE_NETNS") == "1":
                 pytest.fail(f"{reason} (PYVRRP_REQUIRE_NETNS=1 forbids skipping)")
             pytest.skip(reason)
-    yield

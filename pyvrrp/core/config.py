@@ -204,6 +204,7 @@ class InstanceConfig:
     garp_delay_us: int = 5 * US_PER_SECOND
     garp_refresh_us: int = 0
     notify_user: str | None = None
+    graceful_handover: bool = True
 
     @property
     def family(self) -> Family:
@@ -415,6 +416,7 @@ _INSTANCE_KEYS = (
     "garp_repeat",
     "garp_delay",
     "garp_refresh",
+    "graceful_handover",
 )
 _ADDRESS_KEYS = ("address", "dev", "label", "scope")
 _TRACK_KEYS = ("name", "weight")
@@ -1208,6 +1210,7 @@ def _parse_instance(
     garp_repeat = t.get("garp_repeat", _integer(1, 100), 5)
     garp_delay = t.get("garp_delay", _seconds(MAX_SECONDS), 5 * US_PER_SECOND)
     garp_refresh = t.get("garp_refresh", _seconds(MAX_SECONDS), 0)
+    graceful_handover = t.get("graceful_handover", _boolean, True)
 
     if priority == OWNER_PRIORITY:
         _check_owner(ctx, track_interfaces, track_scripts, scripts, explicit="priority" in data)
@@ -1255,6 +1258,7 @@ def _parse_instance(
         garp_delay_us=_ok(garp_delay),
         garp_refresh_us=_ok(garp_refresh),
         notify_user=_ok(notify_user),
+        graceful_handover=_ok(graceful_handover),
     ), draft
 
 

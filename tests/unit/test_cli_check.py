@@ -137,11 +137,14 @@ def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
     assert "check" in capsys.readouterr().out
 
 
-def test_daemon_mode_is_dispatched_to_run_daemon(
+def test_daemon_refuses_an_invalid_configuration_with_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["-c", write(tmp_path, VALID)]) == 1
-    assert capsys.readouterr().err == "pyvrrp: the daemon is not available yet\n"
+    path = write(tmp_path, VALID.replace("vrid = 58", "vrid = 300"))
+    assert main(["-c", path]) == 2
+    err = capsys.readouterr().err
+    assert "instances.vip58.vrid: 300 is out of range 1..255" in err
+    assert "Traceback" not in err
 
 
 def run_module(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

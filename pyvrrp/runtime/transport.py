@@ -1,0 +1,200 @@
+"""Raw VRRP sockets: one per (interface, address family), shared by every instance on it.
+
+IPv4 uses IP_HDRINCL so that the source address (which the IPv4 pseudo-header checksum
+covers) and the TTL of 255 are exactly what we chose; IPv6 sets the source with IPV6_PKTINFO
+and hop limits with socket options, and reads the hop limit and destination from ancillary
+data (IPv6 raw sockets do not deliver the IP header). Both sockets are bound to their
+device, join the VRRP group on that interface only when an instance on it uses multicast,
+and have multicast loopback off (our own advertisements are still dropped by address).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import socket
+import struct
+from ipaddress import IPv4Address, IPv6Address, ip_address
+from typing import Protocol
+
+import attrs
+import trio
+
+from pyvrrp.core.packet import (
+    VRRP_PROTOCOL,
+    VRRP_TTL,
+    DecodeError,
+    DropReason,
+    Family,
+    IPAddress,
+    build_ipv4,
+    parse_ipv4,
+)
+from pyvrrp.runtime.errors import EnvironmentProblem
+
+# Linux constants the socket module may not name.
+IP_MULTICAST_ALL = getattr(socket, "IP_MULTICAST_ALL", 49)
+IPV6_MULTICAST_ALL = 29
+RECEIVE_BUFFER = 1 << 20
+
+
+@attrs.frozen
+class ReceivedPacket:
+    """A VRRP message as received: the bytes after the IP header and what the header said."""
+
+    message: bytes
+    source: IPAddress
+    destination: IPAddress
+    ttl: int
+
+
+class Transport(Protocol):
+    """Sends and receives VRRP messages on one interface for one address family."""
+
+    interface: str
+    family: Family
+
+    async def send(self, message: bytes, source: IPAddress, destination: IPAddress) -> None:
+        """Send one VRRP message; transient failures are counted, not raised."""
+
+    async def receive(self) -> ReceivedPacket:
+        """Wait for the next message; raises DecodeError for a malformed IP header."""
+
+    def close(self) -> None: ...
+
+
+class TransportFactory(Protocol):
+    def __call__(self, interface: str, family: Family, *, multicast: bool) -> Transport: ...
+
+
+@attrs.define
+class TransportStatistics:
+    sent: int = 0
+    send_errors: int = 0
+    last_send_error: str | None = None
+
+
+def _environment_error(exc: OSError, what: str, interface: str) -> EnvironmentProblem:
+    if exc.errno in (errno.EPERM, errno.EACCES):
+        return EnvironmentProblem(
+            f"cannot {what} on {interface}: permission denied; pyvrrp needs CAP_NET_RAW and "
+            "CAP_NET_ADMIN (run as root, or set AmbientCapabilities=CAP_NET_RAW CAP_NET_ADMIN "
+            "in the systemd unit)"
+        )
+    if exc.errno in (errno.EAFNOSUPPORT, errno.EPROTONOSUPPORT):
+        return EnvironmentProblem(
+            f"cannot {what} on {interface}: the address family is not available "
+            "(is IPv6 disabled on this host? net.ipv6.conf.all.disable_ipv6)"
+        )
+    if exc.errno in (errno.ENODEV, errno.ENXIO):
+        return EnvironmentProblem(f"cannot {what}: interface {interface} does not exist")
+    return EnvironmentProblem(f"cannot {what} on {interface}: {exc.strerror or exc}")
+
+
+class RawTransport:
+    """The real thing: a raw IP protocol 112 socket bound to one interface."""
+
+    def __init__(self, interface: str, family: Family, *, multicast: bool) -> None:
+        self.interface = interface
+        self.family = family
+        self.statistics = TransportStatistics()
+        try:
+            self._ifindex = socket.if_nametoindex(interface)
+        except OSError:
+            raise EnvironmentProblem(
+                f"interface {interface} does not exist (check `ip link show {interface}`)"
+            ) from None
+        af = socket.AF_INET if family is Family.IPV4 else socket.AF_INET6
+        try:
+            sock = trio.socket.socket(af, socket.SOCK_RAW, VRRP_PROTOCOL)
+        except OSError as exc:
+            raise _environment_error(exc, "open a raw VRRP socket", interface) from None
+        self._sock = sock
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+            if family is Family.IPV4:
+                self._setup_ipv4(multicast)
+            else:
+                self._setup_ipv6(multicast)
+        except OSError as exc:
+            sock.close()
+            raise _environment_error(exc, "set up the VRRP socket", interface) from None
+
+    def _setup_ipv4(self, multicast: bool) -> None:
+        s = self._sock
+        s.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
+        mreqn = struct.pack("4s4si", Family.IPV4.multicast_group.packed, b"\0" * 4, self._ifindex)
+        s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, mreqn)
+        s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
+        s.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)
+        if multicast:
+            s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
+
+    def _setup_ipv6(self, multicast: bool) -> None:
+        s = self._sock
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, self._ifindex)
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, VRRP_TTL)
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, VRRP_TTL)
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+        with contextlib.suppress(OSError):  # older kernels: harmless, we bind to the device
+            s.setsockopt(socket.IPPROTO_IPV6, IPV6_MULTICAST_ALL, 0)
+        if multicast:
+            mreq = struct.pack("16sI", Family.IPV6.multicast_group.packed, self._ifindex)
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
+
+    async def send(self, message: bytes, source: IPAddress, destination: IPAddress) -> None:
+        try:
+            if isinstance(destination, IPv4Address):
+                assert isinstance(source, IPv4Address)
+                datagram = build_ipv4(message, source=source, destination=destination)
+                await self._sock.sendto(datagram, (str(destination), 0))
+            else:
+                pktinfo = struct.pack("16sI", source.packed, self._ifindex)
+                await self._sock.sendmsg(
+                    [message],
+                    [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, pktinfo)],
+                    0,
+                    (str(destination), 0, 0, self._ifindex),
+                )
+        except OSError as exc:
+            # ENETDOWN, ENOBUFS, EHOSTUNREACH...: the link may come back; the router keeps
+            # going and the failure shows in statistics and (rate-limited) logs.
+            self.statistics.send_errors += 1
+            self.statistics.last_send_error = exc.strerror or str(exc)
+            return
+        self.statistics.sent += 1
+
+    async def receive(self) -> ReceivedPacket:
+        if self.family is Family.IPV4:
+            data = await self._sock.recv(65535)
+            datagram = parse_ipv4(data)
+            return ReceivedPacket(
+                datagram.payload, datagram.source, datagram.destination, datagram.ttl
+            )
+        space = socket.CMSG_SPACE(20) + socket.CMSG_SPACE(4)
+        data, ancdata, _flags, address = await self._sock.recvmsg(65535, space)
+        hop_limit = -1
+        destination: IPAddress | None = None
+        for level, kind, value in ancdata:
+            if level != socket.IPPROTO_IPV6:
+                continue
+            if kind == socket.IPV6_HOPLIMIT and len(value) >= 4:
+                hop_limit = struct.unpack("i", value[:4])[0]
+            elif kind == socket.IPV6_PKTINFO and len(value) >= 20:
+                destination = IPv6Address(value[:16])
+        assert isinstance(address, tuple)  # AF_INET6: (host, port, flowinfo, scope_id)
+        source = ip_address(str(address[0]).partition("%")[0])
+        if destination is None or hop_limit < 0:
+            raise DecodeError(DropReason.IP_HEADER, "missing IPv6 ancillary data")
+        return ReceivedPacket(data, source, destination, hop_limit)
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def open_raw_transport(interface: str, family: Family, *, multicast: bool) -> Transport:
+    """The default :class:`TransportFactory`."""
+    return RawTransport(interface, family, multicast=multicast)

@@ -1,0 +1,321 @@
+"""Nodes on an in-memory LAN in trio's virtual time: election, failover, stop, unicast.
+
+Times are exact: the autojump clock jumps to each deadline, and the core computes deadlines
+in integer microseconds (priority 100 at 1 s: Master_Down_Interval 3.609375 s).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from ipaddress import IPv4Interface, ip_address
+
+import pytest
+import trio
+import trio.testing
+
+from pyvrrp.core.actions import Cause, State
+from pyvrrp.core.config import RouteConfig, RuleConfig
+from pyvrrp.core.packet import Advertisement, DecodeError, DropReason, Family, encode
+from pyvrrp.core.timers import US_PER_SECOND as SECOND
+from pyvrrp.core.timers import master_down_interval, skew_time
+from pyvrrp.runtime.errors import EnvironmentProblem
+from pyvrrp.runtime.netlink import AddressSpec
+from pyvrrp.runtime.node import Node
+from pyvrrp.runtime.transport import ReceivedPacket
+from pyvrrp.testing.fakenetlink import FakeNetlink
+from pyvrrp.testing.lan import Delivery, MemoryLan, RecordingAnnouncements
+
+from .cluster import HOSTS, INTERFACE, Cluster, config, instance
+
+VIP = "1.2.3.58/29"
+EXCLUDED = "2a03:4444:fff0:59:88::58/64"
+PRIORITIES = {"A": 100, "B": 75, "C": 50}
+
+
+def seed_instance(priority: int, **extra: object) -> dict[str, object]:
+    return instance(58, priority, VIP, excluded=EXCLUDED, **extra)
+
+
+async def start_three(cluster: Cluster, **extra: object) -> None:
+    for name, priority in PRIORITIES.items():
+        await cluster.start(name, config({"vip58": seed_instance(priority, **extra)}))
+
+
+async def test_highest_priority_wins_the_election_after_its_master_down_interval(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with trio.open_nursery() as nursery:
+        cluster = Cluster(nursery)
+        t0 = trio.current_time()
+        await start_three(cluster)
+        await trio.sleep(10)
+        assert cluster.masters("vip58") == ["A"]
+        a = cluster.hosts["A"]
+        assert [(t.old, t.new) for t in a.transitions] == [
+            (State.INITIALIZE, State.BACKUP),
+            (State.BACKUP, State.MASTER),
+        ]
+        assert a.transitions[-1].time - t0 == pytest.approx(3.609375, abs=1e-9)
+        assert a.holds(VIP) and a.holds(EXCLUDED)
+        assert not cluster.hosts["B"].holds(VIP) and not cluster.hosts["C"].holds(VIP)
+        for name in "BC":
+            assert [t.new for t in cluster.hosts[name].transitions] == [State.BACKUP]
+        nursery.cancel_scope.cancel()
+
+
+async def test_master_killed_next_priority_takes_over_after_its_down_interval(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with trio.open_nursery() as nursery:
+        cluster = Cluster(nursery)
+        t0 = trio.current_time()
+        await start_three(cluster)
+        await trio.sleep_until(t0 + 10)
+        cluster.crash("A")
+        await trio.sleep(10)
+        b = cluster.hosts["B"]
+        assert cluster.masters("vip58") == ["B"]
+        # A's last advertisement left at 9.609375; B (75) waits its Master_Down_Interval:
+        # 3 s + Skew_Time 181/256 s, floored to the microsecond.
+        assert master_down_interval(75, SECOND) == 3_707_031
+        assert b.transitions[-1].new is State.MASTER
+        assert b.transitions[-1].cause is Cause.MASTER_DOWN
+        assert b.transitions[-1].time - t0 == pytest.approx(9.609375 + 3.707031, abs=1e-9)
+        assert b.holds(VIP) and b.holds(EXCLUDED)
+        assert cluster.hosts["A"].holds(VIP)  # a crash leaves its addresses behind
+        nursery.cancel_scope.cancel()
+
+
+async def test_graceful_stop_hands_over_after_skew_time_without_a_gap(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with trio.open_nursery() as nursery:
+        cluster = Cluster(nursery)
+        t0 = trio.current_time()
+        await start_three(cluster)
+        await trio.sleep_until(t0 + 10)
+        await cluster.stop("A")
+        stopped = trio.current_time() - t0
+        b = cluster.hosts["B"]
+        takeover = b.transitions[-1]
+        assert takeover.new is State.MASTER and takeover.cause is Cause.MASTER_LEFT
+        # Priority 0 at 10.0; B's Skew_Time at priority 75 is 181/256 s (floored to a µs).
+        assert skew_time(75, SECOND) == 707_031
+        assert takeover.time - t0 == pytest.approx(10.707031, abs=1e-9)
+        # A kept its addresses until it heard B, then removed them: no gap, no overlap.
+        assert stopped == pytest.approx(10.707031, abs=1e-9)
+        a = cluster.hosts["A"]
+        assert not a.holds(VIP) and not a.holds(EXCLUDED)
+        assert a.transitions[-1].new is State.INITIALIZE
+        await trio.sleep(5)
+        assert cluster.masters("vip58") == ["B"]
+        nursery.cancel_scope.cancel()
+
+
+async def test_graceful_handover_off_removes_addresses_with_the_priority_zero_advert(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with trio.open_nursery() as nursery:
+        cluster = Cluster(nursery)
+        t0 = trio.current_time()
+        await start_three(cluster, graceful_handover=False)
+        await trio.sleep_until(t0 + 10)
+        await cluster.stop("A")
+        assert trio.current_time() - t0 == pytest.approx(10.0, abs=1e-9)
+        assert not cluster.hosts["A"].holds(VIP)
+        await trio.sleep(1)
+        assert cluster.masters("vip58") == ["B"]
+        nursery.cancel_scope.cancel()
+
+
+async def test_unicast_mode_elects_among_peers_and_ignores_strangers(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    addresses = {name: HOSTS[name] for name in PRIORITIES}
+    async with trio.open_nursery() as nursery:
+        cluster = Cluster(nursery)
+        deliveries: list[Delivery] = []
+
+        def route(delivery: Delivery) -> float:
+            deliveries.append(delivery)
+            return 0.0
+
+        cluster.lan.route = route
+        for name, priority in PRIORITIES.items():
+            peers = [a for other, a in addresses.items() if other != name]
+            extra = {"unicast_source": addresses[name], "unicast_peers": peers}
+            await cluster.start(name, config({"vip58": seed_instance(priority, **extra)}))
+        await trio.sleep(10)
+        assert cluster.masters("vip58") == ["A"]
+        # Only unicast deliveries, only to A's peers.
+        assert deliveries
+        assert {str(d.destination) for d in deliveries if d.sender == "A"} == {
+            "192.168.200.2",
+            "192.168.200.3",
+        }
+        # A stranger with a higher priority sends to A, B and C: nobody listens to it.
+        stranger = ip_address("192.168.200.9")
+        transport = cluster.lan.factory("S", [stranger])(INTERFACE, Family.IPV4, multicast=False)
+        advert = Advertisement(58, 200, 100, (ip_address("1.2.3.58"),))
+        for address in addresses.values():
+            destination = ip_address(address)
+            await transport.send(
+                encode(advert, source=stranger, destination=destination), stranger, destination
+            )
+        await trio.sleep(5)
+        assert cluster.masters("vip58") == ["A"]
+        drops = cluster.hosts["A"].node.instances["vip58"].statistics().drops
+        assert drops[DropReason.NOT_A_PEER] == 1
+        nursery.cancel_scope.cancel()
+
+
+class _OrderedNetlink(FakeNetlink):
+    """Logs the mutating calls into a list shared with the LAN and the announcer."""
+
+    def __init__(self, log: list[str]) -> None:
+        super().__init__()
+        self.log = log
+
+    async def add_address(self, spec: AddressSpec) -> bool:
+        self.log.append(f"address {spec.address}")
+        return await super().add_address(spec)
+
+    async def add_route(self, route: RouteConfig) -> bool:
+        self.log.append("route")
+        return await super().add_route(route)
+
+    async def add_rule(self, rule: RuleConfig) -> bool:
+        self.log.append("rule")
+        return await super().add_rule(rule)
+
+
+class _OrderedAnnouncements(RecordingAnnouncements):
+    def __init__(self, log: list[str]) -> None:
+        super().__init__()
+        self.log = log
+
+    async def announce(self, specs: Sequence[AddressSpec], repeat: int) -> None:
+        self.log.append("announce")
+
+
+async def test_becoming_master_runs_advert_addresses_routes_rules_announce_in_order(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    log: list[str] = []
+    netlink = _OrderedNetlink(log)
+    netlink.add_link(INTERFACE, addresses=[IPv4Interface("192.168.200.1/24")])
+    lan = MemoryLan()
+
+    def route(delivery: Delivery) -> float:
+        log.append("advert")
+        return 0.0
+
+    lan.route = route
+    lan.factory("B", [ip_address("192.168.200.2")])(INTERFACE, Family.IPV4, multicast=True)
+    node_config = config(
+        {
+            "vip58": seed_instance(
+                255,
+                virtual_routes=[{"to": "default", "via": "1.2.3.57", "table": 100}],
+                virtual_rules=[{"from": "1.2.3.56/29", "table": 100}],
+            )
+        }
+    )
+    node = Node(
+        node_config,
+        netlink=netlink,
+        transport_factory=lan.factory("A", [ip_address("192.168.200.1")]),
+        announcements=_OrderedAnnouncements(log),
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.run)
+        await node.wait_state("vip58", State.MASTER)
+        await trio.sleep(0.5)
+        assert log == [
+            "advert",
+            "address 1.2.3.58/29",
+            f"address {EXCLUDED}",
+            "route",
+            "rule",
+            "announce",
+        ]
+        nursery.cancel_scope.cancel()
+
+
+async def test_startup_removes_addresses_left_by_a_crash(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    netlink = FakeNetlink()
+    netlink.add_link(
+        INTERFACE,
+        addresses=[IPv4Interface("192.168.200.2/24"), IPv4Interface(VIP)],
+        ipv6_link_local=True,
+    )
+    async with trio.open_nursery() as nursery:
+        cluster = Cluster(nursery)
+        host = await cluster.start("B", config({"vip58": seed_instance(75)}), netlink=netlink)
+        assert not host.holds(VIP)
+        assert host.state("vip58") is State.BACKUP
+        nursery.cancel_scope.cancel()
+
+
+async def test_missing_interface_is_an_environment_problem(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    netlink = FakeNetlink()
+    node = Node(
+        config({"vip58": seed_instance(100)}),
+        netlink=netlink,
+        transport_factory=MemoryLan().factory("A"),
+        announcements=RecordingAnnouncements(),
+    )
+    with pytest.raises(EnvironmentProblem, match=r"interface eth0\.4000 does not exist"):
+        await node.run()
+
+
+async def test_interface_without_ipv4_address_is_an_environment_problem(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    netlink = FakeNetlink()
+    netlink.add_link(INTERFACE)
+    node = Node(
+        config({"vip58": seed_instance(100)}),
+        netlink=netlink,
+        transport_factory=MemoryLan().factory("A"),
+        announcements=RecordingAnnouncements(),
+    )
+    with pytest.raises(EnvironmentProblem, match=r"has no IPv4 address.*unicast_source"):
+        await node.run()
+
+
+async def test_garbage_changes_no_state_and_is_counted_by_reason(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with trio.open_nursery() as nursery:
+        cluster = Cluster(nursery)
+        await start_three(cluster)
+        await trio.sleep(10)
+        a = cluster.hosts["A"]
+        source, destination = ip_address("192.168.200.7"), ip_address("224.0.0.18")
+        good = bytes.fromhex("313a6401006405720102033a")  # VRID 58 with a wrong checksum
+        bad = [
+            ReceivedPacket(good, source, destination, 255),  # checksum
+            ReceivedPacket(good, source, destination, 64),  # TTL
+            ReceivedPacket(b"\x21" + good[1:], source, destination, 255),  # VRRPv2
+            ReceivedPacket(b"\x31\x07" + good[2:], source, destination, 255),  # unknown VRID
+            ReceivedPacket(b"\x31", source, destination, 255),  # too short to demultiplex
+        ]
+        for _ in range(100):
+            for packet in bad:
+                cluster.lan.inject("A", packet, Family.IPV4)
+            cluster.lan.inject("A", DecodeError(DropReason.IP_HEADER, "bad header"), Family.IPV4)
+            await trio.sleep(0.01)
+        await trio.sleep(5)
+        assert cluster.masters("vip58") == ["A"]
+        assert [t.new for t in a.transitions] == [State.BACKUP, State.MASTER]
+        drops = a.node.instances["vip58"].statistics().drops
+        assert drops[DropReason.CHECKSUM] == 100
+        assert drops[DropReason.TTL] == 100
+        assert drops[DropReason.VERSION] == 100
+        assert a.node.drops() == {"eth0.4000/ipv4": {"unknown_vrid": 200, "ip_header": 100}}
+        nursery.cancel_scope.cancel()
