@@ -30,6 +30,7 @@ class Cause(enum.Enum):
     FAULT = "fault"  # a tracker with weight 0 failed
     RECOVERED = "recovered"  # every fault cleared
     MAINTENANCE = "maintenance"
+    SYNC_GROUP = "sync_group"  # following another member of a sync group
     SHUTDOWN = "shutdown"
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import attrs
 
+from pyvrrp.core.actions import State
 from pyvrrp.core.packet import Advertisement, IPAddress
 
 
@@ -61,6 +62,27 @@ class MaintenanceChanged:
 
 
 @attrs.frozen
+class SyncFault:
+    """A sync group this router belongs to has (or no longer has) a member in FAULT.
+
+    While ``on`` the router stays in FAULT, as keepalived's sync groups do; ``planned`` says
+    the member left on purpose (maintenance), so a master hands over gracefully.
+    """
+
+    on: bool
+    reason: str = ""
+    planned: bool = False
+
+
+@attrs.frozen
+class SyncState:
+    """Another member of the router's sync group became MASTER or yielded to BACKUP: follow."""
+
+    target: State
+    reason: str = ""
+
+
+@attrs.frozen
 class Shutdown:
     """Stop. ``immediate`` skips the graceful handover (a second signal)."""
 
@@ -74,5 +96,7 @@ Event = (
     | AdvertReceived
     | HealthChanged
     | MaintenanceChanged
+    | SyncFault
+    | SyncState
     | Shutdown
 )

@@ -46,6 +46,8 @@ from pyvrrp.core.events import (
     PacketReceived,
     Shutdown,
     Startup,
+    SyncFault,
+    SyncState,
     Timeout,
 )
 from pyvrrp.core.packet import (
@@ -154,6 +156,8 @@ class VirtualRouter:
         self._effective_priority = params.priority
         self._faults: frozenset[str] = frozenset()
         self._maintenance = False
+        self._sync_fault: str | None = None  # why our sync group holds us in FAULT
+        self._sync_planned = False
         self._stopping = False
         # RFC 9568 §6.1 Master_Adver_Interval: our own until learned from a master.
         self._master_adver_interval = timers.centiseconds(params.advert_interval_cs)
@@ -193,6 +197,20 @@ class VirtualRouter:
     def holding_addresses(self) -> bool:
         """Whether the virtual addresses are (or are being kept) installed."""
         return self._holding
+
+    @property
+    def own_fault(self) -> bool:
+        """In FAULT for a reason of its own (a tracker or maintenance), not its sync group's."""
+        return bool(self._faults) or self._maintenance
+
+    @property
+    def planned_fault(self) -> bool:
+        """The own fault is maintenance only (a planned departure), not a failure."""
+        return self._maintenance and not self._faults
+
+    @property
+    def sync_fault(self) -> bool:
+        return self._sync_fault is not None
 
     @property
     def stopped(self) -> bool:
@@ -252,6 +270,10 @@ class VirtualRouter:
             return self._on_health(event, now)
         if isinstance(event, MaintenanceChanged):
             return self._on_maintenance(event.on, now)
+        if isinstance(event, SyncFault):
+            return self._on_sync_fault(event, now)
+        if isinstance(event, SyncState):
+            return self._on_sync_state(event, now)
         if isinstance(event, Startup):
             return self._on_startup(now)
         if isinstance(event, Shutdown):
@@ -261,12 +283,14 @@ class VirtualRouter:
     # ------------------------------------------------------------------ the machine
 
     def _in_fault(self) -> bool:
-        return bool(self._faults) or self._maintenance
+        return self.own_fault or self._sync_fault is not None
 
     def _fault_reason(self) -> tuple[Cause, str]:
         if self._maintenance:
             return Cause.MAINTENANCE, "maintenance mode"
-        return Cause.FAULT, "fault: " + ", ".join(sorted(self._faults))
+        if self._faults:
+            return Cause.FAULT, "fault: " + ", ".join(sorted(self._faults))
+        return Cause.SYNC_GROUP, self._sync_fault or "sync group"
 
     def _on_startup(self, now: int) -> list[Action]:
         # RFC 9568 §6.4.1
@@ -295,7 +319,7 @@ class VirtualRouter:
                     Cause.PREEMPT: "preempting a lower-priority master",
                 }
                 actions += self._become_master(now, cause, reasons[cause])
-            elif self._state is State.MASTER:
+            else:  # only BACKUP and MASTER run this timer
                 # RFC 9568 §6.4.3: Adver_Timer fired.
                 actions.append(self._advertise(self._effective_priority))
                 self._timer = now + timers.centiseconds(self.params.advert_interval_cs)
@@ -401,6 +425,21 @@ class VirtualRouter:
         self._maintenance = on
         return self._after_health_change(was_faulty, self._effective_priority, now, planned=True)
 
+    def _on_sync_fault(self, event: SyncFault, now: int) -> list[Action]:
+        was_faulty = self._in_fault()
+        self._sync_fault = (event.reason or "a sync group member is in FAULT") if event.on else None
+        planned = event.planned if event.on else True
+        return self._after_health_change(was_faulty, self._effective_priority, now, planned=planned)
+
+    def _on_sync_state(self, event: SyncState, now: int) -> list[Action]:
+        # keepalived's sync groups: members become master together, and yield together.
+        reason = event.reason or f"sync group: another member became {event.target.value}"
+        if event.target is State.MASTER and self._state is State.BACKUP:
+            return self._become_master(now, Cause.SYNC_GROUP, reason)
+        if event.target is State.BACKUP and self._state is State.MASTER:
+            return self._become_backup(now, Cause.SYNC_GROUP, reason)
+        return []
+
     def _after_health_change(
         self, was_faulty: bool, old_priority: int, now: int, *, planned: bool
     ) -> list[Action]:
@@ -497,8 +536,6 @@ class VirtualRouter:
                 self._release_at = now + timers.release_timeout(self._master_adver_interval)
             else:
                 actions += self._release(now)
-        elif self._holding and not planned:
-            actions += self._release(now)
         self._timer = None
         self._master_address = None
         self._master_priority = None

@@ -26,6 +26,7 @@ from pyvrrp.core.actions import Action, SendAdvert, State, StateChanged
 from pyvrrp.core.events import Event, PacketReceived, Shutdown, Startup, Timeout
 from pyvrrp.core.packet import VRRP_TTL, IPAddress, encode
 from pyvrrp.core.router import RouterParams, VirtualRouter
+from pyvrrp.core.sync import sync_events
 
 
 @attrs.frozen
@@ -83,6 +84,8 @@ class SimLan:
         self._queue: list[tuple[int, int, str, Event | Callable[[], None]]] = []
         self._seq = itertools.count()
         self._groups: list[frozenset[str]] | None = None
+        self._sync_groups: dict[str, tuple[str, ...]] = {}
+        self._sync_of: dict[str, str] = {}
 
     # ------------------------------------------------------------------ building
 
@@ -90,6 +93,12 @@ class SimLan:
         node = SimNode(name, VirtualRouter(params))
         self.nodes[name] = node
         return node
+
+    def sync_group(self, group: str, *names: str) -> None:
+        """Make the routers ``names`` (of one host, different VRIDs) a sync group."""
+        self._sync_groups[group] = names
+        for name in names:
+            self._sync_of[name] = group
 
     def start(self, name: str, at: int | None = None) -> None:
         self.inject(name, Startup(), at)
@@ -175,10 +184,18 @@ class SimLan:
 
     def _dispatch(self, node: SimNode, event: Event) -> None:
         now = self.now
+        changes: list[StateChanged] = []
         for action in node.router.handle(event, now):
             self.trace.append(TraceEntry(now, node.name, action))
             if isinstance(action, SendAdvert):
                 self._broadcast(node, action)
+            elif isinstance(action, StateChanged):
+                changes.append(action)
+        group = self._sync_of.get(node.name)
+        if group is not None:
+            members = {n: self.nodes[n].router for n in self._sync_groups[group]}
+            for name, sync_event in sync_events(group, members, node.name, changes):
+                self.inject(name, sync_event)
         deadline = node.router.deadline()
         if deadline is None:
             node.scheduled = None
