@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING
 
@@ -232,9 +232,9 @@ class Instance:
         for spec in reversed([*self.address_specs, *self.excluded_specs]):
             await self._netlink_op("remove address", spec.address, netlink.remove_address(spec))
 
-    async def _netlink_op(self, what: str, target: object, op: object) -> None:
+    async def _netlink_op(self, what: str, target: object, op: Awaitable[bool]) -> None:
         try:
-            await op  # type: ignore[misc]
+            await op
         except NetlinkError as exc:
             log.error("%s: cannot %s %s: %s", self.name, what, target, exc)
 
@@ -455,9 +455,9 @@ class Node:
             await self._quietly(self.netlink.remove_route(route))
 
     @staticmethod
-    async def _quietly(op: object) -> None:
+    async def _quietly(op: Awaitable[bool]) -> None:
         try:
-            await op  # type: ignore[misc]
+            await op
         except NetlinkError as exc:
             log.error("cleanup: %s", exc)
 
