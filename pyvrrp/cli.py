@@ -1,9 +1,11 @@
 """The ``pyvrrp`` command line: argument parsing and dispatch only.
 
 ``pyvrrp -c node.toml`` (no subcommand) runs the daemon; subcommands are registered in
-:func:`build_parser` and dispatched through ``_COMMANDS``. To add one (``status``,
-``maintenance``, ``reload``, ``cleanup``), add an ``_add_NAME_parser`` function, call it in
-:func:`build_parser`, and map the name to a ``_cmd_NAME(args) -> int`` handler.
+:func:`build_parser` and dispatched through ``_COMMANDS``. To add one (``reload``,
+``cleanup``), add an ``_add_NAME_parser`` function, call it in :func:`build_parser`, and map
+the name to a ``_cmd_NAME(args) -> int`` handler. Commands that talk to the running daemon
+send their request with :func:`_control` (see :mod:`pyvrrp.runtime.control`); what they print
+is made in :mod:`pyvrrp.status_format`.
 
 Exit codes follow design.md: 0 success, 1 failure, 2 bad configuration or bad usage,
 3 an environment problem (for the daemon). A user error is never a traceback.
@@ -13,10 +15,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tomllib
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from pyvrrp import __version__
-from pyvrrp.configfile import check_environment, load, problem_lines
+from pyvrrp.configfile import ConfigFileError, check_environment, load, problem_lines
 from pyvrrp.core.config import DEFAULT_CONTROL_SOCKET, ConfigError, summary
 
 EXIT_OK = 0
@@ -65,6 +70,43 @@ def _add_check_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
     _add_config_option(check, in_subcommand=True)
 
 
+def _add_status_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    status = commands.add_parser(
+        "status",
+        help="show the state of every instance",
+        description=(
+            "Ask the running daemon for the state of each instance: how long it has been in "
+            "it, its effective priority and why, the master, addresses, trackers, counters, "
+            "scripts. Exits 1 if the daemon is not running."
+        ),
+    )
+    _add_config_option(status, in_subcommand=True)
+    _add_socket_option(status, in_subcommand=True)
+    status.add_argument(
+        "--json", action="store_true", help="print the daemon's answer as JSON (for scripts)"
+    )
+
+
+def _add_maintenance_parser(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
+    maintenance = commands.add_parser(
+        "maintenance",
+        help="take instances out of service, or back in",
+        description=(
+            "on: put the instances (default: every instance) in FAULT on purpose; a master "
+            "sends priority 0 and a backup takes over. off: back in service. The flag is "
+            "kept in state_dir and survives restarts."
+        ),
+    )
+    maintenance.add_argument("mode", choices=("on", "off"), help="on or off")
+    maintenance.add_argument(
+        "instances", nargs="*", metavar="INSTANCE", help="instance names (default: all)"
+    )
+    _add_config_option(maintenance, in_subcommand=True)
+    _add_socket_option(maintenance, in_subcommand=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line; subcommands store their name in ``args.command``."""
     parser = argparse.ArgumentParser(
@@ -79,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_socket_option(parser, in_subcommand=False)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_check_parser(commands)
+    _add_status_parser(commands)
+    _add_maintenance_parser(commands)
     return parser
 
 
@@ -102,6 +146,90 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _control_socket_of(file: str) -> str | None:
+    """The control socket named by a configuration file; None after printing why not.
+
+    A file with problems still names its socket: the daemon may be running an older, valid
+    version of it, and that is exactly when an operator wants ``pyvrrp status``.
+    """
+    try:
+        return load(file).global_.control_socket
+    except ConfigFileError as error:
+        _print_lines(problem_lines(file, error))
+        return None
+    except ConfigError:
+        pass
+    try:
+        global_ = tomllib.loads(Path(file).read_text("utf-8-sig")).get("global")
+    except (OSError, ValueError):  # changed under our feet: load() said it was TOML
+        print(f"{file}: cannot read it again; give -s PATH", file=sys.stderr)
+        return None
+    path = global_.get("control_socket") if isinstance(global_, dict) else None
+    if path is None:
+        path = DEFAULT_CONTROL_SOCKET
+    if not isinstance(path, str) or not path.startswith("/"):
+        print(f"{file}: global.control_socket: not an absolute path; give -s PATH", file=sys.stderr)
+        return None
+    print(
+        f"{file}: has problems (pyvrrp check -c {file} lists them); using control socket {path}",
+        file=sys.stderr,
+    )
+    return path
+
+
+def _control(args: argparse.Namespace, payload: dict[str, Any]) -> tuple[int, Any]:
+    """Send a request to the daemon: (EXIT_OK, result), or (exit code, None) after saying why.
+
+    An error the user can fix by changing the command line (an unknown instance) is exit 2;
+    a daemon that is not running or fails is exit 1.
+    """
+    from pyvrrp.runtime.control import ControlError, request  # trio only when needed
+
+    path: str | None = args.socket
+    if path is None:
+        path = DEFAULT_CONTROL_SOCKET if args.config is None else _control_socket_of(args.config)
+        if path is None:
+            return EXIT_CONFIG, None
+    try:
+        response = request(path, payload)
+    except ControlError as error:
+        print(error, file=sys.stderr)
+        return EXIT_FAILURE, None
+    if not response["ok"]:
+        print(response["error"], file=sys.stderr)
+        usage = response.get("code") in {"unknown_instance", "bad_request"}
+        return EXIT_CONFIG if usage else EXIT_FAILURE, None
+    return EXIT_OK, response["result"]
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from pyvrrp.status_format import format_status, format_status_json
+
+    code, result = _control(args, {"command": "status"})
+    if code != EXIT_OK:
+        return code
+    if not isinstance(result, dict):
+        print("malformed status from pyvrrp: not an object", file=sys.stderr)
+        return EXIT_FAILURE
+    print(format_status_json(result) if args.json else format_status(result))
+    return EXIT_OK
+
+
+def _cmd_maintenance(args: argparse.Namespace) -> int:
+    from pyvrrp.status_format import format_maintenance
+
+    payload = {"command": "maintenance", "on": args.mode == "on", "instances": args.instances}
+    code, result = _control(args, payload)
+    if code != EXIT_OK:
+        return code
+    if not isinstance(result, dict):
+        print("malformed answer from pyvrrp: not an object", file=sys.stderr)
+        return EXIT_FAILURE
+    for line in format_maintenance(result):
+        print(line)
+    return EXIT_OK
+
+
 def _run_daemon(args: argparse.Namespace) -> int:
     """Run the daemon in the foreground (``pyvrrp -c node.toml``)."""
     from pyvrrp.runtime.daemon import run_daemon  # trio and pyroute2 only when needed
@@ -111,7 +239,11 @@ def _run_daemon(args: argparse.Namespace) -> int:
 
 # Subcommands that need -c FILE.
 _NEEDS_CONFIG = frozenset({"check"})
-_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"check": _cmd_check}
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "check": _cmd_check,
+    "status": _cmd_status,
+    "maintenance": _cmd_maintenance,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,605 @@
+"""The control socket: how ``pyvrrp status`` and ``pyvrrp maintenance`` talk to the daemon.
+
+A Unix stream socket (mode 0600, so only root, or the daemon's user, may use it) carrying
+line-delimited JSON: the client sends one request line, the server answers with one response
+line and closes the connection.
+
+Requests::
+
+    {"command": "status"}
+    {"command": "maintenance", "on": true, "instances": ["vip58"]}   # [] = every instance
+
+Responses::
+
+    {"ok": true, "result": ...}
+    {"ok": false, "error": "what is wrong and what would be right", "code": "bad_request"}
+
+``code`` lets a client tell a usage error from a failure: ``bad_request`` (the request is
+malformed), ``unknown_instance``, ``timeout`` (nothing received in time), ``too_long``,
+``busy`` (too many connections), ``internal`` (a bug in the daemon, logged there).
+
+The server (:func:`serve_control`) runs in the daemon's nursery and calls a
+:class:`ControlHandler` (the daemon's Node). Nothing a client sends can crash or block it:
+every read has a deadline, lines are bounded, each connection is its own task. The client
+(:func:`request`) is a plain blocking socket, for the command line.
+
+To add a command: write an ``async def _cmd_NAME(handler, args) -> result`` that takes its
+arguments from ``args`` (an :class:`Arguments`), calls ``args.done()`` before acting, and
+register it in ``COMMANDS``; add the handler method it needs to :class:`ControlHandler`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import logging
+import os
+import socket
+import stat
+import struct
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Final, Protocol
+
+import trio
+
+from pyvrrp.runtime.errors import EnvironmentProblem
+
+log = logging.getLogger("pyvrrp")
+
+MAX_LINE: Final = 64 * 1024
+"""The longest request line the server reads, in bytes (without the newline)."""
+REQUEST_TIMEOUT: Final = 5.0
+"""Seconds a client has, from connecting, to send its whole request line."""
+SEND_TIMEOUT: Final = 5.0
+"""Seconds the server waits for a client to take its response."""
+MAX_CLIENTS: Final = 64
+"""Connections served at once; more are told the daemon is busy and closed."""
+MAX_RESPONSE: Final = 16 * 1024 * 1024
+"""The longest response line the client accepts, in bytes."""
+PROBE_TIMEOUT: Final = 2.0
+"""Seconds the server waits, at start, for a daemon already on the path to accept."""
+
+# Accept errors that mean "out of resources for now": wait and accept again (as
+# trio.serve_listeners does) instead of letting a flood of clients stop the server.
+_ACCEPT_RETRY_ERRNOS: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+_ACCEPT_RETRY_SLEEP: Final = 0.1
+
+
+class UnknownInstance(Exception):
+    """A request named instances the daemon does not have.
+
+    ``names`` are the unknown names as given, ``known`` every instance the daemon runs.
+    """
+
+    def __init__(self, names: Sequence[str], known: Sequence[str]) -> None:
+        self.names = tuple(names)
+        self.known = tuple(known)
+        plural = "s" if len(self.names) > 1 else ""
+        instances = ", ".join(self.known) if self.known else "none configured"
+        super().__init__(
+            f"unknown instance{plural} {', '.join(self.names)} (instances: {instances})"
+        )
+
+
+class ControlError(Exception):
+    """The client could not get an answer from the daemon; the message says why and what to do."""
+
+
+class ControlSocketInUse(EnvironmentProblem):
+    """Another daemon answers on the control socket path (``pid`` None when unknown)."""
+
+    def __init__(self, path: str, pid: int | None) -> None:
+        self.path = path
+        self.pid = pid
+        who = f" (pid {pid})" if pid is not None else ""
+        super().__init__(
+            f"another pyvrrp is running with control socket {path}{who}; stop it first, or "
+            "give this one another [global] control_socket"
+        )
+
+
+class ControlHandler(Protocol):
+    """What the control server needs from the daemon (the daemon's Node implements it)."""
+
+    def status(self) -> dict[str, Any]:
+        """The daemon's state as JSON-able data (see docs/operations.md, ``pyvrrp status``)."""
+        ...
+
+    async def set_maintenance(self, on: bool, instances: Sequence[str]) -> list[str]:
+        """Put ``instances`` (empty: every instance) in or out of maintenance.
+
+        Returns the instances whose maintenance flag changed; raises :class:`UnknownInstance`
+        (and changes nothing) when a name is not an instance.
+        """
+        ...
+
+
+class BadRequest(Exception):
+    """A request the server cannot act on; the message says what would be right."""
+
+    code = "bad_request"
+
+
+class Arguments:
+    """A request's arguments, taken one by one by a command, checked for type.
+
+    A command takes what it needs, then calls :meth:`done` before acting, which rejects any
+    key it did not take: a misspelled argument is an error, never silently ignored.
+    """
+
+    def __init__(self, command: str, request: Mapping[str, Any], client: str) -> None:
+        self.command = command
+        self.client = client  # who asked, for the log: "pid 4242 uid 0"
+        self._request = request
+        self._taken = {"command"}
+
+    def boolean(self, key: str) -> bool:
+        """A required true/false argument."""
+        self._taken.add(key)
+        if key not in self._request:
+            raise BadRequest(f'{self.command}: "{key}" is missing; give true or false')
+        value = self._request[key]
+        if not isinstance(value, bool):
+            raise BadRequest(
+                f'{self.command}: "{key}" must be true or false, not {json.dumps(value)[:40]}'
+            )
+        return value
+
+    def names(self, key: str) -> list[str]:
+        """An optional list of strings (absent = empty)."""
+        self._taken.add(key)
+        value = self._request.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise BadRequest(
+                f'{self.command}: "{key}" must be a list of instance names, like ["vip58"]'
+            )
+        return value
+
+    def done(self) -> None:
+        """Reject the keys no one took."""
+        extra = sorted(set(self._request) - self._taken)
+        if extra:
+            allowed = ", ".join(sorted(self._taken - {"command"})) or "none"
+            raise BadRequest(
+                f"{self.command}: unknown argument{'s' if len(extra) > 1 else ''} "
+                f"{', '.join(json.dumps(k) for k in extra)} (arguments: {allowed})"
+            )
+
+
+Command = Callable[[ControlHandler, Arguments], Awaitable[object]]
+
+
+async def _cmd_status(handler: ControlHandler, args: Arguments) -> object:
+    args.done()
+    result = dict(handler.status())
+    result.setdefault("pid", os.getpid())
+    return result
+
+
+async def _cmd_maintenance(handler: ControlHandler, args: Arguments) -> object:
+    on = args.boolean("on")
+    requested = args.names("instances")
+    args.done()
+    # What each instance was doing before, so that the client can say what the change
+    # means on the wire (a master sends priority 0, a backup just stops competing). Only a
+    # courtesy: a failing status() must not stand in the way of maintenance.
+    before: Mapping[str, Any] = {}
+    try:
+        instances = handler.status().get("instances")
+        if isinstance(instances, Mapping):
+            before = instances
+    except Exception:
+        log.exception("control: status() failed while handling maintenance")
+    changed = await handler.set_maintenance(on, requested)
+    log.info(
+        "control: maintenance %s for %s requested by %s (changed: %s)",
+        "on" if on else "off",
+        ", ".join(requested) or "every instance",
+        args.client,
+        ", ".join(changed) or "none",
+    )
+    names = list(dict.fromkeys(requested)) if requested else list(before)
+    previous: dict[str, object] = {}
+    for name in [*changed, *names]:
+        info = before.get(name)
+        if isinstance(info, Mapping):
+            previous[name] = {
+                key: info[key]
+                for key in ("state", "effective_priority", "faults", "maintenance")
+                if key in info
+            }
+    return {
+        "on": on,
+        "changed": list(changed),
+        "unchanged": [name for name in names if name not in changed],
+        "previous": previous,
+    }
+
+
+COMMANDS: dict[str, Command] = {
+    "status": _cmd_status,
+    "maintenance": _cmd_maintenance,
+}
+"""Every command the server understands, by name."""
+
+
+def _error(message: str, code: str) -> dict[str, object]:
+    return {"ok": False, "error": message, "code": code}
+
+
+def _parse(line: bytes, client: str) -> tuple[Command, Arguments]:
+    try:
+        request = json.loads(line)
+    except (ValueError, RecursionError):
+        raise BadRequest(
+            'the request is not JSON; send one line like {"command": "status"}'
+        ) from None
+    if not isinstance(request, dict):
+        raise BadRequest('a request must be a JSON object, like {"command": "status"}')
+    name = request.get("command")
+    commands = ", ".join(sorted(COMMANDS))
+    if not isinstance(name, str):
+        raise BadRequest(f'the request has no "command" string; commands: {commands}')
+    command = COMMANDS.get(name)
+    if command is None:
+        raise BadRequest(f"unknown command {json.dumps(name)[:60]}; commands: {commands}")
+    return command, Arguments(name, request, client)
+
+
+async def dispatch(
+    handler: ControlHandler, line: bytes, *, client: str = "a client"
+) -> dict[str, object]:
+    """The response to one request line (without its newline). Never raises.
+
+    ``client`` names who sent it, for the log lines of commands that change something.
+    """
+    try:
+        command, args = _parse(line, client)
+        result = await command(handler, args)
+    except BadRequest as exc:
+        return _error(str(exc), exc.code)
+    except UnknownInstance as exc:
+        return _error(str(exc), "unknown_instance")
+    except Exception:
+        # A bug in the daemon must not take the control socket, let alone the routers,
+        # down with it: log it loudly and tell the client where to look.
+        log.exception("control: request failed: %r", line[:200])
+        return _error("internal error in pyvrrp (the daemon logged the details)", "internal")
+    return {"ok": True, "result": result}
+
+
+def _encode(response: Mapping[str, object]) -> bytes:
+    try:
+        text = json.dumps(response, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError):
+        log.exception("control: cannot encode a response as JSON")
+        text = json.dumps(_error("internal error in pyvrrp: a result is not JSON", "internal"))
+    return text.encode() + b"\n"
+
+
+class _TooLong(Exception):
+    pass
+
+
+async def _read_line(stream: trio.SocketStream) -> bytes:
+    """One request line (EOF ends it too); raises _TooLong past MAX_LINE."""
+    buffer = bytearray()
+    while True:
+        chunk = await stream.receive_some(MAX_LINE + 1)
+        if not chunk:
+            return bytes(buffer)
+        newline = chunk.find(b"\n")
+        buffer += chunk if newline < 0 else chunk[:newline]
+        if len(buffer) > MAX_LINE:
+            raise _TooLong
+        if newline >= 0:
+            return bytes(buffer)
+
+
+def _peer(sock: trio.socket.SocketType | socket.socket) -> tuple[int, int] | None:
+    """(pid, uid) of the process at the other end of a Unix socket, if the kernel says."""
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except OSError:
+        return None
+    pid, uid, _gid = struct.unpack("3i", raw)
+    return (pid, uid) if pid > 0 else None
+
+
+class _Server:
+    def __init__(self, handler: ControlHandler) -> None:
+        self.handler = handler
+        self.clients = 0
+
+    async def serve(self, listener: trio.SocketListener) -> None:
+        async with trio.open_nursery() as nursery:
+            while True:
+                try:
+                    stream = await listener.accept()
+                except OSError as exc:
+                    if exc.errno not in _ACCEPT_RETRY_ERRNOS:
+                        raise
+                    log.error("control: cannot accept a connection: %s", exc)
+                    await trio.sleep(_ACCEPT_RETRY_SLEEP)
+                    continue
+                nursery.start_soon(self.connection, stream)
+
+    async def connection(self, stream: trio.SocketStream) -> None:
+        async with stream:
+            if self.clients >= MAX_CLIENTS:
+                await self._send(stream, _error("pyvrrp is busy: too many control clients", "busy"))
+                return
+            self.clients += 1
+            try:
+                response = await self._respond(stream)
+                if response is not None:
+                    await self._send(stream, response)
+            finally:
+                self.clients -= 1
+
+    async def _respond(self, stream: trio.SocketStream) -> dict[str, object] | None:
+        line = b""
+        try:
+            with trio.fail_after(REQUEST_TIMEOUT):
+                line = await _read_line(stream)
+        except trio.TooSlowError:
+            return _error(
+                f"no request line within {REQUEST_TIMEOUT:g} s; send one JSON object and a newline",
+                "timeout",
+            )
+        except _TooLong:
+            return _error(f"request line longer than {MAX_LINE} bytes", "too_long")
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return None  # the client went away
+        if not line.strip():
+            return _error('empty request; send one line like {"command": "status"}', "bad_request")
+        peer = _peer(stream.socket)
+        client = f"pid {peer[0]} uid {peer[1]}" if peer else "an unknown process"
+        return await dispatch(self.handler, line, client=client)
+
+    @staticmethod
+    async def _send(stream: trio.SocketStream, response: Mapping[str, object]) -> None:
+        # A client that never reads must not hold its task forever.
+        with trio.move_on_after(SEND_TIMEOUT):
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await stream.send_all(_encode(response))
+
+
+async def _probe(path: str) -> int | None:
+    """Whether a daemon answers on ``path``: its pid (0 when unknown), or None if none does."""
+    probe = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    with probe:
+        try:
+            with trio.fail_after(PROBE_TIMEOUT):
+                await probe.connect(path)
+        except (ConnectionRefusedError, FileNotFoundError):
+            return None
+        except PermissionError:
+            raise EnvironmentProblem(
+                f"control socket {path} exists and this user may not connect to it (is "
+                "another pyvrrp running as root?); run as root or remove it"
+            ) from None
+        except OSError as exc:
+            raise EnvironmentProblem(
+                f"control socket {path} exists and cannot be checked: {exc.strerror or exc}; "
+                "remove it if no pyvrrp is running"
+            ) from None
+        except trio.TooSlowError:
+            # Connecting blocks only when a listener's backlog is full: someone is there.
+            return 0
+        peer = _peer(probe)
+        return peer[0] if peer else 0
+
+
+def _check_directory(path: str) -> None:
+    directory = os.path.dirname(path) or "."
+    if not os.path.isdir(directory):
+        raise EnvironmentProblem(
+            f"control socket {path}: directory {directory} does not exist; create it "
+            "(systemd: RuntimeDirectory=) or set [global] control_socket to a path in an "
+            "existing directory"
+        )
+
+
+async def _remove_stale(path: str) -> None:
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise EnvironmentProblem(
+            f"control socket {path} exists and is not a socket; remove it or set "
+            "[global] control_socket to another path"
+        )
+    pid = await _probe(path)
+    if pid is not None:
+        raise ControlSocketInUse(path, pid or None)
+    log.info("control: removing the stale socket %s left by a previous run", path)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+async def _listen(path: str) -> tuple[trio.socket.SocketType, tuple[int, int]]:
+    sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    bound = False
+    try:
+        # The umask closes the window between bind() and chmod() in which another user could
+        # connect; the chmod makes the mode exact whatever umask the daemon was given.
+        old_umask = os.umask(0o177)
+        try:
+            await sock.bind(path)
+        finally:
+            os.umask(old_umask)
+        bound = True
+        os.chmod(path, 0o600)
+        sock.listen(MAX_CLIENTS)
+        info = os.stat(path)
+    except OSError as exc:
+        sock.close()
+        if bound:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        if exc.errno == errno.EADDRINUSE:
+            raise ControlSocketInUse(path, None) from None
+        raise EnvironmentProblem(
+            f"cannot create control socket {path}: {exc.strerror or exc} (run as root, or "
+            "set [global] control_socket to a path this user may create)"
+        ) from None
+    return sock, (info.st_dev, info.st_ino)
+
+
+def _unlink_if_ours(path: str, identity: tuple[int, int]) -> None:
+    # Only remove the socket we made: never one a later daemon put on the path.
+    try:
+        info = os.lstat(path)
+        if (info.st_dev, info.st_ino) == identity:
+            os.unlink(path)
+    except OSError:
+        pass
+
+
+async def serve_control(
+    path: str,
+    handler: ControlHandler,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve the control socket at ``path`` until cancelled; remove the socket file at exit.
+
+    Reports itself started (``nursery.start``) once clients can connect. Raises
+    :class:`ControlSocketInUse` when another daemon answers on ``path``, and
+    :class:`~pyvrrp.runtime.errors.EnvironmentProblem` when the socket cannot be created (a
+    missing directory, no permission, a path that is not a socket). A socket file left by
+    a daemon that died is removed.
+    """
+    if len(os.fsencode(path)) > 107:
+        raise EnvironmentProblem(
+            f"control socket {path} is longer than the 107 bytes a Unix socket path may have"
+        )
+    _check_directory(path)
+    await _remove_stale(path)
+    sock, identity = await _listen(path)
+    listener = trio.SocketListener(sock)
+    try:
+        task_status.started()
+        await _Server(handler).serve(listener)
+    finally:
+        _unlink_if_ours(path, identity)
+        await trio.aclose_forcefully(listener)
+
+
+def _not_running(path: str) -> ControlError:
+    return ControlError(
+        f"pyvrrp is not running: no control socket at {path} (is the daemon started with "
+        "this configuration?)"
+    )
+
+
+def _connect(path: str, timeout: float) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(path)
+    except FileNotFoundError:
+        sock.close()
+        raise _not_running(path) from None
+    except PermissionError:
+        sock.close()
+        raise ControlError(
+            f"permission denied on {path}: run as root (the socket is mode 0600)"
+        ) from None
+    except ConnectionRefusedError:
+        sock.close()
+        raise ControlError(
+            f"pyvrrp is not running: nothing listens on {path} (a socket left by a daemon "
+            "that stopped; the next daemon start removes it)"
+        ) from None
+    except TimeoutError:
+        sock.close()
+        raise ControlError(
+            f"pyvrrp did not accept a connection on {path} within {timeout:g} s (is it stuck?)"
+        ) from None
+    except OSError as exc:
+        sock.close()
+        raise ControlError(f"cannot connect to {path}: {exc.strerror or exc}") from None
+    return sock
+
+
+def _receive_line(sock: socket.socket, path: str, deadline: float) -> bytes:
+    buffer = bytearray()
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError
+        sock.settimeout(remaining)
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        newline = chunk.find(b"\n")
+        buffer += chunk if newline < 0 else chunk[:newline]
+        if len(buffer) > MAX_RESPONSE:
+            raise ControlError(f"malformed response from {path}: longer than {MAX_RESPONSE} bytes")
+        if newline >= 0:
+            break
+    if not buffer:
+        raise ControlError(f"pyvrrp closed the connection on {path} without answering")
+    return bytes(buffer)
+
+
+def request(path: str, payload: Mapping[str, Any], *, timeout: float = 5.0) -> dict[str, Any]:
+    """Send one request to the daemon at ``path`` and return its response object.
+
+    The response has ``"ok": true`` and a ``"result"``, or ``"ok": false`` and an
+    ``"error"`` message (and a ``"code"``). Raises :class:`ControlError` when no valid
+    response arrives within ``timeout`` seconds in all: the daemon is not running, the
+    caller may not use the socket, the daemon does not answer, or the answer is not a
+    response.
+    """
+    deadline = time.monotonic() + timeout
+    line = json.dumps(payload, separators=(",", ":")).encode() + b"\n"
+    sock = _connect(path, timeout)
+    with sock:
+        try:
+            # A server that closed early (a request it refused) has sent its reason.
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                sock.sendall(line)
+            data = _receive_line(sock, path, deadline)
+        except TimeoutError:
+            raise ControlError(
+                f"pyvrrp did not answer on {path} within {timeout:g} s (is it stuck? see its log)"
+            ) from None
+        except OSError as exc:
+            raise ControlError(
+                f"lost the connection to pyvrrp on {path}: {exc.strerror or exc}"
+            ) from None
+    try:
+        response = json.loads(data)
+    except (ValueError, RecursionError):
+        raise ControlError(
+            f"malformed response from {path}: not JSON: {data[:80]!r} (is it pyvrrp?)"
+        ) from None
+    if not isinstance(response, dict) or not isinstance(response.get("ok"), bool):
+        raise ControlError(f'malformed response from {path}: no "ok" field (is it pyvrrp?)')
+    if response["ok"] and "result" not in response:
+        raise ControlError(f'malformed response from {path}: "ok" without a "result"')
+    if not response["ok"] and not isinstance(response.get("error"), str):
+        raise ControlError(f'malformed response from {path}: a failure without an "error"')
+    return response
+
+
+__all__ = [
+    "COMMANDS",
+    "MAX_LINE",
+    "REQUEST_TIMEOUT",
+    "Arguments",
+    "BadRequest",
+    "ControlError",
+    "ControlHandler",
+    "ControlSocketInUse",
+    "UnknownInstance",
+    "dispatch",
+    "request",
+    "serve_control",
+]
