@@ -107,6 +107,32 @@ def _add_maintenance_parser(
     _add_socket_option(maintenance, in_subcommand=True)
 
 
+def _add_reload_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    reload = commands.add_parser(
+        "reload",
+        help="make the running daemon re-read its configuration (as SIGHUP)",
+        description=(
+            "Ask the daemon to re-read and apply its configuration file without flapping: "
+            "masters of unchanged instances keep their addresses. An invalid file is "
+            "rejected (exit 2, every problem listed) and the daemon keeps running the old one."
+        ),
+    )
+    _add_config_option(reload, in_subcommand=True)
+    _add_socket_option(reload, in_subcommand=True)
+
+
+def _add_cleanup_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    cleanup = commands.add_parser(
+        "cleanup",
+        help="remove the addresses, routes and rules a killed daemon left behind",
+        description=(
+            "Remove every address, route and rule FILE can install (systemd runs it as "
+            "ExecStopPost). Refuses while a daemon answers on the control socket."
+        ),
+    )
+    _add_config_option(cleanup, in_subcommand=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line; subcommands store their name in ``args.command``."""
     parser = argparse.ArgumentParser(
@@ -123,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_check_parser(commands)
     _add_status_parser(commands)
     _add_maintenance_parser(commands)
+    _add_reload_parser(commands)
+    _add_cleanup_parser(commands)
     return parser
 
 
@@ -197,7 +225,7 @@ def _control(args: argparse.Namespace, payload: dict[str, Any]) -> tuple[int, An
         return EXIT_FAILURE, None
     if not response["ok"]:
         print(response["error"], file=sys.stderr)
-        usage = response.get("code") in {"unknown_instance", "bad_request"}
+        usage = response.get("code") in {"unknown_instance", "bad_request", "invalid_config"}
         return EXIT_CONFIG if usage else EXIT_FAILURE, None
     return EXIT_OK, response["result"]
 
@@ -230,6 +258,21 @@ def _cmd_maintenance(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_reload(args: argparse.Namespace) -> int:
+    code, result = _control(args, {"command": "reload"})
+    if code != EXIT_OK:
+        return code
+    summary_line = result.get("summary") if isinstance(result, dict) else None
+    print(f"reloaded: {summary_line}" if summary_line else "reloaded")
+    return EXIT_OK
+
+
+def _cmd_cleanup(args: argparse.Namespace) -> int:
+    from pyvrrp.runtime.cleanup import run_cleanup  # trio and pyroute2 only when needed
+
+    return run_cleanup(args.config)
+
+
 def _run_daemon(args: argparse.Namespace) -> int:
     """Run the daemon in the foreground (``pyvrrp -c node.toml``)."""
     from pyvrrp.runtime.daemon import run_daemon  # trio and pyroute2 only when needed
@@ -238,11 +281,13 @@ def _run_daemon(args: argparse.Namespace) -> int:
 
 
 # Subcommands that need -c FILE.
-_NEEDS_CONFIG = frozenset({"check"})
+_NEEDS_CONFIG = frozenset({"check", "cleanup"})
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "check": _cmd_check,
     "status": _cmd_status,
     "maintenance": _cmd_maintenance,
+    "reload": _cmd_reload,
+    "cleanup": _cmd_cleanup,
 }
 
 

@@ -5,10 +5,15 @@ Events are frozen values: a recorded list of ``(now, event)`` pairs replays as a
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import attrs
 
 from pyvrrp.core.actions import State
 from pyvrrp.core.packet import Advertisement, IPAddress
+
+if TYPE_CHECKING:
+    from pyvrrp.core.router import RouterParams
 
 
 @attrs.frozen
@@ -83,6 +88,17 @@ class SyncState:
 
 
 @attrs.frozen
+class Reconfigure:
+    """A reload changed this router's parameters; its state, timers and addresses carry on.
+
+    The VRID, family and local address cannot change (they identify the router across a
+    reload); everything else may.
+    """
+
+    params: RouterParams
+
+
+@attrs.frozen
 class Shutdown:
     """Stop. ``immediate`` skips the graceful handover (a second signal)."""
 
@@ -98,5 +114,6 @@ Event = (
     | MaintenanceChanged
     | SyncFault
     | SyncState
+    | Reconfigure
     | Shutdown
 )

@@ -44,6 +44,7 @@ from pyvrrp.core.events import (
     HealthChanged,
     MaintenanceChanged,
     PacketReceived,
+    Reconfigure,
     Shutdown,
     Startup,
     SyncFault,
@@ -274,6 +275,8 @@ class VirtualRouter:
             return self._on_sync_fault(event, now)
         if isinstance(event, SyncState):
             return self._on_sync_state(event, now)
+        if isinstance(event, Reconfigure):
+            return self._on_reconfigure(event.params, now)
         if isinstance(event, Startup):
             return self._on_startup(now)
         if isinstance(event, Shutdown):
@@ -424,6 +427,37 @@ class VirtualRouter:
         was_faulty = self._in_fault()
         self._maintenance = on
         return self._after_health_change(was_faulty, self._effective_priority, now, planned=True)
+
+    def _on_reconfigure(self, params: RouterParams, now: int) -> list[Action]:
+        """A reload: new parameters, same router (no flap, no priority 0)."""
+        old = self.params
+        if (params.vrid, params.family, params.local_address) != (
+            old.vrid,
+            old.family,
+            old.local_address,
+        ):
+            raise RouterError("Reconfigure cannot change the VRID, family or local address")
+        self.params = params
+        if params.owner:
+            self._effective_priority = OWNER_PRIORITY
+        elif old.owner:
+            # Trackers will follow with HealthChanged; until then, the base priority.
+            self._effective_priority = min(params.priority, OWNER_PRIORITY - 1)
+        if params == old:
+            return []
+        if self._state is State.MASTER:
+            # Tell the backups at once (addresses, interval or priority may have changed).
+            self._timer = now + timers.centiseconds(params.advert_interval_cs)
+            self._master_priority = self._effective_priority
+            self._master_adver_interval = timers.centiseconds(params.advert_interval_cs)
+            if params.garp_refresh_us != old.garp_refresh_us:
+                self._refresh_at = now + params.garp_refresh_us if params.garp_refresh_us else None
+            return [self._advertise(self._effective_priority)]
+        if self._state is State.BACKUP:
+            self._start_down_timer(
+                self._down_started, skew=self._down_is_skew, cause=self._down_cause
+            )
+        return []
 
     def _on_sync_fault(self, event: SyncFault, now: int) -> list[Action]:
         was_faulty = self._in_fault()

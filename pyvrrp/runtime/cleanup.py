@@ -8,7 +8,10 @@ for what it would own only as master, so cleanup is a belt to those braces.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Awaitable
+
+import trio
 
 from pyvrrp.core.config import NodeConfig
 from pyvrrp.runtime.netlink import (
@@ -54,3 +57,48 @@ async def cleanup(config: NodeConfig, netlink: Netlink) -> tuple[list[str], list
     for route in reversed(config.routes):
         await attempt(describe_route(route), netlink.remove_route(route))
     return removed, problems
+
+
+def run_cleanup(config_path: str) -> int:
+    """``pyvrrp cleanup -c FILE``: 0 done, 1 a daemon is running, 2 bad config, 3 netlink."""
+    from pyvrrp import configfile
+    from pyvrrp.core.config import ConfigError
+    from pyvrrp.runtime.control import ControlError, request
+    from pyvrrp.runtime.netlink import open_netlink
+
+    try:
+        config = configfile.load(config_path)
+    except ConfigError as exc:
+        for line in configfile.problem_lines(config_path, exc):
+            print(line, file=sys.stderr)
+        return 2
+    socket_path = config.global_.control_socket
+    try:
+        response = request(socket_path, {"command": "status"}, timeout=2.0)
+    except ControlError:
+        response = None
+    if response is not None:
+        pid = response.get("result", {}).get("pid", "?") if response.get("ok") else "?"
+        print(
+            f"pyvrrp is running (pid {pid}, control socket {socket_path}): it owns these "
+            "addresses; stop it first",
+            file=sys.stderr,
+        )
+        return 1
+
+    async def main() -> tuple[list[str], list[str]]:
+        async with open_netlink() as netlink:
+            return await cleanup(config, netlink)
+
+    try:
+        removed, problems = trio.run(main)
+    except NetlinkError as exc:
+        print(f"pyvrrp cleanup: {exc}", file=sys.stderr)
+        return 3
+    for line in removed:
+        print(f"removed {line}")
+    for line in problems:
+        print(line, file=sys.stderr)
+    if not removed and not problems:
+        print("nothing to clean up")
+    return 3 if problems else 0

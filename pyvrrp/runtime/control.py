@@ -115,6 +115,23 @@ class ControlHandler(Protocol):
         """
         ...
 
+    async def reload(self) -> dict[str, Any]:
+        """Re-read and apply the configuration file; raises :class:`ReloadRejected`."""
+        ...
+
+
+class ReloadRejected(Exception):
+    """The new configuration cannot be applied; the daemon keeps running the old one."""
+
+    code = "invalid_config"
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__(
+            "the new configuration was rejected; pyvrrp keeps running the old one:\n"
+            + "\n".join(self.problems)
+        )
+
 
 class BadRequest(Exception):
     """A request the server cannot act on; the message says what would be right."""
@@ -218,9 +235,16 @@ async def _cmd_maintenance(handler: ControlHandler, args: Arguments) -> object:
     }
 
 
+async def _cmd_reload(handler: ControlHandler, args: Arguments) -> object:
+    args.done()
+    log.info("control: reload requested by %s", args.client)
+    return await handler.reload()
+
+
 COMMANDS: dict[str, Command] = {
     "status": _cmd_status,
     "maintenance": _cmd_maintenance,
+    "reload": _cmd_reload,
 }
 """Every command the server understands, by name."""
 
@@ -262,6 +286,8 @@ async def dispatch(
         return _error(str(exc), exc.code)
     except UnknownInstance as exc:
         return _error(str(exc), "unknown_instance")
+    except ReloadRejected as exc:
+        return _error(str(exc), exc.code)
     except Exception:
         # A bug in the daemon must not take the control socket, let alone the routers,
         # down with it: log it loudly and tell the client where to look.

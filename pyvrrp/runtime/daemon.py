@@ -1,24 +1,31 @@
 """The daemon process: ``pyvrrp -c node.toml``.
 
-Loads the configuration (exit 2 if it is invalid), sets up logging, opens netlink and runs a
+Loads the configuration (exit 2 if it is invalid), sets up logging, takes the control socket
+(refusing to run beside another daemon), opens netlink and runs a
 :class:`~pyvrrp.runtime.node.Node` on real sockets until SIGTERM or SIGINT. The first signal
-stops gracefully: masters send priority 0 and hand their addresses over; a second signal
-stops at once. A missing interface, capability or kernel feature exits 3 with what to do.
+stops gracefully: masters send priority 0 and hand their addresses over, then the queued
+notifications run; a second signal stops at once. SIGHUP (or ``pyvrrp reload``) re-reads the
+configuration; an invalid one is rejected and the old one keeps running. A missing interface,
+capability or kernel feature exits 3 with what to do.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import trio
 
 from pyvrrp import configfile
 from pyvrrp.core.config import ConfigError, NodeConfig
+from pyvrrp.runtime import sdnotify
 from pyvrrp.runtime.announcer import LinkAnnouncements
+from pyvrrp.runtime.control import ReloadRejected, serve_control
 from pyvrrp.runtime.errors import EnvironmentProblem
 from pyvrrp.runtime.logs import setup_logging
 from pyvrrp.runtime.netlink import NetlinkError, open_netlink
@@ -31,6 +38,22 @@ EXIT_OK = 0
 EXIT_CONFIG = 2
 EXIT_ENVIRONMENT = 3
 
+# Capability bits (linux/capability.h) the daemon cannot work without: NET_ADMIN for
+# addresses, routes and rules (netlink), NET_RAW for the VRRP and announcement sockets.
+REQUIRED_CAPABILITIES = {"CAP_NET_ADMIN": 12, "CAP_NET_RAW": 13}
+
+
+def missing_capabilities(status: str = "/proc/self/status") -> list[str]:
+    """The :data:`REQUIRED_CAPABILITIES` this process lacks ([] if ``status`` cannot tell)."""
+    try:
+        with open(status, encoding="ascii") as lines:
+            effective = next(
+                int(line.split()[1], 16) for line in lines if line.startswith("CapEff:")
+            )
+    except (OSError, ValueError, IndexError, StopIteration):
+        return []  # no /proc: let the first operation that needs one report it
+    return [name for name, bit in REQUIRED_CAPABILITIES.items() if not effective >> bit & 1]
+
 
 def run_daemon(config_path: str | os.PathLike[str]) -> int:
     """Run the daemon in the foreground; returns the process exit status."""
@@ -41,11 +64,22 @@ def run_daemon(config_path: str | os.PathLike[str]) -> int:
             print(line, file=sys.stderr)
         return EXIT_CONFIG
     setup_logging(config.global_.log_format)
+    # Checked before anything runs: without CAP_NET_ADMIN every socket opens and the daemon
+    # would elect itself master, then fail to install a single address (a silent black hole).
+    missing = missing_capabilities()
+    if missing:
+        log.error(
+            "missing %s: pyvrrp needs CAP_NET_ADMIN (addresses, routes, rules) and CAP_NET_RAW "
+            "(VRRP and announcement sockets); run as root, or set "
+            "AmbientCapabilities=CAP_NET_RAW CAP_NET_ADMIN in the systemd unit",
+            " and ".join(missing),
+        )
+        return EXIT_ENVIRONMENT
     for warning in configfile.check_environment(config):
         log.warning("%s", warning)
     failures: list[Exception] = []
     try:
-        trio.run(serve, config)
+        trio.run(serve, config, os.fspath(config_path))
     except* (EnvironmentProblem, NetlinkError) as group:
         failures.extend(_leaves(group))
     for failure in failures:
@@ -60,9 +94,62 @@ def _leaves(group: BaseExceptionGroup[Exception]) -> list[Exception]:
     return leaves
 
 
-async def serve(config: NodeConfig) -> None:
-    """Run one node on the real network until SIGTERM/SIGINT."""
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+class DaemonControl:
+    """What the control socket asks of the daemon: the node, plus reloading its file."""
+
+    def __init__(self, node: Node, config_path: str) -> None:
+        self.node = node
+        self.config_path = config_path
+        self._reloading = trio.Lock()
+
+    def status(self) -> dict[str, Any]:
+        return self.node.status()
+
+    async def set_maintenance(self, on: bool, instances: Sequence[str]) -> list[str]:
+        return await self.node.set_maintenance(on, list(instances))
+
+    async def reload(self) -> dict[str, Any]:
+        """Validate the file first; apply it only if it is valid (else keep the old one)."""
+        async with self._reloading:
+            try:
+                config = await trio.to_thread.run_sync(configfile.load, self.config_path)
+            except ConfigError as exc:
+                lines = configfile.problem_lines(self.config_path, exc)
+                for line in lines:
+                    log.error("reload rejected: %s", line)
+                raise ReloadRejected(lines) from None
+            _warn_restart_only(self.node.config, config)
+            sdnotify.reloading()
+            try:
+                result = await self.node.reload(config)
+            except EnvironmentProblem as exc:
+                log.error("reload rejected: %s", exc)
+                raise ReloadRejected([str(exc)]) from None
+            finally:
+                sdnotify.ready(_describe(self.node))
+            return {
+                "kept": list(result.kept),
+                "changed": list(result.changed),
+                "added": list(result.added),
+                "removed": list(result.removed),
+                "summary": result.summary(),
+            }
+
+
+def _warn_restart_only(old: NodeConfig, new: NodeConfig) -> None:
+    for key in ("control_socket", "metrics_listen", "log_format"):
+        if getattr(old.global_, key) != getattr(new.global_, key):
+            log.warning("reload: global.%s changed: it takes effect at the next restart", key)
+
+
+def _describe(node: Node) -> str:
+    return ", ".join(f"{name} {i.state.value}" for name, i in node.instances.items())
+
+
+async def serve(config: NodeConfig, config_path: str = "") -> None:
+    """Run one node on the real network until SIGTERM/SIGINT; SIGHUP reloads."""
+    signals_to_catch = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    with trio.open_signal_receiver(*signals_to_catch) as signals:
         async with open_netlink() as netlink:
             announcements = LinkAnnouncements(netlink)
             node = Node(
@@ -71,9 +158,18 @@ async def serve(config: NodeConfig) -> None:
                 transport_factory=open_raw_transport,
                 announcements=announcements,
             )
+            control = DaemonControl(node, config_path)
             try:
                 async with trio.open_nursery() as nursery:
+                    # The control socket first: a second daemon must fail here, before its
+                    # startup cleanup strips the running daemon's addresses.
+                    await nursery.start(serve_control, config.global_.control_socket, control)
                     await nursery.start(node.run)
+                    if config.global_.metrics_listen is not None:
+                        from pyvrrp.runtime.metrics import serve_metrics
+
+                        host, port = config.global_.metrics_listen
+                        await nursery.start(serve_metrics, host, port, node.status)
                     log.info(
                         "pyvrrp started: %s",
                         ", ".join(
@@ -82,23 +178,35 @@ async def serve(config: NodeConfig) -> None:
                             for name, i in node.instances.items()
                         ),
                     )
-                    await _wait_for_stop(signals, node)
+                    sdnotify.ready(_describe(node))
+                    await _serve_signals(signals, node, control)
                     nursery.cancel_scope.cancel()
             finally:
                 announcements.close()
     log.info("pyvrrp stopped")
 
 
-async def _wait_for_stop(signals: AsyncIterator[int], node: Node) -> None:
-    """Wait for a stop signal, stop gracefully; a second signal makes it immediate."""
-    signum = await anext(signals)
+async def _serve_signals(signals: AsyncIterator[int], node: Node, control: DaemonControl) -> None:
+    """Reload on SIGHUP; on SIGTERM/SIGINT stop gracefully (a second one: at once)."""
+    async for signum in signals:
+        if signum != signal.SIGHUP:
+            break
+        log.info("received SIGHUP: reloading %s", control.config_path)
+        with contextlib.suppress(ReloadRejected):  # logged; the old configuration stays
+            await control.reload()
+    else:
+        return
     log.info("received %s: stopping (send it again to stop at once)", signal.Signals(signum).name)
+    sdnotify.stopping()
     async with trio.open_nursery() as nursery:
 
         async def second_signal() -> None:
-            signum = await anext(signals)
-            log.info("received %s again: stopping at once", signal.Signals(signum).name)
-            await node.stop(immediate=True)
+            async for signum in signals:
+                if signum != signal.SIGHUP:
+                    log.info("received %s again: stopping at once", signal.Signals(signum).name)
+                    await node.stop(immediate=True)
+                    nursery.cancel_scope.cancel()
+                    return
 
         nursery.start_soon(second_signal)
         await node.stop()

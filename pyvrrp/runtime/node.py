@@ -2,23 +2,29 @@
 
 The node opens one transport per (interface, family), demultiplexes received packets to the
 instance with that VRID, and runs one driver task per instance. The driver is the only reader
-of the clock: it feeds events to the core router with the current time, carries out the
-actions it returns in order, and waits for the router's next deadline. Nothing here decides
-protocol behaviour; it all happens in :mod:`pyvrrp.core.router`.
+of the clock for its router: it feeds events to the core router with the current time,
+carries out the actions it returns in order, and waits for the router's next deadline.
+Around the drivers run the trackers (health scripts, interfaces), the notifier, and a watch
+on netlink that puts back addresses someone else removed from a master. Nothing here decides
+protocol behaviour; that happens in :mod:`pyvrrp.core`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import math
 import os
-from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
 
+from pyvrrp import __version__
 from pyvrrp.core.actions import (
     Action,
     Announce,
@@ -31,21 +37,37 @@ from pyvrrp.core.actions import (
     State,
     StateChanged,
 )
-from pyvrrp.core.config import InstanceConfig, NodeConfig
+from pyvrrp.core.config import InstanceConfig, NodeConfig, RouteConfig, RuleConfig
 from pyvrrp.core.events import (
     Event,
     MaintenanceChanged,
     PacketReceived,
+    Reconfigure,
     Shutdown,
     Startup,
     Timeout,
 )
 from pyvrrp.core.packet import DecodeError, DropReason, Family, IPAddress, encode, peek_vrid
 from pyvrrp.core.router import RouterParams, RouterStatistics, VirtualRouter
+from pyvrrp.core.sync import sync_events
 from pyvrrp.core.timers import release_timeout
+from pyvrrp.core.tracking import Health
+from pyvrrp.runtime.control import UnknownInstance
 from pyvrrp.runtime.errors import EnvironmentProblem
 from pyvrrp.runtime.logs import RateLimiter
-from pyvrrp.runtime.netlink import AddressSpec, Netlink, NetlinkError
+from pyvrrp.runtime.netlink import (
+    AddressEvent,
+    AddressSpec,
+    LinkEvent,
+    Netlink,
+    NetlinkError,
+    describe_address,
+    describe_route,
+    describe_rule,
+)
+from pyvrrp.runtime.notify import Notifier
+from pyvrrp.runtime.statefile import StateFileError, load_maintenance, save_maintenance
+from pyvrrp.runtime.trackers import ProcessRunner, RealProcessRunner, Trackers
 from pyvrrp.runtime.transport import Transport, TransportFactory
 
 if TYPE_CHECKING:
@@ -59,11 +81,21 @@ PACKET_QUEUE = 256
 STOP_MARGIN = 0.5
 # How long startup waits for an interface's source address to appear (IPv6 DAD takes ~1 s).
 SOURCE_ADDRESS_WAIT = 5.0
+# How often a master checks that its addresses, routes and rules are still installed
+# (address removals are also noticed at once through netlink events).
+REASSERT_INTERVAL = 10.0
+
+InstanceKey = tuple[int, Family, str, IPAddress | None]
 
 
 def now_us() -> int:
     """The current trio time in integer microseconds."""
     return round(trio.current_time() * 1_000_000)
+
+
+def instance_key(config: InstanceConfig) -> InstanceKey:
+    """What identifies an instance across a reload (keepalived's rule), not its name."""
+    return (config.vrid, config.family, config.interface, config.unicast_source)
 
 
 @attrs.frozen
@@ -77,6 +109,29 @@ class Transition:
     reason: str
     priority: int
     time: float  # trio.current_time() when it happened
+
+
+@attrs.frozen
+class ReloadResult:
+    """What a reload changed, by instance name (new names for kept and added ones)."""
+
+    kept: tuple[str, ...]
+    changed: tuple[str, ...]
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+
+    def summary(self) -> str:
+        parts = [
+            f"{label}: {', '.join(names)}"
+            for label, names in (
+                ("changed", self.changed),
+                ("added", self.added),
+                ("removed", self.removed),
+            )
+            if names
+        ]
+        unchanged = len(self.kept) - len(self.changed)
+        return "; ".join([*parts, f"{unchanged} unchanged"])
 
 
 def router_params(instance: InstanceConfig, local_address: IPAddress) -> RouterParams:
@@ -97,34 +152,45 @@ def router_params(instance: InstanceConfig, local_address: IPAddress) -> RouterP
     )
 
 
+def _specs(config: InstanceConfig) -> tuple[list[AddressSpec], list[AddressSpec]]:
+    return (
+        [AddressSpec.from_config(a, config.interface) for a in config.addresses],
+        [AddressSpec.from_config(a, config.interface) for a in config.excluded_addresses],
+    )
+
+
 class Instance:
     """One configured instance at run time: its router, its inbox and its resources."""
 
     def __init__(self, node: Node, config: InstanceConfig, router: VirtualRouter) -> None:
         self.node = node
-        self.config = config
         self.router = router
-        self.name = config.name
         self.local_address = router.params.local_address
-        self.address_specs = [
-            AddressSpec.from_config(a, config.interface) for a in config.addresses
-        ]
-        self.excluded_specs = [
-            AddressSpec.from_config(a, config.interface) for a in config.excluded_addresses
-        ]
+        self.health: Health | None = None
+        self.transport: Transport | None = None
+        self.queue_overflows = 0
+        self.retiring = False  # removed by a reload: stops, then its driver ends
+        self.stopped = trio.Event()
+        self._inbox_send, self._inbox = trio.open_memory_channel[Event](math.inf)
+        self._queued_packets = 0
+        self._logs = RateLimiter()
+        self._apply_config(config)
+
+    def _apply_config(self, config: InstanceConfig) -> None:
+        self.config = config
+        self.name = config.name
+        self.address_specs, self.excluded_specs = _specs(config)
         self.destinations: tuple[IPAddress, ...] = config.unicast_peers or (
             config.family.multicast_group,
         )
-        self._inbox_send, self._inbox = trio.open_memory_channel[Event](math.inf)
-        self._queued_packets = 0
-        self.transport: Transport | None = None
-        self.queue_overflows = 0
-        self.stopped = trio.Event()
-        self._logs = RateLimiter()
 
     @property
     def state(self) -> State:
         return self.router.state
+
+    @property
+    def all_specs(self) -> list[AddressSpec]:
+        return [*self.address_specs, *self.excluded_specs]
 
     def statistics(self) -> RouterStatistics:
         return self.router.statistics()
@@ -144,40 +210,57 @@ class Instance:
     async def drive(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The driver task: the only reader of the clock for this router.
 
-        Starts the router (Initialize -> Backup or Master) before reporting itself started.
+        Events queued before the start (the trackers' first health, a maintenance flag kept
+        across a restart) are recorded in Initialize first, so that Startup already knows
+        them: a node restarted in maintenance never becomes master, not even for a moment.
         """
-        router = self.router
-        await self.execute(router.handle(Startup(), now_us()))
-        task_status.started()
         while True:
+            try:
+                event = self._inbox.receive_nowait()
+            except trio.WouldBlock:
+                break
+            if isinstance(event, PacketReceived):
+                self._queued_packets -= 1
+                continue
+            await self._handle(event, now_us())
+        await self._handle(Startup(), now_us())
+        task_status.started()
+        router = self.router
+        while not (self.retiring and router.stopped):
             deadline = router.deadline()
-            event: Event | None = None
+            event_or_none: Event | None = None
             at = math.inf if deadline is None else deadline / 1_000_000
             with trio.move_on_at(at):
-                event = await self._inbox.receive()
+                event_or_none = await self._inbox.receive()
             now = now_us()
-            if event is None:
+            if event_or_none is None:
                 assert deadline is not None
-                event, now = Timeout(), max(deadline, now)
-            elif isinstance(event, PacketReceived):
+                event_or_none, now = Timeout(), max(deadline, now)
+            elif isinstance(event_or_none, PacketReceived):
                 self._queued_packets -= 1
-            actions = router.handle(event, now)
-            await self.execute(actions)
-            if router.stopped:
-                self.stopped.set()
+            await self._handle(event_or_none, now)
+
+    async def _handle(self, event: Event, now: int) -> None:
+        actions = self.router.handle(event, now)
+        await self.execute(actions)
+        self.node.after_handle(self, [a for a in actions if isinstance(a, StateChanged)])
+        if self.router.stopped:
+            self.stopped.set()
 
     async def execute(self, actions: Sequence[Action]) -> None:
         for action in actions:
             if isinstance(action, SendAdvert):
                 await self._send_advert(action)
             elif isinstance(action, InstallVirtual):
-                await self._install()
-            elif isinstance(action, RemoveVirtual):
-                await self._remove()
-            elif isinstance(action, Announce):
-                await self.node.announcements.announce(
-                    [*self.address_specs, *self.excluded_specs], self.config.garp_repeat
+                await self.install(
+                    self.all_specs, self.config.virtual_routes, self.config.virtual_rules
                 )
+            elif isinstance(action, RemoveVirtual):
+                await self.remove(
+                    self.all_specs, self.config.virtual_routes, self.config.virtual_rules
+                )
+            elif isinstance(action, Announce):
+                await self.node.announcements.announce(self.all_specs, self.config.garp_repeat)
             elif isinstance(action, StateChanged):
                 self.node.publish(self, action)
             elif isinstance(action, Dropped):
@@ -213,34 +296,60 @@ class Instance:
             )
             await self.transport.send(message, self.local_address, destination)
 
-    async def _install(self) -> None:
-        netlink = self.node.netlink
-        # Order on becoming master (keepalived): addresses, excluded, routes, rules.
-        for spec in [*self.address_specs, *self.excluded_specs]:
-            await self._netlink_op("add address", spec.address, netlink.add_address(spec))
-        for route in self.config.virtual_routes:
-            await self._netlink_op("add route", route.to, netlink.add_route(route))
-        for rule in self.config.virtual_rules:
-            await self._netlink_op("add rule", rule.table, netlink.add_rule(rule))
+    async def install(
+        self,
+        specs: Iterable[AddressSpec],
+        routes: Iterable[RouteConfig],
+        rules: Iterable[RuleConfig],
+        *,
+        reassert: bool = False,
+    ) -> bool:
+        """Add addresses (virtual, then excluded), routes, rules; True if any was missing.
 
-    async def _remove(self) -> None:
+        With ``reassert`` each one that had to be added back is logged as such.
+        """
         netlink = self.node.netlink
-        for rule in reversed(self.config.virtual_rules):
-            await self._netlink_op("remove rule", rule.table, netlink.remove_rule(rule))
-        for route in reversed(self.config.virtual_routes):
-            await self._netlink_op("remove route", route.to, netlink.remove_route(route))
-        for spec in reversed([*self.address_specs, *self.excluded_specs]):
-            await self._netlink_op("remove address", spec.address, netlink.remove_address(spec))
+        operations: list[tuple[str, Callable[[], Awaitable[bool]]]] = [
+            (describe_address(s), functools.partial(netlink.add_address, s)) for s in specs
+        ]
+        operations += [(describe_route(r), functools.partial(netlink.add_route, r)) for r in routes]
+        operations += [(describe_rule(r), functools.partial(netlink.add_rule, r)) for r in rules]
+        added = False
+        for what, operation in operations:
+            if await self._netlink_op("add", what, operation()):
+                added = True
+                if reassert:
+                    log.warning(
+                        "%s: %s had been removed by someone else: put it back", self.name, what
+                    )
+        return added
 
-    async def _netlink_op(self, what: str, target: object, op: Awaitable[bool]) -> None:
+    async def remove(
+        self,
+        specs: Sequence[AddressSpec],
+        routes: Sequence[RouteConfig],
+        rules: Sequence[RuleConfig],
+    ) -> None:
+        """Remove rules, routes, then addresses: the reverse of :meth:`install`."""
+        netlink = self.node.netlink
+        for rule in reversed(rules):
+            await self._netlink_op("remove", describe_rule(rule), netlink.remove_rule(rule))
+        for route in reversed(routes):
+            await self._netlink_op("remove", describe_route(route), netlink.remove_route(route))
+        for spec in reversed(specs):
+            await self._netlink_op("remove", describe_address(spec), netlink.remove_address(spec))
+
+    async def _netlink_op(self, verb: str, what: str, operation: Awaitable[bool]) -> bool:
         try:
-            await op
+            return await operation
         except NetlinkError as exc:
-            log.error("%s: cannot %s %s: %s", self.name, what, target, exc)
+            log.error("%s: cannot %s %s: %s", self.name, verb, what, exc)
+            return False
 
 
 class Node:
-    """Every virtual router of one :class:`NodeConfig`, with its sockets and netlink."""
+    """Every virtual router of one :class:`NodeConfig`, with its sockets, netlink, trackers
+    and notifications."""
 
     def __init__(
         self,
@@ -249,18 +358,31 @@ class Node:
         netlink: Netlink,
         transport_factory: TransportFactory,
         announcements: Announcements,
+        runner: ProcessRunner | None = None,
     ) -> None:
         self.config = config
         self.netlink = netlink
         self.announcements = announcements
+        self.runner: ProcessRunner = runner if runner is not None else RealProcessRunner()
         self._transport_factory = transport_factory
         self.instances: dict[str, Instance] = {}
+        self._retiring: list[Instance] = []
         self._transports: dict[tuple[str, Family], Transport] = {}
+        self._receivers: dict[tuple[str, Family], trio.CancelScope] = {}
         self._demux: dict[tuple[str, Family], dict[int, Instance]] = {}
         self._subscribers: list[trio.MemorySendChannel[Transition]] = []
         self._unknown_vrid: dict[tuple[str, Family], int] = {}
         self._header_errors: dict[tuple[str, Family], int] = {}
         self._logs = RateLimiter()
+        self._maintenance: set[str] = set()
+        self._links_up: dict[str, bool] = {}
+        self._started_at = time.time()
+        self._nursery: trio.Nursery | None = None
+        self._trackers = self._new_trackers(config, previous=None)
+        self._trackers_scope: trio.CancelScope | None = None
+        self.notifier = Notifier(config.instances.values(), self.runner)
+        self._notifier_scope: trio.CancelScope | None = None
+        self._reload_lock = trio.Lock()
         self.started = trio.Event()
 
     # ------------------------------------------------------------------ observing
@@ -289,6 +411,9 @@ class Node:
             change.reason,
             change.priority,
         )
+        # KeyError: an instance a reload is adding or removing, unknown to the notifier.
+        with contextlib.suppress(KeyError):
+            self.notifier.notify_transition(transition)
         for send in list(self._subscribers):
             try:
                 send.send_nowait(transition)
@@ -297,8 +422,7 @@ class Node:
 
     async def wait_state(self, name: str, state: State) -> None:
         """Wait until instance ``name`` is in ``state``."""
-        instance = self.instances[name]
-        if instance.state is state:
+        if self.instances[name].state is state:
             return
         receive = self.subscribe()
         with receive:
@@ -311,34 +435,239 @@ class Node:
 
     # ------------------------------------------------------------------ control
 
-    def set_maintenance(self, on: bool, names: Iterable[str] | None = None) -> None:
-        for name in self.instances if names is None else names:
+    async def set_maintenance(self, on: bool, instances: Sequence[str] = ()) -> list[str]:
+        """Take instances (all when empty) out of service, or put them back.
+
+        Returns the instances whose flag changed. The flags are saved in ``state_dir`` so a
+        restart keeps them; a failure to save is logged and the change still applies.
+        """
+        unknown = [name for name in instances if name not in self.instances]
+        if unknown:
+            raise UnknownInstance(unknown, list(self.instances))
+        names = list(instances) or list(self.instances)
+        changed = [name for name in names if (name in self._maintenance) != on]
+        for name in changed:
+            if on:
+                self._maintenance.add(name)
+            else:
+                self._maintenance.discard(name)
+            log.info("%s: maintenance %s", name, "on" if on else "off")
             self.instances[name].post(MaintenanceChanged(on))
+        if changed:
+            await self._save_maintenance()
+        return changed
+
+    async def _save_maintenance(self) -> None:
+        state_dir, names = self.config.global_.state_dir, sorted(self._maintenance)
+        try:
+            await trio.to_thread.run_sync(save_maintenance, state_dir, names)
+        except StateFileError as exc:
+            log.error("maintenance is in effect but cannot be kept across a restart: %s", exc)
+
+    def status(self) -> dict[str, Any]:
+        """The JSON-able snapshot ``pyvrrp status --json`` prints and metrics are made of."""
+        now = trio.current_time()
+        wall = time.time()
+        instances = {}
+        for name, instance in self.instances.items():
+            stats = instance.statistics()
+            config = instance.config
+            in_state = now - stats.state_since / 1_000_000
+            master = None
+            if stats.master_address is not None:
+                master = {"address": str(stats.master_address), "priority": stats.master_priority}
+            health = instance.health
+            instances[name] = {
+                "state": stats.state.value,
+                "in_state_for": round(in_state, 3),
+                "last_transition": round(wall - in_state, 3),
+                "interface": config.interface,
+                "vrid": config.vrid,
+                "family": f"ipv{config.family.value}",
+                "base_priority": stats.base_priority,
+                "effective_priority": stats.effective_priority,
+                "maintenance": stats.maintenance,
+                "faults": sorted(stats.faults),
+                "trackers": [attrs.asdict(c) for c in health.contributions] if health else [],
+                "master": master,
+                "advert_interval": config.advert_interval_cs / 100,
+                "master_advert_interval": stats.master_adver_interval / 1_000_000,
+                "holding_addresses": stats.holding_addresses,
+                "addresses": [str(a.address) for a in config.addresses],
+                "excluded_addresses": [str(a.address) for a in config.excluded_addresses],
+                "unicast_peers": [str(p) for p in config.unicast_peers],
+                "counters": {
+                    "adverts_sent": stats.adverts_sent,
+                    "adverts_received": stats.adverts_received,
+                    "priority_zero_sent": stats.priority_zero_sent,
+                    "priority_zero_received": stats.priority_zero_received,
+                    "became_master": stats.became_master,
+                    "drops": {
+                        r.value: n for r, n in sorted(stats.drops.items(), key=lambda i: i[0].value)
+                    },
+                    "queue_overflows": instance.queue_overflows,
+                },
+            }
+        scripts = {}
+        for name in self.config.scripts:
+            s = self._trackers.script_statistics(name)
+            outcome = s.last_outcome
+            scripts[name] = {
+                "state": s.state,
+                "good": s.state != "bad",
+                "tracked": s.tracked,
+                "position": s.position,
+                "consecutive_successes": s.consecutive_successes,
+                "consecutive_failures": s.consecutive_failures,
+                "rise": s.rise,
+                "fall": s.fall,
+                "last_result": outcome.describe() if outcome is not None else None,
+                "last_exit_status": s.last_exit_status,
+                "last_duration": s.last_duration,
+                "last_run": None if s.last_run is None else round(wall - (now - s.last_run), 3),
+                "last_run_ago": None if s.last_run is None else round(now - s.last_run, 3),
+                "runs": s.runs,
+                "failures": s.failures,
+                "timeouts": s.timeouts,
+                "skipped": s.skipped,
+            }
+        notifications = {
+            name: attrs.asdict(stats) for name, stats in self.notifier.statistics().items()
+        }
+        return {
+            "router_id": self.config.global_.router_id or os.uname().nodename,
+            "pid": os.getpid(),
+            "version": __version__,
+            "uptime": round(wall - self._started_at, 3),
+            "instances": instances,
+            "scripts": scripts,
+            "notifications": notifications,
+            "interface_drops": self.drops(),
+        }
+
+    def drops(self) -> dict[str, dict[str, int]]:
+        """Packets dropped before reaching an instance, per interface and reason."""
+        result: dict[str, dict[str, int]] = {}
+        for counts, reason in (
+            (self._unknown_vrid, DropReason.UNKNOWN_VRID),
+            (self._header_errors, DropReason.IP_HEADER),
+        ):
+            for (interface, family), count in counts.items():
+                result.setdefault(f"{interface}/ipv{family.value}", {})[reason.value] = count
+        return result
 
     # ------------------------------------------------------------------ running
 
-    async def _prepare(self) -> None:
-        """Resolve addresses, check interfaces, clean stale state: before any router runs."""
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run until cancelled; call :meth:`stop` for a graceful stop first."""
         for name, config in self.config.instances.items():
-            if await self.netlink.link(config.interface) is None:
-                raise EnvironmentProblem(
-                    f"instance {name}: interface {config.interface} does not exist "
-                    f"(check `ip link show {config.interface}`)"
-                )
-            local = config.unicast_source or await self._wait_for_source(config)
-            if local is None:
-                kind = "IPv4 address" if config.family is Family.IPV4 else "IPv6 link-local address"
-                raise EnvironmentProblem(
-                    f"instance {name}: interface {config.interface} has no {kind} to send "
-                    "advertisements from; configure one or set unicast_source"
-                )
-            router = VirtualRouter(router_params(config, local))
-            self.instances[name] = Instance(self, config, router)
+            self.instances[name] = await self._new_instance(config)
         for instance in self.instances.values():
             await self._remove_stale(instance)
+        self._maintenance = set(await self._load_maintenance()) & set(self.instances)
+        for name in sorted(self._maintenance):
+            log.warning("%s: in maintenance (kept from before the restart)", name)
+            self.instances[name].post(MaintenanceChanged(True))
+        for route in self.config.routes:
+            await self._static("add", describe_route(route), self.netlink.add_route(route))
+        for rule in self.config.rules:
+            await self._static("add", describe_rule(rule), self.netlink.add_rule(rule))
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                self._trackers_scope = await self._start_cancellable(self._trackers.run)
+                self._notifier_scope = await self._start_cancellable(self.notifier.run)
+                nursery.start_soon(self._watch_netlink)
+                nursery.start_soon(self._reassert_loop)
+                self._update_transports()
+                for instance in self.instances.values():
+                    await nursery.start(instance.drive)
+                self.started.set()
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            self._nursery = None
+            for transport in self._transports.values():
+                transport.close()
+            with trio.CancelScope(shield=True):
+                await self._remove_static(self.config.routes, self.config.rules)
+
+    async def _start_cancellable(
+        self, function: Callable[..., Awaitable[None]]
+    ) -> trio.CancelScope:
+        """Start ``function(task_status=...)`` in the nursery, in a scope we can cancel later
+        (trackers and the notifier are replaced on reload)."""
+        assert self._nursery is not None
+        scope = trio.CancelScope()
+
+        async def run(task_status: trio.TaskStatus[None]) -> None:
+            with scope:
+                await function(task_status=task_status)
+
+        await self._nursery.start(run)
+        return scope
+
+    async def stop(self, *, immediate: bool = False) -> None:
+        """Stop every router gracefully (priority 0 from masters, addresses handed over), then
+        let the queued notifications (notify_stop) run.
+
+        Returns when every router has stopped; with ``immediate`` addresses go at once.
+        """
+        instances = [*self.instances.values(), *self._retiring]
+        for instance in instances:
+            instance.post(Shutdown(immediate=immediate))
+        longest = max(
+            (release_timeout(i.statistics().master_adver_interval) for i in instances),
+            default=0,
+        )
+        with trio.move_on_after(longest / 1_000_000 + STOP_MARGIN):
+            for instance in instances:
+                await instance.stopped.wait()
+        if not immediate:
+            await self.notifier.drain(self.notifier.worst_case_drain())
+
+    # ------------------------------------------------------------------ internals
+
+    def _new_trackers(self, config: NodeConfig, previous: Any) -> Trackers:
+        return Trackers(config, self.netlink, self.runner, self._on_health, previous=previous)
+
+    def _on_health(self, name: str, health: Health) -> None:
+        instance = self.instances.get(name)
+        if instance is None:
+            return
+        instance.health = health
+        instance.post(health.event())
+
+    def after_handle(self, instance: Instance, changes: Sequence[StateChanged]) -> None:
+        """Propagate a member's change to its sync group."""
+        for group in self.config.sync_groups.values():
+            if instance.name not in group.instances:
+                continue
+            members = {
+                name: self.instances[name].router
+                for name in group.instances
+                if name in self.instances
+            }
+            for name, event in sync_events(group.name, members, instance.name, changes):
+                self.instances[name].post(event)
+
+    async def _new_instance(self, config: InstanceConfig) -> Instance:
+        if await self.netlink.link(config.interface) is None:
+            raise EnvironmentProblem(
+                f"instance {config.name}: interface {config.interface} does not exist "
+                f"(check `ip link show {config.interface}`)"
+            )
+        local = config.unicast_source or await self._wait_for_source(config)
+        if local is None:
+            kind = "IPv4 address" if config.family is Family.IPV4 else "IPv6 link-local address"
+            raise EnvironmentProblem(
+                f"instance {config.name}: interface {config.interface} has no {kind} to send "
+                "advertisements from; configure one or set unicast_source"
+            )
+        return Instance(self, config, VirtualRouter(router_params(config, local)))
 
     async def _wait_for_source(self, config: InstanceConfig) -> IPAddress | None:
-        """The interface's primary address, waiting a little for one that is being set up.
+        """The interface's primary address, waiting a little for one being set up.
 
         An interface that has just come up gets its IPv6 link-local address a moment later
         (after duplicate address detection), so a daemon started with the network must wait.
@@ -354,130 +683,267 @@ class Node:
     async def _remove_stale(self, instance: Instance) -> None:
         """Remove addresses, routes and rules a crashed previous run left behind."""
         netlink = self.netlink
-        for spec in [*instance.address_specs, *instance.excluded_specs]:
-            if spec.address in await netlink.addresses(spec.dev):
-                await netlink.remove_address(spec)
-                log.warning(
-                    "%s: removed %s from %s, left by a previous run (we start as backup)",
-                    instance.name,
-                    spec.address,
-                    spec.dev,
-                )
         for rule in instance.config.virtual_rules:
             if await netlink.remove_rule(rule):
                 log.warning(
-                    "%s: removed a stale virtual rule to table %s", instance.name, rule.table
+                    "%s: removed %s, left by a previous run", instance.name, describe_rule(rule)
                 )
         for route in instance.config.virtual_routes:
             if await netlink.remove_route(route):
-                log.warning("%s: removed a stale virtual route to %s", instance.name, route.to)
+                log.warning(
+                    "%s: removed %s, left by a previous run", instance.name, describe_route(route)
+                )
+        for spec in instance.all_specs:
+            if await netlink.link(spec.dev) is not None and await netlink.remove_address(spec):
+                log.warning(
+                    "%s: removed %s, left by a previous run (we start as backup)",
+                    instance.name,
+                    describe_address(spec),
+                )
 
-    def _open_transports(self) -> None:
+    async def _load_maintenance(self) -> frozenset[str]:
+        return await trio.to_thread.run_sync(load_maintenance, self.config.global_.state_dir)
+
+    async def _static(self, verb: str, what: str, operation: Awaitable[bool]) -> None:
+        try:
+            await operation
+        except NetlinkError as exc:
+            log.error("cannot %s static %s: %s", verb, what, exc)
+
+    async def _remove_static(
+        self, routes: Sequence[RouteConfig], rules: Sequence[RuleConfig]
+    ) -> None:
+        for rule in reversed(rules):
+            await self._static("remove", describe_rule(rule), self.netlink.remove_rule(rule))
+        for route in reversed(routes):
+            await self._static("remove", describe_route(route), self.netlink.remove_route(route))
+
+    def _update_transports(self) -> None:
+        """Open (or reopen) one transport per (interface, family) in use; close the rest."""
+        assert self._nursery is not None
         wanted: dict[tuple[str, Family], bool] = {}
-        for instance in self.instances.values():
+        live = [*self.instances.values(), *self._retiring]
+        for instance in live:
             key = (instance.config.interface, instance.config.family)
             wanted[key] = wanted.get(key, False) or not instance.config.unicast_peers
+        for key in list(self._transports):
+            if key not in wanted:
+                self._close_transport(key)
+        self._demux = {key: {} for key in wanted}
         for key, multicast in wanted.items():
-            self._transports[key] = self._transport_factory(key[0], key[1], multicast=multicast)
-        for instance in self.instances.values():
+            transport = self._transports.get(key)
+            if transport is not None and transport.multicast != multicast:
+                self._close_transport(key)
+                transport = None
+            if transport is None:
+                transport = self._transport_factory(key[0], key[1], multicast=multicast)
+                self._transports[key] = transport
+                scope = trio.CancelScope()
+                self._receivers[key] = scope
+                self._nursery.start_soon(self._receive_loop, key, transport, scope)
+        for instance in live:
             key = (instance.config.interface, instance.config.family)
             instance.transport = self._transports[key]
-            self._demux.setdefault(key, {})[instance.config.vrid] = instance
+            self._demux[key][instance.config.vrid] = instance
 
-    async def _receive_loop(self, key: tuple[str, Family], transport: Transport) -> None:
-        routes = self._demux[key]
+    def _close_transport(self, key: tuple[str, Family]) -> None:
+        self._receivers.pop(key).cancel()
+        self._transports.pop(key).close()
+
+    async def _receive_loop(
+        self, key: tuple[str, Family], transport: Transport, scope: trio.CancelScope
+    ) -> None:
+        with scope:
+            while True:
+                try:
+                    packet = await transport.receive()
+                except DecodeError as exc:
+                    self._header_errors[key] = self._header_errors.get(key, 0) + 1
+                    self._logs.log(
+                        log, logging.INFO, ("header", key), "%s: dropped a packet: %s", key[0], exc
+                    )
+                    continue
+                vrid = peek_vrid(packet.message)
+                routes = self._demux.get(key, {})
+                instance = routes.get(vrid) if vrid is not None else None
+                if instance is None:
+                    self._unknown_vrid[key] = self._unknown_vrid.get(key, 0) + 1
+                    self._logs.log(
+                        log,
+                        logging.INFO,
+                        ("vrid", key, vrid),
+                        "%s: dropped an advertisement from %s for VRID %s: %s",
+                        key[0],
+                        packet.source,
+                        vrid,
+                        "no instance has this VRID here",
+                    )
+                    continue
+                instance.post_packet(
+                    PacketReceived(packet.message, packet.source, packet.destination, packet.ttl)
+                )
+
+    async def _watch_netlink(self) -> None:
+        """Forget cached link details on link changes; put back addresses removed from a
+        master by someone else (NetworkManager, systemd-networkd, an operator)."""
         while True:
-            try:
-                packet = await transport.receive()
-            except DecodeError as exc:
-                self._header_errors[key] = self._header_errors.get(key, 0) + 1
-                self._logs.log(
-                    log, logging.INFO, ("header", key), "%s: dropped a packet: %s", key[0], exc
-                )
-                continue
-            vrid = peek_vrid(packet.message)
-            instance = routes.get(vrid) if vrid is not None else None
-            if instance is None:
-                self._unknown_vrid[key] = self._unknown_vrid.get(key, 0) + 1
-                self._logs.log(
-                    log,
-                    logging.INFO,
-                    ("vrid", key, vrid),
-                    "%s: dropped an advertisement from %s for VRID %s: %s",
-                    key[0],
-                    packet.source,
-                    vrid,
-                    "no instance has this VRID here",
-                )
-                continue
-            instance.post_packet(
-                PacketReceived(packet.message, packet.source, packet.destination, packet.ttl)
-            )
+            channel = self.netlink.subscribe()
+            async with channel:
+                async for event in channel:
+                    if isinstance(event, LinkEvent):
+                        self._links_up[event.name] = event.state is not None and event.state.up
+                        forget = getattr(self.announcements, "forget", None)
+                        if forget is not None:
+                            forget(event.name)
+                    elif not event.present:
+                        await self._address_removed(event)
+            # The subscription was closed (overflow): subscribe again, re-check everything.
+            await self._reassert_all()
 
-    def drops(self) -> dict[str, dict[str, int]]:
-        """Packets dropped before reaching an instance, per interface and reason."""
-        result: dict[str, dict[str, int]] = {}
-        for (interface, family), count in self._unknown_vrid.items():
-            key = f"{interface}/ipv{family.value}"
-            result.setdefault(key, {})[DropReason.UNKNOWN_VRID.value] = count
-        for (interface, family), count in self._header_errors.items():
-            key = f"{interface}/ipv{family.value}"
-            result.setdefault(key, {})[DropReason.IP_HEADER.value] = count
-        return result
-
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run until cancelled; call :meth:`stop` for a graceful stop first."""
-        await self._prepare()
-        for route in self.config.routes:
-            await self.netlink.add_route(route)
-        for rule in self.config.rules:
-            await self.netlink.add_rule(rule)
-        self._open_transports()
-        try:
-            async with trio.open_nursery() as nursery:
-                for key, transport in self._transports.items():
-                    nursery.start_soon(self._receive_loop, key, transport)
-                for instance in self.instances.values():
-                    await nursery.start(instance.drive)
-                self.started.set()
-                task_status.started()
-                await trio.sleep_forever()
-        finally:
-            for transport in self._transports.values():
-                transport.close()
-            with trio.CancelScope(shield=True):
-                await self._remove_static()
-
-    async def _remove_static(self) -> None:
-        for rule in reversed(self.config.rules):
-            await self._quietly(self.netlink.remove_rule(rule))
-        for route in reversed(self.config.routes):
-            await self._quietly(self.netlink.remove_route(route))
-
-    @staticmethod
-    async def _quietly(op: Awaitable[bool]) -> None:
-        try:
-            await op
-        except NetlinkError as exc:
-            log.error("cleanup: %s", exc)
-
-    async def stop(self, *, immediate: bool = False) -> None:
-        """Stop every router gracefully (priority 0 from masters, addresses handed over).
-
-        Returns when every router has stopped; with ``immediate`` addresses go at once.
-        """
+    async def _address_removed(self, event: AddressEvent) -> None:
+        if not self._links_up.get(event.interface, True):
+            return  # a link going down flushes its IPv6 addresses; trackers handle that
         for instance in self.instances.values():
-            instance.post(Shutdown(immediate=immediate))
-        longest = max(
-            (
-                release_timeout(i.router.statistics().master_adver_interval)
-                for i in self.instances.values()
-            ),
-            default=0,
+            if not instance.router.holding_addresses:
+                continue
+            specs = [
+                s
+                for s in instance.all_specs
+                if s.dev == event.interface and s.address == event.address
+            ]
+            if specs and await instance.install(specs, (), (), reassert=True):
+                await self.announcements.announce(specs, instance.config.garp_repeat)
+
+    async def _reassert_loop(self) -> None:
+        while True:
+            await trio.sleep(REASSERT_INTERVAL)
+            await self._reassert_all()
+
+    async def _reassert_all(self) -> None:
+        for instance in list(self.instances.values()):
+            if not instance.router.holding_addresses:
+                continue
+            specs = [s for s in instance.all_specs if self._links_up.get(s.dev, True)]
+            if await instance.install(
+                specs,
+                instance.config.virtual_routes,
+                instance.config.virtual_rules,
+                reassert=True,
+            ):
+                await self.announcements.announce(specs, instance.config.garp_repeat)
+
+    # ------------------------------------------------------------------ reload
+
+    async def reload(self, config: NodeConfig) -> ReloadResult:
+        """Apply a new (already validated) configuration without flapping.
+
+        Instances are matched old to new by (VRID, family, interface, unicast source), not by
+        name. A matched instance keeps its router, state and addresses: only what changed is
+        applied (addresses, routes and rules as a diff). Removed instances stop as on
+        SIGTERM (a master sends priority 0 and hands over); new ones start as backup. Scripts
+        matched by name keep their rise/fall position.
+        """
+        async with self._reload_lock:
+            assert self._nursery is not None, "reload needs a running node"
+            old_by_key = {instance_key(i.config): i for i in self.instances.values()}
+            # First everything that can fail (a new instance's interface may be missing), so
+            # that a failed reload changes nothing.
+            matched: dict[str, Instance] = {}
+            added: dict[str, Instance] = {}
+            for name, new in config.instances.items():
+                instance = old_by_key.pop(instance_key(new), None)
+                if instance is None:
+                    added[name] = await self._new_instance(new)
+                else:
+                    matched[name] = instance
+            removed = list(old_by_key.values())
+            changed = [n for n, i in matched.items() if i.config != config.instances[n]]
+            maintenance = {n for n, i in matched.items() if i.name in self._maintenance}
+            for name in changed:
+                await self._reconfigure(matched[name], config.instances[name])
+            for instance in removed:
+                instance.retiring = True
+                self._retiring.append(instance)
+                instance.post(Shutdown())
+                self._nursery.start_soon(self._forget_when_stopped, instance)
+            old_config = self.config
+            self.config = config
+            self.instances = {name: (matched.get(name) or added[name]) for name in config.instances}
+            self._maintenance = maintenance
+            for instance in added.values():
+                await self._remove_stale(instance)
+            self._update_transports()
+            await self._restart_trackers(config)
+            await self._restart_notifier(config)
+            await self._reload_static(old_config, config)
+            for instance in added.values():
+                await self._nursery.start(instance.drive)
+            await self._save_maintenance()
+            result = ReloadResult(
+                tuple(matched), tuple(changed), tuple(added), tuple(i.name for i in removed)
+            )
+            log.info("configuration reloaded: %s", result.summary())
+            return result
+
+    async def _reconfigure(self, instance: Instance, new: InstanceConfig) -> None:
+        old = instance.config
+        old_specs, old_routes, old_rules = instance.all_specs, old.virtual_routes, old.virtual_rules
+        instance._apply_config(new)
+        params = router_params(new, instance.local_address)
+        if instance.router.holding_addresses:
+            new_specs = instance.all_specs
+            add_specs = [s for s in new_specs if s not in old_specs]
+            add_routes = [r for r in new.virtual_routes if r not in old_routes]
+            add_rules = [r for r in new.virtual_rules if r not in old_rules]
+            await instance.install(add_specs, add_routes, add_rules)
+            await instance.remove(
+                [s for s in old_specs if s not in new_specs],
+                [r for r in old_routes if r not in new.virtual_routes],
+                [r for r in old_rules if r not in new.virtual_rules],
+            )
+            if add_specs:
+                await self.announcements.announce(add_specs, new.garp_repeat)
+        instance.post(Reconfigure(params))
+
+    async def _forget_when_stopped(self, instance: Instance) -> None:
+        await instance.stopped.wait()
+        if instance in self._retiring:
+            self._retiring.remove(instance)
+        if self._nursery is not None:
+            self._update_transports()
+
+    async def _restart_trackers(self, config: NodeConfig) -> None:
+        assert self._nursery is not None
+        previous = self._trackers.tracking
+        if self._trackers_scope is not None:
+            self._trackers_scope.cancel()
+        self._trackers = self._new_trackers(config, previous=previous)
+        self._trackers_scope = await self._start_cancellable(self._trackers.run)
+
+    async def _restart_notifier(self, config: NodeConfig) -> None:
+        assert self._nursery is not None
+        old, old_scope = self.notifier, self._notifier_scope
+        self.notifier = Notifier(config.instances.values(), self.runner)
+        self._notifier_scope = await self._start_cancellable(self.notifier.run)
+
+        async def retire() -> None:
+            await old.drain(old.worst_case_drain())
+            if old_scope is not None:
+                old_scope.cancel()
+
+        self._nursery.start_soon(retire)
+
+    async def _reload_static(self, old: NodeConfig, new: NodeConfig) -> None:
+        for route in new.routes:
+            if route not in old.routes:
+                await self._static("add", describe_route(route), self.netlink.add_route(route))
+        for rule in new.rules:
+            if rule not in old.rules:
+                await self._static("add", describe_rule(rule), self.netlink.add_rule(rule))
+        await self._remove_static(
+            [r for r in old.routes if r not in new.routes],
+            [r for r in old.rules if r not in new.rules],
         )
-        with trio.move_on_after(longest / 1_000_000 + STOP_MARGIN):
-            for instance in self.instances.values():
-                await instance.stopped.wait()
 
 
 @asynccontextmanager
@@ -487,12 +953,14 @@ async def open_node(
     netlink: Netlink | None = None,
     transport_factory: TransportFactory | None = None,
     announcements: Announcements | None = None,
+    runner: ProcessRunner | None = None,
 ) -> AsyncIterator[Node]:
     """Run a node for the duration of the ``async with`` block; stop it gracefully at exit.
 
     ``config`` is a :class:`NodeConfig` or the path of a node.toml. Without the keyword
     arguments the node runs on the real network (raw sockets and netlink: root or
-    CAP_NET_RAW + CAP_NET_ADMIN); tests pass :mod:`pyvrrp.testing` fakes instead.
+    CAP_NET_RAW + CAP_NET_ADMIN) and runs real scripts; tests pass :mod:`pyvrrp.testing`
+    fakes instead.
     """
     if not isinstance(config, NodeConfig):
         from pyvrrp.configfile import load
@@ -518,6 +986,7 @@ async def open_node(
             netlink=netlink,
             transport_factory=transport_factory,
             announcements=announcements,
+            runner=runner,
         )
         async with trio.open_nursery() as nursery:
             await nursery.start(node.run)
@@ -529,4 +998,13 @@ async def open_node(
                 nursery.cancel_scope.cancel()
 
 
-__all__ = ["Instance", "Node", "Transition", "now_us", "open_node", "router_params"]
+__all__ = [
+    "Instance",
+    "Node",
+    "ReloadResult",
+    "Transition",
+    "instance_key",
+    "now_us",
+    "open_node",
+    "router_params",
+]

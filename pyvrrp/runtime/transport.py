@@ -53,6 +53,7 @@ class Transport(Protocol):
 
     interface: str
     family: Family
+    multicast: bool  # joined the VRRP multicast group
 
     async def send(self, message: bytes, source: IPAddress, destination: IPAddress) -> None:
         """Send one VRRP message; transient failures are counted, not raised."""
@@ -97,6 +98,7 @@ class RawTransport:
     def __init__(self, interface: str, family: Family, *, multicast: bool) -> None:
         self.interface = interface
         self.family = family
+        self.multicast = multicast
         self.statistics = TransportStatistics()
         try:
             self._ifindex = socket.if_nametoindex(interface)

@@ -40,11 +40,14 @@ RouteHook = Callable[[Delivery], float | None]
 class MemoryTransport:
     """A transport attached to a :class:`MemoryLan`."""
 
-    def __init__(self, lan: MemoryLan, host: str, interface: str, family: Family) -> None:
+    def __init__(
+        self, lan: MemoryLan, host: str, interface: str, family: Family, multicast: bool
+    ) -> None:
         self.lan = lan
         self.host = host
         self.interface = interface
         self.family = family
+        self.multicast = multicast
         self.closed = False
         self._send, self._receive = trio.open_memory_channel[ReceivedPacket | DecodeError](math.inf)
 
@@ -88,7 +91,7 @@ class MemoryLan:
         self._addresses.setdefault(host, set()).update(addresses)
 
         def open_transport(interface: str, family: Family, *, multicast: bool) -> Transport:
-            transport = MemoryTransport(self, host, interface, family)
+            transport = MemoryTransport(self, host, interface, family, multicast)
             self._transports.append(transport)
             return transport
 

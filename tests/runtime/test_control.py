@@ -25,6 +25,7 @@ from pyvrrp.runtime.control import (
     MAX_LINE,
     ControlError,
     ControlSocketInUse,
+    ReloadRejected,
     UnknownInstance,
     request,
     serve_control,
@@ -40,6 +41,8 @@ class FakeHandler:
     def __init__(self) -> None:
         self.maintenance: set[str] = set()
         self.calls: list[tuple[bool, list[str]]] = []
+        self.reloads = 0
+        self.reject_reload = False
 
     def status(self) -> dict[str, Any]:
         return {
@@ -67,6 +70,12 @@ class FakeHandler:
                 changed.append(name)
                 (self.maintenance.add if on else self.maintenance.discard)(name)
         return changed
+
+    async def reload(self) -> dict[str, Any]:
+        self.reloads += 1
+        if self.reject_reload:
+            raise ReloadRejected(["node.toml: instances.vip58.vrid: 300 is out of range 1..255"])
+        return {"summary": "1 unchanged", "kept": ["vip58"]}
 
 
 class BrokenHandler(FakeHandler):
@@ -139,6 +148,30 @@ async def test_status_round_trip_returns_the_handlers_status_with_the_daemons_pi
     assert response == {"ok": True, "result": {**handler.status(), "pid": os.getpid()}}
 
 
+async def test_reload_returns_the_handlers_summary(handler: FakeHandler, path: str) -> None:
+    response = await call(path, {"command": "reload"})
+    assert response == {"ok": True, "result": {"summary": "1 unchanged", "kept": ["vip58"]}}
+    assert handler.reloads == 1
+
+
+async def test_a_rejected_reload_is_an_invalid_config_error_listing_the_problems(
+    handler: FakeHandler, path: str
+) -> None:
+    handler.reject_reload = True
+    response = await call(path, {"command": "reload"})
+    assert response["ok"] is False
+    assert response["code"] == "invalid_config"
+    assert "keeps running the old one" in response["error"]
+    assert "instances.vip58.vrid: 300 is out of range 1..255" in response["error"]
+
+
+async def test_reload_takes_no_arguments(handler: FakeHandler, path: str) -> None:
+    response = await call(path, {"command": "reload", "force": True})
+    assert response["ok"] is False
+    assert response["code"] == "bad_request"
+    assert handler.reloads == 0
+
+
 async def test_maintenance_on_named_instances_reports_what_changed_and_the_previous_state(
     handler: FakeHandler, path: str
 ) -> None:
@@ -208,9 +241,9 @@ MALFORMED = [
     (b"[" * 60_000 + b"\n", "the request is not JSON"),
     (b"1" * 10_000 + b"\n", "the request is not JSON"),
     (b'["status"]\n', "a request must be a JSON object"),
-    (b"{}\n", 'the request has no "command" string; commands: maintenance, status'),
+    (b"{}\n", 'the request has no "command" string; commands: maintenance, reload, status'),
     (b'{"command": 5}\n', 'the request has no "command" string'),
-    (b'{"command": "reboot"}\n', 'unknown command "reboot"; commands: maintenance, status'),
+    (b'{"command": "reboot"}\n', 'unknown command "reboot"; commands: maintenance, reload, status'),
     (b'{"command": "status", "verbose": true}\n', 'status: unknown argument "verbose"'),
     (b'{"command": "maintenance"}\n', 'maintenance: "on" is missing; give true or false'),
     (b'{"command": "maintenance", "on": "yes"}\n', '"on" must be true or false, not "yes"'),
