@@ -66,7 +66,7 @@ from pyvrrp.runtime.netlink import (
     describe_rule,
 )
 from pyvrrp.runtime.notify import Notifier
-from pyvrrp.runtime.statefile import StateFileError, load_maintenance, save_maintenance
+from pyvrrp.runtime.statefile import MaintenanceStore, StateDirStore, StateFileError
 from pyvrrp.runtime.trackers import ProcessRunner, RealProcessRunner, Trackers
 from pyvrrp.runtime.transport import Transport, TransportFactory
 
@@ -359,11 +359,15 @@ class Node:
         transport_factory: TransportFactory,
         announcements: Announcements,
         runner: ProcessRunner | None = None,
+        store: MaintenanceStore | None = None,
     ) -> None:
         self.config = config
         self.netlink = netlink
         self.announcements = announcements
         self.runner: ProcessRunner = runner if runner is not None else RealProcessRunner()
+        self.store: MaintenanceStore = (
+            store if store is not None else StateDirStore(config.global_.state_dir)
+        )
         self._transport_factory = transport_factory
         self.instances: dict[str, Instance] = {}
         self._retiring: list[Instance] = []
@@ -458,9 +462,8 @@ class Node:
         return changed
 
     async def _save_maintenance(self) -> None:
-        state_dir, names = self.config.global_.state_dir, sorted(self._maintenance)
         try:
-            await trio.to_thread.run_sync(save_maintenance, state_dir, names)
+            await self.store.save(sorted(self._maintenance))
         except StateFileError as exc:
             log.error("maintenance is in effect but cannot be kept across a restart: %s", exc)
 
@@ -564,7 +567,7 @@ class Node:
             self.instances[name] = await self._new_instance(config)
         for instance in self.instances.values():
             await self._remove_stale(instance)
-        self._maintenance = set(await self._load_maintenance()) & set(self.instances)
+        self._maintenance = set(await self.store.load()) & set(self.instances)
         for name in sorted(self._maintenance):
             log.warning("%s: in maintenance (kept from before the restart)", name)
             self.instances[name].post(MaintenanceChanged(True))
@@ -700,9 +703,6 @@ class Node:
                     instance.name,
                     describe_address(spec),
                 )
-
-    async def _load_maintenance(self) -> frozenset[str]:
-        return await trio.to_thread.run_sync(load_maintenance, self.config.global_.state_dir)
 
     async def _static(self, verb: str, what: str, operation: Awaitable[bool]) -> None:
         try:
@@ -954,6 +954,7 @@ async def open_node(
     transport_factory: TransportFactory | None = None,
     announcements: Announcements | None = None,
     runner: ProcessRunner | None = None,
+    store: MaintenanceStore | None = None,
 ) -> AsyncIterator[Node]:
     """Run a node for the duration of the ``async with`` block; stop it gracefully at exit.
 
@@ -987,6 +988,7 @@ async def open_node(
             transport_factory=transport_factory,
             announcements=announcements,
             runner=runner,
+            store=store,
         )
         async with trio.open_nursery() as nursery:
             await nursery.start(node.run)

@@ -20,7 +20,9 @@ import logging
 import os
 import tempfile
 from collections.abc import Iterable
-from typing import Final
+from typing import Final, Protocol
+
+import trio
 
 log = logging.getLogger("pyvrrp")
 
@@ -113,3 +115,27 @@ __all__ = [
     "maintenance_path",
     "save_maintenance",
 ]
+
+
+class MaintenanceStore(Protocol):
+    """Where a node keeps its maintenance flags across restarts."""
+
+    async def load(self) -> frozenset[str]: ...
+
+    async def save(self, instances: Iterable[str]) -> None:
+        """Raises StateFileError when the flags cannot be kept."""
+
+
+class StateDirStore:
+    """The real store: ``maintenance.json`` in ``state_dir``, read and written (with fsync)
+    on a worker thread so the routers never wait for the disk."""
+
+    def __init__(self, state_dir: str) -> None:
+        self.state_dir = state_dir
+
+    async def load(self) -> frozenset[str]:
+        return await trio.to_thread.run_sync(load_maintenance, self.state_dir)
+
+    async def save(self, instances: Iterable[str]) -> None:
+        names = list(instances)
+        await trio.to_thread.run_sync(save_maintenance, self.state_dir, names)
