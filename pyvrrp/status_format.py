@@ -18,10 +18,9 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+from pyvrrp.core.tracking import explain_priority
+
 _LABEL_WIDTH: Final = 13
-_OWNER: Final = 255
-_MIN_PRIORITY: Final = 1
-_MAX_PRIORITY: Final = 254
 _KNOWN_COUNTERS: Final = (
     "adverts_sent",
     "adverts_received",
@@ -108,28 +107,16 @@ def _effects(trackers: Sequence[Any]) -> list[tuple[int, str, str]]:
 def priority_breakdown(instance: Mapping[str, Any]) -> str:
     """Why the effective priority is what it is: ``40 = 100 base - 60 chk_nginx_ingress (bad)``.
 
-    Every tracker that changes the priority is a term, with its state; a sum outside 1..254
-    says it was clamped (keepalived's rule); an owner (255) is never changed by trackers.
+    The wording is the logs' (:func:`pyvrrp.core.tracking.explain_priority`), from the
+    instance's status: every tracker that changes the priority is a term, with its state; a
+    sum outside 1..254 says it was clamped (keepalived's rule); an owner (255) is never
+    changed by trackers. Without a base priority, only the effective one is shown.
     """
     base = _int(instance.get("base_priority"))
     effective = _int(instance.get("effective_priority"))
-    shown = _text(effective)
-    if base == _OWNER:
-        return f"{shown} (address owner: trackers never change it)"
     if base is None:
-        return shown
-    terms = [f"{base} base"]
-    total = base
-    for effect, name, state in _effects(_list(instance.get("trackers"))):
-        terms.append(f"{'+' if effect > 0 else '-'} {abs(effect)} {name} ({state})")
-        total += effect
-    text = f"{shown} = {' '.join(terms)}"
-    if effective is not None and total != effective:
-        if total < _MIN_PRIORITY or total > _MAX_PRIORITY:
-            text += f" = {total}, clamped to {_MIN_PRIORITY}..{_MAX_PRIORITY}"
-        else:
-            text += f" (the terms add up to {total})"
-    return text
+        return _text(effective)
+    return explain_priority(base, effective, _effects(_list(instance.get("trackers"))))
 
 
 def _tracker_line(tracker: Mapping[str, Any]) -> str:

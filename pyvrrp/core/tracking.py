@@ -47,6 +47,7 @@ __all__ = [
     "ScriptState",
     "ScriptStatus",
     "Tracking",
+    "explain_priority",
     "implicit_interfaces",
 ]
 
@@ -109,31 +110,49 @@ class Health:
         """The event that tells the router about this health."""
         return HealthChanged(self.priority, self.faults)
 
+    def explain_priority(self) -> str:
+        """Why the priority is what it is: ``40 = 100 base - 60 chk_nginx_ingress (bad)``
+        (see :func:`explain_priority`)."""
+        terms = ((c.effect, c.name, c.state) for c in self.contributions)
+        return explain_priority(self.base, self.priority, terms)
+
     def explain(self) -> str:
-        """Why the instance has this health, in one line for ``pyvrrp status`` and logs:
-        ``priority 100 - 60 (script chk bad) = 40``, or with faults
-        ``FAULT (interface dummy0 down); priority 100``."""
-        priority = f"priority {self._explain_priority()}"
+        """Why the instance has this health, in one line for the logs:
+        ``priority 40 = 100 base - 60 chk_nginx_ingress (bad)``, or with faults
+        ``FAULT (interface dummy0 down); priority 100 = 100 base``."""
+        priority = f"priority {self.explain_priority()}"
         if not self.faults:
             return priority
         causes = ", ".join(f"{c.label} {c.state}" for c in self.contributions if c.fault)
         return f"FAULT ({causes}); {priority}"
 
-    def _explain_priority(self) -> str:
-        if self.owner:
-            return f"{self.base} (address owner: trackers never change it)"
-        terms = [
-            f"{'+' if c.effect > 0 else '-'} {abs(c.effect)} ({c.label} {c.state})"
-            for c in self.contributions
-            if c.effect
-        ]
-        if not terms:
-            return str(self.base)
-        total = self.base + sum(c.effect for c in self.contributions)
-        text = f"{self.base} {' '.join(terms)}"
-        if total != self.priority:
-            return f"{text} = {total}, clamped to {self.priority}"
-        return f"{text} = {self.priority}"
+
+def explain_priority(base: int, priority: int | None, terms: Iterable[tuple[int, str, str]]) -> str:
+    """Why the effective ``priority`` is what it is, as the logs and ``pyvrrp status`` say it:
+    ``40 = 100 base - 60 chk_nginx_ingress (bad)``.
+
+    ``terms`` are the trackers as ``(effect, name, state)``; each whose effect is not 0 is one
+    term. A sum outside 1..254 says it was clamped (``1 = 50 base - 60 chk (bad) = -10,
+    clamped to 1..254``); an address owner (base 255) is never changed by trackers. A
+    ``priority`` that the terms do not explain is shown with their sum, and None (not known)
+    as ``?``.
+    """
+    shown = "?" if priority is None else str(priority)
+    if base == OWNER_PRIORITY:
+        return f"{shown} (address owner: trackers never change it)"
+    words = [f"{base} base"]
+    total = base
+    for effect, name, state in terms:
+        if effect:
+            words.append(f"{'+' if effect > 0 else '-'} {abs(effect)} {name} ({state})")
+            total += effect
+    text = f"{shown} = {' '.join(words)}"
+    if priority is not None and total != priority:
+        if not MIN_PRIORITY <= total <= MAX_PRIORITY:
+            text += f" = {total}, clamped to {MIN_PRIORITY}..{MAX_PRIORITY}"
+        else:
+            text += f" (the terms add up to {total})"
+    return text
 
 
 class ScriptState:

@@ -10,22 +10,22 @@ script of one instance never delays another's.
 For a transition to MASTER, BACKUP, FAULT or STOP (the instance stopped at shutdown) the
 matching ``notify_<state>`` runs first, then the generic ``notify`` with keepalived's
 arguments appended (``INSTANCE <name> <state> <priority>``). Every script gets the
-``PYVRRP_*`` environment variables and a timeout. Processes are run by the health checks'
+``PYVRRP_*`` environment variables and a ``PATH`` (nothing else of the daemon's environment)
+and a timeout. Processes are run by the health checks'
 :class:`~pyvrrp.runtime.trackers.ProcessRunner` (its own process group, SIGTERM then SIGKILL
-to the group on timeout, output to /dev/null). docs/notifications.md is the user's
-description.
+to the group on timeout, output to /dev/null), which is given that environment.
+docs/notifications.md is the user's description.
 """
 
 from __future__ import annotations
 
 import collections
-import inspect
 import logging
 import math
 import re
 import shlex
 from collections.abc import Iterable, Mapping
-from typing import Final, Protocol, cast
+from typing import Final, Protocol
 
 import attrs
 import trio
@@ -48,8 +48,7 @@ MAX_PENDING: Final = 64
 # The environment of every script: nothing of the daemon's leaks in (secrets, systemd's
 # variables), and programs are found in the usual places whatever the daemon's PATH.
 DEFAULT_PATH: Final = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-ENV_PROGRAM: Final = "/usr/bin/env"
-# What the shell and env(1) exit with when they cannot run the program they were given.
+# What the shell exits with when it cannot run the program of a command string.
 _EXEC_FAILURES: Final = {126: "the program is not executable", 127: "the program was not found"}
 
 # The word keepalived passes for each state, as the third argument of ``notify``.
@@ -77,25 +76,6 @@ class NotifyStatistics:
     last_error: str | None
 
 
-class EnvProcessRunner(Protocol):
-    """A :class:`~pyvrrp.runtime.trackers.ProcessRunner` that also takes the environment.
-
-    The notifier passes ``env`` directly to a runner whose ``run`` accepts it; to one that
-    does not, through ``/usr/bin/env -i`` in front of the command.
-    """
-
-    async def run(
-        self,
-        command: tuple[str, ...] | str,
-        *,
-        timeout: float,
-        user: str | None,
-        env: Mapping[str, str],
-    ) -> ScriptOutcome:
-        """Run ``command`` as ``user`` with exactly the environment ``env``."""
-        ...
-
-
 class TransitionLike(Protocol):
     """What :meth:`Notifier.notify_transition` reads (``pyvrrp.runtime.node.Transition``)."""
 
@@ -118,6 +98,7 @@ class _Script:
     key: str  # the configuration key: notify_master, ..., notify
     argv: tuple[str, ...]
     display: str  # the command as configured, for the log
+    shell: bool  # a string, run by /bin/sh -c
 
 
 @attrs.frozen
@@ -166,14 +147,14 @@ class Notifier:
 
     ``instances`` is the node's ``NodeConfig.instances`` (or its values); ``runner`` runs
     processes (``trackers.RealProcessRunner`` in the daemon, ``testing.fakeprocess``'s
-    ``FakeProcessRunner`` in tests; see :class:`EnvProcessRunner`); ``timeout`` bounds each
-    script. Call :meth:`notify` (it never blocks) and run :meth:`run` in a nursery.
+    ``FakeProcessRunner`` in tests); ``timeout`` bounds each script. Call :meth:`notify` (it
+    never blocks) and run :meth:`run` in a nursery.
     """
 
     def __init__(
         self,
         instances: Mapping[str, InstanceConfig] | Iterable[InstanceConfig],
-        runner: ProcessRunner | EnvProcessRunner,
+        runner: ProcessRunner,
         *,
         timeout: float = DEFAULT_TIMEOUT,
         max_pending: int = MAX_PENDING,
@@ -184,7 +165,6 @@ class Notifier:
             raise ValueError(f"max_pending must be at least 1, not {max_pending!r}")
         configs = instances.values() if isinstance(instances, Mapping) else instances
         self.runner = runner
-        self._runner_takes_env = "env" in inspect.signature(runner.run).parameters
         self.timeout = timeout
         self.max_pending = max_pending
         self._queues = {config.name: _Queue(config) for config in configs}
@@ -316,21 +296,17 @@ class Notifier:
             try:
                 for script in job.scripts:
                     queue.pending -= 1
-                    outcome = await self._run(script.argv, queue.config.notify_user, job.env)
+                    outcome = await self.runner.run(
+                        script.argv,
+                        timeout=self.timeout,
+                        user=queue.config.notify_user,
+                        env=job.env,
+                    )
                     self._record(queue, job, script, outcome)
             finally:
                 queue.current = None
                 if not self.busy():
                     self._idle.unpark_all()
-
-    async def _run(
-        self, argv: tuple[str, ...], user: str | None, env: Mapping[str, str]
-    ) -> ScriptOutcome:
-        if self._runner_takes_env:
-            runner = cast(EnvProcessRunner, self.runner)
-            return await runner.run(argv, timeout=self.timeout, user=user, env=env)
-        plain = cast(ProcessRunner, self.runner)
-        return await plain.run(env_argv(argv, env), timeout=self.timeout, user=user)
 
     def _record(self, queue: _Queue, job: _Job, script: _Script, outcome: ScriptOutcome) -> None:
         name = queue.config.name
@@ -357,7 +333,9 @@ class Notifier:
                 status += f", then {attrs.evolve(outcome, timed_out=False).describe()}"
         else:
             status = outcome.describe()
-            hint = _EXEC_FAILURES.get(outcome.exit_status or 0)
+            # An argv program that cannot start is an error outcome of the runner; only the
+            # shell turns it into an exit status.
+            hint = _EXEC_FAILURES.get(outcome.exit_status or 0) if script.shell else None
             if hint is not None:
                 status += f" ({hint}?)"
         queue.last_error = f"{job.word}: {script.key} {script.display}: {status}"
@@ -436,30 +414,16 @@ def _script(key: str, command: tuple[str, ...] | str, words: tuple[str, ...]) ->
     """
     if isinstance(command, str):
         script = f'{command} "$@"' if words else command
-        return _Script(key, ("/bin/sh", "-c", script, "sh", *words), command)
-    return _Script(key, (*command, *words), shlex.join(command))
-
-
-def env_argv(argv: tuple[str, ...], env: Mapping[str, str]) -> tuple[str, ...]:
-    """``argv`` run with exactly the environment ``env``, through ``env -i``.
-
-    For a runner that cannot set the environment itself. env(1) takes every leading word
-    with a ``=`` as an assignment: a program whose name has one goes through the shell.
-    """
-    if "=" in argv[0]:
-        argv = ("/bin/sh", "-c", 'exec "$@"', "sh", *argv)
-    return (ENV_PROGRAM, "-i", "--", *(f"{k}={v}" for k, v in env.items()), *argv)
+        return _Script(key, ("/bin/sh", "-c", script, "sh", *words), command, shell=True)
+    return _Script(key, (*command, *words), shlex.join(command), shell=False)
 
 
 __all__ = [
     "DEFAULT_PATH",
     "DEFAULT_TIMEOUT",
-    "ENV_PROGRAM",
     "MAX_PENDING",
     "STOP",
-    "EnvProcessRunner",
     "NotifyStatistics",
     "Notifier",
     "TransitionLike",
-    "env_argv",
 ]

@@ -15,11 +15,14 @@ keepalived.
 Processes are started by a :class:`ProcessRunner`: :class:`RealProcessRunner` in the daemon,
 ``pyvrrp.testing.fakeprocess.FakeProcessRunner`` in virtual-time tests. The real one
 never blocks trio's thread: the fork/exec and the user lookup run in worker threads, waiting
-for the exit uses a pidfd. Standard streams go to /dev/null, so a chatty script cannot block
-on a full pipe, and each run gets its own process group (a new session), so a timeout kills
-everything the script started: SIGTERM to the group, then SIGKILL to whatever is left of the
-group when the script has exited or 2 s later (keepalived's timeout handling). A run that
-times out counts as a failure when it is over, whatever its exit status.
+for the exit uses a pidfd. Health checks inherit the daemon's environment, as keepalived's
+``vrrp_script`` does (a check may need what the service unit sets, a proxy for instance); the
+notifier passes an ``env`` of its own, which is then the whole environment. Standard streams
+go to /dev/null, so a chatty script cannot block on a full pipe, and each run gets its own
+process group (a new session), so a timeout kills everything the script started: SIGTERM to
+the group, then SIGKILL to whatever is left of the group when the script has exited or 2 s
+later (keepalived's timeout handling). A run that times out counts as a failure when it is
+over, whatever its exit status.
 
 Interfaces
 ----------
@@ -124,11 +127,17 @@ class ProcessRunner(Protocol):
     """Runs a script's command once (see the module docstring)."""
 
     async def run(
-        self, command: tuple[str, ...] | str, *, timeout: float, user: str | None
+        self,
+        command: tuple[str, ...] | str,
+        *,
+        timeout: float,
+        user: str | None,
+        env: Mapping[str, str] | None = None,
     ) -> ScriptOutcome:
         """Run ``command`` (argv, or a string for ``/bin/sh -c``) as ``user`` (None: as
-        ourselves), killing it after ``timeout`` seconds. Never raises for a failing or
-        missing command: that is an outcome."""
+        ourselves), killing it after ``timeout`` seconds. ``env`` is the whole environment
+        of the process (its ``PATH`` also finds a bare program name); None inherits ours.
+        Never raises for a failing or missing command: that is an outcome."""
         ...
 
 
@@ -172,13 +181,18 @@ class RealProcessRunner:
         self.kill_delay = kill_delay
 
     async def run(
-        self, command: tuple[str, ...] | str, *, timeout: float, user: str | None
+        self,
+        command: tuple[str, ...] | str,
+        *,
+        timeout: float,
+        user: str | None,
+        env: Mapping[str, str] | None = None,
     ) -> ScriptOutcome:
         """See :meth:`ProcessRunner.run`."""
         started = trio.current_time()
         argv = shell_argv(command)
         try:
-            process = await self._spawn(argv, user)
+            process = await self._spawn(argv, user, env)
         except _CannotStart as cannot:
             return ScriptOutcome(error=str(cannot), duration=trio.current_time() - started)
         timed_out = False
@@ -198,7 +212,9 @@ class RealProcessRunner:
             process.returncode, duration=trio.current_time() - started, timed_out=timed_out
         )
 
-    async def _spawn(self, argv: list[str], user: str | None) -> trio.Process:
+    async def _spawn(
+        self, argv: list[str], user: str | None, env: Mapping[str, str] | None
+    ) -> trio.Process:
         credentials: _Credentials | None = None
         if user is not None:
             credentials = await trio.to_thread.run_sync(_lookup_user, user)
@@ -219,6 +235,8 @@ class RealProcessRunner:
                 stderr=subprocess.DEVNULL,
                 start_new_session=True,  # its own process group, killed as a whole
                 cwd="/",  # never depend on the daemon's working directory
+                # subprocess searches a bare program name in this env's PATH, as execvpe.
+                env=dict(env) if env is not None else None,
                 user=credentials.uid if credentials else None,
                 group=credentials.gid if credentials else None,
                 extra_groups=credentials.groups if credentials else None,
@@ -481,7 +499,10 @@ class Trackers:
         started = trio.current_time()
         try:
             outcome = await self._runner.run(
-                config.command, timeout=config.timeout_us / US_PER_SECOND, user=config.user
+                config.command,
+                timeout=config.timeout_us / US_PER_SECOND,
+                user=config.user,
+                env=None,  # the daemon's environment, as keepalived (module docstring)
             )
         finally:
             runs.running = False

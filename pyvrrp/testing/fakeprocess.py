@@ -15,14 +15,15 @@ so a test can assert exactly when a script ran and when it turned bad::
 Timeouts behave as :class:`~pyvrrp.runtime.trackers.RealProcessRunner`'s: a run longer than
 its timeout gets SIGTERM at the timeout and ends ``term_delay`` later (killed by SIGTERM), or,
 if it ignores SIGTERM, ``kill_delay`` (2 s) later, killed by SIGKILL. Every call is recorded
-with its trio times and outcome in :attr:`FakeProcessRunner.calls`.
+with its arguments (the environment it was given included), trio times and outcome in
+:attr:`FakeProcessRunner.calls`.
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from signal import SIGKILL, SIGSEGV, SIGTERM
 
 import attrs
@@ -83,13 +84,15 @@ class FakeRun:
 class FakeCall:
     """One call of :meth:`FakeProcessRunner.run`: its arguments, trio times and outcome.
 
-    ``ended`` and ``outcome`` are None while it runs; ``cancelled`` is True if the caller was
-    cancelled (the daemon stopping) before it ended.
+    ``env`` is a copy of the environment the caller passed (None: it asked to inherit the
+    daemon's). ``ended`` and ``outcome`` are None while it runs; ``cancelled`` is True if the
+    caller was cancelled (the daemon stopping) before it ended.
     """
 
     command: Command
     timeout: float
     user: str | None
+    env: Mapping[str, str] | None
     started: float
     ended: float | None = None
     outcome: ScriptOutcome | None = None
@@ -138,9 +141,22 @@ class FakeProcessRunner:
         """The calls of one command, in order."""
         return [call for call in self.calls if call.command == command]
 
-    async def run(self, command: Command, *, timeout: float, user: str | None) -> ScriptOutcome:
+    async def run(
+        self,
+        command: Command,
+        *,
+        timeout: float,
+        user: str | None,
+        env: Mapping[str, str] | None = None,
+    ) -> ScriptOutcome:
         """See :meth:`pyvrrp.runtime.trackers.ProcessRunner.run`."""
-        call = FakeCall(command, timeout, user, trio.current_time())
+        call = FakeCall(
+            command=command,
+            timeout=timeout,
+            user=user,
+            env=dict(env) if env is not None else None,
+            started=trio.current_time(),
+        )
         self.calls.append(call)
         queued = self._queued.get(command)
         behaviour = queued.popleft() if queued else self._set.get(command, self.default)

@@ -24,31 +24,12 @@ import trio.testing
 from pyvrrp.core.actions import Cause, State
 from pyvrrp.core.config import AddressConfig, InstanceConfig
 from pyvrrp.runtime.node import Transition
-from pyvrrp.runtime.notify import DEFAULT_PATH, Notifier, env_argv
-from pyvrrp.runtime.trackers import KILL_DELAY, ScriptOutcome
-from pyvrrp.testing.fakeprocess import Command, FakeCall, FakeProcessRunner, FakeRun
+from pyvrrp.runtime.notify import DEFAULT_PATH, Notifier
+from pyvrrp.runtime.trackers import KILL_DELAY
+from pyvrrp.testing.fakeprocess import FakeCall, FakeProcessRunner, FakeRun
 
 VIP = "1.2.3.58/29"
 EXCLUDED = "2a03:4444:fff0:59:88::58/64"
-
-
-class EnvFakeRunner(FakeProcessRunner):
-    """``FakeProcessRunner`` with the ``env`` parameter the notifier passes when it can."""
-
-    def __init__(self, default: FakeRun | None = None, **options: Any) -> None:
-        super().__init__(default or FakeRun(), **options)
-        self.envs: list[dict[str, str]] = []  # one per call, in the order of calls
-
-    async def run(
-        self,
-        command: Command,
-        *,
-        timeout: float,
-        user: str | None,
-        env: Mapping[str, str] | None = None,
-    ) -> ScriptOutcome:
-        self.envs.append(dict(env or {}))
-        return await super().run(command, timeout=timeout, user=user)
 
 
 def words(call: FakeCall) -> tuple[str, ...]:
@@ -58,6 +39,13 @@ def words(call: FakeCall) -> tuple[str, ...]:
 
 def state_word(call: FakeCall) -> str:
     return call.command[-2]
+
+
+def env(call: FakeCall) -> Mapping[str, str]:
+    """The environment the notifier gave the runner for this call (never None: never the
+    daemon's own)."""
+    assert call.env is not None
+    return call.env
 
 
 def instance(name: str = "vip58", vrid: int = 58, **notify: Any) -> InstanceConfig:
@@ -105,7 +93,7 @@ def messages(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
 async def test_transitions_queued_at_once_run_strictly_in_order_each_after_the_previous(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    runner = EnvFakeRunner(FakeRun.ok(duration=5))
+    runner = FakeProcessRunner(FakeRun.ok(duration=5))
     notifier = Notifier([instance(notify=("/bin/notify",))], runner)
     async with running(notifier):
         t0 = trio.current_time()
@@ -122,7 +110,7 @@ async def test_transitions_queued_at_once_run_strictly_in_order_each_after_the_p
 async def test_a_hanging_script_of_one_instance_does_not_delay_another_instance(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    runner = EnvFakeRunner()
+    runner = FakeProcessRunner()
     hang = ("/bin/hang", "INSTANCE", "vip58")
     runner.set((*hang, "MASTER", "100"), FakeRun.hangs())
     runner.set(("/bin/quick", "INSTANCE", "vip59", "MASTER", "100"), FakeRun.ok(1))
@@ -155,7 +143,7 @@ async def test_a_hanging_script_of_one_instance_does_not_delay_another_instance(
 async def test_a_hanging_script_is_given_up_at_its_timeout_and_the_next_one_starts_then(
     autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    runner = EnvFakeRunner()
+    runner = FakeProcessRunner()
     runner.set(("/bin/hang",), FakeRun.hangs())
     notifier = Notifier(
         [instance(notify_master=("/bin/hang",), notify_backup=("/bin/ok",))], runner, timeout=3
@@ -179,7 +167,7 @@ async def test_a_hanging_script_is_given_up_at_its_timeout_and_the_next_one_star
 async def test_a_script_ignoring_sigterm_delays_the_next_one_by_the_kill_delay_only(
     autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    runner = EnvFakeRunner()
+    runner = FakeProcessRunner()
     runner.set(("/bin/hang",), FakeRun.hangs(ignore_term=True))
     notifier = Notifier(
         [instance(notify_master=("/bin/hang",), notify=("/bin/notify",))], runner, timeout=3
@@ -197,17 +185,17 @@ async def test_a_script_ignoring_sigterm_delays_the_next_one_by_the_kill_delay_o
 async def test_a_failing_script_is_logged_with_its_status_and_the_next_one_runs(
     autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    runner = EnvFakeRunner()
+    runner = FakeProcessRunner()
     runner.set(("/bin/fail", "two words"), FakeRun.fail(3))
     runner.set(("/bin/crash",), FakeRun.killed(SIGSEGV))
-    runner.set(("/bin/missing",), FakeRun.fail(127))
+    runner.set(("/bin/sh", "-c", "/bin/missing", "sh"), FakeRun.fail(127))
     notifier = Notifier(
         [
             instance(
                 notify_master=("/bin/fail", "two words"),
                 notify_backup=("/bin/crash",),
                 notify_fault=("/bin/ok",),
-                notify_stop=("/bin/missing",),
+                notify_stop="/bin/missing",  # the shell says 127: not found
             )
         ],
         runner,
@@ -219,11 +207,11 @@ async def test_a_failing_script_is_logged_with_its_status_and_the_next_one_runs(
         to(notifier, State.FAULT, old=State.BACKUP)
         stop(notifier, old=State.FAULT)
         assert await notifier.drain(60)
-    assert [call.command[0] for call in runner.calls] == [
-        "/bin/fail",
-        "/bin/crash",
-        "/bin/ok",
-        "/bin/missing",
+    assert [call.command for call in runner.calls] == [
+        ("/bin/fail", "two words"),
+        ("/bin/crash",),
+        ("/bin/ok",),
+        ("/bin/sh", "-c", "/bin/missing", "sh"),
     ]
     assert messages(caplog, logging.WARNING) == [
         "vip58: MASTER: notify_master /bin/fail 'two words' failed: exit status 3",
@@ -241,10 +229,33 @@ async def test_a_failing_script_is_logged_with_its_status_and_the_next_one_runs(
     )
 
 
+async def test_a_missing_argv_program_is_an_error_and_its_own_exit_127_gets_no_hint(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The runner execs an argv program itself: a missing one never runs, and says so. Only a
+    # shell reports "not found" as exit status 127; from any other program 127 means nothing.
+    runner = FakeProcessRunner()
+    runner.set(("/bin/gone",), FakeRun.cannot_start("cannot run /bin/gone: not found"))
+    runner.set(("/bin/exits-127",), FakeRun.fail(127))
+    notifier = Notifier(
+        [instance(notify_master=("/bin/gone",), notify_backup=("/bin/exits-127",))], runner
+    )
+    async with running(notifier):
+        to(notifier, State.MASTER)
+        to(notifier, State.BACKUP, old=State.MASTER)
+        assert await notifier.drain(60)
+    assert messages(caplog, logging.ERROR) == [
+        "vip58: MASTER: notify_master /bin/gone failed: cannot run /bin/gone: not found"
+    ]
+    assert messages(caplog, logging.WARNING) == [
+        "vip58: BACKUP: notify_backup /bin/exits-127 failed: exit status 127"
+    ]
+
+
 async def test_a_script_that_cannot_start_as_notify_user_is_logged_as_an_error(
     autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    runner = EnvFakeRunner(users={"root", "nobody"})
+    runner = FakeProcessRunner(users={"root", "nobody"})
     notifier = Notifier(
         [
             instance("vip58", 58, notify=("/bin/notify",), notify_user="ghost"),
@@ -278,7 +289,7 @@ async def test_a_script_that_cannot_start_as_notify_user_is_logged_as_an_error(
 async def test_generic_notify_gets_keepalived_arguments_appended(
     autojump_clock: trio.testing.MockClock, state: State, priority: int, word: str
 ) -> None:
-    runner = EnvFakeRunner()
+    runner = FakeProcessRunner()
     notifier = Notifier([instance(notify=("/usr/local/bin/notify", "--from", "pyvrrp"))], runner)
     async with running(notifier):
         to(notifier, state, priority=priority, old=State.INITIALIZE)
@@ -307,7 +318,7 @@ async def test_generic_notify_gets_keepalived_arguments_appended(
 async def test_the_state_script_runs_first_without_arguments_then_the_generic_notify(
     autojump_clock: trio.testing.MockClock, state: State, key: str, word: str
 ) -> None:
-    runner = EnvFakeRunner()
+    runner = FakeProcessRunner()
     runner.set((f"/bin/{key}", "vip58"), FakeRun.ok(2))
     scripts: dict[str, Any] = {
         k: (f"/bin/{k}", "vip58")
@@ -323,13 +334,13 @@ async def test_the_state_script_runs_first_without_arguments_then_the_generic_no
     assert specific.command == (f"/bin/{key}", "vip58")
     assert generic.command == ("/bin/notify", "INSTANCE", "vip58", word, "90")
     assert generic.started - t0 == 2
-    assert [env["PYVRRP_STATE"] for env in runner.envs] == [word, word]
+    assert [env(call)["PYVRRP_STATE"] for call in runner.calls] == [word, word]
 
 
 async def test_shell_strings_run_via_sh_with_the_arguments_as_positional_parameters(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    runner = EnvFakeRunner()
+    runner = FakeProcessRunner()
     notifier = Notifier(
         [instance(notify='logger -t "vrrp notify"', notify_master="systemctl start vip58")],
         runner,
@@ -356,7 +367,7 @@ async def test_shell_strings_run_via_sh_with_the_arguments_as_positional_paramet
 async def test_stop_at_shutdown_notifies_stop_and_drain_waits_for_the_scripts(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    runner = EnvFakeRunner(FakeRun.ok(1))
+    runner = FakeProcessRunner(FakeRun.ok(1))
     runner.set(("/bin/on-stop",), FakeRun.ok(4))
     notifier = Notifier(
         [
@@ -373,10 +384,7 @@ async def test_stop_at_shutdown_notifies_stop_and_drain_waits_for_the_scripts(
         assert await notifier.drain(60)
         assert trio.current_time() - t0 == 5  # vip58: 4 s then 1 s; vip59 alongside
         assert not notifier.busy()
-    calls = [
-        (call.command, env["PYVRRP_OLD_STATE"])
-        for call, env in zip(runner.calls, runner.envs, strict=True)
-    ]
+    calls = [(call.command, env(call)["PYVRRP_OLD_STATE"]) for call in runner.calls]
     assert sorted(calls) == [
         (("/bin/notify", "INSTANCE", "vip58", "STOP", "100"), "MASTER"),
         (("/bin/notify", "INSTANCE", "vip59", "STOP", "100"), "BACKUP"),
@@ -387,7 +395,7 @@ async def test_stop_at_shutdown_notifies_stop_and_drain_waits_for_the_scripts(
 async def test_a_transition_to_initialize_that_is_not_a_shutdown_notifies_nothing(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    runner = EnvFakeRunner()
+    runner = FakeProcessRunner()
     notifier = Notifier([instance(notify=("/bin/notify",), notify_stop=("/bin/stop",))], runner)
     async with running(notifier):
         notifier.notify("vip58", State.INITIALIZE, 100, old_state=State.BACKUP, cause=Cause.STARTUP)
@@ -399,7 +407,7 @@ async def test_a_transition_to_initialize_that_is_not_a_shutdown_notifies_nothin
 async def test_a_state_without_scripts_queues_nothing(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    runner = EnvFakeRunner()
+    runner = FakeProcessRunner()
     notifier = Notifier([instance(notify_master=("/bin/on-master",))], runner)
     async with running(notifier):
         to(notifier, State.BACKUP)
@@ -414,7 +422,7 @@ async def test_a_state_without_scripts_queues_nothing(
 async def test_drain_gives_up_after_its_timeout_and_says_what_is_left(
     autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    runner = EnvFakeRunner(FakeRun.hangs())
+    runner = FakeProcessRunner(FakeRun.hangs())
     notifier = Notifier([instance(notify_stop=("/bin/hang",), notify=("/bin/notify",))], runner)
     async with running(notifier):
         t0 = trio.current_time()
@@ -431,7 +439,7 @@ async def test_drain_gives_up_after_its_timeout_and_says_what_is_left(
 async def test_drain_returns_at_once_when_nothing_is_queued(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    notifier = Notifier([instance(notify=("/bin/notify",))], EnvFakeRunner())
+    notifier = Notifier([instance(notify=("/bin/notify",))], FakeProcessRunner())
     async with running(notifier):
         t0 = trio.current_time()
         assert await notifier.drain(30)
@@ -441,7 +449,7 @@ async def test_drain_returns_at_once_when_nothing_is_queued(
 async def test_drain_without_a_running_notifier_does_not_wait_in_vain(
     autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    notifier = Notifier([instance(notify=("/bin/notify",))], EnvFakeRunner())
+    notifier = Notifier([instance(notify=("/bin/notify",))], FakeProcessRunner())
     stop(notifier)
     t0 = trio.current_time()
     assert not await notifier.drain(30)
@@ -456,7 +464,7 @@ async def test_notify_never_awaits_even_while_a_script_hangs(
 ) -> None:
     assert not inspect.iscoroutinefunction(Notifier.notify)
     assert not inspect.iscoroutinefunction(Notifier.notify_transition)
-    runner = EnvFakeRunner(FakeRun.hangs())
+    runner = FakeProcessRunner(FakeRun.hangs())
     notifier = Notifier([instance(notify=("/bin/hang",))], runner)
     async with running(notifier):
         to(notifier, State.MASTER)
@@ -472,7 +480,7 @@ async def test_notify_never_awaits_even_while_a_script_hangs(
 async def test_notifications_queued_before_run_starts_run_once_it_does(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    runner = EnvFakeRunner()
+    runner = FakeProcessRunner()
     notifier = Notifier([instance(notify=("/bin/notify",))], runner)
     to(notifier, State.BACKUP, old=State.INITIALIZE, cause=Cause.STARTUP)
     to(notifier, State.MASTER)
@@ -503,7 +511,7 @@ def expected_env(**changes: str) -> dict[str, str]:
 async def test_every_script_gets_the_environment_of_its_transition(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    runner = EnvFakeRunner()
+    runner = FakeProcessRunner()
     config = attrs.evolve(
         instance(notify_master=("/bin/on-master",), notify=("/bin/notify",)),
         addresses=(AddressConfig(ip_interface(VIP)), AddressConfig(ip_interface("1.2.3.59/29"))),
@@ -519,62 +527,17 @@ async def test_every_script_gets_the_environment_of_its_transition(
             reason="no advertisement for 3.65 s",
         )
         assert await notifier.drain(60)
-    assert runner.envs == [expected_env(), expected_env()]
-
-
-async def test_a_runner_without_env_gets_the_environment_through_env_i(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    runner = FakeProcessRunner()  # trackers' interface: run(command, timeout=, user=)
-    config = attrs.evolve(
-        instance(notify=("notify",)),
-        addresses=(AddressConfig(ip_interface(VIP)), AddressConfig(ip_interface("1.2.3.59/29"))),
-    )
-    notifier = Notifier([config], runner)
-    async with running(notifier):
-        notifier.notify(
-            "vip58",
-            State.MASTER,
-            90,
-            old_state=State.BACKUP,
-            cause=Cause.MASTER_DOWN,
-            reason="no advertisement for 3.65 s",
-        )
-        assert await notifier.drain(60)
-    [call] = runner.calls
-    assignments = tuple(f"{k}={v}" for k, v in expected_env().items())
-    assert call.command == (
-        "/usr/bin/env",
-        "-i",
-        "--",
-        *assignments,
-        "notify",
-        "INSTANCE",
-        "vip58",
-        "MASTER",
-        "90",
-    )
-
-
-def test_env_argv_sends_a_program_named_with_an_equals_sign_through_the_shell() -> None:
-    assert env_argv(("/opt/a=b/notify", "x"), {"A": "1"}) == (
-        "/usr/bin/env",
-        "-i",
-        "--",
-        "A=1",
-        "/bin/sh",
-        "-c",
-        'exec "$@"',
-        "sh",
-        "/opt/a=b/notify",
-        "x",
-    )
+    # The runner gets the environment itself, whole: the command is left as configured.
+    assert [(call.command, call.env) for call in runner.calls] == [
+        (("/bin/on-master",), expected_env()),
+        (("/bin/notify", "INSTANCE", "vip58", "MASTER", "90"), expected_env()),
+    ]
 
 
 async def test_a_node_transition_record_is_accepted_as_is(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    runner = EnvFakeRunner()
+    runner = FakeProcessRunner()
     notifier = Notifier([instance(notify=("/bin/notify",))], runner)
     async with running(notifier):
         notifier.notify_transition(
@@ -583,13 +546,13 @@ async def test_a_node_transition_record_is_accepted_as_is(
         assert await notifier.drain(60)
     [call] = runner.calls
     assert words(call) == ("INSTANCE", "vip58", "STOP", "100")
-    assert runner.envs[0]["PYVRRP_OLD_STATE"] == "MASTER"
+    assert env(call)["PYVRRP_OLD_STATE"] == "MASTER"
 
 
 async def test_a_flapping_instance_behind_a_hanging_script_drops_its_oldest_transitions(
     autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    runner = EnvFakeRunner(FakeRun.hangs())
+    runner = FakeProcessRunner(FakeRun.hangs())
     notifier = Notifier([instance(notify=("/bin/notify",))], runner, timeout=10, max_pending=3)
     async with running(notifier):
         to(notifier, State.MASTER)
@@ -608,7 +571,7 @@ async def test_a_flapping_instance_behind_a_hanging_script_drops_its_oldest_tran
 
 
 async def test_statistics_start_at_zero_for_every_instance() -> None:
-    notifier = Notifier([instance("vip58", 58), instance("vip59", 59)], EnvFakeRunner())
+    notifier = Notifier([instance("vip58", 58), instance("vip59", 59)], FakeProcessRunner())
     stats = notifier.statistics()
     assert list(stats) == ["vip58", "vip59"]
     assert attrs.asdict(stats["vip59"]) == {
@@ -624,7 +587,7 @@ async def test_statistics_start_at_zero_for_every_instance() -> None:
 
 
 def test_an_unknown_instance_is_a_bug_and_raises() -> None:
-    notifier = Notifier([instance()], EnvFakeRunner())
+    notifier = Notifier([instance()], FakeProcessRunner())
     with pytest.raises(KeyError):
         to(notifier, State.MASTER, name="vip99")
 
@@ -633,7 +596,7 @@ def test_an_unknown_instance_is_a_bug_and_raises() -> None:
 def test_a_shell_string_notify_that_would_lose_its_arguments_is_warned_about(
     command: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    Notifier([instance(notify=command)], EnvFakeRunner())
+    Notifier([instance(notify=command)], FakeProcessRunner())
     [warning] = messages(caplog, logging.WARNING)
     assert warning.startswith(f"vip58: notify {command!r}: the arguments INSTANCE vip58")
 
@@ -641,18 +604,18 @@ def test_a_shell_string_notify_that_would_lose_its_arguments_is_warned_about(
 def test_a_plain_shell_string_notify_is_not_warned_about(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    Notifier([instance(notify="/usr/local/bin/notify --tag 'a#b'")], EnvFakeRunner())
+    Notifier([instance(notify="/usr/local/bin/notify --tag 'a#b'")], FakeProcessRunner())
     assert messages(caplog, logging.WARNING) == []
 
 
 @pytest.mark.parametrize("timeout", [0, -1, math.inf, math.nan])
 def test_a_timeout_must_be_a_positive_finite_number(timeout: float) -> None:
     with pytest.raises(ValueError, match="timeout"):
-        Notifier([instance()], EnvFakeRunner(), timeout=timeout)
+        Notifier([instance()], FakeProcessRunner(), timeout=timeout)
 
 
 async def test_run_twice_at_once_is_refused(autojump_clock: trio.testing.MockClock) -> None:
-    notifier = Notifier([instance()], EnvFakeRunner())
+    notifier = Notifier([instance()], FakeProcessRunner())
     async with running(notifier):
         with pytest.raises(RuntimeError, match="already running"):
             await notifier.run()

@@ -241,15 +241,33 @@ async def test_a_missing_program_or_user_is_logged_and_the_next_script_runs(
     assert out.read_text() == "ran\n"
     logged = sorted((r.levelno, r.getMessage()) for r in caplog.records if r.name == "pyvrrp")
     assert (
-        logging.WARNING,
-        "vip58: MASTER: notify_master /nonexistent/on-master failed: exit status 127 "
-        "(the program was not found?)",
+        logging.ERROR,
+        "vip58: MASTER: notify_master /nonexistent/on-master failed: cannot run "
+        "/nonexistent/on-master: not found",
     ) in logged
     assert (
         logging.ERROR,
         "vip59: MASTER: notify /bin/true failed: cannot run as user pyvrrp-no-such-user: "
         "no such user",
     ) in logged
+
+
+async def test_a_bare_program_name_is_searched_in_the_scripts_path_not_the_daemons(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    program = script(tmp_path / "pyvrrp-test-daemon-path-only", "exit 0\n")
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    name = Path(program).name
+    notifier = Notifier([instance(notify_master=(name,))], RealProcessRunner(), timeout=10)
+    async with running(notifier):
+        notifier.notify("vip58", State.MASTER, 100, old_state=State.BACKUP, cause=Cause.PREEMPT)
+        assert await notifier.drain(20)
+    assert [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "pyvrrp"] == [
+        (
+            logging.ERROR,
+            f"vip58: MASTER: notify_master {name} failed: cannot run {name}: not found in PATH",
+        )
+    ]
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")

@@ -274,6 +274,17 @@ async def test_script_runs_as_its_user(autojump_clock: trio.testing.MockClock) -
         assert h.trackers.tracking.script(CHK).state == "good"
 
 
+async def test_scripts_inherit_the_daemons_environment(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # keepalived's vrrp_script runs with the daemon's environment; so do ours (env=None),
+    # unlike notification scripts, which get one of their own.
+    runner = FakeProcessRunner()
+    async with running(config(script={}), runner=runner) as h:
+        await h.sleep_until(3)
+        assert [c.env for c in runner.calls] == [None, None]
+
+
 async def test_script_with_an_unknown_user_fails(autojump_clock: trio.testing.MockClock) -> None:
     runner = FakeProcessRunner(users={"root"})
     async with running(config(script={"user": "ghost"}), runner=runner) as h:
@@ -485,7 +496,7 @@ async def test_state_changes_are_logged_once_not_per_run(
     assert messages == [
         f"script {CHK} is good after first run (exit status 0; tracked by vip58)",
         "tracked interface dummy0 is down (tracked by vip58)",
-        "instance vip58: FAULT (interface dummy0 down); priority 100",
+        "instance vip58: FAULT (interface dummy0 down); priority 100 = 100 base",
         f"script {CHK} is bad after 2 failed runs (exit status 7; tracked by vip58)",
-        f"instance vip58: FAULT (interface dummy0 down); priority 100 - 60 (script {CHK} bad) = 40",
+        f"instance vip58: FAULT (interface dummy0 down); priority 40 = 100 base - 60 {CHK} (bad)",
     ]

@@ -161,6 +161,55 @@ async def test_event_loop_keeps_running_while_scripts_run() -> None:
     assert max(gaps) < 0.3
 
 
+def environment_writer(out: Path) -> tuple[str, ...]:
+    """A command writing its own initial environment to ``out``, one ``NAME=value`` a line.
+
+    It reads /proc/<pid>/environ, what the process was started with: a shell's own variables
+    (PWD...) are not in it.
+    """
+    return ("/bin/sh", "-c", "tr '\\0' '\\n' < /proc/$$/environ > \"$0\"", str(out))
+
+
+async def test_without_env_a_run_inherits_the_daemons_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYVRRP_TEST_INHERITED", "from the daemon")
+    out = tmp_path / "env"
+    outcome = await RealProcessRunner().run(environment_writer(out), timeout=5, user=None)
+    assert outcome.success, outcome
+    assert "PYVRRP_TEST_INHERITED=from the daemon" in out.read_text().splitlines()
+    assert f"PATH={os.environ['PATH']}" in out.read_text().splitlines()
+
+
+async def test_env_is_the_whole_environment_of_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYVRRP_TEST_SECRET", "must not leak")
+    out = tmp_path / "env"
+    env = {"PATH": "/usr/bin:/bin", "PYVRRP_STATE": "MASTER", "SPACES": "a b  c"}
+    outcome = await RealProcessRunner().run(environment_writer(out), timeout=5, user=None, env=env)
+    assert outcome.success, outcome
+    assert sorted(out.read_text().splitlines()) == [
+        "PATH=/usr/bin:/bin",
+        "PYVRRP_STATE=MASTER",
+        "SPACES=a b  c",
+    ]
+
+
+async def test_a_bare_program_name_is_searched_in_the_path_of_the_given_env(
+    tmp_path: Path,
+) -> None:
+    program = tmp_path / "pyvrrp-test-only-here"
+    program.write_text("#!/bin/sh\nexit 0\n")
+    program.chmod(0o755)
+    runner = RealProcessRunner()
+    found = await runner.run((program.name,), timeout=5, user=None, env={"PATH": str(tmp_path)})
+    assert found.success, found
+    # Not in the daemon's PATH: inheriting it, the same name is not found.
+    missing = await runner.run((program.name,), timeout=5, user=None)
+    assert missing.error == f"cannot run {program.name}: not found in PATH"
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
 async def test_script_runs_as_its_user_with_its_groups() -> None:
     nobody = pwd.getpwnam("nobody")

@@ -7,8 +7,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
+from pyvrrp.core.config import parse_node
+from pyvrrp.core.tracking import Tracking
 from pyvrrp.status_format import (
     format_duration,
     format_maintenance,
@@ -141,6 +144,44 @@ def test_the_priority_breakdown_names_every_tracker_that_changes_it(
         ],
     }
     assert priority_breakdown(instance) == expected
+
+
+@pytest.mark.parametrize(
+    ("priority", "weight", "expected"),
+    [
+        (100, -60, "40 = 100 base - 60 chk_nginx_ingress (bad)"),
+        (50, -60, "1 = 50 base - 60 chk_nginx_ingress (bad) = -10, clamped to 1..254"),
+        (255, 0, "255 (address owner: trackers never change it)"),
+    ],
+)
+def test_status_says_why_in_the_words_of_the_logs(
+    priority: int, weight: int, expected: str
+) -> None:
+    node = parse_node(
+        {
+            "scripts": {"chk_nginx_ingress": {"command": ["true"], "weight": weight}},
+            "instances": {
+                "vip58": {
+                    "interface": "eth0.4000",
+                    "vrid": 58,
+                    "priority": priority,
+                    "addresses": ["1.2.3.58/29"],
+                    "track_scripts": ["chk_nginx_ingress"],
+                }
+            },
+        }
+    )
+    tracking = Tracking(node)
+    tracking.script_result("chk_nginx_ingress", False)
+    health = tracking.health("vip58")
+    # The daemon's status of the instance, as pyvrrp.runtime.node builds it.
+    instance = {
+        "base_priority": health.base,
+        "effective_priority": health.priority,
+        "trackers": json.loads(json.dumps([attrs.asdict(c) for c in health.contributions])),
+    }
+    assert priority_breakdown(instance) == health.explain_priority() == expected
+    assert health.explain().endswith(f"priority {expected}")
 
 
 def test_trackers_explain_their_weight() -> None:

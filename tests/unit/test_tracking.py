@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from pyvrrp.core.config import NodeConfig, TrackInterface, TrackScript, parse_node
 from pyvrrp.core.events import HealthChanged
-from pyvrrp.core.tracking import Contribution, Health, ScriptState, Tracking
+from pyvrrp.core.tracking import Contribution, Health, ScriptState, Tracking, explain_priority
 
 CHK = "chk_nginx_ingress"
 
@@ -157,8 +157,7 @@ def test_contributions_add_up() -> None:
     tracking.interface_state("eth2", False)
     assert priority(tracking) == 100 + 10 - 20 - 5
     assert tracking.health("vip58").explain() == (
-        f"priority 100 - 20 (script {CHK} bad) + 10 (interface eth1 unknown)"
-        " - 5 (interface eth2 down) = 85"
+        f"priority 85 = 100 base - 20 {CHK} (bad) + 10 eth1 (unknown) - 5 eth2 (down)"
     )
 
 
@@ -168,7 +167,7 @@ def test_faults_and_weights_at_once_report_every_fault() -> None:
     tracking.interface_state("dummy0", False)
     assert faults(tracking) == {f"script {CHK}", "interface dummy0"}
     assert tracking.health("vip58").explain() == (
-        f"FAULT (script {CHK} bad, interface dummy0 down); priority 100"
+        f"FAULT (script {CHK} bad, interface dummy0 down); priority 100 = 100 base"
     )
 
 
@@ -179,7 +178,7 @@ def test_priority_is_clamped_to_254_at_the_top() -> None:
     tracking = Tracking(one_instance(priority=250, script_weight=10))
     assert priority(tracking) == 254
     assert tracking.health("vip58").explain() == (
-        f"priority 250 + 10 (script {CHK} unknown) = 260, clamped to 254"
+        f"priority 254 = 250 base + 10 {CHK} (unknown) = 260, clamped to 1..254"
     )
 
 
@@ -187,6 +186,9 @@ def test_priority_is_clamped_to_1_at_the_bottom() -> None:
     tracking = Tracking(one_instance(priority=10, script_weight=-60))
     tracking.script_result(CHK, False)
     assert priority(tracking) == 1
+    assert tracking.health("vip58").explain_priority() == (
+        f"1 = 10 base - 60 {CHK} (bad) = -50, clamped to 1..254"
+    )
 
 
 def test_weights_of_253_reach_both_ends_from_any_base() -> None:
@@ -549,6 +551,35 @@ def test_effective_priority_stays_in_1_to_254(
         expected = base + sum(c.effect for c in health.contributions)
         assert health.priority == max(1, min(254, expected))
         assert health.faults == {c.label for c in health.contributions if c.fault}
+        # The explanation adds up: only clamping may stand between the terms and the result.
+        explained = health.explain_priority()
+        assert explained.startswith(f"{health.priority} = {base} base")
+        assert "the terms add up to" not in explained
+        assert ("clamped" in explained) == (expected != health.priority)
+
+
+@pytest.mark.parametrize(
+    ("base", "priority", "terms", "expected"),
+    [
+        (100, 100, [], "100 = 100 base"),
+        # Weight 0 causes FAULT and changes nothing: it is no term.
+        (100, 100, [(0, "dummy0", "down")], "100 = 100 base"),
+        (
+            100,
+            60,
+            [(-60, CHK, "bad"), (0, "eth0", "up"), (20, "eth1", "up")],
+            f"60 = 100 base - 60 {CHK} (bad) + 20 eth1 (up)",
+        ),
+        (50, 1, [(-60, CHK, "bad")], f"1 = 50 base - 60 {CHK} (bad) = -10, clamped to 1..254"),
+        (255, 255, [(-60, CHK, "bad")], "255 (address owner: trackers never change it)"),
+        (100, None, [(-60, CHK, "bad")], f"? = 100 base - 60 {CHK} (bad)"),
+        (100, 90, [(-60, CHK, "bad")], f"90 = 100 base - 60 {CHK} (bad) (the terms add up to 40)"),
+    ],
+)
+def test_explain_priority_names_every_tracker_that_changes_the_priority(
+    base: int, priority: int | None, terms: list[tuple[int, str, str]], expected: str
+) -> None:
+    assert explain_priority(base, priority, terms) == expected
 
 
 def test_health_is_a_value() -> None:
@@ -561,7 +592,7 @@ def test_health_is_a_value() -> None:
 
 def test_explain_without_contributions_is_the_base_priority() -> None:
     tracking = Tracking(one_instance(script_weight=-60))
-    assert tracking.health("vip58").explain() == "priority 100"
+    assert tracking.health("vip58").explain() == "priority 100 = 100 base"
     assert tracking.script(CHK).position() == ""
     assert repr(tracking.script(CHK)) == (
         "ScriptState(unknown, successes=0, failures=0, fall=1, rise=1)"
