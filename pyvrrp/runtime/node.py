@@ -203,6 +203,15 @@ class Instance:
         """Queue a received packet, or drop it when a flood has filled the queue."""
         if self._queued_packets >= PACKET_QUEUE:
             self.queue_overflows += 1
+            self._logs.log(
+                log,
+                logging.WARNING,
+                ("queue_overflow",),
+                "%s: dropped a packet from %s: %d already queued (a flood?)",
+                self.name,
+                event.source,
+                PACKET_QUEUE,
+            )
             return
         self._queued_packets += 1
         self._inbox_send.send_nowait(event)
@@ -380,7 +389,9 @@ class Node:
         self._logs = RateLimiter()
         self._maintenance: set[str] = set()
         self._links_up: dict[str, bool] = {}
-        self._started_at = time.time()
+        # trio time (monotonic) when run() started: uptime must not jump with the wall clock
+        # (an NTP step at boot would make it negative or hours long).
+        self._started_at: float | None = None
         self._nursery: trio.Nursery | None = None
         self._trackers = self._new_trackers(config, previous=None)
         self._trackers_scope: trio.CancelScope | None = None
@@ -541,7 +552,7 @@ class Node:
             "router_id": self.config.global_.router_id or os.uname().nodename,
             "pid": os.getpid(),
             "version": __version__,
-            "uptime": round(wall - self._started_at, 3),
+            "uptime": 0.0 if self._started_at is None else round(now - self._started_at, 3),
             "instances": instances,
             "scripts": scripts,
             "notifications": notifications,
@@ -563,6 +574,7 @@ class Node:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run until cancelled; call :meth:`stop` for a graceful stop first."""
+        self._started_at = trio.current_time()
         for name, config in self.config.instances.items():
             self.instances[name] = await self._new_instance(config)
         for instance in self.instances.values():
@@ -771,7 +783,7 @@ class Node:
                     self._logs.log(
                         log,
                         logging.INFO,
-                        ("vrid", key, vrid),
+                        ("vrid", key),  # one line per interface, not per VRID: floods
                         "%s: dropped an advertisement from %s for VRID %s: %s",
                         key[0],
                         packet.source,
