@@ -164,12 +164,13 @@ async def serve(config: NodeConfig, config_path: str = "") -> None:
                     # The control socket first: a second daemon must fail here, before its
                     # startup cleanup strips the running daemon's addresses.
                     await nursery.start(serve_control, config.global_.control_socket, control)
-                    await nursery.start(node.run)
                     if config.global_.metrics_listen is not None:
+                        # Also before the routers: a port in use fails before VRRP starts.
                         from pyvrrp.runtime.metrics import serve_metrics
 
                         host, port = config.global_.metrics_listen
                         await nursery.start(serve_metrics, host, port, node.status)
+                    await nursery.start(node.run)
                     log.info(
                         "pyvrrp started: %s",
                         ", ".join(
