@@ -45,6 +45,7 @@ from pyvrrp.core.events import (
     Reconfigure,
     Shutdown,
     Startup,
+    SyncFault,
     Timeout,
 )
 from pyvrrp.core.packet import DecodeError, DropReason, Family, IPAddress, encode, peek_vrid
@@ -216,22 +217,31 @@ class Instance:
         self._queued_packets += 1
         self._inbox_send.send_nowait(event)
 
-    async def drive(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """The driver task: the only reader of the clock for this router.
+    async def prime(self) -> bool:
+        """Record the events queued before the start, in Initialize; True if there were any.
 
-        Events queued before the start (the trackers' first health, a maintenance flag kept
-        across a restart) are recorded in Initialize first, so that Startup already knows
-        them: a node restarted in maintenance never becomes master, not even for a moment.
+        The trackers' first health, a maintenance flag kept across a restart and the sync
+        group's faults must be known when Startup comes: a node restarted in maintenance
+        never becomes master, not even for a moment. Packets queued so early are dropped.
         """
+        handled = False
         while True:
             try:
                 event = self._inbox.receive_nowait()
             except trio.WouldBlock:
-                break
+                return handled
             if isinstance(event, PacketReceived):
                 self._queued_packets -= 1
                 continue
             await self._handle(event, now_us())
+            handled = True
+
+    async def drive(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The driver task: the only reader of the clock for this router.
+
+        Events queued before the start are recorded first (:meth:`prime`), then Startup.
+        """
+        await self.prime()
         await self._handle(Startup(), now_us())
         task_status.started()
         router = self.router
@@ -456,21 +466,24 @@ class Node:
         Returns the instances whose flag changed. The flags are saved in ``state_dir`` so a
         restart keeps them; a failure to save is logged and the change still applies.
         """
-        unknown = [name for name in instances if name not in self.instances]
-        if unknown:
-            raise UnknownInstance(unknown, list(self.instances))
-        names = list(instances) or list(self.instances)
-        changed = [name for name in names if (name in self._maintenance) != on]
-        for name in changed:
-            if on:
-                self._maintenance.add(name)
-            else:
-                self._maintenance.discard(name)
-            log.info("%s: maintenance %s", name, "on" if on else "off")
-            self.instances[name].post(MaintenanceChanged(on))
-        if changed:
-            await self._save_maintenance()
-        return changed
+        # Not in the middle of a reload: it replaces the flags (they follow renamed instances)
+        # with what it read at its start, which would lose this change.
+        async with self._reload_lock:
+            unknown = [name for name in instances if name not in self.instances]
+            if unknown:
+                raise UnknownInstance(unknown, list(self.instances))
+            names = list(instances) or list(self.instances)
+            changed = [name for name in names if (name in self._maintenance) != on]
+            for name in changed:
+                if on:
+                    self._maintenance.add(name)
+                else:
+                    self._maintenance.discard(name)
+                log.info("%s: maintenance %s", name, "on" if on else "off")
+                self.instances[name].post(MaintenanceChanged(on))
+            if changed:
+                await self._save_maintenance()
+            return changed
 
     async def _save_maintenance(self) -> None:
         try:
@@ -595,6 +608,7 @@ class Node:
                 nursery.start_soon(self._watch_netlink)
                 nursery.start_soon(self._reassert_loop)
                 self._update_transports()
+                await self._prime(list(self.instances.values()))
                 for instance in self.instances.values():
                     await nursery.start(instance.drive)
                 self.started.set()
@@ -606,6 +620,17 @@ class Node:
                 transport.close()
             with trio.CancelScope(shield=True):
                 await self._remove_static(self.config.routes, self.config.rules)
+
+    async def _prime(self, instances: Sequence[Instance]) -> None:
+        """Let every instance about to start record what is already known before any starts.
+
+        One instance's pre-start events (maintenance, a failed tracker) put the other members
+        of its sync group in FAULT through their inboxes; were the first member started before
+        the second had recorded its maintenance, it would become master for a moment (an
+        owner: advertise, install its addresses and notify) and then leave at once.
+        """
+        while any([await instance.prime() for instance in instances]):
+            pass
 
     async def _start_cancellable(
         self, function: Callable[..., Awaitable[None]]
@@ -803,10 +828,17 @@ class Node:
             async with channel:
                 async for event in channel:
                     if isinstance(event, LinkEvent):
-                        self._links_up[event.name] = event.state is not None and event.state.up
+                        was_up = self._links_up.get(event.name, True)
+                        up = event.state is not None and event.state.up
+                        self._links_up[event.name] = up
                         forget = getattr(self.announcements, "forget", None)
                         if forget is not None:
                             forget(event.name)
+                        if up and not was_up:
+                            # The kernel flushed the link's IPv6 addresses and routes when it
+                            # went down; a master still holding them puts them back now,
+                            # not at the next periodic check.
+                            await self._reassert_all()
                     elif not event.present:
                         await self._address_removed(event)
             # The subscription was closed (overflow): subscribe again, re-check everything.
@@ -882,12 +914,19 @@ class Node:
             self.config = config
             self.instances = {name: (matched.get(name) or added[name]) for name in config.instances}
             self._maintenance = maintenance
+            grouped = {name for g in config.sync_groups.values() for name in g.instances}
+            for name, instance in matched.items():
+                if name not in grouped:
+                    # A group it has left (or that is gone) may hold it in FAULT, and no
+                    # member will ever tell it otherwise; a no-op if nothing holds it.
+                    instance.post(SyncFault(False))
             for instance in added.values():
                 await self._remove_stale(instance)
             self._update_transports()
             await self._restart_trackers(config)
             await self._restart_notifier(config)
             await self._reload_static(old_config, config)
+            await self._prime(list(added.values()))
             for instance in added.values():
                 await self._nursery.start(instance.drive)
             await self._save_maintenance()
