@@ -92,10 +92,13 @@ class Reconfigure:
     """A reload changed this router's parameters; its state, timers and addresses carry on.
 
     The VRID, family and local address cannot change (they identify the router across a
-    reload); everything else may.
+    reload); everything else may. ``priority`` is the effective priority under the new
+    configuration (trackers included), so that a master advertises it once, not the old one
+    first; None keeps the current one (an owner is always 255).
     """
 
     params: RouterParams
+    priority: int | None = None
 
 
 @attrs.frozen

@@ -276,7 +276,7 @@ class VirtualRouter:
         if isinstance(event, SyncState):
             return self._on_sync_state(event, now)
         if isinstance(event, Reconfigure):
-            return self._on_reconfigure(event.params, now)
+            return self._on_reconfigure(event.params, event.priority, now)
         if isinstance(event, Startup):
             return self._on_startup(now)
         if isinstance(event, Shutdown):
@@ -428,9 +428,9 @@ class VirtualRouter:
         self._maintenance = on
         return self._after_health_change(was_faulty, self._effective_priority, now, planned=True)
 
-    def _on_reconfigure(self, params: RouterParams, now: int) -> list[Action]:
+    def _on_reconfigure(self, params: RouterParams, priority: int | None, now: int) -> list[Action]:
         """A reload: new parameters, same router (no flap, no priority 0)."""
-        old = self.params
+        old, old_priority = self.params, self._effective_priority
         if (params.vrid, params.family, params.local_address) != (
             old.vrid,
             old.family,
@@ -440,10 +440,13 @@ class VirtualRouter:
         self.params = params
         if params.owner:
             self._effective_priority = OWNER_PRIORITY
+        elif priority is not None:
+            _check_range("priority", priority, 1, OWNER_PRIORITY - 1)
+            self._effective_priority = priority
         elif old.owner:
             # Trackers will follow with HealthChanged; until then, the base priority.
             self._effective_priority = min(params.priority, OWNER_PRIORITY - 1)
-        if params == old:
+        if params == old and self._effective_priority == old_priority:
             return []
         if self._state is State.MASTER:
             # Tell the backups at once (addresses, interval or priority may have changed).

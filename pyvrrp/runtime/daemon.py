@@ -137,7 +137,7 @@ class DaemonControl:
 
 
 def _warn_restart_only(old: NodeConfig, new: NodeConfig) -> None:
-    for key in ("control_socket", "metrics_listen", "log_format"):
+    for key in ("control_socket", "state_dir", "metrics_listen", "log_format"):
         if getattr(old.global_, key) != getattr(new.global_, key):
             log.warning("reload: global.%s changed: it takes effect at the next restart", key)
 

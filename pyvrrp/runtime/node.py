@@ -12,14 +12,13 @@ protocol behaviour; that happens in :mod:`pyvrrp.core`.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import math
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 import trio
@@ -52,7 +51,7 @@ from pyvrrp.core.packet import DecodeError, DropReason, Family, IPAddress, encod
 from pyvrrp.core.router import RouterParams, RouterStatistics, VirtualRouter
 from pyvrrp.core.sync import sync_events
 from pyvrrp.core.timers import release_timeout
-from pyvrrp.core.tracking import Health
+from pyvrrp.core.tracking import Health, Tracking
 from pyvrrp.runtime.control import UnknownInstance
 from pyvrrp.runtime.errors import EnvironmentProblem
 from pyvrrp.runtime.logs import RateLimiter
@@ -87,6 +86,7 @@ SOURCE_ADDRESS_WAIT = 5.0
 REASSERT_INTERVAL = 10.0
 
 InstanceKey = tuple[int, Family, str, IPAddress | None]
+_T = TypeVar("_T")
 
 
 def now_us() -> int:
@@ -322,25 +322,26 @@ class Instance:
         rules: Iterable[RuleConfig],
         *,
         reassert: bool = False,
-    ) -> bool:
-        """Add addresses (virtual, then excluded), routes, rules; True if any was missing.
-
-        With ``reassert`` each one that had to be added back is logged as such.
-        """
+    ) -> list[AddressSpec]:
+        """Add addresses (virtual, then excluded), routes, rules; return the addresses that
+        were missing. With ``reassert`` each one that had to be added back is logged."""
         netlink = self.node.netlink
-        operations: list[tuple[str, Callable[[], Awaitable[bool]]]] = [
-            (describe_address(s), functools.partial(netlink.add_address, s)) for s in specs
-        ]
-        operations += [(describe_route(r), functools.partial(netlink.add_route, r)) for r in routes]
-        operations += [(describe_rule(r), functools.partial(netlink.add_rule, r)) for r in rules]
-        added = False
-        for what, operation in operations:
-            if await self._netlink_op("add", what, operation()):
-                added = True
-                if reassert:
-                    log.warning(
-                        "%s: %s had been removed by someone else: put it back", self.name, what
-                    )
+        added: list[AddressSpec] = []
+        for spec in specs:
+            if await self._add(describe_address(spec), netlink.add_address, spec, reassert):
+                added.append(spec)
+        for route in routes:
+            await self._add(describe_route(route), netlink.add_route, route, reassert)
+        for rule in rules:
+            await self._add(describe_rule(rule), netlink.add_rule, rule, reassert)
+        return added
+
+    async def _add(
+        self, what: str, add: Callable[[_T], Awaitable[bool]], item: _T, reassert: bool
+    ) -> bool:
+        added = await self._netlink_op("add", what, add(item))
+        if added and reassert:
+            log.warning("%s: %s had been removed by someone else: put it back", self.name, what)
         return added
 
     async def remove(
@@ -550,7 +551,7 @@ class Node:
                 "fall": s.fall,
                 "last_result": outcome.describe() if outcome is not None else None,
                 "last_exit_status": s.last_exit_status,
-                "last_duration": s.last_duration,
+                "last_duration": None if s.last_duration is None else round(s.last_duration, 6),
                 "last_run": None if s.last_run is None else round(wall - (now - s.last_run), 3),
                 "last_run_ago": None if s.last_run is None else round(now - s.last_run, 3),
                 "runs": s.runs,
@@ -837,8 +838,9 @@ class Node:
                         if up and not was_up:
                             # The kernel flushed the link's IPv6 addresses and routes when it
                             # went down; a master still holding them puts them back now,
-                            # not at the next periodic check.
-                            await self._reassert_all()
+                            # not at the next periodic check, and announces them all again
+                            # (neighbours may have forgotten us while the link was down).
+                            await self._reassert_all(announce_all=True)
                     elif not event.present:
                         await self._address_removed(event)
             # The subscription was closed (overflow): subscribe again, re-check everything.
@@ -855,26 +857,42 @@ class Node:
                 for s in instance.all_specs
                 if s.dev == event.interface and s.address == event.address
             ]
-            if specs and await instance.install(specs, (), (), reassert=True):
-                await self.announcements.announce(specs, instance.config.garp_repeat)
+            added = await instance.install(specs, (), (), reassert=True)
+            if added:
+                await self.announcements.announce(added, instance.config.garp_repeat)
 
     async def _reassert_loop(self) -> None:
         while True:
             await trio.sleep(REASSERT_INTERVAL)
             await self._reassert_all()
 
-    async def _reassert_all(self) -> None:
+    async def _reassert_all(self, *, announce_all: bool = False) -> None:
+        """Put back what a master holds and someone removed; announce what was put back
+        (everything with ``announce_all``)."""
         for instance in list(self.instances.values()):
             if not instance.router.holding_addresses:
                 continue
             specs = [s for s in instance.all_specs if self._links_up.get(s.dev, True)]
-            if await instance.install(
+            added = await instance.install(
                 specs,
                 instance.config.virtual_routes,
                 instance.config.virtual_rules,
                 reassert=True,
-            ):
-                await self.announcements.announce(specs, instance.config.garp_repeat)
+            )
+            if announce_all or added:
+                announce = specs if announce_all else added
+                await self.announcements.announce(announce, instance.config.garp_repeat)
+        for route in self.config.routes:
+            await self._reassert_static(describe_route(route), self.netlink.add_route(route))
+        for rule in self.config.rules:
+            await self._reassert_static(describe_rule(rule), self.netlink.add_rule(rule))
+
+    async def _reassert_static(self, what: str, operation: Awaitable[bool]) -> None:
+        try:
+            if await operation:
+                log.warning("static %s had been removed by someone else: put it back", what)
+        except NetlinkError as exc:
+            log.error("cannot put back static %s: %s", what, exc)
 
     # ------------------------------------------------------------------ reload
 
@@ -903,8 +921,11 @@ class Node:
             removed = list(old_by_key.values())
             changed = [n for n, i in matched.items() if i.config != config.instances[n]]
             maintenance = {n for n, i in matched.items() if i.name in self._maintenance}
+            # The new effective priorities (pure): a master advertises its new one once.
+            tracking = Tracking(config, previous=self._trackers.tracking)
             for name in changed:
-                await self._reconfigure(matched[name], config.instances[name])
+                priority = tracking.health(name).priority
+                await self._reconfigure(matched[name], config.instances[name], priority)
             for instance in removed:
                 instance.retiring = True
                 self._retiring.append(instance)
@@ -936,7 +957,7 @@ class Node:
             log.info("configuration reloaded: %s", result.summary())
             return result
 
-    async def _reconfigure(self, instance: Instance, new: InstanceConfig) -> None:
+    async def _reconfigure(self, instance: Instance, new: InstanceConfig, priority: int) -> None:
         old = instance.config
         old_specs, old_routes, old_rules = instance.all_specs, old.virtual_routes, old.virtual_rules
         instance._apply_config(new)
@@ -954,7 +975,7 @@ class Node:
             )
             if add_specs:
                 await self.announcements.announce(add_specs, new.garp_repeat)
-        instance.post(Reconfigure(params))
+        instance.post(Reconfigure(params, None if params.owner else priority))
 
     async def _forget_when_stopped(self, instance: Instance) -> None:
         await instance.stopped.wait()

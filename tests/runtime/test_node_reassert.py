@@ -115,6 +115,7 @@ async def test_removed_route_and_rule_are_put_back_within_the_reassert_interval(
         # Someone else (an `ip route flush table 100`) removes them; netlink tells us nothing.
         assert await a.netlink.remove_route(route)
         assert await a.netlink.remove_rule(rule)
+        announcements = len(a.announcements.records)
         with caplog.at_level(logging.WARNING, logger="pyvrrp"):
             await cluster.sleep_until(19.9)
             assert (len(a.netlink.routes), len(a.netlink.rules)) == (0, 0)
@@ -125,6 +126,34 @@ async def test_removed_route_and_rule_are_put_back_within_the_reassert_interval(
             f"vip58: 10.58.0.0/16 via {GATEWAY} dev {INTERFACE} table 100 had been removed by "
             "someone else: put it back",
             "vip58: priority 1000 from 1.2.3.56/29 lookup 100 had been removed by someone "
+            "else: put it back",
+        ]
+        # The addresses never left: nothing to announce again.
+        assert a.announcements.records[announcements:] == []
+        nursery.cancel_scope.cancel()
+
+
+async def test_removed_static_route_and_rule_are_put_back_on_any_node(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    static = {"routes": [ROUTE], "rules": [RULE]}
+    async with trio.open_nursery() as nursery:
+        cluster = Cluster(nursery)
+        await cluster.start("A", config({"vip58": seed(100)}))
+        c = await cluster.start("C", config({"vip58": seed(75)}, **static))
+        await cluster.sleep_until(12.25)
+        assert c.state("vip58") is State.BACKUP  # static ones are not a master's business
+        [route] = c.netlink.routes
+        [rule] = c.netlink.rules
+        assert await c.netlink.remove_route(route)
+        assert await c.netlink.remove_rule(rule)
+        with caplog.at_level(logging.WARNING, logger="pyvrrp"):
+            await cluster.sleep_until(20.1)
+        assert (list(c.netlink.routes), list(c.netlink.rules)) == ([route], [rule])
+        assert caplog.messages == [
+            f"static 10.58.0.0/16 via {GATEWAY} dev {INTERFACE} table 100 had been removed by "
+            "someone else: put it back",
+            "static priority 1000 from 1.2.3.56/29 lookup 100 had been removed by someone "
             "else: put it back",
         ]
         nursery.cancel_scope.cancel()
