@@ -13,7 +13,8 @@ Where pyvrrp deliberately differs from a literal reading of the RFC it says so h
   timer for Skew_Time instead, as if the master had sent priority 0. Backups still fire in
   priority order, so the election result is the same, only faster.
 - Graceful handover: a master that leaves on purpose (shutdown, maintenance) sends priority 0
-  but keeps its addresses until it hears the new master (or ``release_timeout`` passes), so
+  but keeps its addresses until it hears the new master (and ``HANDOVER_GRACE`` more, while
+  the new master installs and announces them), or until ``release_timeout`` passes, so
   clients lose nothing while the backup waits out its Skew_Time. Faults (a tracker failing)
   release at once, as keepalived does.
 """
@@ -62,6 +63,8 @@ from pyvrrp.core.packet import (
 )
 
 OWNER_PRIORITY = 255
+# How long a leaving master keeps its addresses after hearing the new master (microseconds).
+HANDOVER_GRACE = 100_000
 
 
 class RouterError(Exception):
@@ -347,8 +350,13 @@ class VirtualRouter:
             self._zero_received += 1
         actions: list[Action] = list(self._notices(source, advert))
         if self._holding and self._state is not State.MASTER and advert.priority > 0:
-            # Graceful handover: the new master is advertising, our addresses can go.
-            actions += self._release(now)
+            # Graceful handover: the new master is advertising. It installs and announces
+            # the addresses right after this first advertisement, so ours go a moment later,
+            # when clients already follow its announcements (releasing at once loses the
+            # packets sent in between).
+            release = now + HANDOVER_GRACE
+            if self._release_at is None or release < self._release_at:
+                self._release_at = release
 
         if self._state is State.BACKUP:
             actions += self._backup_advert(source, advert, now)

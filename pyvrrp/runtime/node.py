@@ -407,7 +407,6 @@ class Node:
         self._trackers = self._new_trackers(config, previous=None)
         self._trackers_scope: trio.CancelScope | None = None
         self.notifier = Notifier(config.instances.values(), self.runner)
-        self._notifier_scope: trio.CancelScope | None = None
         self._reload_lock = trio.Lock()
         self.started = trio.Event()
 
@@ -605,7 +604,7 @@ class Node:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 self._trackers_scope = await self._start_cancellable(self._trackers.run)
-                self._notifier_scope = await self._start_cancellable(self.notifier.run)
+                await nursery.start(self.notifier.run)
                 nursery.start_soon(self._watch_netlink)
                 nursery.start_soon(self._reassert_loop)
                 self._update_transports()
@@ -923,6 +922,8 @@ class Node:
             maintenance = {n for n, i in matched.items() if i.name in self._maintenance}
             # The new effective priorities (pure): a master advertises its new one once.
             tracking = Tracking(config, previous=self._trackers.tracking)
+            # Before any instance takes its new name: a transition from now on finds a queue.
+            self.notifier.reconfigure(config.instances.values())
             for name in changed:
                 priority = tracking.health(name).priority
                 await self._reconfigure(matched[name], config.instances[name], priority)
@@ -945,7 +946,6 @@ class Node:
                 await self._remove_stale(instance)
             self._update_transports()
             await self._restart_trackers(config)
-            await self._restart_notifier(config)
             await self._reload_static(old_config, config)
             await self._prime(list(added.values()))
             for instance in added.values():
@@ -991,19 +991,6 @@ class Node:
             self._trackers_scope.cancel()
         self._trackers = self._new_trackers(config, previous=previous)
         self._trackers_scope = await self._start_cancellable(self._trackers.run)
-
-    async def _restart_notifier(self, config: NodeConfig) -> None:
-        assert self._nursery is not None
-        old, old_scope = self.notifier, self._notifier_scope
-        self.notifier = Notifier(config.instances.values(), self.runner)
-        self._notifier_scope = await self._start_cancellable(self.notifier.run)
-
-        async def retire() -> None:
-            await old.drain(old.worst_case_drain())
-            if old_scope is not None:
-                old_scope.cancel()
-
-        self._nursery.start_soon(retire)
 
     async def _reload_static(self, old: NodeConfig, new: NodeConfig) -> None:
         for route in new.routes:

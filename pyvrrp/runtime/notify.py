@@ -121,6 +121,7 @@ class _Queue:
         self.dropped = 0
         self.pending = 0
         self.last_error: str | None = None
+        self.removed = False  # its instance left the configuration (a reload)
 
     def busy(self) -> bool:
         return self.current is not None or bool(self.jobs)
@@ -170,9 +171,33 @@ class Notifier:
         self._queues = {config.name: _Queue(config) for config in configs}
         self._idle = trio.lowlevel.ParkingLot()
         self._running = False
+        self._nursery: trio.Nursery | None = None
         self._logs = RateLimiter()
         for config in self._queues.values():
             self._check_commands(config.config)
+
+    def reconfigure(
+        self, instances: Mapping[str, InstanceConfig] | Iterable[InstanceConfig]
+    ) -> None:
+        """Apply a reload without losing the order: each queue carries on with its waiting
+        scripts and counters, under the instance's new configuration for what comes next.
+
+        A new instance gets a queue. A removed instance keeps its queue, so that its STOP
+        notification still runs in order, but it no longer shows in :meth:`statistics`.
+        """
+        configs = list(instances.values() if isinstance(instances, Mapping) else instances)
+        names = {config.name for config in configs}
+        for config in configs:
+            queue = self._queues.get(config.name)
+            if queue is None:
+                queue = self._queues[config.name] = _Queue(config)
+                if self._nursery is not None:
+                    self._nursery.start_soon(self._work, queue)
+            queue.config = config
+            queue.removed = False
+            self._check_commands(config)
+        for name, queue in self._queues.items():
+            queue.removed = name not in names
 
     @staticmethod
     def _check_commands(config: InstanceConfig) -> None:
@@ -280,10 +305,12 @@ class Notifier:
         self._running = True
         try:
             async with trio.open_nursery() as nursery:
+                self._nursery = nursery
                 for queue in self._queues.values():
                     nursery.start_soon(self._work, queue)
                 task_status.started()
         finally:
+            self._nursery = None
             self._running = False
             self._idle.unpark_all()
 
@@ -402,6 +429,7 @@ class Notifier:
                 last_error=queue.last_error,
             )
             for name, queue in self._queues.items()
+            if not queue.removed
         }
 
 

@@ -17,6 +17,7 @@ import trio
 import trio.testing
 
 from pyvrrp.core.actions import Cause, State
+from pyvrrp.core.router import HANDOVER_GRACE
 from pyvrrp.core.timers import US_PER_SECOND as SECOND
 from pyvrrp.core.timers import skew_time
 from pyvrrp.runtime.control import UnknownInstance
@@ -27,6 +28,7 @@ from pyvrrp.testing.fakestate import MemoryMaintenanceStore
 
 from .cluster import INTERFACE, Cluster, config, instance
 
+GRACE = HANDOVER_GRACE / 1_000_000
 VIP = "1.2.3.58/29"
 VIP59 = "1.2.3.59/29"
 SEED = {"A": 100, "B": 50, "C": 75}
@@ -74,7 +76,7 @@ async def test_maintenance_on_master_hands_over_gracefully_and_is_saved(
         )
         assert cluster.adverts("A")[-1] == (10.0, 0)
         # Graceful handover: the addresses stay until C's first advertisement, one Skew_Time
-        # of C's later, and go at that very moment.
+        # of C's later, and go HANDOVER_GRACE after it (C installs and announces meanwhile).
         assert a.holds(VIP)
         assert a.node.status()["instances"]["vip58"]["holding_addresses"] is True
         await cluster.sleep_until(10 + SKEW_75 - 0.000001)
@@ -82,6 +84,11 @@ async def test_maintenance_on_master_hands_over_gracefully_and_is_saved(
         await cluster.sleep_until(10 + SKEW_75)
         await trio.testing.wait_all_tasks_blocked()
         assert cluster.changes("C", "vip58")[-1] == (10 + SKEW_75, State.BACKUP, State.MASTER)
+        assert c.holds(VIP) and a.holds(VIP)
+        await cluster.sleep_until(10 + SKEW_75 + GRACE - 0.000001)
+        assert a.holds(VIP)
+        await cluster.sleep_until(10 + SKEW_75 + GRACE)
+        await trio.testing.wait_all_tasks_blocked()
         assert c.holds(VIP) and not a.holds(VIP)
         assert saved(cluster.state_dir("A")) == {"maintenance": ["vip58"]}
         status = a.node.status()["instances"]["vip58"]

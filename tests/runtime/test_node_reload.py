@@ -21,6 +21,7 @@ import trio.testing
 from pyvrrp.core.actions import State
 from pyvrrp.core.config import RouteConfig, RuleConfig
 from pyvrrp.core.events import MaintenanceChanged
+from pyvrrp.core.router import HANDOVER_GRACE
 from pyvrrp.core.timers import US_PER_SECOND as SECOND
 from pyvrrp.core.timers import master_down_interval, skew_time
 from pyvrrp.runtime.errors import EnvironmentProblem
@@ -246,7 +247,8 @@ async def test_removed_master_instance_hands_over_then_its_vrid_is_forgotten(
         assert result.summary() == "removed: vip59; 1 unchanged"
         assert list(a.node.instances) == ["vip58"]
         await trio.testing.wait_all_tasks_blocked()
-        # Priority 0 at once; the addresses stay until C takes over, a Skew_Time later.
+        # Priority 0 at once; the addresses stay until C takes over, a Skew_Time later, and
+        # HANDOVER_GRACE more.
         assert (RELOAD, 59, 0) in watch.new_adverts()
         assert a.holds(VIP59)
         await cluster.sleep_until(RELOAD + SKEW_75 - 0.000001)
@@ -258,6 +260,9 @@ async def test_removed_master_instance_hands_over_then_its_vrid_is_forgotten(
             State.BACKUP,
             State.MASTER,
         )
+        assert a.holds(VIP59) and c.holds(VIP59)
+        await cluster.sleep_until(RELOAD + SKEW_75 + HANDOVER_GRACE / 1_000_000)
+        await trio.testing.wait_all_tasks_blocked()
         assert not a.holds(VIP59) and c.holds(VIP59)
         assert watch.new_operations() == [f"remove_address {VIP59} dev eth0.4000"]
         assert watch.new_transitions() == [(RELOAD, "vip59", State.MASTER, State.INITIALIZE)]

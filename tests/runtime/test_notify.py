@@ -107,6 +107,49 @@ async def test_transitions_queued_at_once_run_strictly_in_order_each_after_the_p
         assert previous.ended is not None and call.started >= previous.ended
 
 
+async def test_a_reload_keeps_each_queue_in_order_and_uses_the_new_commands_next(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    runner = FakeProcessRunner(FakeRun.ok(duration=5))
+    notifier = Notifier([instance(notify=("/bin/old",))], runner)
+    async with running(notifier):
+        t0 = trio.current_time()
+        to(notifier, State.FAULT, old=State.MASTER)  # runs 0..5 with the old command
+        to(notifier, State.BACKUP, old=State.FAULT)  # queued before the reload
+        await trio.sleep(1)
+        new = ("/bin/new",)
+        notifier.reconfigure([instance(notify=new), instance("vip61", 61, notify=new)])
+        to(notifier, State.MASTER)  # after the reload: waits for the queue
+        to(notifier, State.MASTER, name="vip61")  # a new instance gets its own queue
+        assert await notifier.drain(60)
+    started = sorted(
+        (call.started - t0, call.command[-3], state_word(call), call.command[0])
+        for call in runner.calls
+    )
+    assert started == [
+        (0, "vip58", "FAULT", "/bin/old"),
+        (1, "vip61", "MASTER", "/bin/new"),  # its own queue, in parallel
+        (5, "vip58", "BACKUP", "/bin/old"),  # queued with the old configuration
+        (10, "vip58", "MASTER", "/bin/new"),  # after the reload: waited its turn
+    ]
+    assert set(notifier.statistics()) == {"vip58", "vip61"}
+    assert notifier.statistics()["vip58"].run == 3  # counters carried over
+
+
+async def test_a_removed_instance_still_gets_its_stop_in_order_but_leaves_statistics(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    runner = FakeProcessRunner(FakeRun.ok(duration=5))
+    notifier = Notifier([instance(notify=("/bin/notify",))], runner)
+    async with running(notifier):
+        to(notifier, State.MASTER)
+        notifier.reconfigure([])
+        stop(notifier)
+        assert await notifier.drain(60)
+        assert notifier.statistics() == {}
+    assert [state_word(call) for call in runner.calls] == ["MASTER", "STOP"]
+
+
 async def test_a_hanging_script_of_one_instance_does_not_delay_another_instance(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

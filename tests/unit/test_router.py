@@ -44,7 +44,13 @@ from pyvrrp.core.packet import (
     IPAddress,
     encode,
 )
-from pyvrrp.core.router import RouterError, RouterParams, RouterStatistics, VirtualRouter
+from pyvrrp.core.router import (
+    HANDOVER_GRACE,
+    RouterError,
+    RouterParams,
+    RouterStatistics,
+    VirtualRouter,
+)
 
 V4 = IPv4Address
 VIP = V4("192.0.2.100")
@@ -951,7 +957,12 @@ def test_maintenance_handover_releases_when_the_new_master_is_heard() -> None:
     router.handle(MaintenanceChanged(on=True), t)
     assert router.handle(rx(0), t + 1) == []  # priority 0 is not a new master
     assert holding(router)
-    assert router.handle(rx(50, LOWER), t + SKEW_100) == [RemoveVirtual()]
+    # The new master is heard: the addresses go HANDOVER_GRACE later, once it has
+    # installed and announced them.
+    assert router.handle(rx(50, LOWER), t + SKEW_100) == []
+    assert holding(router)
+    assert router.deadline() == t + SKEW_100 + HANDOVER_GRACE
+    assert fire(router) == (t + SKEW_100 + HANDOVER_GRACE, [RemoveVirtual()])
     assert not holding(router)
     assert router.state is State.FAULT
     assert router.deadline() is None
@@ -1055,7 +1066,11 @@ def test_master_shutdown_sends_priority_zero_and_keeps_addresses_until_the_new_m
     assert holding(router)
     assert not stopped(router)
     assert router.deadline() == now + RELEASE_1S
-    assert router.handle(rx(50, LOWER), now + SKEW_100) == [RemoveVirtual()]
+    assert router.handle(rx(50, LOWER), now + SKEW_100) == []
+    assert not stopped(router)
+    # A later advert of the new master does not push the release back.
+    assert router.handle(rx(50, LOWER), now + SKEW_100 + 50_000) == []
+    assert fire(router) == (now + SKEW_100 + HANDOVER_GRACE, [RemoveVirtual()])
     assert stopped(router)
     assert router.deadline() is None
 

@@ -16,7 +16,7 @@ import pytest
 from pyvrrp.core.actions import Cause, RemoveVirtual, SendAdvert, State, StateChanged
 from pyvrrp.core.events import HealthChanged, MaintenanceChanged
 from pyvrrp.core.packet import DropReason, IPAddress
-from pyvrrp.core.router import RouterParams
+from pyvrrp.core.router import HANDOVER_GRACE, RouterParams
 from pyvrrp.testing.sim import SimLan
 
 S = 1_000_000
@@ -205,9 +205,10 @@ def test_priority_zero_hands_over_to_the_highest_backup_after_its_skew_time() ->
         (b_master, "B", Cause.MASTER_LEFT),
     ]
     assert lan.masters(1) == ["B"]
-    # Graceful handover: A keeps the addresses until it hears B, then removes them.
+    # Graceful handover: A keeps the addresses until it hears B (and a grace while B installs
+    # and announces them), then removes them.
     removals = [e.time for e in lan.trace if e.node == "A" and isinstance(e.action, RemoveVirtual)]
-    assert removals == [b_master + DELAY]
+    assert removals == [b_master + DELAY + HANDOVER_GRACE]
     assert lan.nodes["A"].router.stopped
 
 
@@ -287,7 +288,8 @@ def test_owner_takes_back_over_at_once_after_maintenance() -> None:
     ]
     assert became_backup(lan, "B")[-1] == (20 * S + DELAY, Cause.HIGHER_PRIORITY)
     removals = [e.time for e in lan.trace if e.node == "A" and isinstance(e.action, RemoveVirtual)]
-    assert removals == [b_master + DELAY]  # maintenance keeps the addresses until B is heard
+    # Maintenance keeps the addresses until B is heard, plus the grace.
+    assert removals == [b_master + DELAY + HANDOVER_GRACE]
 
 
 # -------------------------------------------------------------------------------- unicast
