@@ -8,10 +8,13 @@ tests/netns, the failover benchmark and `make demo`. See netns-lab/README.md.
 from nslab.configs import keepalived_config, pyvrrp_config
 from nslab.lab import DaemonKind, Lab, LabTimeout, Probe, cleanup, list_labs
 from nslab.probe import Handover, ProbeReport, Segment, SplitBrain, TargetReport, analyse
+from nslab.sniff import Advert, AdvertWatch
 from nslab.spec import ClusterSpec, HealthCheckSpec, InstanceSpec, NodeSpec, seed_cluster
 from nslab.system import LabError
 
 __all__ = [
+    "Advert",
+    "AdvertWatch",
     "ClusterSpec",
     "DaemonKind",
     "Handover",

@@ -88,8 +88,10 @@ def keepalived_config(
         ]
         if not inst.preempt:
             lines.append("    nopreempt")
-        if cluster.unicast:
-            src, peers = _peers(cluster, inst, node)
+        src, peers = _peers(cluster, inst, node)
+        # A lone member has nobody to advertise to: an empty peer list is refused by pyvrrp
+        # (it would silently mean multicast), so both generators leave unicast out then.
+        if cluster.unicast and peers:
             lines.append(f"    unicast_src_ip {src}")
             lines.append("    unicast_peer {")
             lines += [f"        {p}" for p in peers]
@@ -177,8 +179,8 @@ def pyvrrp_config(
             f"advert_interval = {_toml(float(inst.advert_interval))}",
             f"preempt = {_toml(inst.preempt)}",
         ]
-        if cluster.unicast:
-            src, peers = _peers(cluster, inst, node)
+        src, peers = _peers(cluster, inst, node)
+        if cluster.unicast and peers:  # see keepalived_config: a lone member has no peers
             out.append(f"unicast_source = {_toml(src)}")
             out.append(f"unicast_peers = {_toml(peers)}")
         out.append(f"addresses = {_toml(list(inst.addresses))}")

@@ -31,6 +31,7 @@ from typing import Any, Literal, TypeVar
 
 from nslab.configs import keepalived_config, pyvrrp_config
 from nslab.probe import ProbeReport, analyse
+from nslab.sniff import AdvertWatch
 from nslab.spec import ClusterSpec, seed_cluster
 from nslab.system import (
     NETNS_DIR,
@@ -258,6 +259,7 @@ class Lab:
         self._last_daemon: dict[str, tuple[DaemonKind, str | None]] = {}
         self._agents: dict[str, Proc] = {}
         self._probes: list[Probe] = []
+        self._watches: list[AdvertWatch] = []
         self._nft: set[tuple[str, str]] = set()  # (namespace, "family table")
         self._owner = True  # this process tears it down (False: attached or detached)
         self._owner_record: list[int | None] | None = _own_identity()
@@ -476,6 +478,9 @@ class Lab:
                     probe.stop()
                 except (LabError, OSError, ValueError) as exc:
                     errors.append(f"probe: {exc}")
+            for watch in self._watches:
+                watch.stop()
+            self._watches.clear()
             self._stop_daemons(list(self._daemons), signal.SIGTERM, errors)
             agents = list(self._agents.values())
             for agent in agents:
@@ -668,6 +673,7 @@ class Lab:
         for n in self._daemons:
             pids += self.daemon_pids(n)
         pids += [p._proc.pid for p in self._probes if p._proc is not None and p.running]
+        pids += [w.proc.pid for w in self._watches if w.proc is not None and w.proc.alive()]
         return pids
 
     def stop(self, node: str, signo: int = signal.SIGTERM, *, timeout: float | None = None) -> None:
@@ -837,16 +843,35 @@ class Lab:
             if percent == 0:
                 self._nft_delete(self.ns(n), f"inet {LOSS_TABLE}")
                 continue
-            # numgen's range is 0..99, so 100% needs a rule without it.
+            # numgen's range is 0..99, so 100% needs a rule without it. The first rule only
+            # counts what arrives, the second what it drops (`vrrp_loss_counters`).
             match = "" if percent == 100 else f"numgen random mod 100 < {percent} "
             self._nft_replace(
                 self.ns(n),
                 f"inet {LOSS_TABLE}",
                 "    chain input {\n"
                 "        type filter hook input priority 0; policy accept;\n"
-                f"        meta l4proto vrrp {match}drop\n"
+                "        meta l4proto vrrp counter\n"
+                f"        meta l4proto vrrp {match}counter drop\n"
                 "    }\n",
             )
+
+    def vrrp_loss_counters(self, node: str) -> tuple[int, int]:
+        """(VRRP packets that arrived at `node`, how many of them `set_vrrp_loss` dropped)
+        since the loss was set; (0, 0) without loss on that node."""
+        if (self.ns(node), f"inet {LOSS_TABLE}") not in self._nft:
+            return (0, 0)
+        out = run(ns_argv(self.ns(node), ["nft", "-j", "list", "table", "inet", LOSS_TABLE]))
+        counts = [
+            expr["counter"]["packets"]
+            for item in json.loads(out.stdout)["nftables"]
+            if "rule" in item
+            for expr in item["rule"]["expr"]
+            if "counter" in expr
+        ]
+        if len(counts) != 2:
+            raise LabError(f"unexpected loss table in {self.ns(node)}: {out.stdout[:200]}")
+        return counts[0], counts[1]
 
     def clear_loss(self) -> None:
         """Undo every `set_vrrp_loss`."""
@@ -958,6 +983,16 @@ class Lab:
         self._probes.append(probe)
         return probe.start()
 
+    def watch_adverts(self, node: str) -> AdvertWatch:
+        """Start watching the advertisements `node` sends (tcpdump on its vSwitch port, see
+        nslab.sniff); use as a context manager. Stopped by `down()` at the latest."""
+        self.cluster.node(node)
+        watch = AdvertWatch(
+            self.switch_ns, _port(node), str(self.tmp / f"tcpdump-{len(self._watches)}.log")
+        )
+        self._watches.append(watch)
+        return watch.start()
+
     # ---- reset
 
     def remove_vips(self, node: str) -> None:
@@ -972,9 +1007,32 @@ class Lab:
                 run(["ip", "-n", self.ns(node), "addr", "del", vips[addr], "dev", NODE_IF],
                     check=False)  # fmt: skip
 
-    def reset(self, daemon: DaemonKind | None = None, *, timeout: float = 30.0) -> None:
-        """Undo every fault, make every node healthy, start missing daemons (`daemon`, else
-        the node's last one) and wait for convergence."""
+    def daemon_kind(self, node: str) -> DaemonKind | None:
+        """The kind of daemon `node` runs now (None if none runs)."""
+        return self._daemons[node].kind if self.running(node) else None
+
+    def custom_config(self, node: str) -> bool:
+        """Whether `node`'s last daemon was started with a `config_text` of the caller's
+        rather than the one generated from the cluster spec."""
+        return self._last_daemon.get(node, ("keepalived", None))[1] is not None
+
+    def reset(
+        self,
+        daemon: DaemonKind | Mapping[str, DaemonKind] | None = None,
+        *,
+        timeout: float = 30.0,
+        default_configs: bool = False,
+    ) -> None:
+        """Undo every fault, make every node healthy, get the wanted daemons running and wait
+        for convergence.
+
+        `daemon` is the kind every node must run, or `{node: kind}` (nodes left out keep
+        theirs), or None: each node's last kind. A node running another kind is stopped
+        (SIGTERM: a graceful handover) and started with the wanted one, so one lab can serve
+        tests of several mixes of keepalived and pyvrrp. With `default_configs`, a daemon
+        started with a custom `config_text` is restarted with the generated config too.
+        Last, the client's neighbour caches are flushed (`flush_client_neighbours`).
+        """
         self.heal()
         self.clear_loss()
         links = json.loads(run(["ip", "-j", "-n", self.switch_ns, "link", "show"]).stdout)
@@ -992,13 +1050,45 @@ class Lab:
             elif "UP" not in dummy[0]["flags"]:
                 self.dummy_up(n)
             self.set_healthy(n, True)
+        wanted: dict[str, DaemonKind] = {}
+        for n in self.nodes:
+            last_kind, _ = self._last_daemon.get(n, ("keepalived", None))
+            if daemon is None:
+                wanted[n] = last_kind
+            elif isinstance(daemon, str):
+                wanted[n] = daemon
+            else:
+                wanted[n] = daemon.get(n, last_kind)
+        replace = [
+            n
+            for n in self.nodes
+            if self.running(n)
+            and (self.daemon_kind(n) != wanted[n] or (default_configs and self.custom_config(n)))
+        ]
+        if replace:
+            self.stop_many(replace)
         for n in self.nodes:
             if not self.running(n):
                 last_kind, last_config = self._last_daemon.get(n, ("keepalived", None))
-                kind = daemon or last_kind
+                keep = wanted[n] == last_kind and not default_configs
                 self.remove_vips(n)
-                self.start(n, kind, last_config if kind == last_kind else None)
+                self.start(n, wanted[n], last_config if keep else None)
         self.wait_converged(timeout)
+        self.flush_client_neighbours()
+
+    def flush_client_neighbours(self) -> None:
+        """Empty the client's ARP and ND caches, so it asks who holds each address now: a
+        test must not inherit a cache that a previous one left pointing at the wrong node
+        (it would take the client's neighbour unreachability detection, ~8 s, to notice)."""
+        run(["ip", "-n", self.client_ns, "neigh", "flush", "all"])
+
+    def stop_many(self, nodes: Iterable[str], signo: int = signal.SIGTERM) -> None:
+        """`stop` several nodes' daemons at once (they all get the signal, then are waited
+        for), e.g. to switch a cluster from keepalived to pyvrrp."""
+        errors: list[str] = []
+        self._stop_daemons(list(nodes), signo, errors)
+        if errors:
+            raise LabError("; ".join(errors))
 
 
 def _started(ready: Path, proc: Proc) -> Callable[[], bool]:
