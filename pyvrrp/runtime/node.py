@@ -668,7 +668,7 @@ class Node:
 
     # ------------------------------------------------------------------ internals
 
-    def _new_trackers(self, config: NodeConfig, previous: Any) -> Trackers:
+    def _new_trackers(self, config: NodeConfig, previous: Trackers | None) -> Trackers:
         return Trackers(config, self.netlink, self.runner, self._on_health, previous=previous)
 
     def _on_health(self, name: str, health: Health) -> None:
@@ -986,7 +986,7 @@ class Node:
 
     async def _restart_trackers(self, config: NodeConfig) -> None:
         assert self._nursery is not None
-        previous = self._trackers.tracking
+        previous = self._trackers
         if self._trackers_scope is not None:
             self._trackers_scope.cancel()
         self._trackers = self._new_trackers(config, previous=previous)

@@ -334,7 +334,8 @@ class Trackers:
     """Runs the scripts and watches the interfaces of ``config``; calls ``on_health(instance,
     health)`` with every instance's initial health, then whenever one changes.
 
-    ``previous`` (on reload) carries the scripts' states and rise/fall positions over.
+    ``previous`` (on reload: the Trackers being replaced) carries the scripts' states,
+    rise/fall positions, run counters and last results over.
     """
 
     def __init__(
@@ -344,14 +345,20 @@ class Trackers:
         runner: ProcessRunner,
         on_health: HealthCallback,
         *,
-        previous: Tracking | None = None,
+        previous: Trackers | None = None,
     ) -> None:
         self._config = config
         self._netlink = netlink
         self._runner = runner
         self._on_health = on_health
-        self._tracking = Tracking(config, previous=previous)
+        self._tracking = Tracking(
+            config, previous=previous.tracking if previous is not None else None
+        )
         self._runs = {name: _Runs() for name in config.scripts}
+        for name, runs in (previous._runs if previous is not None else {}).items():
+            if name in self._runs:
+                # Counters and the last result go on; a run the reload cancelled is over.
+                self._runs[name] = attrs.evolve(runs, running=False, skipping=False)
         self._seen: dict[str, str] = {}  # "up", "down", "absent": what we last logged
         self._resubscriptions = 0
         self._reported: dict[str, HealthChanged] = {}
@@ -450,8 +457,11 @@ class Trackers:
         up = state is not None and state.up
         seen = "up" if up else "down" if state is not None else "absent"
         before, self._seen[name] = self._seen.get(name), seen
+        # After a reload the first reading is no news when the carried-over state agrees:
+        # "dummy0 is down" logged again would read as dummy0 going down at the reload.
+        known = initial and self._tracking.interfaces().get(name) is up
         changed = self._tracking.interface_state(name, up)
-        if seen != before:
+        if seen != before and not known:
             users = ", ".join(sorted(self._tracking.instances_tracking("interface", name)))
             if initial and up:
                 log.debug("tracked interface %s is up (tracked by %s)", name, users)

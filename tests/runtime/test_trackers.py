@@ -365,7 +365,7 @@ async def test_previous_tracking_carries_the_position_over(
         first.netlink,
         FakeProcessRunner(FakeRun.ok()),
         lambda _, health: reports.append(health),
-        previous=first.trackers.tracking,
+        previous=first.trackers,
     )
     async with trio.open_nursery() as nursery:
         await nursery.start(trackers.run)
