@@ -12,6 +12,9 @@ Where pyvrrp deliberately differs from a literal reading of the RFC it says so h
   the advertisement and lets Master_Down_Timer run out, up to Master_Down_Interval) arms its
   timer for Skew_Time instead, as if the master had sent priority 0. Backups still fire in
   priority order, so the election result is the same, only faster.
+- Parting advertisement: a master that yields to a higher priority sends one last
+  advertisement at its own priority (keepalived's ``higher_prio_send_advert``, off there by
+  default), so that the winner re-announces and clients of a healed split brain follow it.
 - Graceful handover: a master that leaves on purpose (shutdown, maintenance) sends priority 0
   but keeps its addresses until it hears the new master (and ``HANDOVER_GRACE`` more, while
   the new master installs and announces them), or until ``release_timeout`` passes, so
@@ -408,14 +411,22 @@ class VirtualRouter:
         if advert.priority > mine or (
             advert.priority == mine and int(source) > int(self.params.local_address)
         ):
+            # A parting advertisement at our own priority (keepalived's
+            # higher_prio_send_advert, on here): the new master hears a lower priority, so it
+            # re-asserts and re-announces. After a split brain, clients that followed our
+            # announcements would otherwise keep our MAC until their neighbour entry expires.
+            parting = self._advertise(mine)
             self._master_adver_interval = timers.centiseconds(advert.max_advert_interval)
             self._master_address = source
             self._master_priority = advert.priority
-            return self._become_backup(
-                now,
-                Cause.HIGHER_PRIORITY,
-                f"{source} advertises priority {advert.priority} (ours {mine})",
-            )
+            return [
+                parting,
+                *self._become_backup(
+                    now,
+                    Cause.HIGHER_PRIORITY,
+                    f"{source} advertises priority {advert.priority} (ours {mine})",
+                ),
+            ]
         # A lower priority: reassert at once and repeat announcements (heals split brain
         # and stale ARP/ND caches; RFC 9568 §6.4.3 and keepalived).
         self._timer = now + interval

@@ -45,15 +45,6 @@ SLACK = 1.0
 # garp_delay's default: a new master repeats its announcements 5 s later (keepalived.md).
 GARP_DELAY = 5.0
 
-# A pyvrrp bug (see the test's docstring): the master never re-announces when the intruder
-# yields first. strict: the fix makes it pass and the marker must go.
-BUG_SILENT_YIELD = pytest.mark.xfail(
-    strict=True,
-    reason="pyvrrp bug: a master demoted by a higher priority yields silently, so the real "
-    "master never re-announces and the client keeps the intruder's MAC (~8 s of NUD)",
-)
-
-
 @pytest.fixture(scope="module")
 def seed_lab() -> Iterator[Lab]:
     yield from running_lab(seed_cluster(), "pyvrrp")
@@ -386,16 +377,15 @@ def test_split_brain_heals_to_one_master_when_the_real_master_hears_the_intruder
     _split_brain_heals(lab, first="C")
 
 
-@BUG_SILENT_YIELD
 def test_split_brain_heals_to_one_master_when_the_intruder_hears_the_real_master_first(
     lab: Lab,
 ) -> None:
     """A's advert crosses first: C (75) hears a higher priority and yields (RFC 9568
     §6.4.3). The client's neighbour cache still points at C, which no longer answers: someone
-    must re-announce. Today nobody does: A never hears a lower priority, so it never
-    re-asserts, and the client waits for its own neighbour unreachability detection (5 s
-    delay + 3 probes, about 8 s). The test asks for the client to reach A within one advert
-    interval, as when A hears C first."""
+    must re-announce. C's parting advertisement (at its own priority, as keepalived's
+    higher_prio_send_advert) makes A hear a lower priority, re-assert and re-announce; without
+    it the client would wait for its own neighbour unreachability detection (about 8 s). The
+    client must reach A within one advert interval, as when A hears C first."""
     _split_brain_heals(lab, first="A")
 
 

@@ -489,6 +489,7 @@ def test_owner_in_backup_preempts_even_with_preemption_off() -> None:
         Notice(
             NoticeKind.OWNER_CONFLICT, HIGHER, "also claims to own the addresses (priority 255)"
         ),
+        send(255),  # the parting advertisement
         RemoveVirtual(),
         changed(
             State.MASTER,
@@ -552,6 +553,9 @@ def test_master_yields_to_a_higher_priority_without_priority_zero() -> None:
             HIGHER,
             "advertises every 0.5 s, we are configured for 1 s",
         ),
+        # Not priority 0: a parting advertisement at our own priority, so that the new master
+        # hears a lower one and re-announces (healing caches after a split brain).
+        send(100),
         RemoveVirtual(),
         changed(
             State.MASTER,
@@ -573,6 +577,7 @@ def test_master_yields_to_a_higher_priority_without_priority_zero() -> None:
 def test_master_yields_to_equal_priority_from_a_higher_address() -> None:
     router, t = master()
     assert router.handle(rx(100, HIGHER), t + 1) == [
+        send(100),
         RemoveVirtual(),
         changed(
             State.MASTER,
@@ -769,7 +774,7 @@ def test_notices_come_first_in_a_fixed_order() -> None:
         NoticeKind.INTERVAL_MISMATCH,
         NoticeKind.OWNER_CONFLICT,
     ]
-    assert [type(a) for a in actions[3:]] == [RemoveVirtual, StateChanged]
+    assert [type(a) for a in actions[3:]] == [SendAdvert, RemoveVirtual, StateChanged]
 
 
 # -------------------------------------------------------------------------------- health
