@@ -12,10 +12,13 @@ PYTEST_ARGS ?=
 
 all: test
 
+# pip's output goes to a log, shown only when it fails.
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check --upgrade "pip>=25.1"
-	$(PY) -m pip install -q --disable-pip-version-check -e . --group dev
+	@echo "installing pyvrrp and its test tools into $(VENV)"
+	@{ $(PY) -m pip install --disable-pip-version-check --upgrade "pip>=25.1" \
+	   && $(PY) -m pip install --disable-pip-version-check -e . --group dev; \
+	 } > $(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; exit 1; }
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -52,6 +55,9 @@ demo: install system-deps
 
 bench-codec: install
 	$(PY) bench/codec.py
+
+bench-failover: install system-deps
+	$(PY) bench/failover.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage
