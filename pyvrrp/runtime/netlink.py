@@ -71,7 +71,7 @@ import queue
 import select
 import socket
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from ipaddress import IPv6Address, ip_address, ip_interface
 from types import TracebackType
 from typing import Any, Final, Protocol, Self, TypeVar
@@ -89,6 +89,7 @@ __all__ = [
     "SUBSCRIBER_BUFFER",
     "AddressEvent",
     "AddressSpec",
+    "Change",
     "EventHub",
     "LinkEvent",
     "LinkState",
@@ -233,6 +234,20 @@ class AddressEvent:
 
 
 NetlinkEvent = LinkEvent | AddressEvent
+
+
+@attrs.frozen
+class Change:
+    """One change for :meth:`Netlink.apply`: add (or remove) an address, a route or a rule."""
+
+    add: bool
+    item: AddressSpec | RouteConfig | RuleConfig
+
+    @property
+    def operation(self) -> str:
+        """The name of the :class:`Netlink` method this change stands for."""
+        kind = {AddressSpec: "address", RouteConfig: "route", RuleConfig: "rule"}[type(self.item)]
+        return f"{'add' if self.add else 'remove'}_{kind}"
 
 
 @attrs.frozen
@@ -412,6 +427,12 @@ class Netlink(Protocol):
 
     async def remove_rule(self, rule: RuleConfig) -> bool:
         """Remove one identical rule (any priority if None); False if there is none."""
+        ...
+
+    async def apply(self, changes: Sequence[Change]) -> list[bool | NetlinkError]:
+        """Make ``changes`` in order, as one request: becoming master installs its
+        addresses, routes and rules without a round trip per object. Each result is what
+        the matching ``add_*``/``remove_*`` method returns, or the NetlinkError it raises."""
         ...
 
     def subscribe(self) -> trio.MemoryReceiveChannel[NetlinkEvent]:
@@ -863,6 +884,26 @@ def _remove_rule(ipr: Any, rule: RuleConfig) -> bool:
     return False
 
 
+_REQUESTS: Final[dict[str, Callable[..., bool]]] = {
+    "add_address": _add_address,
+    "remove_address": _remove_address,
+    "add_route": _add_route,
+    "remove_route": _remove_route,
+    "add_rule": _add_rule,
+    "remove_rule": _remove_rule,
+}
+
+
+def _apply(ipr: Any, changes: Sequence[Change]) -> list[bool | NetlinkError]:
+    results: list[bool | NetlinkError] = []
+    for change in changes:
+        try:
+            results.append(_REQUESTS[change.operation](ipr, change.item))
+        except NetlinkError as exc:
+            results.append(exc)
+    return results
+
+
 # --- the monitor thread's view of the links ------------------------------------------------
 
 
@@ -1072,6 +1113,9 @@ class PyrouteNetlink:
 
     async def remove_rule(self, rule: RuleConfig) -> bool:
         return await self._call(functools.partial(_remove_rule, rule=rule))
+
+    async def apply(self, changes: Sequence[Change]) -> list[bool | NetlinkError]:
+        return await self._call(functools.partial(_apply, changes=tuple(changes)))
 
     def subscribe(self) -> trio.MemoryReceiveChannel[NetlinkEvent]:
         if self._monitor_error is not None:

@@ -18,7 +18,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
@@ -58,6 +58,7 @@ from pyvrrp.runtime.logs import RateLimiter
 from pyvrrp.runtime.netlink import (
     AddressEvent,
     AddressSpec,
+    Change,
     LinkEvent,
     Netlink,
     NetlinkError,
@@ -86,7 +87,6 @@ SOURCE_ADDRESS_WAIT = 5.0
 REASSERT_INTERVAL = 10.0
 
 InstanceKey = tuple[int, Family, str, IPAddress | None]
-_T = TypeVar("_T")
 
 
 def now_us() -> int:
@@ -109,7 +109,7 @@ class Transition:
     cause: Cause
     reason: str
     priority: int
-    time: float  # trio.current_time() when it happened
+    time: float  # when it happened: the trio time the router decided it (seconds)
 
 
 @attrs.frozen
@@ -248,7 +248,10 @@ class Instance:
         while not (self.retiring and router.stopped):
             deadline = router.deadline()
             event_or_none: Event | None = None
-            at = math.inf if deadline is None else deadline / 1_000_000
+            # Wake a little early: trio rounds its sleep up to the millisecond and Python
+            # adds its own latency; max(deadline, now) below treats the early wake-up as the
+            # deadline itself (aioquic's rule), so the router never sees an early time.
+            at = math.inf if deadline is None else deadline / 1_000_000 - self.node.timer_lead
             with trio.move_on_at(at):
                 event_or_none = await self._inbox.receive()
             now = now_us()
@@ -261,12 +264,13 @@ class Instance:
 
     async def _handle(self, event: Event, now: int) -> None:
         actions = self.router.handle(event, now)
-        await self.execute(actions)
+        await self.execute(actions, now)
         self.node.after_handle(self, [a for a in actions if isinstance(a, StateChanged)])
         if self.router.stopped:
             self.stopped.set()
 
-    async def execute(self, actions: Sequence[Action]) -> None:
+    async def execute(self, actions: Sequence[Action], now: int) -> None:
+        """Carry out a router's actions, in order; ``now`` is the time they were decided."""
         for action in actions:
             if isinstance(action, SendAdvert):
                 await self._send_advert(action)
@@ -281,7 +285,7 @@ class Instance:
             elif isinstance(action, Announce):
                 await self.node.announcements.announce(self.all_specs, self.config.garp_repeat)
             elif isinstance(action, StateChanged):
-                self.node.publish(self, action)
+                self.node.publish(self, action, now)
             elif isinstance(action, Dropped):
                 self._logs.log(
                     log,
@@ -323,25 +327,23 @@ class Instance:
         *,
         reassert: bool = False,
     ) -> list[AddressSpec]:
-        """Add addresses (virtual, then excluded), routes, rules; return the addresses that
-        were missing. With ``reassert`` each one that had to be added back is logged."""
-        netlink = self.node.netlink
+        """Add addresses (virtual, then excluded), routes, rules, in one netlink request;
+        return the addresses that were missing. With ``reassert`` each one that had to be
+        added back is logged."""
+        items: list[AddressSpec | RouteConfig | RuleConfig] = [*specs, *routes, *rules]
+        changes = [Change(True, item) for item in items]
         added: list[AddressSpec] = []
-        for spec in specs:
-            if await self._add(describe_address(spec), netlink.add_address, spec, reassert):
-                added.append(spec)
-        for route in routes:
-            await self._add(describe_route(route), netlink.add_route, route, reassert)
-        for rule in rules:
-            await self._add(describe_rule(rule), netlink.add_rule, rule, reassert)
-        return added
-
-    async def _add(
-        self, what: str, add: Callable[[_T], Awaitable[bool]], item: _T, reassert: bool
-    ) -> bool:
-        added = await self._netlink_op("add", what, add(item))
-        if added and reassert:
-            log.warning("%s: %s had been removed by someone else: put it back", self.name, what)
+        for change, done in zip(changes, await self._apply(changes), strict=True):
+            if not done:
+                continue
+            if isinstance(change.item, AddressSpec):
+                added.append(change.item)
+            if reassert:
+                log.warning(
+                    "%s: %s had been removed by someone else: put it back",
+                    self.name,
+                    describe_item(change.item),
+                )
         return added
 
     async def remove(
@@ -351,20 +353,38 @@ class Instance:
         rules: Sequence[RuleConfig],
     ) -> None:
         """Remove rules, routes, then addresses: the reverse of :meth:`install`."""
-        netlink = self.node.netlink
-        for rule in reversed(rules):
-            await self._netlink_op("remove", describe_rule(rule), netlink.remove_rule(rule))
-        for route in reversed(routes):
-            await self._netlink_op("remove", describe_route(route), netlink.remove_route(route))
-        for spec in reversed(specs):
-            await self._netlink_op("remove", describe_address(spec), netlink.remove_address(spec))
+        items: list[AddressSpec | RouteConfig | RuleConfig] = [
+            *reversed(rules),
+            *reversed(routes),
+            *reversed(specs),
+        ]
+        await self._apply([Change(False, item) for item in items])
 
-    async def _netlink_op(self, verb: str, what: str, operation: Awaitable[bool]) -> bool:
+    async def _apply(self, changes: Sequence[Change]) -> list[bool]:
+        """Apply ``changes``; log each failure (the rest still happen). True: it changed."""
+        if not changes:
+            return []
         try:
-            return await operation
+            results = await self.node.netlink.apply(changes)
         except NetlinkError as exc:
-            log.error("%s: cannot %s %s: %s", self.name, verb, what, exc)
-            return False
+            log.error("%s: netlink failed: %s", self.name, exc)
+            return [False] * len(changes)
+        for change, result in zip(changes, results, strict=True):
+            if isinstance(result, NetlinkError):
+                verb = "add" if change.add else "remove"
+                log.error(
+                    "%s: cannot %s %s: %s", self.name, verb, describe_item(change.item), result
+                )
+        return [result is True for result in results]
+
+
+def describe_item(item: AddressSpec | RouteConfig | RuleConfig) -> str:
+    """An address, route or rule as ``ip`` shows it."""
+    if isinstance(item, AddressSpec):
+        return describe_address(item)
+    if isinstance(item, RouteConfig):
+        return describe_route(item)
+    return describe_rule(item)
 
 
 class Node:
@@ -380,8 +400,10 @@ class Node:
         announcements: Announcements,
         runner: ProcessRunner | None = None,
         store: MaintenanceStore | None = None,
+        timer_lead: float = 0.0,
     ) -> None:
         self.config = config
+        self.timer_lead = timer_lead
         self.netlink = netlink
         self.announcements = announcements
         self.runner: ProcessRunner = runner if runner is not None else RealProcessRunner()
@@ -418,7 +440,7 @@ class Node:
         self._subscribers.append(send)
         return receive
 
-    def publish(self, instance: Instance, change: StateChanged) -> None:
+    def publish(self, instance: Instance, change: StateChanged, now: int) -> None:
         transition = Transition(
             instance.name,
             change.old,
@@ -426,7 +448,7 @@ class Node:
             change.cause,
             change.reason,
             change.priority,
-            trio.current_time(),
+            now / 1_000_000,
         )
         log.info(
             "%s: %s -> %s (%s), priority %d",
@@ -1014,13 +1036,16 @@ async def open_node(
     announcements: Announcements | None = None,
     runner: ProcessRunner | None = None,
     store: MaintenanceStore | None = None,
+    timer_lead: float = 0.0,
 ) -> AsyncIterator[Node]:
     """Run a node for the duration of the ``async with`` block; stop it gracefully at exit.
 
     ``config`` is a :class:`NodeConfig` or the path of a node.toml. Without the keyword
     arguments the node runs on the real network (raw sockets and netlink: root or
     CAP_NET_RAW + CAP_NET_ADMIN) and runs real scripts; tests pass :mod:`pyvrrp.testing`
-    fakes instead.
+    fakes instead. ``timer_lead`` (seconds) wakes routers that much before their deadlines
+    to make up for the event loop's latency (the daemon uses 1 ms); their decisions still
+    happen at the exact deadline times.
     """
     if not isinstance(config, NodeConfig):
         from pyvrrp.configfile import load
@@ -1048,6 +1073,7 @@ async def open_node(
             announcements=announcements,
             runner=runner,
             store=store,
+            timer_lead=timer_lead,
         )
         async with trio.open_nursery() as nursery:
             await nursery.start(node.run)

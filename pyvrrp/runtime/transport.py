@@ -108,10 +108,15 @@ class RawTransport:
             ) from None
         af = socket.AF_INET if family is Family.IPV4 else socket.AF_INET6
         try:
-            sock = trio.socket.socket(af, socket.SOCK_RAW, VRRP_PROTOCOL)
+            raw = socket.socket(af, socket.SOCK_RAW, VRRP_PROTOCOL)
         except OSError as exc:
             raise _environment_error(exc, "open a raw VRRP socket", interface) from None
-        self._sock = sock
+        raw.setblocking(False)
+        # Sends go straight to the kernel (a raw datagram socket practically never blocks):
+        # no trip through trio's scheduler between becoming master and the advertisement.
+        # Receives go through trio, which yields between packets even during a flood.
+        self._raw = raw
+        sock = self._sock = trio.socket.from_stdlib_socket(raw)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
@@ -149,18 +154,11 @@ class RawTransport:
 
     async def send(self, message: bytes, source: IPAddress, destination: IPAddress) -> None:
         try:
-            if isinstance(destination, IPv4Address):
-                assert isinstance(source, IPv4Address)
-                datagram = build_ipv4(message, source=source, destination=destination)
-                await self._sock.sendto(datagram, (str(destination), 0))
-            else:
-                pktinfo = struct.pack("16sI", source.packed, self._ifindex)
-                await self._sock.sendmsg(
-                    [message],
-                    [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, pktinfo)],
-                    0,
-                    (str(destination), 0, 0, self._ifindex),
-                )
+            try:
+                self._send_now(message, source, destination)
+            except BlockingIOError:
+                await trio.lowlevel.wait_writable(self._raw)
+                self._send_now(message, source, destination)
         except OSError as exc:
             # ENETDOWN, ENOBUFS, EHOSTUNREACH...: the link may come back; the router keeps
             # going and the failure shows in statistics and (rate-limited) logs.
@@ -168,6 +166,20 @@ class RawTransport:
             self.statistics.last_send_error = exc.strerror or str(exc)
             return
         self.statistics.sent += 1
+
+    def _send_now(self, message: bytes, source: IPAddress, destination: IPAddress) -> None:
+        if isinstance(destination, IPv4Address):
+            assert isinstance(source, IPv4Address)
+            datagram = build_ipv4(message, source=source, destination=destination)
+            self._raw.sendto(datagram, (str(destination), 0))
+        else:
+            pktinfo = struct.pack("16sI", source.packed, self._ifindex)
+            self._raw.sendmsg(
+                [message],
+                [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, pktinfo)],
+                0,
+                (str(destination), 0, 0, self._ifindex),
+            )
 
     async def receive(self) -> ReceivedPacket:
         if self.family is Family.IPV4:

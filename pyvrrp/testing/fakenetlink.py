@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import errno
 from collections import defaultdict, deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from ipaddress import IPv4Interface, IPv6Address, IPv6Interface
 from types import MappingProxyType, TracebackType
 from typing import Final, Self
@@ -44,9 +44,11 @@ from pyvrrp.core.packet import Family
 from pyvrrp.runtime.netlink import (
     AddressEvent,
     AddressSpec,
+    Change,
     EventHub,
     LinkEvent,
     LinkState,
+    NetlinkError,
     NetlinkEvent,
     address_conflict,
     describe_address,
@@ -374,6 +376,17 @@ class FakeNetlink:
                 self._rules.remove(installed)
                 return True
         return False
+
+    async def apply(self, changes: Sequence[Change]) -> list[bool | NetlinkError]:
+        # One request for the real thing; here each change is logged as its own operation.
+        results: list[bool | NetlinkError] = []
+        for change in changes:
+            operation = getattr(self, change.operation)
+            try:
+                results.append(await operation(change.item))
+            except NetlinkError as exc:
+                results.append(exc)
+        return results
 
     def subscribe(self) -> trio.MemoryReceiveChannel[NetlinkEvent]:
         return self._hub.subscribe()

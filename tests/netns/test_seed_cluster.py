@@ -45,6 +45,7 @@ SLACK = 1.0
 # garp_delay's default: a new master repeats its announcements 5 s later (keepalived.md).
 GARP_DELAY = 5.0
 
+
 @pytest.fixture(scope="module")
 def seed_lab() -> Iterator[Lab]:
     yield from running_lab(seed_cluster(), "pyvrrp")

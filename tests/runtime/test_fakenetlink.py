@@ -24,6 +24,7 @@ from pyvrrp.core.packet import Family
 from pyvrrp.runtime.netlink import (
     AddressEvent,
     AddressSpec,
+    Change,
     EventHub,
     LinkEvent,
     LinkState,
@@ -214,6 +215,28 @@ async def scenario_ipv6_address_with_another_prefix_is_a_conflict(world: World) 
     # Removal matches the prefix too: the /64 stays.
     assert await nl.remove_address(VIP6) is False
     assert ip_interface("2001:db8:58::1/64") in await nl.addresses(VSWITCH)
+
+
+async def scenario_apply_makes_changes_in_order_and_reports_each(world: World) -> None:
+    await world.add_veth(VSWITCH)
+    nl = world.netlink
+    missing = AddressSpec(ip_interface("1.2.3.59/29"), "nope0")
+    changes = [
+        Change(True, VIP),
+        Change(True, VIP6),
+        Change(True, missing),  # fails, and the others still happen
+        Change(True, VIP),  # already there
+        Change(False, VIP6),
+    ]
+    results = await nl.apply(changes)
+    assert results[:2] == [True, True]
+    assert isinstance(results[2], NetlinkError)
+    assert "interface nope0 does not exist" in str(results[2])
+    assert results[3:] == [False, True]
+    present = await nl.addresses(VSWITCH)
+    assert VIP.address in present
+    assert VIP6.address not in present
+    assert await nl.apply([]) == []
 
 
 async def scenario_missing_interface_is_named_or_harmless(world: World) -> None:

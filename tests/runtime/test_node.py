@@ -321,3 +321,38 @@ async def test_garbage_changes_no_state_and_is_counted_by_reason(
         assert drops[DropReason.VERSION] == 100
         assert a.node.drops() == {"eth0.4000/ipv4": {"unknown_vrid": 200, "ip_header": 100}}
         nursery.cancel_scope.cancel()
+
+
+async def test_a_timer_lead_wakes_early_but_the_router_decides_at_the_exact_deadline(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    netlink = FakeNetlink()
+    netlink.add_link(INTERFACE, addresses=[IPv4Interface("192.168.200.1/24")])
+    lan = MemoryLan()
+    sent: list[float] = []
+
+    def route(delivery: Delivery) -> float:
+        sent.append(trio.current_time())
+        return 0.0
+
+    lan.route = route
+    lan.factory("B", [ip_address("192.168.200.2")])(INTERFACE, Family.IPV4, multicast=True)
+    node = Node(
+        config({"vip58": seed_instance(100)}),
+        netlink=netlink,
+        transport_factory=lan.factory("A", [ip_address("192.168.200.1")]),
+        announcements=RecordingAnnouncements(),
+        timer_lead=0.001,
+    )
+    changes = node.subscribe()
+    async with trio.open_nursery() as nursery:
+        t0 = trio.current_time()
+        await nursery.start(node.run)
+        await node.wait_state("vip58", State.MASTER)
+        await trio.sleep(2.5)
+        nursery.cancel_scope.cancel()
+    transitions = [changes.receive_nowait() for _ in range(2)]
+    # Woken 1 ms before Master_Down_Interval: the transition is stamped with the deadline,
+    # and the advertisements leave on a 1 s grid anchored there, each 1 ms early.
+    assert transitions[-1].time - t0 == pytest.approx(3.609375, abs=1e-9)
+    assert [round(t - t0, 6) for t in sent] == [3.608375, 4.608375, 5.608375]
