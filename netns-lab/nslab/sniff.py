@@ -138,13 +138,21 @@ class AdvertWatch:
                 self._changed.wait(left)
 
     def next(
-        self, timeout: float, *, vrid: int | None = None, after: float | None = None
+        self,
+        timeout: float,
+        *,
+        vrid: int | None = None,
+        after: float | None = None,
+        priority: int | None = None,
     ) -> Advert:
-        """The first advertisement (of `vrid`, if given) read after `after` (monotonic time,
-        default: now); LabError if none comes within `timeout` s."""
+        """The first advertisement (of `vrid` and with `priority`, if given) read after
+        `after` (monotonic time, default: now); LabError if none comes within `timeout` s.
+        It does not consume: asked twice, it answers the same advertisement."""
         since = time.monotonic() if after is None else after
         return self._wait_for(
-            lambda a: a.at >= since and vrid in (None, a.vrid), timeout, f"(vrid {vrid})"
+            lambda a: a.at >= since and vrid in (None, a.vrid) and priority in (None, a.priority),
+            timeout,
+            f"(vrid {vrid}, priority {priority})",
         )
 
     def first_captured(self, since: float, timeout: float, *, vrid: int | None = None) -> Advert:

@@ -499,6 +499,38 @@ def own_log(lab: Lab, node: str, name: str) -> str:
     return (lab.node_dir(node) / f"{name}.log").read_text(errors="replace")
 
 
+def test_the_daemon_tells_systemd_when_it_is_ready_reloading_and_stopping(lab: Lab) -> None:
+    """Type=notify (contrib/pyvrrp.service): READY=1 once the routers run, RELOADING=1 then
+    READY=1 around a SIGHUP reload, STOPPING=1 on SIGTERM. B, the backup, plays the unit."""
+    lab.stop("B")
+    path = lab.node_dir("B") / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as systemd:
+        systemd.bind(str(path))
+        systemd.settimeout(15)
+
+        def fields() -> dict[str, str]:
+            message = systemd.recv(4096).decode()
+            return dict(line.split("=", 1) for line in message.split("\n"))
+
+        wrapper = ["env", f"NOTIFY_SOCKET={path}"]
+        with own_daemon(lab, "B", node_toml(lab, "B"), "notify", wrapper) as daemon:
+            ready = fields()
+            assert ready["READY"] == "1"
+            # The status line systemctl shows: every instance and its state.
+            assert all(f"{i.name} BACKUP" in ready["STATUS"] for i in CLUSTER.instances), ready
+            daemon.send_signal(signal.SIGHUP)
+            reloading = fields()
+            assert reloading["RELOADING"] == "1"
+            assert int(reloading["MONOTONIC_USEC"]) > 0
+            assert fields()["READY"] == "1"
+            daemon.send_signal(signal.SIGTERM)
+            assert fields() == {"STOPPING": "1"}
+            assert daemon.wait(15) == 0
+    log = own_log(lab, "B", "notify")
+    assert "received SIGHUP: reloading" in log
+    assert "configuration reloaded" in log
+
+
 def test_sigterm_on_the_master_hands_the_vips_over_within_skew_time(lab: Lab) -> None:
     skew_b = skew_time(PRIORITY["B"])  # 0.805 s
     # The Lab does not report exit statuses: run A's daemon ourselves for this test.

@@ -27,7 +27,6 @@ about 35 s.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import ipaddress
@@ -173,11 +172,7 @@ def wait_log(lab: Lab, mark: LogMark, node: str, text: str, timeout: float = 5) 
 
 def adverts_seen(watch: AdvertWatch, *, vrid: int, after: float) -> list[Advert]:
     """Every advertisement of `vrid` the watch has read since `after` (time.monotonic())."""
-    seen = []
-    with contextlib.suppress(Exception):  # LabError: nothing more queued
-        while True:
-            seen.append(watch.next(0.05, vrid=vrid, after=after))
-    return seen
+    return [a for a in watch.adverts() if a.vrid == vrid and a.at >= after]
 
 
 def probe_origin(probe: Probe) -> float:
@@ -202,11 +197,7 @@ def first_advert(
 ) -> Advert:
     """The first advertisement of `vrid` (with `priority`, if given) read since `after`
     (time.monotonic()), waiting up to `timeout` s for it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        advert = watch.next(max(0.0, deadline - time.monotonic()), vrid=vrid, after=after)
-        if priority is None or advert.priority == priority:
-            return advert
+    return watch.next(timeout, vrid=vrid, after=after, priority=priority)
 
 
 def assert_seed_untouched(lab: Lab, report: Any, mark: LogMark) -> None:

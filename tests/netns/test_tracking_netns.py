@@ -127,11 +127,7 @@ def first_answer(report: ProbeReport, target: str, node: str, after_s: float) ->
 
 def adverts_seen(watch: AdvertWatch, *, vrid: int, after: float) -> list[Advert]:
     """Every advertisement of `vrid` the watch has read since `after` (time.monotonic())."""
-    seen = []
-    with contextlib.suppress(Exception):  # LabError: nothing more queued
-        while True:
-            seen.append(watch.next(0.05, vrid=vrid, after=after))
-    return seen
+    return [a for a in watch.adverts() if a.vrid == vrid and a.at >= after]
 
 
 def first_advert(
@@ -139,11 +135,7 @@ def first_advert(
 ) -> Advert:
     """The first advertisement of `vrid` (with `priority`, if given) read since `after`
     (time.monotonic()), waiting up to `timeout` s for it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        advert = watch.next(max(0.0, deadline - time.monotonic()), vrid=vrid, after=after)
-        if priority is None or advert.priority == priority:
-            return advert
+    return watch.next(timeout, vrid=vrid, after=after, priority=priority)
 
 
 def instance(lab: Lab, node: str, name: str) -> Any:
