@@ -1156,6 +1156,15 @@ def _parse_instance(
     preempt = t.get("preempt", _boolean, True)
     preempt_delay = t.get("preempt_delay", _seconds(1000), 0)
     accept = t.get("accept", _boolean, True)
+    if accept is False:
+        # Accept_Mode off means dropping traffic to the VIPs (keepalived installs firewall
+        # rules for it); pyvrrp does not do that yet, and must not pretend it does.
+        ctx.add(
+            t.sub("accept"),
+            "false is not supported yet: pyvrrp always accepts packets addressed to the "
+            "virtual addresses (RFC 9568 Accept_Mode on, keepalived's default); remove "
+            "accept = false, or drop that traffic with your firewall",
+        )
     checksum = t.get("ipv4_checksum", _checksum_mode, ChecksumMode.PSEUDO_HEADER)
 
     addresses = _parse_addresses(ctx, t, "addresses", draft.interface, required=True)

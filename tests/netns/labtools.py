@@ -13,10 +13,12 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator, Mapping
 
 import pytest
-from nslab import ClusterSpec, DaemonKind, Lab, seed_cluster
+from nslab import ClusterSpec, DaemonKind, Lab, Probe, ProbeReport, seed_cluster
+from nslab.sniff import Advert, AdvertWatch
 from nslab.system import pid_alive
 
 from tests.conftest import netns_unavailable_reason
@@ -156,3 +158,33 @@ def client_neighbours(lab: Lab) -> str:
         ["ip", "-n", lab.client_ns, "neigh", "show"], capture_output=True, text=True, check=False
     )
     return done.stdout
+
+
+def probe_origin(probe: Probe) -> float:
+    """The time.monotonic() of the probe's time 0 (its report counts seconds from there)."""
+    before = time.monotonic()
+    probe.mark("origin")
+    marks = [at for label, at in probe.report().marks if label == "origin"]
+    return before - marks[-1]
+
+
+def first_answer(report: ProbeReport, target: str, node: str, after_s: float) -> float:
+    """Seconds since the probe started of the first answer for `target` from `node` at or
+    after `after_s` (AssertionError with the report if there is none)."""
+    for segment in report[target].timeline:
+        if segment.node == node and segment.start_s >= after_s:
+            return segment.start_s
+    raise AssertionError(f"no answer for {target} from {node} after {after_s}:\n{report.format()}")
+
+
+def adverts_seen(watch: AdvertWatch, *, vrid: int, after: float) -> list[Advert]:
+    """Every advertisement of `vrid` the watch has read since `after` (time.monotonic())."""
+    return [a for a in watch.adverts() if a.vrid == vrid and a.at >= after]
+
+
+def first_advert(
+    watch: AdvertWatch, *, vrid: int, priority: int | None, after: float, timeout: float
+) -> Advert:
+    """The first advertisement of `vrid` (with `priority`, if given) read since `after`
+    (time.monotonic()), waiting up to `timeout` s for it."""
+    return watch.next(timeout, vrid=vrid, after=after, priority=priority)

@@ -42,8 +42,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from nslab import ClusterSpec, Lab, Probe, ProbeReport, pyvrrp_config, seed_cluster
-from nslab.sniff import Advert, AdvertWatch
+from nslab import ClusterSpec, Lab, pyvrrp_config, seed_cluster
 
 from pyvrrp.runtime.netlink import in_netns
 from pyvrrp.runtime.node import REASSERT_INTERVAL
@@ -53,7 +52,11 @@ from tests.netns.labtools import (
     V4,
     V6,
     LogMark,
+    adverts_seen,
+    first_advert,
+    first_answer,
     lab_context,
+    probe_origin,
     skew_time,
 )
 
@@ -168,36 +171,6 @@ def transitions(text: str) -> list[str]:
 
 def wait_log(lab: Lab, mark: LogMark, node: str, text: str, timeout: float = 5) -> None:
     lab.wait_for(lambda: text in mark.new(node), timeout, what=f"{text!r} in {node}'s log")
-
-
-def adverts_seen(watch: AdvertWatch, *, vrid: int, after: float) -> list[Advert]:
-    """Every advertisement of `vrid` the watch has read since `after` (time.monotonic())."""
-    return [a for a in watch.adverts() if a.vrid == vrid and a.at >= after]
-
-
-def probe_origin(probe: Probe) -> float:
-    """The time.monotonic() of the probe's time 0 (its report counts seconds from there)."""
-    before = time.monotonic()
-    probe.mark("origin")
-    marks = [at for label, at in probe.report().marks if label == "origin"]
-    return before - marks[-1]
-
-
-def first_answer(report: ProbeReport, target: str, node: str, after_s: float) -> float:
-    """Seconds since the probe started of the first answer for `target` from `node` at or
-    after `after_s` (AssertionError with the report if there is none)."""
-    for segment in report[target].timeline:
-        if segment.node == node and segment.start_s >= after_s:
-            return segment.start_s
-    raise AssertionError(f"no answer for {target} from {node} after {after_s}:\n{report.format()}")
-
-
-def first_advert(
-    watch: AdvertWatch, *, vrid: int, priority: int | None, after: float, timeout: float
-) -> Advert:
-    """The first advertisement of `vrid` (with `priority`, if given) read since `after`
-    (time.monotonic()), waiting up to `timeout` s for it."""
-    return watch.next(timeout, vrid=vrid, after=after, priority=priority)
 
 
 def assert_seed_untouched(lab: Lab, report: Any, mark: LogMark) -> None:

@@ -412,6 +412,8 @@ INVALID: list[tuple[str, str, str, str]] = [
     ("preempt-delay-negative", I(preempt_delay="-1"), "instances.vip58.preempt_delay",
      "-1 is out of range 0..1000"),
     ("accept-int", I(accept="1"), "instances.vip58.accept", "got an integer (1)"),
+    ("accept-false", I(accept="false"), "instances.vip58.accept",
+     "false is not supported yet: pyvrrp always accepts packets addressed to the virtual"),
     ("checksum-unknown", I(ipv4_checksum='"strict"'), "instances.vip58.ipv4_checksum",
      '"strict" is not valid; expected "pseudo-header" or "message-only"'),
     ("checksum-on-ipv6", I(addresses='["fe80::58/64"]', ipv4_checksum='"message-only"'),
