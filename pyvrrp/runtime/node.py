@@ -658,7 +658,7 @@ class Node:
         self, function: Callable[..., Awaitable[None]]
     ) -> trio.CancelScope:
         """Start ``function(task_status=...)`` in the nursery, in a scope we can cancel later
-        (trackers and the notifier are replaced on reload)."""
+        (the trackers are replaced on reload)."""
         assert self._nursery is not None
         scope = trio.CancelScope()
 
