@@ -29,6 +29,9 @@ class Announcements(Protocol):
 
     async def announce(self, specs: Sequence[AddressSpec], repeat: int) -> None: ...
 
+    def forget(self, interface: str) -> None:
+        """The interface changed or was recreated: what is cached about it is stale."""
+
 
 class LinkAnnouncements:
     """The real announcer: frames on AF_PACKET sockets, one per interface."""

@@ -9,53 +9,41 @@ for what it would own only as master, so cleanup is a belt to those braces.
 from __future__ import annotations
 
 import sys
-from collections.abc import Awaitable
 
 import trio
 
-from pyvrrp.core.config import NodeConfig
-from pyvrrp.runtime.netlink import (
-    AddressSpec,
-    Netlink,
-    NetlinkError,
-    describe_address,
-    describe_route,
-    describe_rule,
-)
+from pyvrrp.core.config import NodeConfig, RouteConfig, RuleConfig
+from pyvrrp.runtime.netlink import AddressSpec, Change, Netlink, NetlinkError, describe_item
 
 
 async def cleanup(config: NodeConfig, netlink: Netlink) -> tuple[list[str], list[str]]:
-    """Remove every address, route and rule the configuration can install.
+    """Remove every address, route and rule the configuration can install, in one request.
 
     Returns (what was removed, problems), one line each. Objects that are absent, or whose
     interface does not exist, are skipped silently: cleanup is idempotent.
     """
+    labelled: list[tuple[str, Change]] = []
+    for instance in config.instances.values():
+        items: list[AddressSpec | RouteConfig | RuleConfig] = [
+            *reversed(instance.virtual_rules),
+            *reversed(instance.virtual_routes),
+            *(
+                AddressSpec.from_config(address, instance.interface)
+                for address in (*instance.excluded_addresses, *instance.addresses)
+            ),
+        ]
+        labelled += [(f"{instance.name}: ", Change(False, item)) for item in items]
+    labelled += [("", Change(False, rule)) for rule in reversed(config.rules)]
+    labelled += [("", Change(False, route)) for route in reversed(config.routes)]
+    results = await netlink.apply([change for _, change in labelled])
     removed: list[str] = []
     problems: list[str] = []
-
-    async def attempt(description: str, operation: Awaitable[bool]) -> None:
-        try:
-            if await operation:
-                removed.append(description)
-        except NetlinkError as exc:
-            problems.append(f"cannot remove {description}: {exc}")
-
-    for instance in config.instances.values():
-        for rule in reversed(instance.virtual_rules):
-            await attempt(f"{instance.name}: {describe_rule(rule)}", netlink.remove_rule(rule))
-        for route in reversed(instance.virtual_routes):
-            await attempt(f"{instance.name}: {describe_route(route)}", netlink.remove_route(route))
-        for address in (*instance.excluded_addresses, *instance.addresses):
-            spec = AddressSpec.from_config(address, instance.interface)
-            if await netlink.link(spec.dev) is None:
-                continue
-            await attempt(
-                f"{instance.name}: {describe_address(spec)}", netlink.remove_address(spec)
-            )
-    for rule in reversed(config.rules):
-        await attempt(describe_rule(rule), netlink.remove_rule(rule))
-    for route in reversed(config.routes):
-        await attempt(describe_route(route), netlink.remove_route(route))
+    for (label, change), result in zip(labelled, results, strict=True):
+        what = label + describe_item(change.item)
+        if isinstance(result, NetlinkError):
+            problems.append(f"cannot remove {what}: {result}")
+        elif result:
+            removed.append(what)
     return removed, problems
 
 

@@ -100,6 +100,7 @@ __all__ = [
     "PyrouteNetlink",
     "address_conflict",
     "describe_address",
+    "describe_item",
     "describe_route",
     "describe_rule",
     "enter_netns",
@@ -314,6 +315,15 @@ def describe_rule(rule: RuleConfig) -> str:
     if rule.family == 6 and rule.from_ is None and rule.to is None:
         parts.append("(IPv6)")
     return " ".join(parts)
+
+
+def describe_item(item: AddressSpec | RouteConfig | RuleConfig) -> str:
+    """An address, route or rule as ``ip`` shows it."""
+    if isinstance(item, AddressSpec):
+        return describe_address(item)
+    if isinstance(item, RouteConfig):
+        return describe_route(item)
+    return describe_rule(item)
 
 
 def interface_missing(operation: str, name: str) -> NetlinkError:

@@ -63,6 +63,7 @@ from pyvrrp.runtime.netlink import (
     Netlink,
     NetlinkError,
     describe_address,
+    describe_item,
     describe_route,
     describe_rule,
 )
@@ -378,15 +379,6 @@ class Instance:
         return [result is True for result in results]
 
 
-def describe_item(item: AddressSpec | RouteConfig | RuleConfig) -> str:
-    """An address, route or rule as ``ip`` shows it."""
-    if isinstance(item, AddressSpec):
-        return describe_address(item)
-    if isinstance(item, RouteConfig):
-        return describe_route(item)
-    return describe_rule(item)
-
-
 class Node:
     """Every virtual router of one :class:`NodeConfig`, with its sockets, netlink, trackers
     and notifications."""
@@ -430,7 +422,6 @@ class Node:
         self._trackers_scope: trio.CancelScope | None = None
         self.notifier = Notifier(config.instances.values(), self.runner)
         self._reload_lock = trio.Lock()
-        self.started = trio.Event()
 
     # ------------------------------------------------------------------ observing
 
@@ -633,7 +624,6 @@ class Node:
                 await self._prime(list(self.instances.values()))
                 for instance in self.instances.values():
                     await nursery.start(instance.drive)
-                self.started.set()
                 task_status.started()
                 await trio.sleep_forever()
         finally:
@@ -853,9 +843,7 @@ class Node:
                         was_up = self._links_up.get(event.name, True)
                         up = event.state is not None and event.state.up
                         self._links_up[event.name] = up
-                        forget = getattr(self.announcements, "forget", None)
-                        if forget is not None:
-                            forget(event.name)
+                        self.announcements.forget(event.name)
                         if up and not was_up:
                             # The kernel flushed the link's IPv6 addresses and routes when it
                             # went down; a master still holding them puts them back now,

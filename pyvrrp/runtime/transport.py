@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import socket
 import struct
 from ipaddress import IPv4Address, IPv6Address, ip_address
@@ -31,11 +32,14 @@ from pyvrrp.core.packet import (
     parse_ipv4,
 )
 from pyvrrp.runtime.errors import EnvironmentProblem
+from pyvrrp.runtime.logs import RateLimiter
 
 # Linux constants the socket module may not name.
 IP_MULTICAST_ALL = getattr(socket, "IP_MULTICAST_ALL", 49)
 IPV6_MULTICAST_ALL = 29
 RECEIVE_BUFFER = 1 << 20
+
+log = logging.getLogger("pyvrrp")
 
 
 @attrs.frozen
@@ -100,6 +104,7 @@ class RawTransport:
         self.family = family
         self.multicast = multicast
         self.statistics = TransportStatistics()
+        self._logs = RateLimiter()
         try:
             self._ifindex = socket.if_nametoindex(interface)
         except OSError:
@@ -164,6 +169,15 @@ class RawTransport:
             # going and the failure shows in statistics and (rate-limited) logs.
             self.statistics.send_errors += 1
             self.statistics.last_send_error = exc.strerror or str(exc)
+            self._logs.log(
+                log,
+                logging.WARNING,
+                ("send", destination),
+                "%s: cannot send an advertisement to %s: %s",
+                self.interface,
+                destination,
+                self.statistics.last_send_error,
+            )
             return
         self.statistics.sent += 1
 

@@ -177,3 +177,6 @@ class RecordingAnnouncements:
                 trio.current_time(), tuple((s.dev, s.address.ip) for s in specs), repeat
             )
         )
+
+    def forget(self, interface: str) -> None:
+        """Nothing is cached here."""

@@ -261,32 +261,27 @@ async def test_startup_removes_addresses_left_by_a_crash(
         nursery.cancel_scope.cancel()
 
 
-async def test_missing_interface_is_an_environment_problem(
-    autojump_clock: trio.testing.MockClock,
+@pytest.mark.parametrize(
+    ("links", "message"),
+    [
+        ([], r"interface eth0\.4000 does not exist"),
+        ([INTERFACE], r"has no IPv4 address.*unicast_source"),
+    ],
+    ids=["missing interface", "no source address"],
+)
+async def test_an_unusable_interface_is_an_environment_problem(
+    autojump_clock: trio.testing.MockClock, links: list[str], message: str
 ) -> None:
     netlink = FakeNetlink()
+    for link in links:
+        netlink.add_link(link)
     node = Node(
         config({"vip58": seed_instance(100)}),
         netlink=netlink,
         transport_factory=MemoryLan().factory("A"),
         announcements=RecordingAnnouncements(),
     )
-    with pytest.raises(EnvironmentProblem, match=r"interface eth0\.4000 does not exist"):
-        await node.run()
-
-
-async def test_interface_without_ipv4_address_is_an_environment_problem(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    netlink = FakeNetlink()
-    netlink.add_link(INTERFACE)
-    node = Node(
-        config({"vip58": seed_instance(100)}),
-        netlink=netlink,
-        transport_factory=MemoryLan().factory("A"),
-        announcements=RecordingAnnouncements(),
-    )
-    with pytest.raises(EnvironmentProblem, match=r"has no IPv4 address.*unicast_source"):
+    with pytest.raises(EnvironmentProblem, match=message):
         await node.run()
 
 
