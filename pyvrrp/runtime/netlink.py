@@ -1,36 +1,48 @@
-"""Netlink: addresses, routes, rules and link/address events, through pyroute2.
+"""Netlink: addresses, routes, rules and link/address events.
 
 This module decides nothing: it adds and removes what the driver asks for, answers questions
 about interfaces, and forwards the kernel's link and address notifications as events.
 
-Threads, and why
-----------------
-pyroute2 0.9's synchronous ``IPRoute`` drives a private asyncio event loop kept in
-thread-local storage: it belongs to the thread that created it. :class:`PyrouteNetlink`
-therefore owns two threads and never touches pyroute2 on trio's thread:
+Who does what, and why
+----------------------
+Addresses are on the clock: a new master installs them between its first advertisement and
+its first gratuitous ARP, which must leave within a millisecond. :class:`PyrouteNetlink`
+therefore splits the work three ways (docs/design.md, "Why addresses bypass pyroute2"):
 
-- the *owner* thread creates one ``IPRoute`` and runs every request, one at a time and in
-  the order they were made, from a queue. It reports each result with
-  ``TrioToken.run_sync_soon``, which is safe from any thread and never blocks the worker;
-  the waiting trio task sleeps in ``trio.lowlevel.wait_task_rescheduled``. We do not use
-  ``trio.to_thread.run_sync``: its threads come from a shared cache, so two requests could
-  run on different threads, and the ``IPRoute`` would be used off its thread.
-  ``trio.from_thread.run_sync`` would block the worker until trio picks the result up.
-- the *monitor* thread owns an ``IPRSocket`` (pyroute2's select-compatible rtnetlink socket)
-  bound to RTNLGRP_LINK, RTNLGRP_IPV4_IFADDR and RTNLGRP_IPV6_IFADDR and sleeps in ``poll()``
-  on it and on a wake-up pipe: the kernel pushes every change, nothing polls on a timer, and
-  closing is a byte written to the pipe (an ``IPRoute`` blocked in ``get()`` cannot be woken
-  from another thread without reaching into its internals).
+- *addresses* are added and removed on trio's thread through :mod:`pyvrrp.runtime.rtnl`: a
+  message encoded by hand on a netlink socket of our own. The kernel handles it inside
+  ``sendmsg`` and queues the acknowledgement before the call returns, so nothing waits (one
+  request costs 25 µs warm, up to 0.2 ms in a process idle for a second). Only "already
+  there" (EEXIST) needs a second look, an address dump, and that goes to the owner thread.
+  :meth:`Netlink.apply` does not yield between addresses: the driver's advertisement, its
+  addresses and its announcement run back to back.
+- the *owner* thread creates one pyroute2 ``IPRoute`` and runs everything else (reads,
+  routes, rules), one request at a time and in the order they were made, from a queue.
+  pyroute2 0.9's synchronous ``IPRoute`` drives a private asyncio event loop kept in
+  thread-local storage: it belongs to the thread that created it, never trio's. The owner
+  reports each result with ``TrioToken.run_sync_soon``, which is safe from any thread and
+  never blocks it; the waiting trio task sleeps in ``trio.lowlevel.wait_task_rescheduled``.
+  We do not use ``trio.to_thread.run_sync``: its threads come from a shared cache, so two
+  requests could run on different threads, and the ``IPRoute`` would be used off its
+  thread. ``trio.from_thread.run_sync`` would block the worker until trio picks the result
+  up.
+- the *monitor*, a trio system task (the object has no nursery to live in), reads a
+  non-blocking netlink socket bound to RTNLGRP_LINK, RTNLGRP_IPV4_IFADDR and
+  RTNLGRP_IPV6_IFADDR and decodes with :mod:`pyvrrp.runtime.rtnl`: the kernel pushes every
+  change and nothing polls on a timer. It used to be a thread decoding with pyroute2; the
+  notifications of a master's own address adds woke it in the middle of the takeover, and
+  its GIL hand-overs cost 0.3-0.5 ms there. As a task it reads them once the driver yields.
 
-Cancellation: a request whose caller is cancelled before the owner thread has started it is
-dropped. One already started runs to completion (netlink requests take a fraction of a
-millisecond and cannot be interrupted) and returns its result; the cancellation is delivered
-at the caller's next checkpoint, so the caller never loses track of whether, say, an address
-was added.
+Cancellation: a request to the owner thread whose caller is cancelled before the thread has
+started it is dropped. One already started runs to completion (netlink requests take a
+fraction of a millisecond and cannot be interrupted) and returns its result; the
+cancellation is delivered at the caller's next checkpoint, so the caller never loses track of
+whether, say, a route was added. Address requests complete before anything can cancel them.
 
-Namespaces: ``open_netlink(netns=NAME)`` moves its two threads (only them: setns(2) acts per
-thread) into that network namespace, so interface names resolve there and the rest of the
-process stays where it is. The lab and the tests use this; the daemon uses its own namespace.
+Namespaces: ``open_netlink(netns=NAME)`` moves its owner thread (only it: setns(2) acts per
+thread) into that network namespace and creates its netlink sockets there, so interface
+names resolve there and the rest of the process stays where it is. The lab and the tests use
+this; the daemon uses its own namespace.
 
 Events
 ------
@@ -68,22 +80,31 @@ import functools
 import logging
 import os
 import queue
-import select
 import socket
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from ipaddress import IPv6Address, ip_address, ip_interface
+from ipaddress import IPv4Interface, IPv6Address, IPv6Interface, ip_address, ip_interface
 from types import TracebackType
 from typing import Any, Final, Protocol, Self, TypeVar
 
 import attrs
 import outcome
 import trio
-from pyroute2 import IPRoute, IPRSocket
+from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError as PyrouteNetlinkError
 
 from pyvrrp.core.config import AddressConfig, IPAddress, IPInterface, RouteConfig, RuleConfig
 from pyvrrp.core.packet import Family
+from pyvrrp.runtime.rtnl import (
+    AddressMessage,
+    AddressRequest,
+    AddressSocket,
+    LinkMessage,
+    decode_notifications,
+    dump_links,
+    interface_name,
+    open_socket,
+)
 
 __all__ = [
     "SUBSCRIBER_BUFFER",
@@ -123,10 +144,6 @@ IFA_F_SECONDARY: Final = 0x01
 IFA_F_NODAD: Final = 0x02
 IFA_F_DADFAILED: Final = 0x08
 IFA_F_TENTATIVE: Final = 0x40
-RTM_NEWLINK: Final = 16
-RTM_DELLINK: Final = 17
-RTM_NEWADDR: Final = 20
-RTM_DELADDR: Final = 21
 RTMGRP_LINK: Final = 0x1
 RTMGRP_IPV4_IFADDR: Final = 0x10
 RTMGRP_IPV6_IFADDR: Final = 0x100
@@ -158,7 +175,7 @@ _NO_SUPPRESS_PREFIXLEN: Final = 0xFFFFFFFF
 
 _MONITOR_GROUPS: Final = RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR
 # Room for a burst of notifications (an interface with many addresses going away) while
-# the monitor thread waits for the GIL.
+# the monitor task waits for its turn.
 _MONITOR_RCVBUF: Final = 4 * 1024 * 1024
 
 _T = TypeVar("_T")
@@ -440,9 +457,10 @@ class Netlink(Protocol):
         ...
 
     async def apply(self, changes: Sequence[Change]) -> list[bool | NetlinkError]:
-        """Make ``changes`` in order, as one request: becoming master installs its
-        addresses, routes and rules without a round trip per object. Each result is what
-        the matching ``add_*``/``remove_*`` method returns, or the NetlinkError it raises."""
+        """Make ``changes`` in order, at once: becoming master installs its addresses,
+        routes and rules without yielding to other tasks in between where it can. Each
+        result is what the matching ``add_*``/``remove_*`` method returns, or the
+        NetlinkError it raises. Cancelled part-way, what was done stays done."""
         ...
 
     def subscribe(self) -> trio.MemoryReceiveChannel[NetlinkEvent]:
@@ -528,7 +546,7 @@ def enter_netns(name: str) -> None:
     """Move the calling *thread* into the network namespace ``name`` (``ip netns`` name).
 
     Only the calling thread moves (setns(2) acts per thread), so this is for threads that
-    belong to one object: the netlink threads, or a short-lived thread creating a socket.
+    belong to one object: the netlink owner thread, or a short-lived thread creating a socket.
     Sockets keep the namespace they were created in.
     """
     path = name if "/" in name else f"/run/netns/{name}"
@@ -582,15 +600,27 @@ def _attr(msg: Any, name: str) -> Any:
 
 
 def _link_state(msg: Any) -> LinkState:
-    flags = int(msg["flags"])
     mac_text = _attr(msg, "IFLA_ADDRESS")
-    mac = bytes.fromhex(mac_text.replace(":", "")) if mac_text else b""
+    return _state(
+        LinkMessage(
+            present=True,
+            family=int(msg["family"]),
+            index=int(msg["index"]),
+            flags=int(msg["flags"]),
+            name=str(_attr(msg, "IFLA_IFNAME")),
+            mac=bytes.fromhex(mac_text.replace(":", "")) if mac_text else b"",
+            mtu=int(_attr(msg, "IFLA_MTU") or 0),
+        )
+    )
+
+
+def _state(message: LinkMessage) -> LinkState:
     return LinkState(
-        name=str(_attr(msg, "IFLA_IFNAME")),
-        index=int(msg["index"]),
-        up=bool(flags & IFF_UP) and bool(flags & IFF_RUNNING),
-        mac=mac,
-        mtu=int(_attr(msg, "IFLA_MTU") or 0),
+        name=message.name,
+        index=message.index,
+        up=bool(message.flags & IFF_UP) and bool(message.flags & IFF_RUNNING),
+        mac=message.mac,
+        mtu=message.mtu,
     )
 
 
@@ -680,24 +710,23 @@ def _get_primary_address(ipr: Any, name: str, family: Family) -> IPAddress | Non
     return None
 
 
-def _address_request(spec: AddressSpec, index: int, *, adding: bool) -> dict[str, Any]:
-    request: dict[str, Any] = {
-        "index": index,
-        "family": _family(spec.address.version),
-        "address": str(spec.address.ip),
-        "prefixlen": spec.address.network.prefixlen,
-    }
+def _address_request(spec: AddressSpec, index: int, *, adding: bool) -> AddressRequest:
+    address = spec.address
     if not adding:
-        return request
-    if spec.label is not None and spec.address.version == 4:
-        request["label"] = spec.label  # IPv6 has no labels
-    if spec.scope is not None:
-        request["scope"] = _scope(spec.scope)
-    if spec.nodad:
-        request["flags"] = IFA_F_NODAD
-    if spec.preferred_lifetime_zero:
-        request["preferred_lft"] = 0  # valid_lft stays forever
-    return request
+        return AddressRequest(
+            False, _family(address.version), address.ip.packed, address.network.prefixlen, index
+        )
+    return AddressRequest(
+        True,
+        _family(address.version),
+        address.ip.packed,
+        address.network.prefixlen,
+        index,
+        label=spec.label if address.version == 4 else None,  # IPv6 has no labels
+        scope=_scope(spec.scope) if spec.scope is not None else RT_SCOPE_UNIVERSE,
+        flags=IFA_F_NODAD if spec.nodad else 0,
+        preferred_lifetime_zero=spec.preferred_lifetime_zero,  # valid_lft stays forever
+    )
 
 
 def _scope(name: str) -> int:
@@ -707,34 +736,18 @@ def _scope(name: str) -> int:
         raise ValueError(f"unknown scope {name!r}; valid: {', '.join(SCOPES)}") from None
 
 
-def _add_address(ipr: Any, spec: AddressSpec) -> bool:
-    operation = f"add address {describe_address(spec)}"
-    index = _require_index(spec.dev, operation)
-    try:
-        ipr.addr("add", **_address_request(spec, index, adding=True))
-    except PyrouteNetlinkError as exc:
-        if exc.code != errno.EEXIST:
-            raise _failure(operation, exc) from None
-        present = [_address_of(m) for m in _dump_addresses(ipr, index)]
-        if spec.address in present:
-            return False
-        # IPv6 addresses are unique per interface whatever their prefix length.
-        existing = next((a for a in present if a.ip == spec.address.ip), spec.address)
-        raise address_conflict(spec, existing) from None
-    return True
+def _operation(spec: AddressSpec, adding: bool) -> str:
+    return f"{'add' if adding else 'remove'} address {describe_address(spec)}"
 
 
-def _remove_address(ipr: Any, spec: AddressSpec) -> bool:
-    index = _index(spec.dev)
-    if index is None:
+def _existing_address(ipr: Any, spec: AddressSpec, index: int) -> bool:
+    """The kernel said EEXIST to adding ``spec``: False if it is there as asked, else the
+    conflict (IPv6 addresses are unique per interface whatever their prefix length)."""
+    present = [_address_of(m) for m in _dump_addresses(ipr, index)]
+    if spec.address in present:
         return False
-    try:
-        ipr.addr("del", **_address_request(spec, index, adding=False))
-    except PyrouteNetlinkError as exc:
-        if exc.code == errno.EADDRNOTAVAIL:
-            return False
-        raise _failure(f"remove address {describe_address(spec)}", exc) from None
-    return True
+    existing = next((a for a in present if a.ip == spec.address.ip), spec.address)
+    raise address_conflict(spec, existing)
 
 
 def _route_request(route: RouteConfig, oif: int | None, *, adding: bool) -> dict[str, Any]:
@@ -895,8 +908,6 @@ def _remove_rule(ipr: Any, rule: RuleConfig) -> bool:
 
 
 _REQUESTS: Final[dict[str, Callable[..., bool]]] = {
-    "add_address": _add_address,
-    "remove_address": _remove_address,
     "add_route": _add_route,
     "remove_route": _remove_route,
     "add_rule": _add_rule,
@@ -914,43 +925,46 @@ def _apply(ipr: Any, changes: Sequence[Change]) -> list[bool | NetlinkError]:
     return results
 
 
-# --- the monitor thread's view of the links ------------------------------------------------
+# --- the monitor's view of the links -------------------------------------------------------
 
 
 class _Translator:
-    """Turns rtnetlink notifications into events. Lives on the monitor thread."""
+    """Turns rtnetlink notifications into events; ``sock`` names unknown interfaces."""
 
-    def __init__(self) -> None:
+    def __init__(self, sock: socket.socket) -> None:
+        self._socket = sock
         self._links: dict[int, LinkState] = {}
 
-    def seed(self, messages: Iterable[Any]) -> None:
+    def seed(self, messages: Iterable[LinkMessage]) -> None:
         self._links = {}
-        for msg in messages:
-            if msg["family"] == socket.AF_UNSPEC:
-                state = _link_state(msg)
-                self._links[state.index] = state
+        for message in messages:
+            if message.family == socket.AF_UNSPEC:
+                self._links[message.index] = _state(message)
 
-    def translate(self, messages: Iterable[Any]) -> list[NetlinkEvent]:
+    def translate(self, messages: Iterable[LinkMessage | AddressMessage]) -> list[NetlinkEvent]:
         events: list[NetlinkEvent] = []
-        for msg in messages:
-            kind = msg["header"]["type"]
-            if kind in (RTM_NEWLINK, RTM_DELLINK):
+        for message in messages:
+            if isinstance(message, LinkMessage):
                 # AF_BRIDGE notifications describe bridge ports, not the link itself: a port
                 # leaving its bridge comes as an AF_BRIDGE RTM_DELLINK.
-                if msg["family"] == socket.AF_UNSPEC:
-                    self._link(msg, kind == RTM_NEWLINK, events)
-            elif kind in (RTM_NEWADDR, RTM_DELADDR):
-                name = self._name(int(msg["index"]))
-                if name is None:
-                    logger.debug("address event on unknown interface %s", msg["index"])
-                    continue
-                events.append(AddressEvent(name, _address_of(msg), kind == RTM_NEWADDR))
+                if message.family == socket.AF_UNSPEC:
+                    self._link(message, events)
+                continue
+            name = self._name(message.index)
+            if name is None:
+                logger.debug("address event on unknown interface %s", message.index)
+                continue
+            address = (message.address, message.prefixlen)
+            interface = (
+                IPv4Interface(address) if len(message.address) == 4 else IPv6Interface(address)
+            )
+            events.append(AddressEvent(name, interface, message.present))
         return events
 
-    def _link(self, msg: Any, present: bool, events: list[NetlinkEvent]) -> None:
-        state = _link_state(msg)
+    def _link(self, message: LinkMessage, events: list[NetlinkEvent]) -> None:
+        state = _state(message)
         old = self._links.pop(state.index, None)
-        if not present:
+        if not message.present:
             events.append(LinkEvent(old.name if old is not None else state.name, None))
             return
         self._links[state.index] = state
@@ -963,15 +977,35 @@ class _Translator:
         known = self._links.get(index)
         if known is not None:
             return known.name
+        return interface_name(self._socket, index)
+
+
+#: Datagrams the monitor reads before it lets other tasks run.
+_MONITOR_BATCH: Final = 64
+
+
+def _discard_queued(sock: socket.socket) -> None:
+    """Empty the monitor socket's queue (up to a bound, should changes keep coming)."""
+    for _ in range(_MONITOR_BATCH * 100):
         try:
-            return socket.if_indextoname(index)
-        except OSError:
-            return None
+            sock.recv(1 << 16)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            if exc.errno != errno.ENOBUFS:
+                raise
 
 
-def _dump_links() -> list[Any]:
-    with IPRoute(groups=0) as ipr:
-        return list(ipr.link("dump"))
+def _read_events(sock: socket.socket, translator: _Translator) -> list[NetlinkEvent]:
+    """The events in what is waiting on the monitor socket (up to a batch)."""
+    events: list[NetlinkEvent] = []
+    for _ in range(_MONITOR_BATCH):
+        try:
+            data = sock.recv(1 << 16)
+        except BlockingIOError:
+            break
+        events += translator.translate(decode_notifications(data))
+    return events
 
 
 # --- the real thing ----------------------------------------------------------------------
@@ -1007,7 +1041,7 @@ class PyrouteNetlink:
     """:class:`Netlink` on the kernel, through pyroute2 (see the module docstring).
 
     Use as ``async with open_netlink() as nl:``. ``netns`` runs it inside that network
-    namespace (an ``ip netns`` name); only its own threads move there.
+    namespace (an ``ip netns`` name); only its own thread and sockets move there.
     """
 
     def __init__(self, *, netns: str | None = None) -> None:
@@ -1016,13 +1050,11 @@ class PyrouteNetlink:
         self._hub = EventHub()
         self._token: trio.lowlevel.TrioToken | None = None
         self._owner: threading.Thread | None = None
-        self._monitor: threading.Thread | None = None
         self._owner_done = trio.Event()
-        self._monitor_done = trio.Event()
-        self._monitor_started = trio.Event()
+        self._monitor_scope = trio.CancelScope()
+        self._monitor_done: trio.Event | None = None
         self._monitor_error: BaseException | None = None
-        self._wake_read = -1
-        self._wake_write = -1
+        self._addresses: AddressSocket | None = None
         self._opened = False
         self._closed = False
         self._requests = 0
@@ -1042,7 +1074,8 @@ class PyrouteNetlink:
             await self.aclose()
 
     async def open(self) -> None:
-        """Start the threads; raises NetlinkError if netlink cannot be opened."""
+        """Start the owner thread and the monitor; raises NetlinkError if netlink cannot be
+        opened."""
         if self._opened:
             raise RuntimeError("PyrouteNetlink.open() called twice")
         self._opened = True
@@ -1053,31 +1086,41 @@ class PyrouteNetlink:
             )
             self._owner.start()
             await self._call(lambda ipr: None)  # raises what creating the IPRoute raised
-            self._wake_read, self._wake_write = os.pipe()
-            self._monitor = threading.Thread(
-                target=self._monitor_main, name="pyvrrp-netlink-monitor", daemon=True
+            try:
+                self._addresses = in_netns(self._netns, AddressSocket)
+                monitor = in_netns(
+                    self._netns,
+                    functools.partial(open_socket, groups=_MONITOR_GROUPS, rcvbuf=_MONITOR_RCVBUF),
+                )
+            except OSError as exc:
+                raise NetlinkError(f"cannot open netlink: {exc.strerror or exc}") from None
+            try:
+                # Bound first, dumped second: no change can fall between the two.
+                translator = _Translator(monitor)
+                translator.seed(await self._dump_links())
+            except BaseException:
+                monitor.close()
+                raise
+            self._monitor_done = trio.Event()
+            trio.lowlevel.spawn_system_task(
+                self._monitor_main, monitor, translator, name="pyvrrp-netlink-monitor"
             )
-            self._monitor.start()
-            await self._monitor_started.wait()
-            self._raise_monitor_error()
         except BaseException:
             with trio.CancelScope(shield=True):
                 await self.aclose()
             raise
 
     async def aclose(self) -> None:
-        """Stop both threads and end every subscription. Idempotent."""
+        """Stop the monitor and the owner thread, end every subscription. Idempotent."""
         if self._closed:
             return
         self._closed = True
         self._hub.close()
-        if self._monitor is not None:
-            os.write(self._wake_write, b"x")
+        self._monitor_scope.cancel()
+        if self._monitor_done is not None:
             await self._monitor_done.wait()
-            self._monitor.join()
-        for fd in (self._wake_read, self._wake_write):
-            if fd >= 0:
-                os.close(fd)
+        if self._addresses is not None:
+            self._addresses.close()
         if self._owner is not None:
             self._jobs.put(None)
             await self._owner_done.wait()
@@ -1086,7 +1129,7 @@ class PyrouteNetlink:
     def statistics(self) -> NetlinkStatistics:
         """Counters since open."""
         return NetlinkStatistics(
-            requests=self._requests,
+            requests=self._requests + (self._addresses.requests if self._addresses else 0),
             events=self._hub.events,
             subscribers=self._hub.subscribers,
             subscriber_overflows=self._hub.overflows,
@@ -1107,10 +1150,16 @@ class PyrouteNetlink:
         return await self._call(functools.partial(_get_addresses, name=interface))
 
     async def add_address(self, spec: AddressSpec) -> bool:
-        return await self._call(functools.partial(_add_address, spec=spec))
+        await trio.lowlevel.checkpoint_if_cancelled()
+        added = await self._address(spec, adding=True)
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        return added
 
     async def remove_address(self, spec: AddressSpec) -> bool:
-        return await self._call(functools.partial(_remove_address, spec=spec))
+        await trio.lowlevel.checkpoint_if_cancelled()
+        removed = await self._address(spec, adding=False)
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        return removed
 
     async def add_route(self, route: RouteConfig) -> bool:
         return await self._call(functools.partial(_add_route, route=route))
@@ -1125,7 +1174,26 @@ class PyrouteNetlink:
         return await self._call(functools.partial(_remove_rule, rule=rule))
 
     async def apply(self, changes: Sequence[Change]) -> list[bool | NetlinkError]:
-        return await self._call(functools.partial(_apply, changes=tuple(changes)))
+        # Addresses on trio's thread, routes and rules on the owner thread, in order. Not a
+        # schedule point unless a route or rule is among the changes: between a master's
+        # advertisement, its addresses and its announcement, no other task runs.
+        await trio.lowlevel.checkpoint_if_cancelled()
+        results: list[bool | NetlinkError] = []
+        others: list[Change] = []
+        for change in changes:
+            if not isinstance(change.item, AddressSpec):
+                others.append(change)
+                continue
+            if others:
+                results += await self._call(functools.partial(_apply, changes=tuple(others)))
+                others = []
+            try:
+                results.append(await self._address(change.item, adding=change.add))
+            except NetlinkError as exc:
+                results.append(exc)
+        if others:
+            results += await self._call(functools.partial(_apply, changes=tuple(others)))
+        return results
 
     def subscribe(self) -> trio.MemoryReceiveChannel[NetlinkEvent]:
         if self._monitor_error is not None:
@@ -1133,6 +1201,29 @@ class PyrouteNetlink:
                 f"the netlink monitor stopped: {self._monitor_error}; restart pyvrrp"
             )
         return self._hub.subscribe()
+
+    # Addresses, on trio's thread (see pyvrrp.runtime.rtnl for why).
+
+    async def _address(self, spec: AddressSpec, *, adding: bool) -> bool:
+        if self._closed or self._addresses is None:
+            raise trio.ClosedResourceError("netlink is closed")
+        index = self._addresses.index(spec.dev)
+        if index is not None:
+            ack = await self._addresses.request(_address_request(spec, index, adding=adding))
+            if ack.error == 0:
+                return True
+            if adding and ack.error == errno.EEXIST:
+                return await self._call(
+                    functools.partial(_existing_address, spec=spec, index=index)
+                )
+            if not adding and ack.error == errno.EADDRNOTAVAIL:
+                return False
+            if ack.error != errno.ENODEV:  # else the interface went away meanwhile
+                raise kernel_error(_operation(spec, adding), ack.error, ack.message)
+        # An interface that does not exist holds no address.
+        if adding:
+            raise interface_missing(_operation(spec, adding), spec.dev)
+        return False
 
     # Talking to the owner thread.
 
@@ -1180,54 +1271,42 @@ class PyrouteNetlink:
                 ipr.close()
             self._to_trio(self._owner_done.set)
 
-    # The monitor thread.
+    # The monitor task.
 
-    def _monitor_main(self) -> None:
-        sock: Any = None
+    async def _dump_links(self) -> list[LinkMessage]:
         try:
-            try:
-                if self._netns is not None:
-                    enter_netns(self._netns)
-                sock = IPRSocket(rcvbuf=_MONITOR_RCVBUF)
-                sock.bind(groups=_MONITOR_GROUPS)
-                translator = _Translator()
-                # Bound first, dumped second: no change can fall between the two.
-                translator.seed(_dump_links())
-            except Exception as exc:
-                self._to_trio(functools.partial(self._monitor_failed, exc))
-                return
-            self._to_trio(self._monitor_started.set)
-            poller = select.poll()
-            poller.register(sock.fileno(), select.POLLIN)
-            poller.register(self._wake_read, select.POLLIN)
-            while True:
-                ready = {fd for fd, _ in poller.poll()}
-                if self._wake_read in ready:
-                    return
-                try:
-                    messages = sock.get()
-                except OSError as exc:
-                    if exc.errno != errno.ENOBUFS:
-                        raise
-                    # The kernel dropped notifications: our view and the subscribers' are
-                    # stale. Re-read the links, and tell subscribers to re-read theirs.
-                    translator.seed(_dump_links())
-                    self._to_trio(self._kernel_overflow)
-                    continue
-                events = translator.translate(messages)
-                if events:
-                    self._to_trio(functools.partial(self._hub.publish, events))
+            return await trio.to_thread.run_sync(in_netns, self._netns, dump_links)
+        except OSError as exc:
+            raise NetlinkError(f"cannot list the interfaces: {exc.strerror or exc}") from None
+
+    async def _monitor_main(self, sock: socket.socket, translator: _Translator) -> None:
+        # A trio system task (a library's background service, with no nursery to live in):
+        # it must not raise, so every failure becomes _monitor_failed.
+        try:
+            with self._monitor_scope:
+                while True:
+                    await trio.lowlevel.wait_readable(sock)
+                    try:
+                        events = _read_events(sock, translator)
+                    except OSError as exc:
+                        if exc.errno != errno.ENOBUFS:
+                            raise
+                        # The kernel dropped notifications: our view and the subscribers' are
+                        # stale. It drops every further one, without saying so again, until
+                        # the queue has been emptied: empty it (what is queued is older than
+                        # the dump), re-read the links, tell subscribers to re-read theirs.
+                        _discard_queued(sock)
+                        translator.seed(await self._dump_links())
+                        self._kernel_overflow()
+                        continue
+                    self._hub.publish(events)
         except Exception as exc:
             logger.exception("the netlink monitor stopped")
-            self._to_trio(functools.partial(self._monitor_failed, exc))
+            self._monitor_failed(exc)
         finally:
-            if sock is not None:
-                sock.close()
-            self._to_trio(self._monitor_done.set)
-
-    def _raise_monitor_error(self) -> None:
-        if self._monitor_error is not None:
-            raise self._monitor_error
+            sock.close()
+            assert self._monitor_done is not None
+            self._monitor_done.set()
 
     def _monitor_failed(self, exc: BaseException) -> None:
         self._monitor_error = (
@@ -1236,7 +1315,6 @@ class PyrouteNetlink:
             else NetlinkError(f"cannot watch netlink events: {exc}")
         )
         self._hub.lost()
-        self._monitor_started.set()
 
     def _kernel_overflow(self) -> None:
         self._kernel_overflows += 1

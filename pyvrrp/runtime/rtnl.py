@@ -1,0 +1,391 @@
+"""Address requests on a netlink socket of our own: the fast path of becoming master.
+
+A new master installs its addresses between its first advertisement and its first gratuitous
+ARP, so the time an address add takes is the time the segment waits to learn the new MAC.
+Through pyroute2 on the netlink owner thread (:mod:`pyvrrp.runtime.netlink`) an add costs
+0.7-1 ms of CPU in a daemon that has been idle for a second (pyroute2 runs about a thousand
+Python calls and an asyncio loop per request; an idle process runs them cold), plus the two
+thread hand-overs: two adds put the first GARP 2-4 ms after the advertisement (docs/benchmarks.md).
+
+Adding or removing an address is one ``sendmsg`` the kernel handles synchronously: the
+address is in place and the acknowledgement queued on our socket by the time the call
+returns. This module encodes RTM_NEWADDR / RTM_DELADDR by hand (``ip addr add`` sends the
+same message), sends it on trio's thread and reads the acknowledgement: about 30 µs per
+address. Everything else (reads, routes, rules, events) stays with pyroute2.
+
+Encoding and decoding are pure functions (tested against pyroute2's own parser);
+:class:`AddressSocket` is the I/O. The socket is only ever read for acknowledgements of its
+own requests (it joins no multicast group), so its buffer cannot fill, and the one way to
+block is the kernel's rtnl lock, the lock every ``ip`` command takes too.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import socket
+import struct
+from collections.abc import Iterator
+from typing import Final
+
+import attrs
+import trio
+
+__all__ = [
+    "Ack",
+    "AddressMessage",
+    "AddressRequest",
+    "AddressSocket",
+    "LinkMessage",
+    "decode_acks",
+    "decode_notifications",
+    "dump_links",
+    "encode_address_request",
+    "encode_link_dump",
+    "interface_index",
+    "interface_name",
+    "open_socket",
+]
+
+# linux/netlink.h, linux/rtnetlink.h, linux/if_addr.h, linux/sockios.h
+NLMSG_ERROR: Final = 2
+NLMSG_DONE: Final = 3
+RTM_NEWLINK: Final = 16
+RTM_DELLINK: Final = 17
+RTM_GETLINK: Final = 18
+RTM_NEWADDR: Final = 20
+RTM_DELADDR: Final = 21
+NLM_F_DUMP: Final = 0x300
+IFLA_ADDRESS: Final = 1
+IFLA_IFNAME: Final = 3
+IFLA_MTU: Final = 4
+NLM_F_REQUEST: Final = 0x1
+NLM_F_ACK: Final = 0x4
+NLM_F_EXCL: Final = 0x200
+NLM_F_CREATE: Final = 0x400
+NLM_F_CAPPED: Final = 0x100
+NLM_F_ACK_TLVS: Final = 0x200
+SOL_NETLINK: Final = 270
+NETLINK_CAP_ACK: Final = 10
+NETLINK_EXT_ACK: Final = 11
+NLMSGERR_ATTR_MSG: Final = 1
+IFA_ADDRESS: Final = 1
+IFA_LOCAL: Final = 2
+IFA_LABEL: Final = 3
+IFA_CACHEINFO: Final = 6
+IFA_FLAGS: Final = 8
+INFINITY_LIFE_TIME: Final = 0xFFFFFFFF
+SIOCGIFNAME: Final = 0x8910
+SIOCGIFINDEX: Final = 0x8933
+
+_HEADER: Final = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, sequence, port
+_IFADDRMSG: Final = struct.Struct("=BBBBi")  # family, prefix length, flags, scope, index
+_IFINFOMSG: Final = struct.Struct("=BxHiII")  # family, type, index, flags, change
+_NLA: Final = struct.Struct("=HH")  # length, type
+_IFREQ: Final = struct.Struct("=16si12x")  # ifr_name, ifr_ifindex (padded to sizeof ifreq)
+_ERROR: Final = struct.Struct("=i")
+
+#: How long to wait for an acknowledgement the kernel did not queue at once (it always does
+#: for address requests; this bounds the wait if a future kernel does not).
+ACK_TIMEOUT: Final = 1.0
+
+
+@attrs.frozen
+class AddressRequest:
+    """One address to add or remove, in the kernel's terms."""
+
+    adding: bool
+    family: int  # socket.AF_INET or socket.AF_INET6
+    address: bytes  # packed: 4 or 16 bytes
+    prefixlen: int
+    index: int
+    label: str | None = None
+    scope: int = 0
+    flags: int = 0
+    preferred_lifetime_zero: bool = False
+
+
+@attrs.frozen
+class Ack:
+    """The kernel's answer to request ``sequence``: ``error`` 0 or an errno, and the extended
+    acknowledgement's message when the kernel gave one."""
+
+    sequence: int
+    error: int
+    message: str = ""
+
+
+@attrs.frozen
+class LinkMessage:
+    """An RTM_NEWLINK (``present``) or RTM_DELLINK notification, or a link dump entry."""
+
+    present: bool
+    family: int
+    index: int
+    flags: int
+    name: str
+    mac: bytes
+    mtu: int
+
+
+@attrs.frozen
+class AddressMessage:
+    """An RTM_NEWADDR (``present``) or RTM_DELADDR notification: ``address`` is IFA_LOCAL
+    (the address itself) or, where there is none, IFA_ADDRESS."""
+
+    present: bool
+    family: int
+    index: int
+    prefixlen: int
+    address: bytes
+
+
+def _nla(kind: int, payload: bytes) -> bytes:
+    length = _NLA.size + len(payload)
+    return _NLA.pack(length, kind) + payload + b"\0" * (-length % 4)
+
+
+def encode_address_request(request: AddressRequest, sequence: int) -> bytes:
+    """The RTM_NEWADDR (with create-exclusive) or RTM_DELADDR message ``ip addr`` would send.
+
+    IFA_LOCAL and IFA_ADDRESS both carry the address (equal: no peer); the flags go in the
+    header's byte and, whole, in IFA_FLAGS; ``preferred_lifetime_zero`` sends a cacheinfo of
+    preferred 0, valid forever.
+    """
+    attributes = [
+        _nla(IFA_LOCAL, request.address),
+        _nla(IFA_ADDRESS, request.address),
+    ]
+    if request.adding:
+        if request.label is not None:
+            attributes.append(_nla(IFA_LABEL, request.label.encode() + b"\0"))
+        if request.flags:
+            attributes.append(_nla(IFA_FLAGS, struct.pack("=I", request.flags)))
+        if request.preferred_lifetime_zero:
+            cacheinfo = struct.pack("=IIII", 0, INFINITY_LIFE_TIME, 0, 0)
+            attributes.append(_nla(IFA_CACHEINFO, cacheinfo))
+        kind, flags = RTM_NEWADDR, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
+    else:
+        kind, flags = RTM_DELADDR, NLM_F_REQUEST | NLM_F_ACK
+    body = _IFADDRMSG.pack(
+        request.family,
+        request.prefixlen,
+        request.flags & 0xFF if request.adding else 0,
+        request.scope if request.adding else 0,
+        request.index,
+    ) + b"".join(attributes)
+    return _HEADER.pack(_HEADER.size + len(body), kind, flags, sequence, 0) + body
+
+
+def _messages(data: bytes) -> Iterator[tuple[int, int, int, int, int]]:
+    """(type, flags, sequence, start and end of the payload) of each message in ``data``."""
+    offset = 0
+    while offset + _HEADER.size <= len(data):
+        length, kind, flags, sequence, _ = _HEADER.unpack_from(data, offset)
+        if length < _HEADER.size or offset + length > len(data):
+            return  # truncated: the kernel never sends that, so nothing we could use
+        yield kind, flags, sequence, offset + _HEADER.size, offset + length
+        offset += (length + 3) & ~3
+
+
+def _attributes(data: bytes, start: int, end: int) -> dict[int, bytes]:
+    """The attributes between ``start`` and ``end``, by type (the last one of a type wins)."""
+    found = {}
+    offset = start
+    while offset + _NLA.size <= end:
+        length, kind = _NLA.unpack_from(data, offset)
+        if length < _NLA.size or offset + length > end:
+            break
+        found[kind & 0x3FFF] = data[offset + _NLA.size : offset + length]
+        offset += (length + 3) & ~3
+    return found
+
+
+def _string(payload: bytes) -> str:
+    return payload.split(b"\0", 1)[0].decode(errors="replace")
+
+
+def decode_notifications(data: bytes) -> list[LinkMessage | AddressMessage]:
+    """The link and address messages in one datagram; anything else is skipped."""
+    decoded: list[LinkMessage | AddressMessage] = []
+    for kind, _, _, payload, end in _messages(data):
+        if kind in (RTM_NEWLINK, RTM_DELLINK) and payload + _IFINFOMSG.size <= end:
+            family, _, index, flags, _ = _IFINFOMSG.unpack_from(data, payload)
+            nla = _attributes(data, payload + _IFINFOMSG.size, end)
+            mtu = nla.get(IFLA_MTU, b"")
+            decoded.append(
+                LinkMessage(
+                    present=kind == RTM_NEWLINK,
+                    family=family,
+                    index=index,
+                    flags=flags,
+                    name=_string(nla.get(IFLA_IFNAME, b"")),
+                    mac=nla.get(IFLA_ADDRESS, b""),
+                    mtu=struct.unpack("=I", mtu)[0] if len(mtu) == 4 else 0,
+                )
+            )
+        elif kind in (RTM_NEWADDR, RTM_DELADDR) and payload + _IFADDRMSG.size <= end:
+            family, prefixlen, _, _, index = _IFADDRMSG.unpack_from(data, payload)
+            nla = _attributes(data, payload + _IFADDRMSG.size, end)
+            address = nla.get(IFA_LOCAL) or nla.get(IFA_ADDRESS)
+            if address is not None:
+                decoded.append(
+                    AddressMessage(kind == RTM_NEWADDR, family, index, prefixlen, address)
+                )
+    return decoded
+
+
+def encode_link_dump(sequence: int) -> bytes:
+    """An RTM_GETLINK dump request for every link (``ip link show``)."""
+    body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
+    return (
+        _HEADER.pack(_HEADER.size + len(body), RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, sequence, 0)
+        + body
+    )
+
+
+def open_socket(*, groups: int = 0, rcvbuf: int | None = None) -> socket.socket:
+    """A non-blocking NETLINK_ROUTE socket in the calling thread's namespace, subscribed to
+    the multicast ``groups`` (RTMGRP_* bits)."""
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+    try:
+        if rcvbuf is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.bind((0, groups))
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def interface_index(sock: socket.socket, name: str) -> int | None:
+    """The index of interface ``name`` in ``sock``'s namespace, or None if there is none."""
+    try:
+        answer = fcntl.ioctl(sock.fileno(), SIOCGIFINDEX, _IFREQ.pack(name.encode(), 0))
+    except (OSError, ValueError):  # ENODEV; ValueError: a name with a NUL byte
+        return None
+    index: int = _IFREQ.unpack(answer)[1]
+    return index
+
+
+def interface_name(sock: socket.socket, index: int) -> str | None:
+    """The name of interface ``index`` in ``sock``'s namespace, or None if there is none."""
+    try:
+        answer = fcntl.ioctl(sock.fileno(), SIOCGIFNAME, _IFREQ.pack(b"", index))
+    except OSError:  # ENODEV
+        return None
+    return _string(_IFREQ.unpack(answer)[0])
+
+
+def dump_links() -> list[LinkMessage]:
+    """Every link of the calling thread's namespace, from a blocking one-off socket."""
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE) as sock:
+        sock.bind((0, 0))
+        sock.send(encode_link_dump(1))
+        links: list[LinkMessage] = []
+        while True:
+            data = sock.recv(1 << 20)
+            links += [m for m in decode_notifications(data) if isinstance(m, LinkMessage)]
+            for kind, _, _, payload, _ in _messages(data):
+                if kind == NLMSG_DONE:  # often in the same datagram as the last links
+                    return links
+                if kind == NLMSG_ERROR:
+                    (error,) = _ERROR.unpack_from(data, payload)
+                    raise OSError(-error, os.strerror(-error))
+
+
+def decode_acks(data: bytes) -> list[Ack]:
+    """The acknowledgements (NLMSG_ERROR messages) in one datagram read from the socket."""
+    acks = []
+    for kind, flags, sequence, payload, end in _messages(data):
+        if kind != NLMSG_ERROR or payload + _ERROR.size + _HEADER.size > end:
+            continue
+        (error,) = _ERROR.unpack_from(data, payload)
+        echoed = payload + _ERROR.size
+        (echoed_length,) = struct.unpack_from("=I", data, echoed)
+        # With NETLINK_CAP_ACK the kernel echoes only the request's header.
+        attributes = echoed + (_HEADER.size if flags & NLM_F_CAPPED else echoed_length)
+        message = ""
+        if flags & NLM_F_ACK_TLVS:
+            message = _string(_attributes(data, attributes, end).get(NLMSGERR_ATTR_MSG, b""))
+        acks.append(Ack(sequence, -error, message))
+    return acks
+
+
+class AddressSocket:
+    """A NETLINK_ROUTE socket for address requests, used from trio's thread.
+
+    Create it in the namespace it must act in (``pyvrrp.runtime.netlink.in_netns``): the
+    interface index lookup goes through the same socket, so both follow its namespace.
+    """
+
+    def __init__(self) -> None:
+        self._socket = open_socket()
+        try:
+            for option in (NETLINK_CAP_ACK, NETLINK_EXT_ACK):
+                self._socket.setsockopt(SOL_NETLINK, option, 1)
+        except BaseException:
+            self._socket.close()
+            raise
+        self._sequence = 0
+        self._acks: dict[int, Ack] = {}
+        self._abandoned: set[int] = set()
+        self._waiting = trio.Lock()
+        self.requests = 0
+
+    def index(self, name: str) -> int | None:
+        """The interface's index in the socket's namespace, or None if there is none."""
+        return interface_index(self._socket, name)
+
+    async def request(self, request: AddressRequest) -> Ack:
+        """Send ``request`` and return the kernel's answer.
+
+        The kernel answers before ``sendmsg`` returns, so this normally returns without
+        yielding to trio: it is *not* a checkpoint (callers making several requests in a row
+        checkpoint once, around all of them). Should the answer not be there, it waits for
+        it (a checkpoint) for up to :data:`ACK_TIMEOUT`; a cancellation arriving then
+        abandons the answer, not the request.
+        """
+        self._sequence = self._sequence % 0xFFFFFFFF + 1
+        sequence = self._sequence
+        self.requests += 1
+        try:
+            self._socket.send(encode_address_request(request, sequence))
+        except OSError as exc:  # ENOBUFS, ENOMEM: the kernel could not take it
+            return Ack(sequence, exc.errno or errno.EIO, "")
+        ack = self._take(sequence)
+        if ack is not None:
+            return ack
+        try:
+            with trio.fail_after(ACK_TIMEOUT):
+                async with self._waiting:  # one task at a time may wait on a file descriptor
+                    while (ack := self._take(sequence)) is None:
+                        await trio.lowlevel.wait_readable(self._socket)
+        except trio.TooSlowError:
+            return Ack(sequence, errno.ETIMEDOUT, "no acknowledgement from the kernel")
+        finally:
+            if ack is None:  # nobody will take it: drop it when it comes
+                self._abandoned.add(sequence)
+        return ack
+
+    def _take(self, sequence: int) -> Ack | None:
+        self._read()
+        return self._acks.pop(sequence, None)
+
+    def _read(self) -> None:
+        """Store every acknowledgement waiting on the socket."""
+        while True:
+            try:
+                data = self._socket.recv(65536)
+            except BlockingIOError:
+                return
+            for ack in decode_acks(data):
+                if ack.sequence in self._abandoned:
+                    self._abandoned.discard(ack.sequence)
+                else:
+                    self._acks[ack.sequence] = ack
+
+    def close(self) -> None:
+        self._socket.close()
