@@ -138,8 +138,9 @@ class Announcer:
     """Sends prepared frames on one interface, never blocking (see :meth:`send`).
 
     The AF_PACKET socket is bound to the interface by name with protocol 0, so it receives
-    nothing. If the interface is deleted and created again (a network restart), the next
-    :meth:`send` binds to the new one. ``netns`` creates the socket in that namespace.
+    nothing; binding also tells the interface's MAC (:attr:`mac`). If the interface is deleted
+    and created again (a network restart), the next :meth:`send` binds to the new one.
+    ``netns`` creates the socket in that namespace.
     """
 
     def __init__(self, interface: str, *, netns: str | None = None) -> None:
@@ -170,10 +171,17 @@ class Announcer:
         sock.setblocking(False)
         return sock
 
+    @property
+    def mac(self) -> bytes:
+        """The interface's hardware address as of the last bind (empty if it has none)."""
+        return self._mac
+
     def _bind(self) -> None:
         try:
             # Python resolves the name in the socket's own namespace (SIOCGIFINDEX).
             self._socket.bind((self.interface, 0))
+            # (name, protocol, packet type, hardware type, the interface's address)
+            self._mac = bytes(self._socket.getsockname()[4])
         except OSError as exc:
             if exc.errno in _GONE:
                 raise AnnounceError(

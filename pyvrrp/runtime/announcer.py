@@ -1,8 +1,10 @@
 """Sending the gratuitous ARP / unsolicited NA burst for an instance's addresses.
 
 :mod:`pyvrrp.runtime.announce` builds the frames and owns the AF_PACKET sockets; this module
-decides which frames go out of which interface, with that interface's MAC, learned from
-netlink once and cached so the first frame leaves without a netlink round trip.
+decides which frames go out of which interface. Nothing here waits: the interface's MAC
+comes from the packet socket bound to it (no netlink round trip), and the first round of the
+burst leaves frame by frame as each is built, so the first GARP of a new master goes out
+before the next frame is even prepared.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pyvrrp.runtime.announce import (
     ipv6_forwarding,
     unsolicited_na,
 )
-from pyvrrp.runtime.netlink import AddressSpec, Netlink
+from pyvrrp.runtime.netlink import AddressSpec
 
 log = logging.getLogger("pyvrrp")
 
@@ -36,42 +38,70 @@ class Announcements(Protocol):
 class LinkAnnouncements:
     """The real announcer: frames on AF_PACKET sockets, one per interface."""
 
-    def __init__(self, netlink: Netlink) -> None:
-        self._netlink = netlink
+    def __init__(self) -> None:
         self._announcers: dict[str, Announcer] = {}
-        self._macs: dict[str, bytes] = {}
+        self._not_ethernet: set[str] = set()
 
     def forget(self, interface: str) -> None:
-        """The interface changed (or was recreated): look it up again next time."""
-        self._macs.pop(interface, None)
+        """The interface changed (or was recreated): open it again next time."""
+        self._not_ethernet.discard(interface)
         announcer = self._announcers.pop(interface, None)
         if announcer is not None:
             announcer.close()
 
     async def announce(self, specs: Sequence[AddressSpec], repeat: int) -> None:
-        by_dev: dict[str, list[bytes]] = {}
+        if repeat < 1:
+            return
+        bursts: dict[str, list[bytes]] = {}
+        failed: set[str] = set()
         for spec in specs:
-            frame = await self._frame(spec)
-            if frame is not None:
-                by_dev.setdefault(spec.dev, []).append(frame)
-        for dev, frames in by_dev.items():
-            try:
+            if spec.dev in failed:
+                continue
+            announcer = self._announcer(spec.dev)
+            frame = None if announcer is None else self._frame(announcer, spec)
+            if announcer is None or frame is None:
+                failed.add(spec.dev)
+                continue
+            if self._send(announcer, [frame]):  # the first round, frame by frame
+                bursts.setdefault(spec.dev, []).append(frame)
+            else:
+                failed.add(spec.dev)
+        for _ in range(repeat - 1):
+            for dev, frames in bursts.items():
                 announcer = self._announcers.get(dev)
-                if announcer is None:
-                    announcer = self._announcers[dev] = Announcer(dev)
-                for _ in range(repeat):
-                    announcer.send(frames)
+                if dev in failed or announcer is None or not self._send(announcer, frames):
+                    failed.add(dev)
+
+    def _announcer(self, dev: str) -> Announcer | None:
+        announcer = self._announcers.get(dev)
+        if announcer is None:
+            try:
+                announcer = self._announcers[dev] = Announcer(dev)
             except AnnounceError as exc:
                 log.error("cannot announce addresses on %s: %s", dev, exc)
-                self.forget(dev)
-
-    async def _frame(self, spec: AddressSpec) -> bytes | None:
-        mac = self._macs.get(spec.dev)
-        if mac is None:
-            link = await self._netlink.link(spec.dev)
-            if link is None:
                 return None
-            mac = self._macs[spec.dev] = link.mac
+        return announcer
+
+    def _send(self, announcer: Announcer, frames: list[bytes]) -> bool:
+        try:
+            announcer.send(frames)
+        except AnnounceError as exc:
+            log.error("cannot announce addresses on %s: %s", announcer.interface, exc)
+            self.forget(announcer.interface)
+            return False
+        return True
+
+    def _frame(self, announcer: Announcer, spec: AddressSpec) -> bytes | None:
+        mac = announcer.mac
+        if len(mac) != 6:
+            if spec.dev not in self._not_ethernet:
+                self._not_ethernet.add(spec.dev)
+                log.warning(
+                    "%s has no Ethernet address (%s): its addresses are not announced",
+                    spec.dev,
+                    mac.hex(":") or "none",
+                )
+            return None
         address = spec.address.ip
         if isinstance(address, IPv4Address):
             return gratuitous_arp(mac, address)

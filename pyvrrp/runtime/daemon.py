@@ -154,7 +154,7 @@ async def serve(config: NodeConfig, config_path: str = "") -> None:
     signals_to_catch = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
     with trio.open_signal_receiver(*signals_to_catch) as signals:
         async with open_netlink() as netlink:
-            announcements = LinkAnnouncements(netlink)
+            announcements = LinkAnnouncements()
             node = Node(
                 config,
                 netlink=netlink,

@@ -1047,7 +1047,7 @@ async def open_node(
         if announcements is None:
             from pyvrrp.runtime.announcer import LinkAnnouncements
 
-            real = LinkAnnouncements(netlink)
+            real = LinkAnnouncements()
             stack.callback(real.close)
             announcements = real
         if transport_factory is None:

@@ -106,11 +106,12 @@ def receive_all(sock: socket.socket, wanted: list[bytes], timeout: float = 5.0) 
 
 def test_garp_and_na_arrive_intact_on_the_other_side(segment: Segment) -> None:
     mac = mac_of(segment.node, NODE_IF)
-    frames = [gratuitous_arp(mac, VIP4), unsolicited_na(mac, VIP6, VIP6, router=False)]
     with (
         recorder(segment.switch, SWITCH_IF) as switch,
         Announcer(NODE_IF, netns=segment.node) as node,
     ):
+        assert node.mac == mac  # read from the bound socket: no netlink query
+        frames = [gratuitous_arp(mac, VIP4), unsolicited_na(mac, VIP6, VIP6, router=False)]
         node.send(frames)
 
         receive_all(switch, frames)
@@ -164,16 +165,19 @@ def test_a_down_interface_drops_and_counts_without_raising(segment: Segment) -> 
 def test_a_recreated_interface_is_found_again(segment: Segment) -> None:
     with Announcer(NODE_IF, netns=segment.node) as node:
         old_index = ifindex(segment.node, NODE_IF)
+        assert node.mac == mac_of(segment.node, NODE_IF)
         ip(segment.node, "link", "del", NODE_IF)  # takes vswitch0 with it
         connect(segment)
         assert ifindex(segment.node, NODE_IF) != old_index
         mac = mac_of(segment.node, NODE_IF)
+        assert mac != node.mac  # veth MACs are random
         frame = gratuitous_arp(mac, VIP4)
 
         with recorder(segment.switch, SWITCH_IF) as switch:
             node.send([frame])
             receive_all(switch, [frame])
         assert node.statistics().sent == 1
+        assert node.mac == mac  # the new interface's, learned when it bound again
 
 
 def test_a_deleted_interface_is_an_error_on_send(segment: Segment) -> None:
