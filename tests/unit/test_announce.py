@@ -6,7 +6,6 @@ ICMPv6 checksum from scratch to compare with ours.
 
 from __future__ import annotations
 
-import time
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
@@ -123,21 +122,14 @@ def test_builders_reject_a_mac_that_is_not_6_bytes() -> None:
         unsolicited_na(bytes(8), VIP6, VIP6, router=False)
 
 
-def test_building_a_cached_burst_takes_microseconds() -> None:
-    addresses = [IPv4Address(int(VIP4) + i) for i in range(20)]
-    for address in addresses:
-        gratuitous_arp(MAC, address)
-    unsolicited_na(MAC, VIP6, VIP6, router=False)
+def test_frames_are_built_once_then_served_from_the_cache() -> None:
+    # A takeover announces the same addresses every time: no building on the hot path.
+    # (How fast the first frame leaves is measured by bench/announce.py.)
+    first = [gratuitous_arp(MAC, VIP4), unsolicited_na(MAC, VIP6, VIP6, router=False)]
+    again = [gratuitous_arp(MAC, VIP4), unsolicited_na(MAC, VIP6, VIP6, router=False)]
 
-    start = time.perf_counter()
-    for _ in range(100):
-        for address in addresses:
-            gratuitous_arp(MAC, address)
-        unsolicited_na(MAC, VIP6, VIP6, router=False)
-    per_burst = (time.perf_counter() - start) / 100
-
-    # 21 frames from the cache; a millisecond is the budget for the first frame to leave.
-    assert per_burst < 100e-6
+    assert all(a is b for a, b in zip(first, again, strict=True))
+    assert unsolicited_na(MAC, VIP6, VIP6, router=True) != first[1]  # the R flag is in the key
 
 
 def test_ipv6_forwarding_reads_the_interface_sysctl(tmp_path: Path) -> None:
@@ -149,3 +141,6 @@ def test_ipv6_forwarding_reads_the_interface_sysctl(tmp_path: Path) -> None:
     assert ipv6_forwarding("eth0.4000", proc=tmp_path) is True
     assert ipv6_forwarding("eth1", proc=tmp_path) is False
     assert ipv6_forwarding("missing0", proc=tmp_path) is False
+    (tmp_path / "empty0").mkdir()
+    (tmp_path / "empty0" / "forwarding").write_text("")
+    assert ipv6_forwarding("empty0", proc=tmp_path) is False
