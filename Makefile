@@ -8,7 +8,7 @@ STAMP := $(VENV)/.pyvrrp-installed
 DEB_PACKAGES := keepalived tshark tcpdump nftables iproute2 iputils-ping procps curl
 PYTEST_ARGS ?=
 
-.PHONY: all install system-deps lint typecheck test unit demo bench-codec bench-failover clean
+.PHONY: all install system-deps lint typecheck test unit demo bench-codec bench-failover bench-announce clean
 
 all: test
 
@@ -58,6 +58,9 @@ bench-codec: install
 
 bench-failover: install system-deps
 	$(PY) bench/failover.py
+
+bench-announce: install system-deps
+	$(PY) bench/announce.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage
