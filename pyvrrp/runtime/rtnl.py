@@ -1,22 +1,26 @@
-"""Address requests on a netlink socket of our own: the fast path of becoming master.
+"""Our own rtnetlink messages: the takeover's address requests and the monitor's events.
 
 A new master installs its addresses between its first advertisement and its first gratuitous
 ARP, so the time an address add takes is the time the segment waits to learn the new MAC.
-Through pyroute2 on the netlink owner thread (:mod:`pyvrrp.runtime.netlink`) an add costs
+Through pyroute2 on the netlink owner thread (:mod:`pyvrrp.runtime.netlink`) an add cost
 0.7-1 ms of CPU in a daemon that has been idle for a second (pyroute2 runs about a thousand
-Python calls and an asyncio loop per request; an idle process runs them cold), plus the two
-thread hand-overs: two adds put the first GARP 2-4 ms after the advertisement (docs/benchmarks.md).
+Python calls and an asyncio loop per request; an idle process runs them cold), plus two
+thread hand-overs: two adds put the first GARP about 2 ms after the advertisement
+(docs/benchmarks.md, "Announcement latency").
 
 Adding or removing an address is one ``sendmsg`` the kernel handles synchronously: the
 address is in place and the acknowledgement queued on our socket by the time the call
 returns. This module encodes RTM_NEWADDR / RTM_DELADDR by hand (``ip addr add`` sends the
-same message), sends it on trio's thread and reads the acknowledgement: about 30 µs per
-address. Everything else (reads, routes, rules, events) stays with pyroute2.
+same message) and :class:`AddressSocket` sends it from trio's thread and reads the
+acknowledgement: 25 µs per address warm, up to 0.2 ms cold. It also decodes the link and
+address notifications (and the link dump) the netlink monitor reads, for the same reason:
+pyroute2 decoding them cost more than the requests. Reads, routes and rules stay with
+pyroute2.
 
-Encoding and decoding are pure functions (tested against pyroute2's own parser);
-:class:`AddressSocket` is the I/O. The socket is only ever read for acknowledgements of its
-own requests (it joins no multicast group), so its buffer cannot fill, and the one way to
-block is the kernel's rtnl lock, the lock every ``ip`` command takes too.
+Encoding and decoding are pure functions (tested against pyroute2's own message classes).
+The address socket is only ever read for acknowledgements of its own requests (it joins no
+multicast group), so its buffer cannot fill, and the one way to block is the kernel's rtnl
+lock, the lock every ``ip`` command takes too.
 """
 
 from __future__ import annotations
@@ -83,7 +87,8 @@ _HEADER: Final = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, seque
 _IFADDRMSG: Final = struct.Struct("=BBBBi")  # family, prefix length, flags, scope, index
 _IFINFOMSG: Final = struct.Struct("=BxHiII")  # family, type, index, flags, change
 _NLA: Final = struct.Struct("=HH")  # length, type
-_IFREQ: Final = struct.Struct("=16si12x")  # ifr_name, ifr_ifindex (padded to sizeof ifreq)
+_IFREQ: Final = struct.Struct("=16si20x")  # ifr_name, ifr_ifindex; sizeof(struct ifreq) 40
+IFNAMSIZ: Final = 16
 _ERROR: Final = struct.Struct("=i")
 
 #: How long to wait for an acknowledgement the kernel did not queue at once (it always does
@@ -262,9 +267,12 @@ def open_socket(*, groups: int = 0, rcvbuf: int | None = None) -> socket.socket:
 
 def interface_index(sock: socket.socket, name: str) -> int | None:
     """The index of interface ``name`` in ``sock``'s namespace, or None if there is none."""
+    encoded = name.encode()
+    if len(encoded) >= IFNAMSIZ or b"\0" in encoded:  # could only match a truncated name
+        return None
     try:
-        answer = fcntl.ioctl(sock.fileno(), SIOCGIFINDEX, _IFREQ.pack(name.encode(), 0))
-    except (OSError, ValueError):  # ENODEV; ValueError: a name with a NUL byte
+        answer = fcntl.ioctl(sock.fileno(), SIOCGIFINDEX, _IFREQ.pack(encoded, 0))
+    except OSError:  # ENODEV
         return None
     index: int = _IFREQ.unpack(answer)[1]
     return index

@@ -294,3 +294,13 @@ async def test_a_request_the_kernel_refuses_to_take_is_an_answer(fake_kernel: An
     answer = await address_socket.request(REQUEST)
 
     assert answer.error == errno.ECONNREFUSED
+
+
+def test_interface_names_and_indexes_resolve_in_the_sockets_namespace() -> None:
+    with rtnl.open_socket() as sock:
+        assert rtnl.interface_index(sock, "lo") == 1  # the loopback is always index 1
+        assert rtnl.interface_name(sock, 1) == "lo"
+        assert rtnl.interface_index(sock, "nope0") is None
+        assert rtnl.interface_name(sock, 2**31 - 1) is None
+        # The kernel would read this one as "lo".
+        assert rtnl.interface_index(sock, "lo\0x") is None
