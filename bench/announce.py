@@ -92,7 +92,11 @@ def run_trial(lab: Lab, interval: float, log: Path) -> tuple[int, int]:
         time.sleep(0.2)  # the announcement burst
     finally:
         tcpdump.send_signal(signal.SIGINT)
-        out, _ = tcpdump.communicate(timeout=10)
+        try:
+            out, _ = tcpdump.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            tcpdump.kill()  # ours, by pid
+            out, _ = tcpdump.communicate()
     lab.restore_link(MASTER)
     lab.wait_converged(timeout=master_down_interval(50, interval) + 30)
     advert, garp, na = first_times(out.splitlines())
