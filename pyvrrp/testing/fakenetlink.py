@@ -378,7 +378,7 @@ class FakeNetlink:
         return False
 
     async def apply(self, changes: Sequence[Change]) -> list[bool | NetlinkError]:
-        # One request for the real thing; here each change is logged as its own operation.
+        # Each change is logged as its own operation, in order, as the real one makes them.
         results: list[bool | NetlinkError] = []
         for change in changes:
             operation = getattr(self, change.operation)

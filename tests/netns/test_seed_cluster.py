@@ -19,11 +19,10 @@ import datetime
 import math
 import re
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from nslab import Lab, Probe, pyvrrp_config, seed_cluster
+from nslab import Lab, Probe, pyvrrp_config
 
 from tests.netns.labtools import (
     PRIO_58,
@@ -35,7 +34,6 @@ from tests.netns.labtools import (
     client_neighbours,
     daemon_problems,
     master_down_interval,
-    running_lab,
     skew_time,
 )
 
@@ -44,17 +42,6 @@ from tests.netns.labtools import (
 SLACK = 1.0
 # garp_delay's default: a new master repeats its announcements 5 s later (keepalived.md).
 GARP_DELAY = 5.0
-
-
-@pytest.fixture(scope="module")
-def seed_lab() -> Iterator[Lab]:
-    yield from running_lab(seed_cluster(), "pyvrrp")
-
-
-@pytest.fixture
-def lab(seed_lab: Lab) -> Lab:
-    seed_lab.reset("pyvrrp", timeout=40, default_configs=True)
-    return seed_lab
 
 
 # A cut off from B and C: master of every VIP on its side, while B and C keep theirs.

@@ -41,8 +41,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-from nslab import Lab, pyvrrp_config, seed_cluster
+from nslab import Lab, pyvrrp_config
 
 from tests.netns.labtools import (
     PRIO_58,
@@ -54,7 +53,6 @@ from tests.netns.labtools import (
     first_advert,
     first_answer,
     probe_origin,
-    running_lab,
     skew_time,
 )
 
@@ -76,17 +74,6 @@ VIP58 = (V4["A"], V6["A"])
 # installs them and sends its gratuitous ARP / unsolicited NA (RFC 9568 §6.4.2 order: the
 # advert goes first). Releasing at the advert itself lost 1-2 probes in one handover of five.
 HANDOVER_RACE_LOSS = 0
-
-
-@pytest.fixture(scope="module")
-def seed_lab() -> Iterator[Lab]:
-    yield from running_lab(seed_cluster(), "pyvrrp")
-
-
-@pytest.fixture
-def lab(seed_lab: Lab) -> Lab:
-    seed_lab.reset("pyvrrp", timeout=40, default_configs=True)
-    return seed_lab
 
 
 # --------------------------------------------------------------------------- helpers
