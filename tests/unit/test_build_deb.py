@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import shutil
 import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -111,3 +113,37 @@ def test_man_page_renders_without_groff_warnings() -> None:
     )
     assert result.returncode == 0
     assert result.stderr == ""
+
+
+def run_packaging_test(env_extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """One packaging test in a child pytest whose PATH has python but no dpkg."""
+    root = Path(__file__).parents[2]
+    env = {k: v for k, v in os.environ.items() if k != "PYVRRP_REQUIRE_NETNS"}
+    env |= {"PATH": str(Path(sys.executable).parent), **env_extra}
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--no-cov",
+            "tests/packaging/test_deb.py::test_control_fields_say_what_the_package_needs",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=root,
+        env=env,
+    )
+
+
+def test_packaging_tests_fail_without_dpkg_in_ci_and_skip_elsewhere() -> None:
+    ci = run_packaging_test({"PYVRRP_REQUIRE_NETNS": "1"})
+    assert ci.returncode == 1, ci.stdout
+    assert "`dpkg-deb` (Debian package dpkg) is missing" in ci.stdout
+    assert "forbids skipping" in ci.stdout
+    elsewhere = run_packaging_test({})
+    assert elsewhere.returncode == 0, elsewhere.stdout
+    assert "1 skipped" in elsewhere.stdout
