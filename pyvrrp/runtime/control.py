@@ -19,9 +19,10 @@ malformed), ``unknown_instance``, ``timeout`` (nothing received in time), ``too_
 ``busy`` (too many connections), ``internal`` (a bug in the daemon, logged there).
 
 The server (:func:`serve_control`) runs in the daemon's nursery and calls a
-:class:`ControlHandler` (the daemon's Node). Nothing a client sends can crash or block it:
-every read has a deadline, lines are bounded, each connection is its own task. The client
-(:func:`request`) is a plain blocking socket, for the command line.
+:class:`ControlHandler` (the daemon's :class:`~pyvrrp.runtime.daemon.DaemonControl`, which
+wraps its Node). Nothing a client sends can crash or block it: every read has a deadline,
+lines are bounded, each connection is its own task. The client (:func:`request`) is a plain
+blocking socket, for the command line.
 
 To add a command: write an ``async def _cmd_NAME(handler, args) -> result`` that takes its
 arguments from ``args`` (an :class:`Arguments`), calls ``args.done()`` before acting, and
@@ -44,7 +45,8 @@ from typing import Any, Final, Protocol
 
 import trio
 
-from pyvrrp.runtime.errors import EnvironmentProblem
+# UnknownInstance is re-exported: it was defined here before it joined the other errors.
+from pyvrrp.runtime.errors import EnvironmentProblem, UnknownInstance
 
 log = logging.getLogger("pyvrrp")
 
@@ -65,22 +67,6 @@ PROBE_TIMEOUT: Final = 2.0
 # trio.serve_listeners does) instead of letting a flood of clients stop the server.
 _ACCEPT_RETRY_ERRNOS: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 _ACCEPT_RETRY_SLEEP: Final = 0.1
-
-
-class UnknownInstance(Exception):
-    """A request named instances the daemon does not have.
-
-    ``names`` are the unknown names as given, ``known`` every instance the daemon runs.
-    """
-
-    def __init__(self, names: Sequence[str], known: Sequence[str]) -> None:
-        self.names = tuple(names)
-        self.known = tuple(known)
-        plural = "s" if len(self.names) > 1 else ""
-        instances = ", ".join(self.known) if self.known else "none configured"
-        super().__init__(
-            f"unknown instance{plural} {', '.join(self.names)} (instances: {instances})"
-        )
 
 
 class ControlError(Exception):

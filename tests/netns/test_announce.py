@@ -19,7 +19,7 @@ from ipaddress import IPv4Address, IPv6Address
 import attrs
 import pytest
 
-from pyvrrp.runtime.announce import AnnounceError, Announcer, gratuitous_arp, unsolicited_na
+from pyvrrp.runtime.frames import AnnounceError, Announcer, gratuitous_arp, unsolicited_na
 from pyvrrp.runtime.netlink import in_netns
 
 ETH_P_ALL = 0x0003

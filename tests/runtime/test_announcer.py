@@ -15,8 +15,8 @@ import attrs
 import pytest
 
 from pyvrrp.runtime import announcer as announcer_module
-from pyvrrp.runtime.announce import AnnounceError, gratuitous_arp, unsolicited_na
 from pyvrrp.runtime.announcer import LinkAnnouncements
+from pyvrrp.runtime.frames import AnnounceError, gratuitous_arp, unsolicited_na
 from pyvrrp.runtime.netlink import AddressSpec
 
 MAC = bytes.fromhex("020000005801")
