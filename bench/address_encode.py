@@ -5,7 +5,8 @@ encoders, and checks that both produce the same bytes. "Cold" is the first encod
 process slept for a second (what a master taking over after an idle advert interval pays:
 caches and branch predictors hold other work by then); "first" is the very first encode in
 the process (pyroute2's classes compile their field layouts on first use). "Warm" is the
-median of a tight loop. The import of pyroute2's message module is timed too.
+median of a tight loop. Results and why the hand encoder stays: docs/benchmarks.md,
+"Address encoding".
 
     .venv/bin/python bench/address_encode.py [--rounds 20]
 """

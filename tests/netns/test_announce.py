@@ -2,7 +2,7 @@
 
 Two throw-away namespaces joined by a veth: ``eth0.4000`` in the node, ``vswitch0`` in the
 switch, where an AF_PACKET socket records every frame. The frames come from the pure
-builders, whose fields tests/unit/test_announce.py checks with scapy.
+builders, whose fields tests/unit/test_frames.py checks with scapy.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """LinkAnnouncements: which frames leave which interface, in which order, with fake sockets.
 
-The frames themselves are checked against scapy in tests/unit/test_announce.py and on the
+The frames themselves are checked against scapy in tests/unit/test_frames.py and on the
 wire in tests/netns (test_announce.py, test_daemon.py); here an Announcer stand-in records
 what it is asked to send.
 """
