@@ -10,8 +10,9 @@ Addresses are on the clock: a new master installs them between its first adverti
 its first gratuitous ARP, which must leave within a millisecond. :class:`PyrouteNetlink`
 therefore splits the work three ways (docs/design.md, "Why addresses bypass pyroute2"):
 
-- *addresses* are added and removed on trio's thread through :mod:`pyvrrp.runtime.netlink.rtnl`: a
-  message encoded by hand on a netlink socket of our own. The kernel handles it inside
+- *addresses* are added and removed on trio's thread through
+  :mod:`pyvrrp.runtime.netlink.rtnl`: a message encoded by hand on a netlink socket of our
+  own. The kernel handles it inside
   ``sendmsg`` and queues the acknowledgement before the call returns, so nothing waits (one
   request costs 25 µs warm, up to 0.2 ms in a process idle for a second). Only "already
   there" (EEXIST) needs a second look, an address dump, and that goes to the owner thread.
@@ -27,12 +28,10 @@ therefore splits the work three ways (docs/design.md, "Why addresses bypass pyro
   requests could run on different threads, and the ``IPRoute`` would be used off its
   thread. ``trio.from_thread.run_sync`` would block the worker until trio picks the result
   up.
-- the *monitor*, a trio system task (the object has no nursery to live in), reads a
-  non-blocking netlink socket bound to RTNLGRP_LINK, RTNLGRP_IPV4_IFADDR and
-  RTNLGRP_IPV6_IFADDR and decodes with :mod:`pyvrrp.runtime.netlink.rtnl`: the kernel pushes every
-  change and nothing polls on a timer. It used to be a thread decoding with pyroute2; the
-  notifications of a master's own address adds woke it in the middle of the takeover, and
-  its GIL hand-overs cost 0.3-0.5 ms there. As a task it reads them once the driver yields.
+- the *monitor* (:mod:`pyvrrp.runtime.netlink.monitor`), a trio system task (the object
+  has no nursery to live in), reads the kernel's link and address notifications and
+  publishes them as events; it reads the notifications of a master's own adds once the
+  driver yields, not in the middle of the takeover.
 
 Cancellation: a request to the owner thread whose caller is cancelled before the thread has
 started it is dropped. One already started runs to completion (netlink requests take a
