@@ -15,6 +15,7 @@ import trio.testing
 
 from pyvrrp.core.actions import Cause, State
 from pyvrrp.core.config import RouteConfig, RuleConfig
+from pyvrrp.core.events import PacketReceived
 from pyvrrp.core.packet import Advertisement, DecodeError, DropReason, Family, encode
 from pyvrrp.core.router import HANDOVER_GRACE
 from pyvrrp.core.timers import US_PER_SECOND as SECOND
@@ -22,7 +23,6 @@ from pyvrrp.core.timers import master_down_interval, skew_time
 from pyvrrp.runtime.errors import EnvironmentProblem
 from pyvrrp.runtime.netlink import AddressSpec
 from pyvrrp.runtime.node import Node
-from pyvrrp.runtime.transport import ReceivedPacket
 from pyvrrp.testing.fakenetlink import FakeNetlink
 from pyvrrp.testing.lan import Delivery, MemoryLan, RecordingAnnouncements
 
@@ -296,11 +296,11 @@ async def test_garbage_changes_no_state_and_is_counted_by_reason(
         source, destination = ip_address("192.168.200.7"), ip_address("224.0.0.18")
         good = bytes.fromhex("313a6401006405720102033a")  # VRID 58 with a wrong checksum
         bad = [
-            ReceivedPacket(good, source, destination, 255),  # checksum
-            ReceivedPacket(good, source, destination, 64),  # TTL
-            ReceivedPacket(b"\x21" + good[1:], source, destination, 255),  # VRRPv2
-            ReceivedPacket(b"\x31\x07" + good[2:], source, destination, 255),  # unknown VRID
-            ReceivedPacket(b"\x31", source, destination, 255),  # too short to demultiplex
+            PacketReceived(good, source, destination, 255),  # checksum
+            PacketReceived(good, source, destination, 64),  # TTL
+            PacketReceived(b"\x21" + good[1:], source, destination, 255),  # VRRPv2
+            PacketReceived(b"\x31\x07" + good[2:], source, destination, 255),  # unknown VRID
+            PacketReceived(b"\x31", source, destination, 255),  # too short to demultiplex
         ]
         for _ in range(100):
             for packet in bad:

@@ -17,6 +17,7 @@ from pyvrrp.core.actions import (
     Action,
     Announce,
     Cause,
+    Datagram,
     Dropped,
     InstallVirtual,
     Notice,
@@ -106,8 +107,22 @@ def rx(
     return AdvertReceived(source, adv(priority, interval_cs=interval_cs, addresses=addresses))
 
 
-def send(priority: int, interval_cs: int = 100) -> SendAdvert:
-    return SendAdvert(adv(priority, interval_cs=interval_cs))
+def send(
+    priority: int,
+    interval_cs: int = 100,
+    *,
+    source: IPAddress = LOCAL,
+    destinations: tuple[IPAddress, ...] = (IPV4_MULTICAST,),
+) -> SendAdvert:
+    """The SendAdvert the test router makes: the advertisement and its encoded datagrams."""
+    advert = adv(priority, interval_cs=interval_cs)
+    return SendAdvert(
+        advert,
+        tuple(
+            Datagram(encode(advert, source=source, destination=d), source, d)
+            for d in destinations
+        ),
+    )
 
 
 def changed(old: State, new: State, cause: Cause, reason: str, priority: int = 100) -> StateChanged:
