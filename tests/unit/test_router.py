@@ -27,6 +27,7 @@ from pyvrrp.core.actions import (
     State,
     StateChanged,
 )
+from pyvrrp.core.errors import UsageError
 from pyvrrp.core.events import (
     AdvertReceived,
     HealthChanged,
@@ -47,7 +48,6 @@ from pyvrrp.core.packet import (
 )
 from pyvrrp.core.router import (
     HANDOVER_GRACE,
-    RouterError,
     RouterParams,
     RouterStatistics,
     VirtualRouter,
@@ -119,8 +119,7 @@ def send(
     return SendAdvert(
         advert,
         tuple(
-            Datagram(encode(advert, source=source, destination=d), source, d)
-            for d in destinations
+            Datagram(encode(advert, source=source, destination=d), source, d) for d in destinations
         ),
     )
 
@@ -271,22 +270,22 @@ def test_health_before_startup_sets_the_priority_startup_uses() -> None:
     assert router.deadline() == MDI_200
 
 
-def test_startup_twice_is_a_router_error() -> None:
+def test_startup_twice_is_a_usage_error() -> None:
     router = backup()
-    with pytest.raises(RouterError):
+    with pytest.raises(UsageError):
         router.handle(Startup(), 1)
 
 
-def test_startup_after_shutdown_is_a_router_error() -> None:
+def test_startup_after_shutdown_is_a_usage_error() -> None:
     router = make()
     assert router.handle(Shutdown(), 0) == []
     assert stopped(router)
-    with pytest.raises(RouterError):
+    with pytest.raises(UsageError):
         router.handle(Startup(), 1)
 
 
-def test_an_unknown_event_is_a_router_error() -> None:
-    with pytest.raises(RouterError):
+def test_an_unknown_event_is_a_usage_error() -> None:
+    with pytest.raises(UsageError):
         make().handle(object(), 0)  # type: ignore[arg-type]
 
 

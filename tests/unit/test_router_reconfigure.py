@@ -9,8 +9,9 @@ import attrs
 import pytest
 
 from pyvrrp.core.actions import SendAdvert, State
+from pyvrrp.core.errors import UsageError
 from pyvrrp.core.events import Reconfigure, Startup, Timeout
-from pyvrrp.core.router import RouterError, RouterParams, VirtualRouter
+from pyvrrp.core.router import RouterParams, VirtualRouter
 
 VIP = IPv4Address("192.0.2.100")
 NEW_VIP = IPv4Address("192.0.2.101")
@@ -88,7 +89,7 @@ def test_becoming_the_owner_and_back() -> None:
 )
 def test_identity_cannot_change(change: dict[str, Any]) -> None:
     router = master()
-    with pytest.raises(RouterError, match="cannot change the VRID"):
+    with pytest.raises(UsageError, match="cannot change the VRID"):
         router.handle(Reconfigure(attrs.evolve(BASE, **change)), 4 * S)
 
 
