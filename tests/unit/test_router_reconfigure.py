@@ -10,7 +10,7 @@ import pytest
 
 from pyvrrp.core.actions import SendAdvert, State
 from pyvrrp.core.errors import UsageError
-from pyvrrp.core.events import Reconfigure, Startup, Timeout
+from pyvrrp.core.events import HealthChanged, Reconfigure, Startup, Timeout
 from pyvrrp.core.router import RouterParams, VirtualRouter
 
 VIP = IPv4Address("192.0.2.100")
@@ -97,3 +97,14 @@ def test_an_out_of_range_priority_is_a_bug() -> None:
     router = master()
     with pytest.raises(ValueError, match=r"priority must be in 1\.\.254"):
         router.handle(Reconfigure(BASE, 255), 4 * S)
+
+
+def test_a_router_in_fault_takes_new_parameters_silently_and_stays_in_fault() -> None:
+    router = VirtualRouter(BASE)
+    router.handle(HealthChanged(100, frozenset({"eth0"})), 0)
+    router.handle(Startup(), 0)
+    assert router.state is State.FAULT
+    new = attrs.evolve(BASE, addresses=(VIP, NEW_VIP))
+    assert router.handle(Reconfigure(new, 90), S) == []
+    assert router.state is State.FAULT and router.deadline() is None
+    assert router.params == new and router.priority == 90
