@@ -106,5 +106,5 @@ def test_a_router_in_fault_takes_new_parameters_silently_and_stays_in_fault() ->
     assert router.state is State.FAULT
     new = attrs.evolve(BASE, addresses=(VIP, NEW_VIP))
     assert router.handle(Reconfigure(new, 90), S) == []
-    assert router.state is State.FAULT and router.deadline() is None
-    assert router.params == new and router.priority == 90
+    assert (router.state, router.deadline()) == (State.FAULT, None)
+    assert (router.params, router.priority) == (new, 90)
