@@ -49,8 +49,9 @@ from typing import Final, Protocol
 import attrs
 import trio
 
-from pyvrrp.core.config import US_PER_SECOND, NodeConfig
+from pyvrrp.core.config import NodeConfig
 from pyvrrp.core.events import HealthChanged
+from pyvrrp.core.timers import US_PER_SECOND
 from pyvrrp.core.tracking import Health, ScriptStatus, Tracking
 from pyvrrp.runtime.netlink import LinkEvent, LinkState, Netlink, NetlinkError, NetlinkEvent
 
