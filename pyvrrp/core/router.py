@@ -6,6 +6,11 @@ microseconds and returns the actions to carry out in order; ``deadline()`` says 
 needs a ``Timeout`` event. The runtime keeps exactly one timer per router and calls
 ``handle(Timeout(), max(deadline, clock))`` so an early wake-up is never mistaken for "not yet".
 
+The router owns the wire in both directions: it decodes the ``PacketReceived`` bytes with its
+own checksum mode and returns ``SendAdvert`` actions whose datagrams it encoded itself (one
+per unicast peer, or one to the multicast group), so its runtime only moves bytes. Every state
+change is checked against :data:`pyvrrp.core.transitions.TRANSITIONS`.
+
 Where pyvrrp deliberately differs from a literal reading of the RFC it says so here:
 
 - Fast preemption: a backup that preempts a lower-priority master (RFC 9568 §6.4.2 discards

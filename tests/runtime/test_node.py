@@ -351,3 +351,15 @@ async def test_a_timer_lead_wakes_early_but_the_router_decides_at_the_exact_dead
     # and the advertisements leave on a 1 s grid anchored there, each 1 ms early.
     assert transitions[-1].time - t0 == pytest.approx(3.609375, abs=1e-9)
     assert [round(t - t0, 6) for t in sent] == [3.608375, 4.608375, 5.608375]
+
+
+async def test_an_action_the_runtime_does_not_know_is_an_error_not_ignored(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with trio.open_nursery() as nursery:
+        cluster = Cluster(nursery)
+        await start_three(cluster)
+        instance = cluster.hosts["A"].node.instances["vip58"]
+        with pytest.raises(AssertionError):  # typing.assert_never: mypy proves it unreachable
+            await instance.execute([object()], 0)  # type: ignore[list-item]
+        nursery.cancel_scope.cancel()
