@@ -36,8 +36,9 @@ from types import MappingProxyType
 import attrs
 import trio
 
-from pyvrrp.core.config import US_PER_SECOND, NodeConfig
+from pyvrrp.core.config import NodeConfig
 from pyvrrp.core.events import HealthChanged
+from pyvrrp.core.timers import US_PER_SECOND
 from pyvrrp.core.tracking import Health, ScriptStatus, Tracking
 from pyvrrp.runtime.netlink import LinkEvent, LinkState, Netlink, NetlinkError, NetlinkEvent
 

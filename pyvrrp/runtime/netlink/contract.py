@@ -39,8 +39,8 @@ from typing import Final, Protocol
 import attrs
 import trio
 
-from pyvrrp.core.config import AddressConfig, IPAddress, IPInterface, RouteConfig, RuleConfig
-from pyvrrp.core.packet import Family
+from pyvrrp.core.config import AddressConfig, IPInterface, RouteConfig, RuleConfig
+from pyvrrp.core.packet import Family, IPAddress
 
 __all__ = [
     "SUBSCRIBER_BUFFER",

@@ -62,8 +62,8 @@ import outcome
 import trio
 from pyroute2 import IPRoute
 
-from pyvrrp.core.config import IPAddress, IPInterface, RouteConfig, RuleConfig
-from pyvrrp.core.packet import Family
+from pyvrrp.core.config import IPInterface, RouteConfig, RuleConfig
+from pyvrrp.core.packet import Family, IPAddress
 from pyvrrp.runtime.netlink import requests
 from pyvrrp.runtime.netlink.contract import (
     AddressSpec,

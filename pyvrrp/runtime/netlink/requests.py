@@ -18,8 +18,9 @@ from typing import Any, Final
 
 from pyroute2.netlink.exceptions import NetlinkError as PyrouteNetlinkError
 
-from pyvrrp.core.config import IPAddress, IPInterface, RouteConfig, RuleConfig
-from pyvrrp.core.packet import Family
+from pyvrrp.core.config import IPInterface, RouteConfig, RuleConfig
+from pyvrrp.core.linux import SCOPES
+from pyvrrp.core.packet import Family, IPAddress
 from pyvrrp.runtime.netlink.contract import (
     AddressSpec,
     Change,
@@ -50,7 +51,6 @@ RT_TABLE_MAIN: Final = 254
 FR_ACT_TO_TBL: Final = 1
 FIB_RULE_INVERT: Final = 0x2
 
-SCOPES: Final[dict[str, int]] = {"global": 0, "site": 200, "link": 253, "host": 254}
 
 # A rule carrying any of these selects more than a RuleConfig can express: it is not ours.
 _FOREIGN_RULE_ATTRS: Final = (

@@ -36,6 +36,8 @@ from typing import Final
 import attrs
 import trio
 
+from pyvrrp.core.linux import IFNAMSIZ
+
 __all__ = [
     "Ack",
     "AddressMessage",
@@ -88,7 +90,6 @@ _IFADDRMSG: Final = struct.Struct("=BBBBi")  # family, prefix length, flags, sco
 _IFINFOMSG: Final = struct.Struct("=BxHiII")  # family, type, index, flags, change
 _NLA: Final = struct.Struct("=HH")  # length, type
 _IFREQ: Final = struct.Struct("=16si20x")  # ifr_name, ifr_ifindex; sizeof(struct ifreq) 40
-IFNAMSIZ: Final = 16
 _ERROR: Final = struct.Struct("=i")
 
 #: How long to wait for an acknowledgement the kernel did not queue at once (it always does
