@@ -48,7 +48,7 @@ EXPECTED_FILES = {
 # Installed in .venv for the tests and the linters only: never bundled.
 DEV_ONLY = {"pytest", "hypothesis", "scapy", "mypy", "ruff", "coverage", "packaging"}
 # The runtime dependency tree as of this writing (pyvrrp's own requirements and theirs).
-RUNTIME = {"trio", "pyroute2", "attrs", "outcome", "sniffio", "sortedcontainers", "idna"}
+RUNTIME = {"trio", "pyroute2", "attrs", "outcome", "sniffio", "sortedcontainers", "idna", "h11"}
 
 
 def run(*args: str | Path, **kwargs: object) -> subprocess.CompletedProcess[str]:
