@@ -14,6 +14,7 @@ centiseconds, the unit of the wire (RFC 9568 §5.2.7).
 
 from __future__ import annotations
 
+import enum
 import types
 from collections.abc import Iterable, Mapping
 from ipaddress import (
@@ -101,11 +102,58 @@ class RuleConfig:
     oif: str | None = None
 
 
+class VrrpVersion(enum.Enum):
+    """The VRRP version an instance speaks (the key ``version``: 3, 2 or "2+3").
+
+    V3 is RFC 9568. V2 is RFC 3768, IPv4 only, the interval in whole seconds (keepalived's
+    default for IPv4). V2_AND_V3 sends both each interval and accepts both, to migrate a v2
+    cluster one node at a time (RFC 9568 §8.4).
+    """
+
+    V2 = 2
+    V3 = 3
+    V2_AND_V3 = "2+3"
+
+    @property
+    def speaks_v2(self) -> bool:
+        """True when VRRPv2 advertisements are sent and accepted."""
+        return self is not VrrpVersion.V3
+
+    @property
+    def speaks_v3(self) -> bool:
+        """True when VRRPv3 advertisements are sent and accepted."""
+        return self is not VrrpVersion.V2
+
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+@attrs.frozen
+class EmailConfig:
+    """The ``[global.email]`` table: where transition e-mails go (keepalived's
+    ``notification_email``, ``notification_email_from`` and ``smtp_server``).
+
+    ``host`` is an IP address (IPv6 without brackets) or a host name. ``username`` "" means no
+    login; otherwise the password is read from ``password_file`` when sending.
+    """
+
+    host: str
+    sender: str
+    recipients: tuple[str, ...]
+    port: int = 25
+    starttls: bool = False
+    username: str = ""
+    password_file: str = ""
+
+
 @attrs.frozen
 class GlobalConfig:
     """The ``[global]`` table. ``router_id`` None means the hostname (the runtime resolves it).
 
-    ``metrics_listen`` is (host, port) with an IPv6 host written without brackets.
+    ``metrics_listen`` is (host, port) with an IPv6 host written without brackets. ``version``
+    is the default of IPv4 instances (each instance's resolved version is in
+    :attr:`InstanceConfig.version`). ``script_user``/``script_group`` None: not set (scripts
+    run as the daemon's user unless they name one). ``email`` None: no ``[global.email]``.
     """
 
     router_id: str | None = None
@@ -113,6 +161,12 @@ class GlobalConfig:
     state_dir: str = DEFAULT_STATE_DIR
     metrics_listen: tuple[str, int] | None = None
     log_format: str = "text"
+    version: VrrpVersion = VrrpVersion.V3
+    log_level: LogLevel = "info"
+    watch_config: bool = False
+    script_user: str | None = None
+    script_group: str | None = None
+    email: EmailConfig | None = None
 
 
 @attrs.frozen
@@ -160,8 +214,13 @@ NotifyCommand = tuple[str, ...] | str | None
 class InstanceConfig:
     """A virtual router from ``[instances.NAME]`` (keepalived's ``vrrp_instance``).
 
-    ``initial_state`` is the key ``state``; ``advert_interval_cs`` is centiseconds. Validity
-    (a non-empty ``addresses`` of one family, and so on) is checked by :func:`parse_node`.
+    ``initial_state`` is the key ``state``; ``advert_interval_cs`` is centiseconds (a whole
+    number of seconds, up to 255 s, when ``version`` speaks VRRPv2). ``version`` is resolved:
+    the instance's key, else ``[global] version`` for IPv4, else V3. ``auth_pass`` is the
+    VRRPv2 simple password (only with a version that speaks v2). ``unicast_peers_only`` False
+    accepts advertisements from routers not in ``unicast_peers``. ``email`` True sends the
+    transitions to ``[global.email]``. Validity (a non-empty ``addresses`` of one family, and
+    so on) is checked by :func:`parse_node`.
     """
 
     name: str
@@ -192,6 +251,10 @@ class InstanceConfig:
     garp_refresh_us: int = 0
     notify_user: str | None = None
     graceful_handover: bool = True
+    version: VrrpVersion = VrrpVersion.V3
+    auth_pass: str | None = None
+    unicast_peers_only: bool = True
+    email: bool = False
 
     @property
     def family(self) -> Family:
@@ -228,6 +291,9 @@ class NodeConfig:
     sync_groups: Mapping[str, SyncGroupConfig] = attrs.field(
         factory=dict, converter=_frozen_mapping
     )
+    # What parse_node() accepted but a user should hear about (keepalived's behaviour kept
+    # where it differs from what the file says). Derived from the rest, so not compared.
+    warnings: tuple[Problem, ...] = attrs.field(default=(), eq=False)
 
 
 __all__ = [
@@ -237,11 +303,13 @@ __all__ = [
     "US_PER_SECOND",
     "AddressConfig",
     "ConfigError",
+    "EmailConfig",
     "GlobalConfig",
     "IPAddress",
     "IPInterface",
     "IPNetwork",
     "InstanceConfig",
+    "LogLevel",
     "NodeConfig",
     "NotifyCommand",
     "Problem",
@@ -251,4 +319,5 @@ __all__ = [
     "SyncGroupConfig",
     "TrackInterface",
     "TrackScript",
+    "VrrpVersion",
 ]

@@ -279,7 +279,7 @@ notify_user = "no-such-user-pyvrrp"
 
 def test_environment_check_uses_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     executable(tmp_path, "my-check")
-    node = load(write(tmp_path, '[scripts.s]\ncommand = ["my-check"]\n'))
+    node = load(write(tmp_path, '[scripts.s]\ncommand = ["my-check"]\n' + VALID))
     monkeypatch.setenv("PATH", "/nonexistent")
     assert [p.path for p in check_environment(node)] == ["scripts.s.command[0]"]
     monkeypatch.setenv("PATH", str(tmp_path))

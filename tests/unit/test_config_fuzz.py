@@ -112,4 +112,4 @@ def test_one_random_value_in_a_valid_route_rule_and_script(key: str, value: obje
 def test_dates_and_times_are_type_errors() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_node({"global": {"router_id": datetime.date(2024, 4, 1)}})
-    assert str(caught.value) == "global.router_id: expected a string, got a date"
+    assert str(caught.value.problems[0]) == "global.router_id: expected a string, got a date"

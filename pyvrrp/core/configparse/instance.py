@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from ipaddress import IPv4Address, IPv6Address
-from typing import Literal
+from typing import Any, Final, Literal
+
+import attrs
 
 from pyvrrp.core.configparse.keys import _INSTANCE_KEYS, _KEEPALIVED_INSTANCE, _NOTIFY_KEYS
 from pyvrrp.core.configparse.reading import (
@@ -13,6 +16,7 @@ from pyvrrp.core.configparse.reading import (
     _Bad,
     _Ctx,
     _did_you_mean,
+    _invalid_name_message,
     _ok,
     _show,
     _Table,
@@ -29,7 +33,10 @@ from pyvrrp.core.configparse.sections import (
     _Vip,
 )
 from pyvrrp.core.configparse.values import (
+    V2_MAX_ADVERT_INTERVAL,
+    V3_MAX_WHOLE_SECONDS,
     _advert_interval,
+    _auth_pass,
     _boolean,
     _checksum_mode,
     _choice,
@@ -40,6 +47,8 @@ from pyvrrp.core.configparse.values import (
     _nonempty_string,
     _seconds,
     _unicast_ip,
+    _v2_advert_interval,
+    _version,
 )
 from pyvrrp.core.model import (
     OWNER_PRIORITY,
@@ -48,6 +57,7 @@ from pyvrrp.core.model import (
     IPAddress,
     TrackInterface,
     TrackScript,
+    VrrpVersion,
 )
 from pyvrrp.core.packet import ChecksumMode, Family
 
@@ -75,12 +85,52 @@ def _resolve_priority(
     return priority, "backup" if state == "backup" else _BAD
 
 
+@attrs.frozen
+class _InstanceDefaults:
+    """What instances take from ``[global]``; None where ``[global]`` has a problem there
+    (the checks that depend on it are skipped rather than reported twice)."""
+
+    version: VrrpVersion | None = VrrpVersion.V3
+    email: bool | None = False
+
+
+def _unquoted_dotted_name(name: str, data: Mapping[Any, object]) -> str | None:
+    """``[instances.1.2.3.58]`` is TOML for nested tables "1" > "2" > "3" > "58": the name
+    the user meant, when the table looks like that, else None."""
+    parts = [name]
+    body: Mapping[Any, object] = data
+    while len(body) == 1 and not _REQUIRED_KEYS & set(body):
+        key, inner = next(iter(body.items()))
+        if not isinstance(key, str) or not isinstance(inner, Mapping):
+            return None
+        parts.append(key)
+        body = inner
+    return ".".join(parts) if len(parts) > 1 and _REQUIRED_KEYS & set(body) else None
+
+
+_REQUIRED_KEYS: Final = frozenset({"interface", "vrid", "addresses"})
+
+
 def _parse_instance(
-    ctx: _Ctx, path: str, name: str, value: object, scripts: _ScriptsSeen
+    ctx: _Ctx,
+    path: str,
+    name: str,
+    value: object,
+    scripts: _ScriptsSeen,
+    *,
+    defaults: _InstanceDefaults,
 ) -> tuple[InstanceConfig | _Bad, _InstanceDraft]:
     draft = _InstanceDraft(name, path)
     data = _table(ctx, path, value, "an instance with at least interface, vrid and addresses")
     if data is None:
+        return _BAD, draft
+    meant = _unquoted_dotted_name(name, data)
+    if meant is not None:
+        ctx.add(
+            path,
+            f"looks like the instance {_show(meant)} written without quotes: TOML reads the "
+            f'dots of a table name as nesting; write [instances."{meant}"]',
+        )
         return _BAD, draft
     mark = ctx.mark()
     t = _Table(ctx, path, data, _INSTANCE_KEYS, _KEEPALIVED_INSTANCE)
@@ -96,7 +146,7 @@ def _parse_instance(
         t.get("priority", _integer(1, 255), None),
         t.get("state", _choice(("backup", "master")), None),
     )
-    advert_interval = t.get("advert_interval", _advert_interval, 100)
+    version_key = t.get("version", _version, None)
     preempt = t.get("preempt", _boolean, True)
     preempt_delay = t.get("preempt_delay", _seconds(1000), 0)
     accept = t.get("accept", _boolean, True)
@@ -121,7 +171,28 @@ def _parse_instance(
             '"message-only" applies to IPv4 only: IPv6 always includes the pseudo-header '
             "(RFC 9568 §5.2.8); remove ipv4_checksum",
         )
+    version, advert_interval = _resolve_version(ctx, t, version_key, defaults.version, family)
+    auth_pass = t.get("auth_pass", _auth_pass, None)
+    if isinstance(auth_pass, str) and version is VrrpVersion.V3:
+        ctx.add(
+            t.sub("auth_pass"),
+            'needs version = 2 or "2+3": VRRPv3 carries no password (RFC 9568 has no '
+            "authentication); remove auth_pass, or set the version that keepalived speaks",
+        )
     source, peers = _parse_unicast(ctx, t, draft, family)
+    peers_only = t.get("unicast_peers_only", _boolean, True)
+    if "unicast_peers_only" in data and "unicast_peers" not in data:
+        ctx.warn(
+            t.sub("unicast_peers_only"),
+            "has no effect without unicast_peers (multicast hears every router of the VRID)",
+        )
+    email = t.get("email", _boolean, False)
+    if email is True and defaults.email is False:
+        ctx.add(
+            t.sub("email"),
+            "true needs a [global.email] table (server, from, to) to know where to send; add "
+            "it, or remove email",
+        )
 
     track_interfaces = _parse_list(
         ctx,
@@ -168,16 +239,19 @@ def _parse_instance(
     if priority == OWNER_PRIORITY:
         _check_owner(ctx, track_interfaces, track_scripts, scripts, explicit="priority" in data)
     if preempt is False and (priority == OWNER_PRIORITY or state == "master"):
+        # keepalived warns and clears nopreempt here; refusing would break migrated configs
+        # (the seed's masters carry nopreempt), so do as it does and say so.
         why = (
-            "the address owner (priority 255) always preempts"
+            "the address owner (priority 255) always preempts (RFC 9568 §6.4.1)"
             if priority == OWNER_PRIORITY
-            else 'keepalived\'s nopreempt only works with state "backup"'
+            else 'nopreempt only works with state "backup" (keepalived ignores it here too)'
         )
-        ctx.add(
+        ctx.warn(
             t.sub("preempt"),
-            f"false is not allowed here: {why}; remove preempt = false "
-            f'or use state = "backup" with a priority below 255',
+            f"false is ignored and this instance preempts: {why}; remove preempt = false, "
+            'or use state = "backup" with a priority below 255 to stop preempting',
         )
+        preempt = True
 
     if ctx.failed_since(mark):
         return _BAD, draft
@@ -212,14 +286,11 @@ def _parse_instance(
         garp_refresh_us=_ok(garp_refresh),
         notify_user=_ok(notify_user),
         graceful_handover=_ok(graceful_handover),
+        version=_ok(version),
+        auth_pass=_ok(auth_pass),
+        unicast_peers_only=_ok(peers_only),
+        email=_ok(email),
     ), draft
-
-
-def _invalid_name_message(name: str, kind: str) -> str:
-    return (
-        f"{_show(name)} is not a valid {kind} name: use 1..64 letters, digits, '_' or '-', "
-        "not starting with '-'"
-    )
 
 
 def _check_addresses(
@@ -369,3 +440,42 @@ def _check_owner(
                     f'address owner\'s {owner}; track it as {{ name = "{name}", weight = 0 }} '
                     "(a failure means FAULT) or use a priority below 255",
                 )
+
+
+def _resolve_version(
+    ctx: _Ctx,
+    t: _Table,
+    key: VrrpVersion | _Bad | None,
+    default: VrrpVersion | None,
+    family: Family | None,
+) -> tuple[VrrpVersion | _Bad, int | _Bad]:
+    """The instance's VRRP version (its key, else [global] version for IPv4, else 3) and its
+    advertisement interval in centiseconds, whose range the version decides."""
+    if key is _BAD:
+        return _BAD, t.get("advert_interval", _advert_interval, 100)
+    if family is Family.IPV6:
+        if key is not None and key.speaks_v2:
+            ctx.add(
+                t.sub("version"),
+                f"{_show(key.value)} is not possible here: VRRPv2 is IPv4-only (RFC 3768) and "
+                "this instance advertises IPv6; remove version (IPv6 speaks 3)",
+            )
+            return _BAD, t.get("advert_interval", _advert_interval, 100)
+        version = VrrpVersion.V3
+    else:
+        version = key if key is not None else default or VrrpVersion.V3
+    if default is None and key is None:
+        # [global] version is broken: the interval's range is unknown; check it as v3.
+        return version, t.get("advert_interval", _advert_interval, 100)
+    spelled = {VrrpVersion.V2: "version 2", VrrpVersion.V2_AND_V3: 'version "2+3"'}
+    parse: Callable[[object], int]
+    if version is VrrpVersion.V3:
+        parse = _advert_interval
+    else:
+        why = spelled[version] + (" (from [global])" if key is None else "")
+        high = V2_MAX_ADVERT_INTERVAL
+        if version is VrrpVersion.V2_AND_V3:
+            why += ", whose VRRPv3 adverts carry at most 40.95 s,"
+            high = V3_MAX_WHOLE_SECONDS
+        parse = _v2_advert_interval(high, why)
+    return version, t.get("advert_interval", parse, 100)

@@ -26,14 +26,35 @@ _KEEPALIVED_INSTANCE = {
     "garp_master_refresh": "garp_refresh",
     "virtual_route": "virtual_routes",
     "virtual_rule": "virtual_rules",
+    "smtp_alert": "email = true",
+    "authentication": 'auth_pass = "..." (with version = 2)',
 }
 _KEEPALIVED_SCRIPT = {"script": "command"}
-_KEEPALIVED_GLOBAL = {"script_user": "user in each script and notify_user"}
-# Keys that have no equivalent, with what to do instead.
-_NOT_NEEDED = {"version": "pyvrrp always speaks VRRPv3 (RFC 9568); remove version"}
+_KEEPALIVED_GLOBAL = {
+    "vrrp_version": "version",
+    "notification_email": "to in [global.email]",
+    "notification_email_from": "from in [global.email]",
+    "smtp_server": "server in [global.email]",
+}
+_KEEPALIVED_EMAIL = {"smtp_server": "server", "notification_email": "to"}
+# Keys that have no equivalent, with what to do instead (none today; kept for the next one).
+_NOT_NEEDED: dict[str, str] = {}
 
 _TOP_KEYS = ("global", "scripts", "instances", "routes", "rules", "sync_groups")
-_GLOBAL_KEYS = ("router_id", "control_socket", "state_dir", "metrics_listen", "log_format")
+_GLOBAL_KEYS = (
+    "router_id",
+    "control_socket",
+    "state_dir",
+    "metrics_listen",
+    "log_format",
+    "version",
+    "log_level",
+    "watch_config",
+    "script_user",
+    "script_group",
+    "email",
+)
+_EMAIL_KEYS = ("server", "from", "to", "starttls", "username", "password_file")
 _SCRIPT_KEYS = ("command", "interval", "timeout", "fall", "rise", "weight", "user")
 _NOTIFY_KEYS = ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify")
 _INSTANCE_KEYS = (
@@ -60,9 +81,13 @@ _INSTANCE_KEYS = (
     "garp_delay",
     "garp_refresh",
     "graceful_handover",
+    "version",
+    "auth_pass",
+    "unicast_peers_only",
+    "email",
 )
 _ADDRESS_KEYS = ("address", "dev", "label", "scope")
 _TRACK_KEYS = ("name", "weight")
 _ROUTE_KEYS = ("to", "via", "dev", "table", "metric", "src", "scope")
-_RULE_KEYS = ("from", "to", "table", "priority", "iif", "oif", "family")
+_RULE_KEYS = ("from", "to", "table", "lookup", "priority", "iif", "oif", "family")
 _SYNC_GROUP_KEYS = ("instances",)

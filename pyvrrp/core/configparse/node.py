@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from pyvrrp.core.configparse.instance import _invalid_name_message, _parse_instance
+from pyvrrp.core.configparse.instance import _InstanceDefaults, _parse_instance
 from pyvrrp.core.configparse.keys import _KEEPALIVED_TOP, _SYNC_GROUP_KEYS, _TOP_KEYS
 from pyvrrp.core.configparse.reading import (
     _BAD,
@@ -13,6 +13,8 @@ from pyvrrp.core.configparse.reading import (
     _Ctx,
     _describe,
     _did_you_mean,
+    _Invalid,
+    _invalid_name_message,
     _ok,
     _plural,
     _show,
@@ -29,7 +31,7 @@ from pyvrrp.core.configparse.sections import (
     _parse_script,
     _ScriptsSeen,
 )
-from pyvrrp.core.configparse.values import _family_name, _string
+from pyvrrp.core.configparse.values import _family_name, _string, _version
 from pyvrrp.core.model import (
     ConfigError,
     GlobalConfig,
@@ -38,6 +40,7 @@ from pyvrrp.core.model import (
     NodeConfig,
     ScriptConfig,
     SyncGroupConfig,
+    VrrpVersion,
 )
 from pyvrrp.core.packet import Family
 
@@ -142,12 +145,17 @@ def _check_node(ctx: _Ctx, drafts: list[_InstanceDraft]) -> None:
             )
 
 
-def parse_node(data: Mapping[str, object]) -> NodeConfig:
+def parse_node(
+    data: Mapping[str, object], *, table_names: Mapping[str, int] | None = None
+) -> NodeConfig:
     """Validate a parsed node.toml (what ``tomllib`` returns) into a :class:`NodeConfig`.
 
-    Raises :class:`ConfigError` with every problem found; never anything else.
+    ``table_names`` maps routing table names to numbers, as the host's rt_tables files do
+    (:func:`pyvrrp.configfile.load` reads them); ip's builtin names (main, local, default)
+    are always known. Raises :class:`ConfigError` with every problem found; never anything
+    else. What is accepted but worth saying is in :attr:`NodeConfig.warnings`.
     """
-    ctx = _Ctx()
+    ctx = _Ctx(table_names)
     raw: object = data  # typed as a Mapping, but robust to anything
     if not isinstance(raw, Mapping):
         ctx.add("", f"expected a table at the top level, got {_describe(raw)}")
@@ -157,6 +165,7 @@ def parse_node(data: Mapping[str, object]) -> NodeConfig:
     global_: GlobalConfig | _Bad = GlobalConfig()
     if "global" in data:
         global_ = _parse_global(ctx, data["global"])
+    defaults = _instance_defaults(global_, data.get("global"))
 
     seen = _ScriptsSeen()
     scripts: dict[str, ScriptConfig] = {}
@@ -187,10 +196,20 @@ def parse_node(data: Mapping[str, object]) -> NodeConfig:
             ctx.add("instances", f"key {_show(name)} is not a string")
             continue
         instance_names.append(name)
-        instance, draft = _parse_instance(ctx, key_path("instances", name), name, body, seen)
+        instance, draft = _parse_instance(
+            ctx, key_path("instances", name), name, body, seen, defaults=defaults
+        )
         drafts.append(draft)
         if instance is not _BAD:
             instances[name] = instance
+    if raw_instances is not None and not raw_instances:
+        # An empty file (a template that rendered empty) would otherwise pass, and a reload
+        # with it would hand every address away.
+        ctx.add(
+            "instances",
+            "missing: no instance is configured; a node needs at least one [instances.NAME] "
+            "table (with interface, vrid and addresses)",
+        )
     _check_node(ctx, drafts)
 
     root = _Table(ctx, "", data, None)
@@ -211,7 +230,24 @@ def parse_node(data: Mapping[str, object]) -> NodeConfig:
         routes=tuple(r for _, r in _ok(routes)),
         rules=tuple(r for _, r in _ok(rules)),
         sync_groups=_ok(sync_groups),
+        warnings=tuple(ctx.warnings),
     )
+
+
+def _instance_defaults(global_: GlobalConfig | _Bad, raw: object) -> _InstanceDefaults:
+    """What instances take from [global]; where [global] is broken, what can still be told
+    from its raw table (None: unknown, and the checks that depend on it are skipped)."""
+    if global_ is not _BAD:
+        return _InstanceDefaults(version=global_.version, email=global_.email is not None)
+    table = raw if isinstance(raw, Mapping) else {}
+    version: VrrpVersion | None = VrrpVersion.V3
+    if "version" in table:
+        try:
+            version = _version(table["version"])
+        except _Invalid:
+            version = None
+    email = None if "email" in table else False
+    return _InstanceDefaults(version=version, email=email)
 
 
 def summary(node: NodeConfig) -> str:

@@ -35,7 +35,16 @@ class _Invalid(Exception):
 
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}")
+# Names of instances, scripts and sync groups. keepalived takes any word without spaces
+# (its seed configs name instances after their address, "1.2.3.58"); pyvrrp takes the
+# characters such names use and that stay one harmless word when a notify script passes the
+# name on to a shell or a log: no quotes, '$', '/', '*' or spaces. Not starting with '-' so
+# that a name is never taken for an option.
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:@+-]{0,63}")
+_NAME_RULE = (
+    "use 1..64 letters, digits, '_', '-', '.', ':', '@' or '+', starting with a letter, "
+    "digit or '_'"
+)
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*")
 IFNAMSIZ: Final = 16  # including the terminating NUL: names are at most 15 bytes
@@ -110,18 +119,32 @@ def _did_you_mean(word: str, choices: Iterable[str]) -> str:
     return f"; did you mean {close}?" if close is not None else ""
 
 
+def _invalid_name_message(name: str, kind: str) -> str:
+    return f"{_show(name)} is not a valid {kind} name: {_NAME_RULE}"
+
+
 def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 class _Ctx:
-    """Collects problems as parsing goes on."""
+    """Collects problems (the configuration is refused) and warnings (it is accepted, but the
+    user should hear about it) as parsing goes on.
 
-    def __init__(self) -> None:
+    ``table_names`` resolves routing table names (``table = "vswitch"``) as ``ip`` does; the
+    core reads no file, so :mod:`pyvrrp.configfile` reads the rt_tables files and passes them.
+    """
+
+    def __init__(self, table_names: Mapping[str, int] | None = None) -> None:
         self.problems: list[Problem] = []
+        self.warnings: list[Problem] = []
+        self.table_names: Mapping[str, int] = table_names if table_names is not None else {}
 
     def add(self, path: str, message: str) -> None:
         self.problems.append(Problem(path or "(top level)", message))
+
+    def warn(self, path: str, message: str) -> None:
+        self.warnings.append(Problem(path or "(top level)", message))
 
     def mark(self) -> int:
         return len(self.problems)

@@ -3,15 +3,18 @@ addresses, trackers, routes, rules."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from ipaddress import IPv6Address, IPv6Interface, ip_network
-from typing import Literal, TypeVar
+from typing import Final, Literal, TypeVar, cast
 
 import attrs
 
 from pyvrrp.core.configparse.keys import (
     _ADDRESS_KEYS,
+    _EMAIL_KEYS,
     _GLOBAL_KEYS,
+    _KEEPALIVED_EMAIL,
     _KEEPALIVED_GLOBAL,
     _KEEPALIVED_SCRIPT,
     _ROUTE_KEYS,
@@ -28,6 +31,7 @@ from pyvrrp.core.configparse.reading import (
     WEIGHT_RANGE,
     _Bad,
     _Ctx,
+    _Invalid,
     _ok,
     _show,
     _Table,
@@ -35,9 +39,11 @@ from pyvrrp.core.configparse.reading import (
 )
 from pyvrrp.core.configparse.values import (
     _absolute_path,
+    _boolean,
     _choice,
     _command,
     _control_socket,
+    _email_address,
     _family_name,
     _integer,
     _interface_name,
@@ -45,10 +51,15 @@ from pyvrrp.core.configparse.values import (
     _name,
     _network,
     _nonempty_string,
+    _path_or_empty,
     _route_destination,
+    _routing_table,
     _rule_family,
     _seconds,
+    _smtp_server,
+    _string,
     _unicast_ip,
+    _version,
     _vip,
 )
 from pyvrrp.core.model import (
@@ -56,12 +67,15 @@ from pyvrrp.core.model import (
     DEFAULT_STATE_DIR,
     US_PER_SECOND,
     AddressConfig,
+    EmailConfig,
     GlobalConfig,
     IPAddress,
     IPNetwork,
+    LogLevel,
     RouteConfig,
     RuleConfig,
     ScriptConfig,
+    VrrpVersion,
 )
 from pyvrrp.core.packet import Family
 
@@ -71,7 +85,6 @@ _T = TypeVar("_T")
 # Structured parsers: tables and arrays, recording problems with their own paths.
 
 _WEIGHT = _integer(*WEIGHT_RANGE)
-_TABLE_NUMBER = _integer(1, UINT32_MAX)
 _UINT32 = _integer(0, UINT32_MAX)
 
 
@@ -86,6 +99,12 @@ def _parse_global(ctx: _Ctx, value: object) -> GlobalConfig | _Bad:
     state_dir = t.get("state_dir", _absolute_path, DEFAULT_STATE_DIR)
     metrics_listen = t.get("metrics_listen", _listen_address, None)
     log_format = t.get("log_format", _choice(("text", "json")), "text")
+    version = t.get("version", _version, VrrpVersion.V3)
+    log_level = t.get("log_level", _choice(LOG_LEVELS), "info")
+    watch_config = t.get("watch_config", _boolean, False)
+    script_user = t.get("script_user", _account_name("user"), None)
+    script_group = t.get("script_group", _account_name("group"), None)
+    email = _parse_email(ctx, t.sub("email"), data["email"]) if "email" in data else None
     if ctx.failed_since(mark):
         return _BAD
     return GlobalConfig(
@@ -94,6 +113,82 @@ def _parse_global(ctx: _Ctx, value: object) -> GlobalConfig | _Bad:
         state_dir=_ok(state_dir),
         metrics_listen=_ok(metrics_listen),
         log_format=_ok(log_format),
+        version=_ok(version),
+        log_level=cast("LogLevel", _ok(log_level)),
+        watch_config=_ok(watch_config),
+        script_user=_ok(script_user),
+        script_group=_ok(script_group),
+        email=_ok(email),
+    )
+
+
+LOG_LEVELS: Final = ("debug", "info", "warning", "error")
+
+
+def _account_name(kind: str) -> Callable[[object], str]:
+    """A user or group name (or a numeric id) as passwd and group files spell them."""
+
+    def parse(value: object) -> str:
+        text = _nonempty_string(value)
+        bad = next((c for c in text if c in ":/," or c.isspace()), None)
+        if bad is not None:
+            raise _Invalid(f"{_show(text)} contains {json.dumps(bad)}; write one {kind} name")
+        return text
+
+    return parse
+
+
+def _parse_email(ctx: _Ctx, path: str, value: object) -> EmailConfig | _Bad:
+    """``[global.email]``: keepalived's notification_email, _from and smtp_server."""
+    data = _table(ctx, path, value, 'e-mail settings, e.g. server = "127.0.0.1:25"')
+    if data is None:
+        return _BAD
+    mark = ctx.mark()
+    t = _Table(ctx, path, data, _EMAIL_KEYS, _KEEPALIVED_EMAIL)
+    server = t.require("server", _smtp_server, 'the SMTP server, e.g. "127.0.0.1:25"')
+    sender = t.require("from", _email_address, 'the sender, e.g. "pyvrrp@example.com"')
+    starttls = t.get("starttls", _boolean, False)
+    username = t.get("username", _string, "")
+    password_file = t.get("password_file", _path_or_empty, "")
+    recipients: list[str] = []
+    items = t.items("to")
+    if items is None:
+        if "to" not in t.suggested:
+            ctx.add(t.sub("to"), 'missing: the recipients, e.g. to = ["ops@example.com"]')
+    elif items is not _BAD:
+        if not items:
+            ctx.add(t.sub("to"), 'is empty; list the recipients, e.g. ["ops@example.com"]')
+        for item_path, item in items:
+            address = t.element(item_path, item, _email_address)
+            if address is _BAD:
+                continue
+            if address in recipients:
+                ctx.add(item_path, f"{address} is listed twice; remove one")
+            recipients.append(address)
+    if isinstance(username, str) and isinstance(password_file, str):
+        if username and not password_file:
+            ctx.add(
+                t.sub("password_file"),
+                f"missing: username {_show(username)} needs the file holding its password "
+                '(password_file = "/etc/pyvrrp/smtp-password"), or remove username',
+            )
+        elif password_file and not username:
+            ctx.add(
+                t.sub("username"),
+                "missing: password_file is set but username is not; give the login, or "
+                "remove password_file",
+            )
+    if ctx.failed_since(mark) or server is _BAD or sender is _BAD:
+        return _BAD
+    host, port = server
+    return EmailConfig(
+        host=host,
+        port=port,
+        sender=sender,
+        recipients=tuple(recipients),
+        starttls=_ok(starttls),
+        username=_ok(username),
+        password_file=_ok(password_file),
     )
 
 
@@ -221,7 +316,7 @@ def _parse_route(
     via = t.get("via", _unicast_ip, None)
     src = t.get("src", _unicast_ip, None)
     dev = t.get("dev", _interface_name, None)
-    table = t.get("table", _TABLE_NUMBER, None)
+    table = t.get("table", _routing_table(ctx.table_names), None)
     metric = t.get("metric", _UINT32, None)
     scope = t.get("scope", _choice(SCOPES), None)
     if to is _BAD or via is _BAD or src is _BAD:
@@ -274,7 +369,18 @@ def _parse_rule(
     t = _Table(ctx, path, data, _RULE_KEYS)
     from_ = t.get("from", _network, None)
     to = t.get("to", _network, None)
-    table = t.require("table", _TABLE_NUMBER, "the routing table to look up, 1..4294967295")
+    table: int | _Bad
+    if "lookup" in data and "table" in data:
+        ctx.add(t.sub("lookup"), "lookup and table are the same (as in ip-rule); keep one")
+        table = _BAD
+    else:
+        # lookup: ip rule's own word for it, as keepalived's virtual_rule writes it.
+        key = "lookup" if "lookup" in data else "table"
+        table = t.require(
+            key,
+            _routing_table(ctx.table_names),
+            "the routing table to look up: 1..4294967295 or a name from rt_tables",
+        )
     priority = t.get("priority", _UINT32, None)
     iif = t.get("iif", _interface_name, None)
     oif = t.get("oif", _interface_name, None)

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from ipaddress import IPv4Network, IPv6Address, ip_address, ip_interface, ip_network
-from typing import Literal
+from typing import Final, Literal
 
 from pyvrrp.core.configparse.reading import (
     _HOSTNAME,
     _NAME,
     IFNAMSIZ,
+    UINT32_MAX,
     UNIX_PATH_MAX,
     _describe,
     _Invalid,
+    _invalid_name_message,
     _show,
+    _suggest,
 )
-from pyvrrp.core.model import US_PER_SECOND, IPAddress, IPInterface, IPNetwork
+from pyvrrp.core.model import US_PER_SECOND, IPAddress, IPInterface, IPNetwork, VrrpVersion
 from pyvrrp.core.packet import ChecksumMode, Family
 
 # Scalar parsers: return the value or raise _Invalid with a message naming the fix.
@@ -122,10 +126,7 @@ def _name(kind: str) -> Callable[[object], str]:
     def parse(value: object) -> str:
         text = _string(value)
         if not _NAME.fullmatch(text):
-            raise _Invalid(
-                f"{_show(text)} is not a valid {kind} name: use 1..64 letters, digits, '_' "
-                "or '-', not starting with '-'"
-            )
+            raise _Invalid(_invalid_name_message(text, kind))
         return text
 
     return parse
@@ -247,27 +248,51 @@ def _control_socket(value: object) -> str:
 
 
 def _listen_address(value: object) -> tuple[str, int]:
-    text = _string(value)
     form = 'write "HOST:PORT" or "[IPV6]:PORT", e.g. "127.0.0.1:9650" or "[::1]:9650"'
+    return _host_port(_string(value), form, "listen address", None)
+
+
+def _smtp_server(value: object) -> tuple[str, int]:
+    """keepalived's smtp_server: a host and an optional port (25 when absent)."""
+    form = 'write "HOST", "HOST:PORT" or "[IPV6]:PORT", e.g. "127.0.0.1:25" or "[::1]:25"'
+    text = _string(value)
+    if text.startswith("[") and text.endswith("]"):  # "[::1]" alone: the default port
+        return _host_port(text + ":25", form, "server address", text)
+    if not text.startswith("[") and ":" not in text:
+        return _host_port(text + ":25", form, "server address", text)
+    if not text.startswith("[") and text.count(":") > 1:
+        try:
+            IPv6Address(text)
+        except ValueError:
+            pass
+        else:
+            raise _Invalid(f'{_show(text)}: put an IPv6 address in brackets, e.g. "[{text}]:25"')
+    return _host_port(text, form, "server address", None)
+
+
+def _host_port(text: str, form: str, what: str, shown: str | None) -> tuple[str, int]:
+    """ "HOST:PORT" or "[IPV6]:PORT" -> (host, port); ``shown`` is what the user wrote, when
+    the caller added a default port."""
+    original = shown if shown is not None else text
     if text.startswith("["):
         host, sep, port_text = text[1:].partition("]:")
         if not sep:
-            raise _Invalid(f"{_show(text)} is not a listen address; {form}")
+            raise _Invalid(f"{_show(original)} is not a {what}; {form}")
         try:
             IPv6Address(host)
         except ValueError:
-            raise _Invalid(f"{_show(host)} in {_show(text)} is not an IPv6 address") from None
+            raise _Invalid(f"{_show(host)} in {_show(original)} is not an IPv6 address") from None
     else:
         host, sep, port_text = text.rpartition(":")
         if not sep or not host:
-            raise _Invalid(f"{_show(text)} is not a listen address; {form}")
+            raise _Invalid(f"{_show(original)} is not a {what}; {form}")
         if ":" in host:
-            raise _Invalid(f"{_show(text)}: put an IPv6 address in brackets; {form}")
+            raise _Invalid(f"{_show(original)}: put an IPv6 address in brackets; {form}")
         if not _HOSTNAME.fullmatch(host):
-            raise _Invalid(f"{_show(host)} in {_show(text)} is not an IP address or host name")
+            raise _Invalid(f"{_show(host)} in {_show(original)} is not an IP address or host name")
     digits = port_text.isascii() and port_text.isdigit() and len(port_text) <= 5
     if not digits or not 1 <= int(port_text) <= 65535:
-        raise _Invalid(f"port {_show(port_text)} in {_show(text)} is not in range 1..65535")
+        raise _Invalid(f"port {_show(port_text)} in {_show(original)} is not in range 1..65535")
     return host, int(port_text)
 
 
@@ -313,3 +338,111 @@ def _rule_family(value: object) -> Family:
 
 def _family_name(family: int) -> str:
     return "IPv4" if family == 4 else "IPv6"
+
+
+# VRRPv2 (RFC 3768) and the keys that came with it.
+
+V2_MAX_ADVERT_INTERVAL: Final = 255  # RFC 3768 §5.3.7: Adver Int, 8 bits of whole seconds
+V3_MAX_WHOLE_SECONDS: Final = 40  # the largest whole second in 12 bits of centiseconds
+AUTH_PASS_MAX_BYTES: Final = 8  # RFC 2338 §5.3.6: the 8-octet Authentication Data
+
+
+def _version(value: object) -> VrrpVersion:
+    form = 'expected 3, 2 or "2+3"'
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise _Invalid(f"{form}, got {_describe(value)}")
+    if isinstance(value, str) and value.strip() in ("2", "3"):
+        raise _Invalid(f"{_show(value)} is a string; write {value.strip()} without quotes")
+    if isinstance(value, str) and value != "2+3" and value.replace(" ", "") in ("2+3", "3+2"):
+        raise _Invalid(f'{_show(value)} is not valid; write "2+3"')
+    for version in VrrpVersion:
+        if value == version.value:
+            return version
+    raise _Invalid(f"{_show(value)} is not a VRRP version pyvrrp speaks; {form}")
+
+
+def _v2_advert_interval(high: int, why: str) -> Callable[[object], int]:
+    """A whole number of seconds 1..high -> centiseconds (VRRPv2 carries whole seconds)."""
+
+    def parse(value: object) -> int:
+        seconds = _number(value)
+        if seconds != int(seconds):
+            raise _Invalid(
+                f"{_show(value)} is not a whole number of seconds, which {why} needs "
+                "(VRRPv2 advertisements carry the interval in whole seconds); "
+                f"use {max(math.floor(seconds), 1)} or {math.ceil(seconds)}"
+            )
+        if not 1 <= seconds <= high:
+            raise _Invalid(f"{_show(value)} is out of range 1..{high} for {why}")
+        return int(seconds) * 100
+
+    return parse
+
+
+def _auth_pass(value: object) -> str:
+    text = _string(value)
+    if not text:
+        raise _Invalid("must not be empty; remove auth_pass for no authentication")
+    if "\0" in text:
+        raise _Invalid("contains a NUL character, which ends the password on the wire")
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > AUTH_PASS_MAX_BYTES:
+        raise _Invalid(
+            f"is {size} bytes in UTF-8; a VRRPv2 password is at most {AUTH_PASS_MAX_BYTES} "
+            "bytes (keepalived cuts longer ones: use its first 8 bytes to match it)"
+        )
+    return text
+
+
+_EMAIL = re.compile(r"[^@\s<>,;\"]+@[^@\s<>,;\"]+")
+
+
+def _email_address(value: object) -> str:
+    text = _string(value)
+    if not _EMAIL.fullmatch(text) or text.startswith("@") or text.endswith("@"):
+        raise _Invalid(
+            f"{_show(text)} is not an e-mail address; write one bare address such as "
+            '"ops@example.com" (no name, no <>, one address per string)'
+        )
+    return text
+
+
+def _path_or_empty(value: object) -> str:
+    text = _string(value)
+    return text if text == "" else _absolute_path(text)
+
+
+def _routing_table(names: Mapping[str, int]) -> Callable[[object], int]:
+    """A routing table: a number 1..2^32-1 or a name from the rt_tables files, as ``ip``
+    resolves it (``names``: the files' names and ip's builtin main, local, default, unspec)."""
+    number = _integer(1, UINT32_MAX)
+
+    def parse(value: object) -> int:
+        if not isinstance(value, str):
+            return number(value)
+        text = value.strip()
+        if text.isascii() and text.isdigit():
+            return number(int(text))
+        known = {**BUILTIN_TABLES, **names}
+        if text not in known:
+            listed = ", ".join(f"{n} ({i})" for n, i in sorted(known.items(), key=lambda x: x[1]))
+            close = _suggest(text, known)
+            hint = f"did you mean {close}? " if close is not None else ""
+            raise _Invalid(
+                f"{_show(value)} is not a routing table this host names (iproute2's rt_tables "
+                f"files); {hint}known: {listed}; add the name to "
+                "/etc/iproute2/rt_tables.d/NAME.conf, or write the table's number"
+            )
+        table = known[text]
+        if table == 0:
+            raise _Invalid(
+                f'{_show(value)} is table 0, which the kernel reads as "no table"; '
+                "name a real table"
+            )
+        return table
+
+    return parse
+
+
+# ip's names that need no rt_tables file (iproute2 lib/rt_names.c).
+BUILTIN_TABLES: Final = {"unspec": 0, "default": 253, "main": 254, "local": 255}
