@@ -86,7 +86,8 @@ class RouterParams:
     ``priority`` is the configured (base) priority, 255 for the address owner.
     ``local_address`` is the source of our advertisements (the interface's primary IPv4
     address, its IPv6 link-local address, or ``unicast_source``): it breaks ties between
-    equal priorities. A non-empty ``unicast_peers`` accepts advertisements only from them.
+    equal priorities. A non-empty ``unicast_peers`` accepts advertisements only from them,
+    unless ``unicast_peers_only`` is False.
     Times are integer microseconds, the advertisement interval centiseconds as on the wire.
     """
 
@@ -98,6 +99,7 @@ class RouterParams:
     preempt: bool = True
     preempt_delay_us: int = 0
     unicast_peers: frozenset[IPAddress] = frozenset()
+    unicast_peers_only: bool = True
     checksum_mode: ChecksumMode = ChecksumMode.PSEUDO_HEADER
     garp_delay_us: int = 5 * timers.US_PER_SECOND
     garp_refresh_us: int = 0
@@ -346,7 +348,8 @@ class VirtualRouter:
             return [self._drop(DropReason.UNKNOWN_VRID, source, f"VRID {advert.vrid}")]
         if source == self.params.local_address:
             return [self._drop(DropReason.OWN_ADVERT, source, "our own advertisement")]
-        if self.params.unicast_peers and source not in self.params.unicast_peers:
+        peers = self.params.unicast_peers
+        if peers and self.params.unicast_peers_only and source not in peers:
             return [self._drop(DropReason.NOT_A_PEER, source, f"{source} is not in unicast_peers")]
         self._received += 1
         if advert.priority == 0:
