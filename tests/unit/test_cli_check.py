@@ -222,3 +222,12 @@ def test_a_huge_file_is_refused_with_one_line(
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert err.startswith(f"{path}: is larger than 1024 KiB")
+
+
+def test_the_daemon_refuses_to_start_without_instances(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, '[global]\nrouter_id = "a"\n')
+    assert main(["-c", path]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"{path}: instances: missing: no instance is configured")

@@ -480,3 +480,138 @@ def test_warnings_do_not_make_configs_differ() -> None:
     without = parse(instance(priority="255"))
     assert with_warning.warnings
     assert with_warning == without
+
+
+# ------------------------------------------------- the contract's example, and the seed's
+
+ADDITIONS = """
+[global]
+version = 3                             # default VRRP version for IPv4 instances
+log_level = "info"
+watch_config = false
+script_user = "nobody"
+script_group = "nogroup"
+
+[global.email]
+server = "127.0.0.1:25"
+from = "pyvrrp@example.com"
+to = ["ops@example.com"]
+starttls = false
+username = ""
+password_file = ""
+
+[instances.vip58]
+interface = "eth0.4000"
+vrid = 58
+addresses = ["1.2.3.58/29"]
+unicast_source = "192.168.200.1"        # as in the contract's whole example
+unicast_peers = ["192.168.200.2", "192.168.200.3"]
+version = 2                             # overrides [global] version (IPv4 only)
+auth_pass = "secret12"                  # VRRPv2 simple password, up to 8 bytes
+unicast_peers_only = true
+email = true
+"""
+
+
+def test_the_additions_of_the_contract_mean_what_they_say() -> None:
+    node = parse(ADDITIONS)
+    assert node.global_ == GlobalConfig(
+        version=VrrpVersion.V3,
+        log_level="info",
+        watch_config=False,
+        script_user="nobody",
+        script_group="nogroup",
+        email=EmailConfig("127.0.0.1", "pyvrrp@example.com", ("ops@example.com",)),
+    )
+    vip58 = node.instances["vip58"]
+    assert (vip58.version, vip58.auth_pass, vip58.unicast_peers_only, vip58.email) == (
+        VrrpVersion.V2,
+        "secret12",
+        True,
+        True,
+    )
+    assert node.warnings == ()
+
+
+# The seed's keepalived.conf (machine A), as written by hand in node.toml: instance names
+# that are addresses, nopreempt on a state MASTER instance, the vswitch table by name.
+SEED = """
+[global]
+router_id = "machine-a"
+version = 2
+script_user = "nobody"
+
+[global.email]
+server = "127.0.0.1"
+from = "infra+keepalived@example.com"
+to = ["ops@example.com"]
+
+[scripts.chk_nginx_ingress]
+command = "/usr/bin/curl GET http://localhost:80/healthz"
+interval = 2
+weight = 2
+fall = 2
+rise = 2
+
+[instances."1.2.3.58"]
+interface = "eth0.4000"
+state = "master"
+vrid = 58
+priority = 100
+advert_interval = 1
+garp_delay = 5
+email = true
+preempt = false
+track_interfaces = ["eth0", "dummy0"]
+track_scripts = ["chk_nginx_ingress"]
+addresses = [{ address = "1.2.3.58/29", dev = "eth0.4000" }]
+excluded_addresses = [{ address = "2a03:4444:fff0:59:88::58/64", dev = "eth0.4000" }]
+unicast_source = "192.168.200.1"
+unicast_peers = ["192.168.200.2", "192.168.200.3"]
+
+[instances."1.2.3.59"]
+interface = "eth0.4000"
+state = "backup"
+vrid = 59
+priority = 75
+email = true
+preempt = false
+addresses = [{ address = "1.2.3.59/29", dev = "eth0.4000" }]
+unicast_source = "192.168.200.1"
+unicast_peers = ["192.168.200.2", "192.168.200.3"]
+
+[[routes]]
+to = "1.2.3.57/32"
+dev = "eth0.4000"
+table = "vswitch"
+
+[[routes]]
+to = "0.0.0.0/0"
+via = "1.2.3.57"
+dev = "eth0.4000"
+table = "vswitch"
+
+[[rules]]
+to = "1.2.3.56/29"
+lookup = "vswitch"
+
+[[rules]]
+from = "1.2.3.56/29"
+lookup = "vswitch"
+"""
+
+
+def test_the_seed_configuration_translates_with_a_warning() -> None:
+    node = parse(SEED, {"vswitch": 100})
+    assert list(node.instances) == ["1.2.3.58", "1.2.3.59"]
+    master, backup = node.instances.values()
+    assert (master.version, master.preempt, master.initial_state) == (
+        VrrpVersion.V2,
+        True,
+        "master",
+    )
+    assert (backup.preempt, backup.initial_state) == (False, "backup")
+    assert [w.path for w in node.warnings] == ['instances."1.2.3.58".preempt']
+    assert {r.table for r in node.routes} | {r.table for r in node.rules} == {100}
+    assert node.global_.email is not None
+    assert node.global_.email.port == 25
