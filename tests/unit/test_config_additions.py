@@ -124,6 +124,7 @@ def test_v2_advert_interval_is_whole_seconds_up_to_255() -> None:
 def test_v2_interval_rule_names_the_global_default_it_came_from() -> None:
     problem = only_problem("[global]\nversion = 2\n" + instance(advert_interval="0.5"))
     assert "version 2 (from [global])" in problem.message
+    assert problem.message.endswith("; use 1")
 
 
 def test_2_and_3_interval_fits_both_advertisements() -> None:
@@ -331,6 +332,8 @@ def test_email_login_needs_both_username_and_password_file() -> None:
 
 
 def test_email_keepalived_names_are_pointed_to() -> None:
+    problem = only_problem('[global]\nnotification_email = ["a@b"]\n' + instance())
+    assert "keepalived's notification_email is [global.email] to in pyvrrp" in problem.message
     problem = only_problem(EMAIL + 'smtp_server = "x"\n' + instance())
     assert problem.path == "global.email.smtp_server"
     assert "keepalived's smtp_server is server in pyvrrp" in problem.message

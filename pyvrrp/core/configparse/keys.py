@@ -32,9 +32,9 @@ _KEEPALIVED_INSTANCE = {
 _KEEPALIVED_SCRIPT = {"script": "command"}
 _KEEPALIVED_GLOBAL = {
     "vrrp_version": "version",
-    "notification_email": "to in [global.email]",
-    "notification_email_from": "from in [global.email]",
-    "smtp_server": "server in [global.email]",
+    "notification_email": "[global.email] to",
+    "notification_email_from": "[global.email] from",
+    "smtp_server": "[global.email] server",
 }
 _KEEPALIVED_EMAIL = {"smtp_server": "server", "notification_email": "to"}
 # Keys that have no equivalent, with what to do instead (none today; kept for the next one).

@@ -367,10 +367,11 @@ def _v2_advert_interval(high: int, why: str) -> Callable[[object], int]:
     def parse(value: object) -> int:
         seconds = _number(value)
         if seconds != int(seconds):
+            near = sorted({max(math.floor(seconds), 1), max(math.ceil(seconds), 1)})
             raise _Invalid(
                 f"{_show(value)} is not a whole number of seconds, which {why} needs "
                 "(VRRPv2 advertisements carry the interval in whole seconds); "
-                f"use {max(math.floor(seconds), 1)} or {math.ceil(seconds)}"
+                f"use {' or '.join(str(n) for n in near)}"
             )
         if not 1 <= seconds <= high:
             raise _Invalid(f"{_show(value)} is out of range 1..{high} for {why}")
