@@ -520,3 +520,19 @@ def test_load_resolves_table_names_from_the_env_directories(
     # An explicit argument wins over the environment.
     with pytest.raises(ConfigError):
         load(config, iproute2_dirs=[str(tmp_path / "none")])
+
+
+def test_environment_check_names_a_missing_script_user_and_group(tmp_path: Path) -> None:
+    text = '[global]\nscript_user = "no-such-user-pyvrrp"\nscript_group = "no-such-group-pyvrrp"\n'
+    node = load(write(tmp_path, text + VALID))
+    found = {p.path: p.message for p in check_environment(node)}
+    assert found == {
+        "global.script_user": "user 'no-such-user-pyvrrp' does not exist on this host; create "
+        "it or change user",
+        "global.script_group": "group 'no-such-group-pyvrrp' does not exist on this host; "
+        "create it or change script_group",
+    }
+    existing = load(
+        write(tmp_path, '[global]\nscript_user = "root"\nscript_group = "root"\n' + VALID)
+    )
+    assert check_environment(existing) == []
