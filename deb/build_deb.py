@@ -299,7 +299,6 @@ def build_deb(out_dir: Path) -> Path:
     bundled = runtime_distributions()
     with tempfile.TemporaryDirectory(prefix="pyvrrp-deb-") as tmp:
         stage = Path(tmp) / "root"
-        doc = stage / "usr/share/doc" / PACKAGE
 
         def put(relative: str, data: bytes, mode: int = 0o644) -> None:
             path = stage / relative
@@ -338,7 +337,6 @@ def build_deb(out_dir: Path) -> Path:
             if path.is_dir():
                 path.chmod(0o755)
             os.utime(path, (epoch, epoch), follow_symlinks=False)
-        del doc
         deb = out_dir / f"{PACKAGE}_{deb_version()}_all.deb"
         subprocess.run(
             [dpkg_deb, "--root-owner-group", "-Zxz", "--build", str(stage), str(deb)],
