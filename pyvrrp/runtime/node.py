@@ -54,7 +54,7 @@ from pyvrrp.core.timers import release_timeout
 from pyvrrp.core.tracking import Health, Tracking
 from pyvrrp.runtime.control import UnknownInstance
 from pyvrrp.runtime.errors import EnvironmentProblem
-from pyvrrp.runtime.logs import RateLimiter
+from pyvrrp.runtime.logs import RateLimiter, fields
 from pyvrrp.runtime.netlink import (
     AddressEvent,
     AddressSpec,
@@ -422,6 +422,9 @@ class Node:
         self._trackers_scope: trio.CancelScope | None = None
         self.notifier = Notifier(config.instances.values(), self.runner)
         self._reload_lock = trio.Lock()
+        # More top-level keys of status(), each computed at every call: the daemon adds its
+        # mailer's statistics as "email".
+        self.status_sections: dict[str, Callable[[], Any]] = {}
 
     # ------------------------------------------------------------------ observing
 
@@ -448,6 +451,16 @@ class Node:
             change.new.value,
             change.reason,
             change.priority,
+            extra=fields(
+                event="transition",
+                instance=instance.name,
+                vrid=instance.config.vrid,
+                from_=change.old.value,
+                to=change.new.value,
+                reason=change.reason,
+                cause=change.cause.value,
+                priority=change.priority,
+            ),
         )
         # KeyError: an instance a reload is adding or removing, unknown to the notifier.
         with contextlib.suppress(KeyError):
@@ -583,6 +596,7 @@ class Node:
             "scripts": scripts,
             "notifications": notifications,
             "interface_drops": self.drops(),
+            **{key: section() for key, section in self.status_sections.items()},
         }
 
     def drops(self) -> dict[str, dict[str, int]]:
