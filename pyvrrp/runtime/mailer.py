@@ -413,8 +413,13 @@ class Mailer:
         A mail waiting to be retried is tried again at once. Returns whether everything left;
         what did not is logged.
         """
-        # What was published and not yet taken from the channel (the STOP of every instance,
-        # published while the node stopped) belongs to this burst.
+        # What was published before (the STOP of every instance, published while the node
+        # stopped) belongs to this burst. A transition handed to the follower task is in its
+        # hands until it runs: two checkpoints let it (trio runs a batch of ready tasks in
+        # either order, so after one the follower may still be behind this task). Anything
+        # still in the channel is taken here.
+        await trio.lowlevel.checkpoint()
+        await trio.lowlevel.checkpoint()
         while self._channel is not None:
             try:
                 self.notify(self._channel.receive_nowait())
@@ -482,6 +487,7 @@ class Mailer:
             if settings is None:
                 self._drop("e-mail was turned off ([global.email] removed by a reload)")
                 return
+            lost = self._lost  # what this message reports
             message = self.compose(mail, settings)
             try:
                 await self.transport(settings, message)
@@ -505,7 +511,7 @@ class Mailer:
                     mail.merge(self._waiting.popleft(), self.max_listed)
                 continue
             self._sent += 1
-            self._lost = 0
+            self._lost -= lost  # drops during the attempt are for the next mail to say
             self._last_sent = self._wall_clock()
             log.info("e-mail sent to %s: %s", ", ".join(settings.recipients), message["Subject"])
             return
