@@ -8,104 +8,26 @@ detail is tested in virtual time in tests/runtime/test_mailer.py.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import shutil
-import socket
 import ssl
 import subprocess
 from collections.abc import Callable, Iterator
-from email import message_from_bytes, policy
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import attrs
 import pytest
 import trio
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from pyvrrp.core.actions import Cause, State
 from pyvrrp.runtime.mailer import Mailer, MailSettings, SmtpTransport
 from pyvrrp.runtime.node import Transition
+from tests.mailserver import HOST, PASSWORD, USER, Server, check_password, free_port
 
 from .cluster import Cluster, config, instance
 
-HOST = "127.0.0.1"
-USER = "pyvrrp"
-PASSWORD = "s3cret pass"  # a space: the whole line of password_file is the password
 WAIT = 20.0  # generous bound on anything that should take well under a second
-
-
-@attrs.define
-class Received:
-    sender: str
-    recipients: list[str]
-    message: EmailMessage
-    login: str | None
-
-
-class Inbox:
-    """An aiosmtpd handler keeping what it accepts; ``stall`` seconds before answering DATA."""
-
-    def __init__(self) -> None:
-        self.received: list[Received] = []
-        self.stall = 0.0
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        if self.stall:
-            await asyncio.sleep(self.stall)
-        content = envelope.content
-        assert isinstance(content, bytes)
-        auth: object = session.auth_data  # typed None, set to what the authenticator gave
-        login = auth.login.decode() if isinstance(auth, LoginPassword) else None
-        self.received.append(
-            Received(
-                envelope.mail_from or "",
-                list(envelope.rcpt_tos),
-                message_from_bytes(content, policy=policy.default),
-                login,
-            )
-        )
-        return "250 OK"
-
-
-def check_password(
-    server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
-) -> AuthResult:
-    ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (
-        USER.encode(),
-        PASSWORD.encode(),
-    )
-    # handled=False: aiosmtpd answers a failure with 535 itself.
-    return AuthResult(success=ok, handled=False, auth_data=auth_data)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-class Server:
-    """An aiosmtpd controller that can be started (again) on a fixed port."""
-
-    def __init__(self, port: int, **smtp: Any) -> None:
-        self.port = port
-        self.inbox = Inbox()
-        self.smtp = smtp
-        self.controller: Controller | None = None
-
-    def start(self) -> None:
-        self.controller = Controller(self.inbox, hostname=HOST, port=self.port, **self.smtp)
-        self.controller.start()
-
-    def stop(self) -> None:
-        if self.controller is not None:
-            self.controller.stop()
-            self.controller = None
 
 
 @pytest.fixture
