@@ -581,7 +581,11 @@ def test_the_daemon_mails_its_transitions_and_logs_them_as_json(lab: Lab) -> Non
     assert start["Subject"] == "[B] VRRP Instances mc4, uc4, v6 - Entering BACKUP state"
     assert start["From"] == "pyvrrp@b.example.com"
     assert "[B] uc4: INIT -> BACKUP (startup), priority 50" in start.get_content()
-    assert stop["Subject"] == "[B] VRRP Instances mc4, uc4, v6 - Entering STOP state"
+    # The instances stop concurrently: in any order.
+    stopped = re.fullmatch(r"\[B\] VRRP Instances (.+) - Entering STOP state", stop["Subject"])
+    assert stopped is not None, stop["Subject"]
+    assert sorted(stopped.group(1).split(", ")) == ["mc4", "uc4", "v6"]
+    assert "[B] uc4: BACKUP -> STOP (shutdown), priority 50" in stop.get_content()
     lines = [json.loads(line) for line in own_log(lab, "B", "email").splitlines()]
     moves = [
         (line["instance"], line["vrid"], line["from"], line["to"], line["priority"])
