@@ -33,11 +33,26 @@ class Received:
 
 
 class Inbox:
-    """An aiosmtpd handler keeping what it accepts; ``stall`` seconds before answering DATA."""
+    """An aiosmtpd handler keeping what it accepts; ``stall`` seconds before answering DATA,
+    550 to the recipients in ``refused``."""
 
     def __init__(self) -> None:
         self.received: list[Received] = []
         self.stall = 0.0
+        self.refused: set[str] = set()  # recipients answered 550
+
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        if address in self.refused:
+            return "550 5.1.1 no such mailbox"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         if self.stall:

@@ -107,6 +107,15 @@ def mailer_for(mail: MailSettings, **options: Any) -> Mailer:
     return Mailer(mail, router_id="lb1", **options)
 
 
+async def send_one(mailer: Mailer, until: Callable[[], bool]) -> None:
+    send, receive = trio.open_memory_channel[Transition](10)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(mailer.run, receive)
+        send.send_nowait(transition("vip58", State.BACKUP, State.MASTER))
+        await wait_for(until)
+        nursery.cancel_scope.cancel()
+
+
 # ---------------------------------------------------------------------------- plain SMTP
 
 
@@ -215,16 +224,30 @@ async def test_an_attempt_is_abandoned_at_its_timeout_and_retried(server: Server
     assert mailer.statistics().last_error == f"{HOST}:{server.port}: no answer within 0.5 s"
 
 
+async def test_a_refused_recipient_is_logged_and_the_others_get_the_mail(
+    server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.inbox.refused = {"oncall@example.com"}
+    mailer = mailer_for(settings(server.port))
+    await send_one(mailer, lambda: mailer.statistics().sent == 1)
+    assert [mail.recipients for mail in server.inbox.received] == [["ops@example.com"]]
+    assert (
+        "e-mail: the server refused oncall@example.com (550 5.1.1 no such mailbox) "
+        "(the other recipients got it)" in caplog.messages
+    )
+
+
+async def test_every_recipient_refused_is_a_failure(server: Server) -> None:
+    server.inbox.refused = {"ops@example.com", "oncall@example.com"}
+    mailer = mailer_for(settings(server.port))
+    await send_one(mailer, lambda: mailer.statistics().failures >= 1)
+    error = mailer.statistics().last_error or ""
+    assert error.startswith(f"{HOST}:{server.port}: every recipient refused: ")
+    assert "ops@example.com (550 5.1.1 no such mailbox)" in error
+    assert server.inbox.received == []
+
+
 # ---------------------------------------------------------------------------- TLS, login
-
-
-async def send_one(mailer: Mailer, until: Callable[[], bool]) -> None:
-    send, receive = trio.open_memory_channel[Transition](10)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(mailer.run, receive)
-        send.send_nowait(transition("vip58", State.BACKUP, State.MASTER))
-        await wait_for(until)
-        nursery.cancel_scope.cancel()
 
 
 @pytest.fixture
