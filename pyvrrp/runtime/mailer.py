@@ -186,6 +186,11 @@ class SmtpTransport:
             raise MailError(f"{settings.server}: {_describe_smtp(exc)}") from None
         except OSError as exc:  # refused, unreachable, timed out, TLS failures
             raise MailError(f"{settings.server}: {exc.strerror or exc}") from None
+        except Exception as exc:
+            # smtplib raising something it does not document: an alert mail must never take
+            # the VRRP daemon down. Logged with its traceback, then handled as a failure.
+            log.exception("e-mail: unexpected error from smtplib")
+            raise MailError(f"{settings.server}: {type(exc).__name__}: {exc}") from None
         if refused:
             log.warning(
                 "e-mail: the server refused %s (the other recipients got it)",
