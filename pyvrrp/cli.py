@@ -314,6 +314,16 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("the daemon needs -c FILE (or give a COMMAND)")
         if args.command in _NEEDS_CONFIG and args.config is None:
             parser.error(f"{args.command} needs -c FILE")
+        if args.command is not None:
+            for option, value in (
+                ("--log-level", args.log_level),
+                ("--log-format", args.log_format),
+            ):
+                if value is not None:
+                    parser.error(
+                        f"{option} is for the daemon (pyvrrp -c FILE {option} {value}), "
+                        f"not for {args.command}"
+                    )
     except SystemExit as exit_:
         # argparse exits 2 after printing usage (0 for --help); return it instead so that
         # main() can be called from tests and embedding code.

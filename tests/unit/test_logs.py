@@ -321,3 +321,13 @@ def test_a_bad_log_option_is_a_usage_error(
 ) -> None:
     assert main(["-c", "node.toml", *argv]) == 2
     assert complaint in capsys.readouterr().err
+
+
+def test_log_options_belong_to_the_daemon_not_to_a_command(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["--log-level", "debug", "status"]) == 2
+    assert (
+        "--log-level is for the daemon (pyvrrp -c FILE --log-level debug), not for status"
+        in capsys.readouterr().err
+    )
