@@ -61,15 +61,9 @@ def missing_capabilities(status: str = "/proc/self/status") -> list[str]:
     return [name for name, bit in REQUIRED_CAPABILITIES.items() if not effective >> bit & 1]
 
 
-def configured_log_level(config: NodeConfig) -> str:
-    """``[global] log_level`` of ``config`` ("info" when it does not say)."""
-    level: str = getattr(config.global_, "log_level", "info")
-    return level
-
-
 def mail_settings(config: NodeConfig) -> MailSettings | None:
     """The mailer's settings from ``[global.email]`` (None: e-mail alerts are off)."""
-    email = getattr(config.global_, "email", None)
+    email = config.global_.email
     if email is None:
         return None
     return MailSettings(
@@ -91,7 +85,7 @@ def router_id(config: NodeConfig) -> str:
 def _wants_mail(node: Node, instance: str) -> bool:
     # An instance a reload removed is no longer in the configuration: its STOP is not mailed.
     config = node.config.instances.get(instance)
-    return bool(getattr(config, "email", False))
+    return config is not None and config.email
 
 
 def run_daemon(
@@ -111,9 +105,7 @@ def run_daemon(
         for line in configfile.problem_lines(config_path, exc):
             print(line, file=sys.stderr)
         return EXIT_CONFIG
-    setup_logging(
-        log_format or config.global_.log_format, log_level or configured_log_level(config)
-    )
+    setup_logging(log_format or config.global_.log_format, log_level or config.global_.log_level)
     # Checked before anything runs: without CAP_NET_ADMIN every socket opens and the daemon
     # would elect itself master, then fail to install a single address (a silent black hole).
     missing = missing_capabilities()
@@ -206,7 +198,7 @@ class DaemonControl:
     def _apply_global(self, config: NodeConfig) -> None:
         """What a reload changes at once in ``[global]``: the log level and e-mail."""
         if self.log_level is None:
-            set_level(configured_log_level(config))
+            set_level(config.global_.log_level)
         if self.mailer is not None:
             self.mailer.settings = mail_settings(config)
             self.mailer.router_id = router_id(config)

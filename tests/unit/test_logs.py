@@ -282,18 +282,25 @@ def stopped_daemon(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("stopped_daemon")
 @pytest.mark.parametrize(
-    ("argv", "level"),
+    ("in_file", "argv", "level"),
     [
-        ([], logging.INFO),
-        (["--log-level", "debug"], logging.DEBUG),
-        (["--log-level", "error"], logging.ERROR),
+        (None, [], logging.INFO),
+        (None, ["--log-level", "debug"], logging.DEBUG),
+        (None, ["--log-level", "error"], logging.ERROR),
+        ("warning", [], logging.WARNING),
+        ("debug", [], logging.DEBUG),
+        ("warning", ["--log-level", "debug"], logging.DEBUG),  # the command line wins
     ],
 )
-def test_log_level_option_sets_the_daemons_level(
-    tmp_path: Path, pyvrrp_logger: logging.Logger, argv: list[str], level: int
+def test_log_level_option_and_key_set_the_daemons_level(
+    tmp_path: Path,
+    pyvrrp_logger: logging.Logger,
+    in_file: str | None,
+    argv: list[str],
+    level: int,
 ) -> None:
     config = tmp_path / "node.toml"
-    config.write_text(CONFIG)
+    config.write_text(CONFIG if in_file is None else f'[global]\nlog_level = "{in_file}"\n{CONFIG}')
     assert main(["-c", str(config), *argv]) == daemon.EXIT_ENVIRONMENT
     assert pyvrrp_logger.level == level
 
