@@ -201,9 +201,10 @@ async def test_a_stalling_server_never_holds_up_the_node(server: Server) -> None
         nursery.cancel_scope.cancel()
     assert stalled >= 2.5
     during = [t for t, _ in cluster.adverts("A") if start <= t + cluster.t0 <= start + stalled]
-    # 0.1 s apart while the send blocked (a busy 2-core machine may delay one a little).
-    assert len(during) >= stalled / 0.1 * 0.8
-    assert max(b - a for a, b in itertools.pairwise(during)) < 0.3
+    # 0.1 s apart while the send blocked; a blocked router would send nothing for 3 s. The
+    # margins leave room for a busy 2-core machine delaying a few of them.
+    assert len(during) >= stalled / 0.1 * 0.5
+    assert max(b - a for a, b in itertools.pairwise(during)) < 1.0
     # Subscribed after the start: INIT -> BACKUP came before.
     assert server.inbox.received[0].message["Subject"] == (
         "[lb1] VRRP Instance vip58 - Entering MASTER state"
