@@ -7,7 +7,7 @@ here, so the library, the daemon and ``pyvrrp check`` agree. :func:`parse_node` 
 (``instances.vip58.addresses[1]``), what is wrong and what would be right. It never raises
 anything else, whatever it is given.
 
-The model classes are frozen attrs classes. Their defaults are keepalived's (keepalived.md);
+The model classes are frozen attrs classes. Their defaults are keepalived's (docs/keepalived.md);
 constructing them directly (as a library user or a test may) does not validate: only
 :func:`parse_node` does. Durations are exact integer microseconds (``round(seconds * 1e6)``),
 the advertisement interval is centiseconds, the unit of the wire (RFC 9568 §5.2.7).

@@ -43,7 +43,7 @@ class Family(enum.IntEnum):
 
 
 class ChecksumMode(enum.Enum):
-    """How the IPv4 VRRP checksum is computed (protocol.md, "Checksum").
+    """How the IPv4 VRRP checksum is computed (docs/protocol.md, "Checksum").
 
     IPv6 always includes the RFC 8200 pseudo-header whatever this says.
     """
@@ -155,7 +155,7 @@ def _pseudo_header_sum(source: IPAddress, destination: IPAddress, length: int) -
 
 
 def _checksum_covers_pseudo_header(family: Family, checksum_mode: ChecksumMode) -> bool:
-    # RFC 9568 §5.2.8; protocol.md "Checksum": IPv6 always includes it.
+    # RFC 9568 §5.2.8; docs/protocol.md "Checksum": IPv6 always includes it.
     return family is Family.IPV6 or checksum_mode is ChecksumMode.PSEUDO_HEADER
 
 
@@ -322,7 +322,7 @@ def decode(
             DropReason.TYPE,
             f"{source} sent VRRP type {version_type & 0x0F}, not {ADVERTISEMENT} (ADVERTISEMENT)",
         )
-    if count == 0:  # §5.2.5; protocol.md: discard, at least one address
+    if count == 0:  # §5.2.5; docs/protocol.md: discard, at least one address
         raise DecodeError(DropReason.COUNT_ZERO, f"{source} sent an advertisement with no address")
     if type(source) is IPv4Address:
         family = Family.IPV4
@@ -396,7 +396,7 @@ def _checksums_with_padding(
 @attrs.frozen
 class IPv4Datagram:
     """The parts of a received IPv4 datagram that VRRP needs (IPv4 raw sockets deliver the
-    IP header, protocol.md "Practical Linux notes")."""
+    IP header, docs/protocol.md "Practical Linux notes")."""
 
     source: IPv4Address
     destination: IPv4Address
