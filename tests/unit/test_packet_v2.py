@@ -43,7 +43,7 @@ GOLDEN = Advertisement(
     version=2,
 )
 # Worked by hand (RFC 1071 over the message only, RFC 3768 §5.3.8), words in hex:
-# 2133 + 6401 + 0001 + c000 + 0264 + 0000 x 4 = 1479a -> 479a, complement b865.
+# 2133 + 6401 + 0001 + c000 + 0264 + 0000 x 4 = 14799, folded 4799 + 1 = 479a, complement b865.
 GOLDEN_NO_AUTH = bytes.fromhex("2133640100 01 b865 c0000264 0000000000000000".replace(" ", ""))
 # The same with auth type 1 and the password "secret" NUL-padded to 8 bytes.
 GOLDEN_PASS = bytes.fromhex("2133640101 01 7b19 c0000264 7365637265740000".replace(" ", ""))
