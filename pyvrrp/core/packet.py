@@ -567,14 +567,15 @@ def _decode_v2(message: bytes, *, source: IPAddress, auth_pass: bytes) -> Advert
         )
     if auth_type != ours:
         theirs = _AUTH_NAMES.get(auth_type, "unknown")
-        advice = (
-            "set the same auth_pass for this instance in node.toml"
-            if auth_type == AUTH_SIMPLE_TEXT
-            else "remove auth_pass for this instance in node.toml, or give the peer the same"
-            " password (keepalived: authentication { auth_type PASS auth_pass ... })"
-            if auth_type == AUTH_NONE
-            else "the peer's authentication is not VRRPv2's"
-        )
+        if auth_type == AUTH_SIMPLE_TEXT:  # the peer has a password, we have none
+            advice = "set the peer's password as auth_pass for this instance in node.toml"
+        elif auth_type == AUTH_NONE:  # we have a password, the peer has none
+            advice = (
+                "remove auth_pass for this instance in node.toml, or give the peer the same"
+                " password (keepalived: authentication { auth_type PASS auth_pass ... })"
+            )
+        else:
+            advice = "the peer's authentication is not VRRPv2's"
         raise DecodeError(
             DropReason.AUTH_TYPE,
             f"{source} sent auth type {auth_type} ({theirs}), this instance expects"
