@@ -52,8 +52,7 @@ from pyvrrp.core.router import RouterParams, RouterStatistics, VirtualRouter
 from pyvrrp.core.sync import sync_events
 from pyvrrp.core.timers import release_timeout
 from pyvrrp.core.tracking import Health, Tracking
-from pyvrrp.runtime.control import UnknownInstance
-from pyvrrp.runtime.errors import EnvironmentProblem
+from pyvrrp.runtime.errors import EnvironmentProblem, UnknownInstance
 from pyvrrp.runtime.logs import RateLimiter
 from pyvrrp.runtime.netlink import (
     AddressEvent,
@@ -68,8 +67,9 @@ from pyvrrp.runtime.netlink import (
     describe_rule,
 )
 from pyvrrp.runtime.notify import Notifier
+from pyvrrp.runtime.process import ProcessRunner, RealProcessRunner
 from pyvrrp.runtime.statefile import MaintenanceStore, StateDirStore, StateFileError
-from pyvrrp.runtime.trackers import ProcessRunner, RealProcessRunner, Trackers
+from pyvrrp.runtime.trackers import Trackers
 from pyvrrp.runtime.transport import Transport, TransportFactory
 
 if TYPE_CHECKING:

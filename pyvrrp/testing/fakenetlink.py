@@ -41,7 +41,7 @@ import trio
 
 from pyvrrp.core.config import IPAddress, IPInterface, RouteConfig, RuleConfig
 from pyvrrp.core.packet import Family
-from pyvrrp.runtime.netlink import (
+from pyvrrp.runtime.netlink.contract import (
     AddressEvent,
     AddressSpec,
     Change,

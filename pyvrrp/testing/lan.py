@@ -19,7 +19,7 @@ import attrs
 import trio
 
 from pyvrrp.core.packet import VRRP_TTL, DecodeError, Family, IPAddress
-from pyvrrp.runtime.netlink import AddressSpec
+from pyvrrp.runtime.netlink.contract import AddressSpec
 from pyvrrp.runtime.transport import ReceivedPacket, Transport, TransportFactory
 
 
