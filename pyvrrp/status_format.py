@@ -303,7 +303,7 @@ def format_status(status: Mapping[str, Any]) -> str:
     if drops:
         lines += ["", "dropped before reaching an instance:", *drops]
         if any("unknown_vrid" in line for line in drops):
-            # keepalived.md pain point 10: VRID collisions between clusters go unnoticed.
+            # docs/keepalived.md pain point 10: VRID collisions between clusters go unnoticed.
             lines.append(
                 "  (unknown_vrid: advertisements for a VRID no instance here has; another "
                 "cluster on the same link?)"

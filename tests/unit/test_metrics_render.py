@@ -270,6 +270,9 @@ EXPECTED_SAMPLES = [
     f'pyvrrp_adverts_dropped_total{{{L},reason="not_link_local"}} 0',
     f'pyvrrp_adverts_dropped_total{{{L},reason="not_a_peer"}} 0',
     f'pyvrrp_adverts_dropped_total{{{L},reason="own_advert"}} 0',
+    f'pyvrrp_adverts_dropped_total{{{L},reason="auth_type"}} 0',
+    f'pyvrrp_adverts_dropped_total{{{L},reason="auth_pass"}} 0',
+    f'pyvrrp_adverts_dropped_total{{{L},reason="interval_mismatch"}} 0',
     'pyvrrp_interface_adverts_dropped_total{interface="eth0.4000",family="ipv4",'
     'reason="ip_header"} 0',
     'pyvrrp_interface_adverts_dropped_total{interface="eth0.4000",family="ipv4",'

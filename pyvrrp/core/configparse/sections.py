@@ -24,7 +24,6 @@ from pyvrrp.core.configparse.keys import (
 )
 from pyvrrp.core.configparse.reading import (
     _BAD,
-    IFNAMSIZ,
     MAX_SECONDS,
     SCOPES,
     UINT32_MAX,
@@ -62,6 +61,7 @@ from pyvrrp.core.configparse.values import (
     _version,
     _vip,
 )
+from pyvrrp.core.linux import IFNAMSIZ
 from pyvrrp.core.model import (
     DEFAULT_CONTROL_SOCKET,
     DEFAULT_STATE_DIR,
