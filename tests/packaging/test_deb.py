@@ -27,6 +27,7 @@ import pytest
 from pyvrrp._version import __version__
 from pyvrrp.cli import build_parser
 from pyvrrp.core.timers import release_timeout
+from pyvrrp.runtime.mailer import STOP_FLUSH
 from pyvrrp.runtime.node import STOP_MARGIN
 from pyvrrp.runtime.notify import DEFAULT_TIMEOUT
 from pyvrrp.runtime.trackers import KILL_DELAY
@@ -178,10 +179,10 @@ def test_unit_runs_the_packaged_program_and_waits_for_a_configuration(
     assert unit["Unit"]["ConditionPathExists"] == "/etc/pyvrrp/node.toml"
     assert not (tmp_path / "etc/pyvrrp/node.toml").exists()
     # A planned stop at the default 1 s interval: the handover, then notify_stop and notify,
-    # each at its timeout and kill delay.
+    # each at its timeout and kill delay, then the last e-mails.
     handover = release_timeout(1_000_000) / 1_000_000 + STOP_MARGIN
     notifications = 2 * (DEFAULT_TIMEOUT + KILL_DELAY)
-    assert int(unit["Service"]["TimeoutStopSec"]) >= handover + notifications
+    assert int(unit["Service"]["TimeoutStopSec"]) >= handover + notifications + STOP_FLUSH
 
 
 def test_maintainer_scripts_never_start_the_service(deb: Path, tmp_path: Path) -> None:
