@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, assert_never
 import attrs
 import trio
 
-from pyvrrp import __version__
+from pyvrrp._version import __version__
 from pyvrrp.core.actions import (
     Action,
     Announce,
