@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pyvrrp._version import __version__
+from pyvrrp._version import __version__ as __version__
 from pyvrrp.configfile import load as load_config
 from pyvrrp.core.actions import Cause, State
 from pyvrrp.core.config import ConfigError, InstanceConfig, NodeConfig, parse_node
