@@ -12,7 +12,6 @@ import shutil
 import socket
 import stat
 import tempfile
-import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -310,28 +309,30 @@ async def test_a_line_of_exactly_the_limit_is_read(handler: FakeHandler, path: s
 
 
 async def test_a_silent_client_is_answered_with_a_timeout_and_blocks_no_one(
-    path: str, monkeypatch: pytest.MonkeyPatch
+    path: str, monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock
 ) -> None:
     monkeypatch.setattr(control, "REQUEST_TIMEOUT", 0.5)
     async with trio.open_nursery() as nursery:
         await nursery.start(serve_control, path, FakeHandler())
         silent = await trio.open_unix_socket(path)
         async with silent:
-            start = time.monotonic()
+            start = trio.current_time()
             # Others are served at once while the silent client holds its connection.
             for _ in range(3):
                 assert (await call(path, {"command": "status"}))["ok"] is True
             with trio.fail_after(10):
                 raw = await silent.receive_some()
                 assert await silent.receive_some() == b""  # then the server closes
-            elapsed = time.monotonic() - start
+            elapsed = trio.current_time() - start
         nursery.cancel_scope.cancel()
     assert json.loads(raw) == {
         "ok": False,
         "error": "no request line within 0.5 s; send one JSON object and a newline",
         "code": "timeout",
     }
-    assert 0.4 < elapsed < 5
+    # Virtual time: the others were served without the clock moving; the silent one is
+    # answered at exactly its timeout.
+    assert elapsed == pytest.approx(0.5, abs=1e-6)
 
 
 async def test_a_client_that_leaves_early_does_not_disturb_the_server(
