@@ -30,6 +30,7 @@ from pyvrrp.runtime.errors import EnvironmentProblem
 from pyvrrp.runtime.logs import setup_logging
 from pyvrrp.runtime.netlink import NetlinkError, open_netlink
 from pyvrrp.runtime.node import Node
+from pyvrrp.runtime.status import NodeStatus
 from pyvrrp.runtime.transport import open_raw_transport
 
 log = logging.getLogger("pyvrrp")
@@ -107,8 +108,8 @@ class DaemonControl:
         self.config_path = config_path
         self._reloading = trio.Lock()
 
-    def status(self) -> dict[str, Any]:
-        return self.node.status()
+    def status(self) -> NodeStatus:
+        return self.node.snapshot()
 
     async def set_maintenance(self, on: bool, instances: Sequence[str]) -> list[str]:
         return await self.node.set_maintenance(on, list(instances))

@@ -30,8 +30,34 @@ from pyvrrp.runtime.control import (
     serve_control,
 )
 from pyvrrp.runtime.errors import EnvironmentProblem
+from pyvrrp.runtime.status import CountersStatus, InstanceStatus, NodeStatus
 
 STATES = {"vip58": "MASTER", "vip59": "BACKUP", "vip60": "FAULT"}
+
+
+def instance_status(state: str, *, faults: list[str], maintenance: bool) -> InstanceStatus:
+    """An instance's status, with what the control server reads set from the arguments."""
+    return InstanceStatus(
+        state=state,
+        in_state_for=3.0,
+        last_transition=1_700_000_000.0,
+        interface="eth0.4000",
+        vrid=58,
+        family="ipv4",
+        base_priority=100,
+        effective_priority=100,
+        maintenance=maintenance,
+        faults=faults,
+        trackers=[],
+        master=None,
+        advert_interval=1.0,
+        master_advert_interval=1.0,
+        holding_addresses=state == "MASTER",
+        addresses=["1.2.3.58/29"],
+        excluded_addresses=[],
+        unicast_peers=[],
+        counters=CountersStatus(0, 0, 0, 0, 0, {}, 0),
+    )
 
 
 class FakeHandler:
@@ -43,20 +69,24 @@ class FakeHandler:
         self.reloads = 0
         self.reject_reload = False
 
-    def status(self) -> dict[str, Any]:
-        return {
-            "router_id": "node-a",
-            "version": "0.1.0",
-            "instances": {
-                name: {
-                    "state": state,
-                    "effective_priority": 100,
-                    "faults": ["chk_other"] if state == "FAULT" else [],
-                    "maintenance": name in self.maintenance,
-                }
+    def status(self) -> NodeStatus:
+        return NodeStatus(
+            router_id="node-a",
+            pid=os.getpid(),
+            version="0.1.0",
+            uptime=12.5,
+            instances={
+                name: instance_status(
+                    state,
+                    faults=["chk_other"] if state == "FAULT" else [],
+                    maintenance=name in self.maintenance,
+                )
                 for name, state in STATES.items()
             },
-        }
+            scripts={},
+            notifications={},
+            interface_drops={},
+        )
 
     async def set_maintenance(self, on: bool, instances: Sequence[str]) -> list[str]:
         unknown = [name for name in instances if name not in STATES]
@@ -80,7 +110,7 @@ class FakeHandler:
 class BrokenHandler(FakeHandler):
     """A daemon with a bug in status()."""
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> NodeStatus:
         raise AssertionError("a bug")
 
 
@@ -144,7 +174,7 @@ async def test_status_round_trip_returns_the_handlers_status_with_the_daemons_pi
     handler: FakeHandler, path: str
 ) -> None:
     response = await call(path, {"command": "status"})
-    assert response == {"ok": True, "result": {**handler.status(), "pid": os.getpid()}}
+    assert response == {"ok": True, "result": handler.status().to_json()}
 
 
 async def test_reload_returns_the_handlers_summary(handler: FakeHandler, path: str) -> None:
