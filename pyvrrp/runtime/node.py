@@ -43,6 +43,7 @@ from pyvrrp.runtime.instance import (
     now_us,
     router_params,
 )
+from pyvrrp.runtime.logs import fields
 from pyvrrp.runtime.netlink import Netlink, NetlinkError, describe_route, describe_rule
 from pyvrrp.runtime.notify import Notifier
 from pyvrrp.runtime.process import ProcessRunner, RealProcessRunner
@@ -130,6 +131,9 @@ class Node:
         self._trackers_scope: trio.CancelScope | None = None
         self.notifier = Notifier(config.instances.values(), self.runner)
         self._reload_lock = trio.Lock()
+        # More top-level keys of status(), each computed at every call: the daemon adds its
+        # mailer's statistics as "email".
+        self.status_sections: dict[str, Callable[[], Any]] = {}
 
     # ------------------------------------------------------------------ observing
 
@@ -156,6 +160,16 @@ class Node:
             change.new.value,
             change.reason,
             change.priority,
+            extra=fields(
+                event="transition",
+                instance=instance.name,
+                vrid=instance.config.vrid,
+                from_=change.old.value,
+                to=change.new.value,
+                reason=change.reason,
+                cause=change.cause.value,
+                priority=change.priority,
+            ),
         )
         # KeyError: an instance a reload is adding or removing, unknown to the notifier.
         with contextlib.suppress(KeyError):
@@ -229,6 +243,7 @@ class Node:
             ),
             notifications=self.notifier.statistics(),
             interface_drops=self.drops(),
+            sections={key: section() for key, section in self.status_sections.items()},
         )
 
     def status(self) -> dict[str, Any]:

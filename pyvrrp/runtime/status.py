@@ -169,6 +169,8 @@ class NodeStatus:
     scripts: dict[str, ScriptStatus]
     notifications: dict[str, NotifyStatistics]
     interface_drops: dict[str, dict[str, int]]
+    # More top-level keys, JSON-able already, from outside the node (the daemon's "email").
+    sections: dict[str, Any] = attrs.field(factory=dict)
 
     @classmethod
     def of(
@@ -180,6 +182,7 @@ class NodeStatus:
         scripts: Iterable[tuple[str, ScriptStatus]],
         notifications: Mapping[str, NotifyStatistics],
         interface_drops: dict[str, dict[str, int]],
+        sections: Mapping[str, Any] | None = None,
     ) -> NodeStatus:
         """This process's node (its pid, the package version); ``router_id`` None: the host
         name."""
@@ -192,8 +195,10 @@ class NodeStatus:
             scripts=dict(scripts),
             notifications=dict(notifications),
             interface_drops=interface_drops,
+            sections=dict(sections or {}),
         )
 
     def to_json(self) -> dict[str, Any]:
         """The JSON-able dict (records become objects, tuples lists)."""
-        return attrs.asdict(self)
+        result = attrs.asdict(self, filter=lambda a, _: a.name != "sections")
+        return {**result, **self.sections}
