@@ -97,7 +97,8 @@ async def test_status_reports_every_key_and_follows_a_failover(
     assert status["pid"] == os.getpid()
     assert status["version"] == __version__
     assert status["uptime"] == 10.5  # virtual time since run() started
-    assert set(status) == {
+    # In this order, as `pyvrrp status --json` has always printed them.
+    assert list(status) == [
         "router_id",
         "pid",
         "version",
@@ -106,7 +107,16 @@ async def test_status_reports_every_key_and_follows_a_failover(
         "scripts",
         "notifications",
         "interface_drops",
-    }
+    ]
+    assert list(status["instances"]["vip58"])[:6] == [
+        "state",
+        "in_state_for",
+        "last_transition",
+        "interface",
+        "vrid",
+        "family",
+    ]
+    assert list(status["instances"]["vip58"])[-2:] == ["unicast_peers", "counters"]
     vip58 = status["instances"]["vip58"]
     assert vip58["last_transition"] > 0  # a wall-clock timestamp
     del vip58["last_transition"]
