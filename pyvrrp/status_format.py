@@ -179,6 +179,7 @@ def _instance_block(name: str, instance: Mapping[str, Any]) -> list[str]:
         lines.append(_line("tracking" if index == 0 else "", _tracker_line(tracker)))
     lines.append(_line("master", _master(instance)))
     lines.extend(_addresses(instance))
+    lines.extend(_failures(instance))
     counters = _mapping(instance.get("counters"))
     if counters:
         lines.append(_line("counters", _counters(counters)))
@@ -222,6 +223,23 @@ def _addresses(instance: Mapping[str, Any]) -> list[str]:
     peers = _list(instance.get("unicast_peers"))
     if peers:
         lines.append(_line("unicast", f"to {_names(peers)}"))
+    return lines
+
+
+def _failures(instance: Mapping[str, Any]) -> list[str]:
+    """What it cannot install or send, while it lasts (and the last send error)."""
+    lines = []
+    fault = instance.get("install_fault")
+    error = instance.get("last_install_error")
+    if fault is not None:
+        lines.append(_line("install", f"gave its addresses up: cannot install {_text(fault)}"))
+    elif instance.get("holdings_complete") is False:
+        lines.append(_line("install", f"FAILING, retrying: {_text(error)}"))
+    if instance.get("last_send_error") is not None:
+        sends = _mapping(instance.get("counters")).get("send_failures")
+        lines.append(
+            _line("send", f"{_text(sends)} failed, last {_text(instance.get('last_send_error'))}")
+        )
     return lines
 
 

@@ -99,6 +99,23 @@ class Reconfigure:
 
 
 @attrs.frozen
+class InstallFailed:
+    """The runtime could not install what the router holds as master (``InstallVirtual``).
+
+    ``error`` says what failed and why (``1.2.3.58/29 on eth0.4000: No such device``). The
+    runtime keeps retrying; a master still failing after ``timers.install_timeout`` gives
+    its addresses up (priority 0, FAULT) so that a backup able to hold them takes over.
+    """
+
+    error: str
+
+
+@attrs.frozen
+class InstallSucceeded:
+    """A retry installed everything the router holds: a failure reported before is over."""
+
+
+@attrs.frozen
 class Shutdown:
     """Stop. ``immediate`` skips the graceful handover (a second signal)."""
 
@@ -115,5 +132,7 @@ Event = (
     | SyncFault
     | SyncState
     | Reconfigure
+    | InstallFailed
+    | InstallSucceeded
     | Shutdown
 )

@@ -25,6 +25,11 @@ Where pyvrrp deliberately differs from a literal reading of the RFC it says so h
   the new master installs and announces them), or until ``release_timeout`` passes, so
   clients lose nothing while the backup waits out its Skew_Time. Faults (a tracker failing)
   release at once, as keepalived does.
+- A master that cannot install its addresses (the runtime reports ``InstallFailed`` and keeps
+  retrying) stays master for ``timers.install_timeout`` (three advertisement intervals, at
+  least a second), then gives them up: priority 0 and FAULT, "cannot install ...", so that a
+  backup able to hold them takes over. keepalived stays master holding nothing. The fault
+  clears when a retry succeeds (``InstallSucceeded``).
 """
 
 from __future__ import annotations
@@ -54,6 +59,8 @@ from pyvrrp.core.events import (
     AdvertReceived,
     Event,
     HealthChanged,
+    InstallFailed,
+    InstallSucceeded,
     MaintenanceChanged,
     PacketReceived,
     Reconfigure,
@@ -117,6 +124,7 @@ class RouterStatistics:
     priority_zero_received: int
     became_master: int
     drops: dict[DropReason, int]
+    install_fault: str | None = None  # the installation failure it gave its addresses up for
 
     @property
     def dropped(self) -> int:
@@ -158,6 +166,11 @@ class VirtualRouter:
         self._zero_received = 0
         self._became_master = 0
         self._drops: Counter[DropReason] = Counter()
+        # Installation failures reported by the runtime (InstallFailed): the last error while
+        # they go on, when a master gives up, and the error it gave up for (in FAULT).
+        self._install_error: str | None = None
+        self._install_deadline: int | None = None
+        self._install_fault: str | None = None
         # The last advertisement built, bytes included (see _advertise).
         self._send_advert: SendAdvert | None = None
 
@@ -179,13 +192,26 @@ class VirtualRouter:
 
     @property
     def own_fault(self) -> bool:
-        """In FAULT for a reason of its own (a tracker or maintenance), not its sync group's."""
-        return bool(self._faults) or self._maintenance
+        """In FAULT for a reason of its own (a tracker, maintenance, addresses it could not
+        install), not its sync group's."""
+        return bool(self._faults) or self._maintenance or self._install_fault is not None
 
     @property
     def planned_fault(self) -> bool:
         """The own fault is maintenance only (a planned departure), not a failure."""
-        return self._maintenance and not self._faults
+        return self._maintenance and not self._faults and self._install_fault is None
+
+    @property
+    def install_fault(self) -> str | None:
+        """The installation error this router gave its addresses up for, while in FAULT for
+        it; the runtime keeps retrying and reports ``InstallSucceeded`` when one works."""
+        return self._install_fault
+
+    @property
+    def wants_holdings(self) -> bool:
+        """Whether its addresses should be installed now (a master, or a leaving master
+        within its graceful handover)."""
+        return self._holding
 
     @property
     def sync_fault(self) -> bool:
@@ -200,7 +226,13 @@ class VirtualRouter:
         """When this router next needs ``Timeout``, or None."""
         pending = [
             t
-            for t in (self._timer, self._announce_at, self._refresh_at, self._release_at)
+            for t in (
+                self._timer,
+                self._announce_at,
+                self._refresh_at,
+                self._release_at,
+                self._install_deadline,
+            )
             if t is not None
         ]
         return min(pending) if pending else None
@@ -223,6 +255,7 @@ class VirtualRouter:
             priority_zero_received=self._zero_received,
             became_master=self._became_master,
             drops=dict(self._drops),
+            install_fault=self._install_fault,
         )
 
     # ------------------------------------------------------------------------ events
@@ -256,6 +289,10 @@ class VirtualRouter:
                 return self._on_sync_state(event, now)
             case Reconfigure():
                 return self._on_reconfigure(event.params, event.priority, now)
+            case InstallFailed():
+                return self._on_install_failed(event.error, now)
+            case InstallSucceeded():
+                return self._on_install_succeeded(now)
             case Startup():
                 return self._on_startup(now)
             case Shutdown():
@@ -273,6 +310,8 @@ class VirtualRouter:
             return Cause.MAINTENANCE, "maintenance mode"
         if self._faults:
             return Cause.FAULT, "fault: " + ", ".join(sorted(self._faults))
+        if self._install_fault is not None:
+            return Cause.FAULT, f"cannot install {self._install_fault}"
         return Cause.SYNC_GROUP, self._sync_fault or "sync group"
 
     def _on_startup(self, now: int) -> list[Action]:
@@ -290,6 +329,12 @@ class VirtualRouter:
 
     def _on_timeout(self, now: int) -> list[Action]:
         actions: list[Action] = []
+        if self._install_deadline is not None and self._install_deadline <= now:
+            # Still failing: give the addresses up so that a backup able to hold them takes
+            # over (priority 0 and FAULT, released at once as for any fault).
+            self._install_deadline = None
+            self._install_fault = self._install_error or "the virtual addresses"
+            return self._after_health_change(False, self._effective_priority, now, planned=False)
         if self._release_at is not None and self._release_at <= now:
             actions += self._release(now)
         if self._timer is not None and self._timer <= now:
@@ -458,6 +503,24 @@ class VirtualRouter:
             )
         return []
 
+    def _on_install_failed(self, error: str, now: int) -> list[Action]:
+        self._install_error = error
+        if self._install_fault is not None:
+            return []  # a retry in FAULT failed again: the reason stays the one given up for
+        if self._state is State.MASTER and self._install_deadline is None:
+            interval = timers.centiseconds(self.params.advert_interval_cs)
+            self._install_deadline = now + timers.install_timeout(interval)
+        return []
+
+    def _on_install_succeeded(self, now: int) -> list[Action]:
+        self._install_error = None
+        self._install_deadline = None
+        if self._install_fault is None:
+            return []
+        was_faulty = self._in_fault()
+        self._install_fault = None
+        return self._after_health_change(was_faulty, self._effective_priority, now, planned=True)
+
     def _on_sync_fault(self, event: SyncFault, now: int) -> list[Action]:
         was_faulty = self._in_fault()
         self._sync_fault = (event.reason or "a sync group member is in FAULT") if event.on else None
@@ -579,6 +642,9 @@ class VirtualRouter:
         self._timer = None
         self._announce_at = None
         self._refresh_at = None
+        # An installation failure no longer matters to a router that holds nothing.
+        self._install_deadline = None
+        self._install_error = None
 
     def _release(self, now: int) -> list[Action]:
         self._release_at = None

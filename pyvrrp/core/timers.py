@@ -35,3 +35,17 @@ def release_timeout(master_adver_interval: int) -> int:
     advertisement reaching us.
     """
     return skew_time(1, master_adver_interval) + 2 * master_adver_interval
+
+
+INSTALL_TIMEOUT_MIN = US_PER_SECOND
+
+
+def install_timeout(advert_interval: int) -> int:
+    """How long a master keeps trying to install its addresses before it gives them up.
+
+    Three of its advertisement intervals, at least one second (``INSTALL_TIMEOUT_MIN``): long
+    enough for a retry to get past a transient refusal (an interface being recreated), short
+    enough that a backup able to hold the addresses takes over within about one
+    Master_Down_Interval of the failure.
+    """
+    return max(3 * advert_interval, INSTALL_TIMEOUT_MIN)

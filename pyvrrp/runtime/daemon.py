@@ -248,7 +248,7 @@ async def serve(config: NodeConfig, config_path: str = "", *, log_level: str | N
                         from pyvrrp.runtime.metrics import serve_metrics
 
                         host, port = config.global_.metrics_listen
-                        await nursery.start(serve_metrics, host, port, node.status)
+                        await nursery.start(serve_metrics, host, port, node.snapshot)
                     # Subscribed before the routers start: their first transitions are mailed.
                     await nursery.start(mailer.run, node.subscribe())
                     await nursery.start(node.run)

@@ -29,7 +29,14 @@ from pyvrrp.core.actions import (
     StateChanged,
 )
 from pyvrrp.core.config import InstanceConfig
-from pyvrrp.core.events import Event, PacketReceived, Startup, Timeout
+from pyvrrp.core.events import (
+    Event,
+    InstallFailed,
+    InstallSucceeded,
+    PacketReceived,
+    Startup,
+    Timeout,
+)
 from pyvrrp.core.packet import Family, IPAddress
 from pyvrrp.core.params import RouterParams
 from pyvrrp.core.router import RouterStatistics, VirtualRouter
@@ -46,6 +53,10 @@ log = logging.getLogger("pyvrrp")
 
 # How many received packets may wait in an instance's inbox; more are dropped (a flood).
 PACKET_QUEUE = 256
+# Retrying an installation that failed: after INSTALL_RETRY_FIRST seconds, doubling up to
+# INSTALL_RETRY_MAX, for as long as the router holds its addresses or is in FAULT for them.
+INSTALL_RETRY_FIRST = 0.1
+INSTALL_RETRY_MAX = 5.0
 
 InstanceKey = tuple[int, Family, str, IPAddress | None]
 
@@ -117,6 +128,16 @@ class Instance:
         self.health: Health | None = None
         self.transport: Transport | None = None
         self.queue_overflows = 0
+        # Installing what a master holds: failed attempts, the last error, and whether
+        # everything it should hold is in place (False from a failure until a retry works).
+        self.install_failures = 0
+        self.last_install_error: str | None = None
+        self.holdings_complete = True
+        # Advertisements the transport could not send (OSError), and the last error.
+        self.send_failures = 0
+        self.last_send_error: str | None = None
+        self._retry_at: float | None = None  # trio time of the next installation retry
+        self._retry_delay = INSTALL_RETRY_FIRST
         self.retiring = False  # removed by a reload: stops, then its driver ends
         self.stopped = trio.Event()
         self._netlink = netlink
@@ -203,8 +224,12 @@ class Instance:
             # adds its own latency; max(deadline, now) below treats the early wake-up as the
             # deadline itself (aioquic's rule), so the router never sees an early time.
             at = math.inf if deadline is None else deadline / 1_000_000 - self._timer_lead
-            with trio.move_on_at(at):
+            retry_at = math.inf if self._retry_at is None else self._retry_at
+            with trio.move_on_at(min(at, retry_at)):
                 event_or_none = await self._inbox.receive()
+            if event_or_none is None and retry_at <= at:
+                await self._retry_install()
+                continue
             now = now_us()
             if event_or_none is None:
                 assert deadline is not None
@@ -230,6 +255,8 @@ class Instance:
                     await self.install(self.holdings)
                 case RemoveVirtual():
                     await self.remove(self.holdings)
+                    if self.router.install_fault is None:
+                        self._install_over()
                 case Announce():
                     await self._announcements.announce(self.all_specs, self.config.garp_repeat)
                 case StateChanged():
@@ -262,7 +289,21 @@ class Instance:
         # The router encoded the datagrams (destinations, checksum mode): only send them.
         assert self.transport is not None
         for datagram in action.datagrams:
-            await self.transport.send(datagram.message, datagram.source, datagram.destination)
+            try:
+                await self.transport.send(datagram.message, datagram.source, datagram.destination)
+            except OSError as exc:
+                # ENETDOWN, ENOBUFS, EHOSTUNREACH...: the link may come back; the router
+                # keeps going and the failure shows in the status, metrics and logs.
+                self.send_failures += 1
+                self.last_send_error = f"to {datagram.destination}: {exc.strerror or exc}"
+                self._logs.log(
+                    log,
+                    logging.WARNING,
+                    ("send", datagram.destination),
+                    "%s: cannot send an advertisement %s",
+                    self.name,
+                    self.last_send_error,
+                )
 
     async def announce(self, specs: Sequence[AddressSpec]) -> None:
         """Announce ``specs`` (gratuitous ARP / unsolicited NA) as this instance does."""
@@ -270,11 +311,26 @@ class Instance:
 
     async def install(self, holdings: Holdings, *, reassert: bool = False) -> list[AddressSpec]:
         """Add ``holdings`` in install order, in one netlink request; return the addresses
-        that were missing. With ``reassert`` each one that had to be added back is logged."""
+        that were missing. With ``reassert`` each one that had to be added back is logged.
+
+        A failure is reported to the router (``InstallFailed``, which gives the addresses up
+        if it lasts) and retried with backoff; a retry that installs everything reports
+        ``InstallSucceeded``."""
         items = holdings.install_order()
         added: list[AddressSpec] = []
-        for item, done in zip(items, await self._apply(items, add=True), strict=True):
-            if not done:
+        results = await self._apply(items, add=True)
+        errors = [
+            f"{describe_item(item)}: {_why(result)}"
+            for item, result in zip(items, results, strict=True)
+            if isinstance(result, NetlinkError)
+        ]
+        if errors:
+            self._install_failed("; ".join(errors))
+        elif holdings == self.holdings and not self.holdings_complete:
+            self._install_over()
+            self.post(InstallSucceeded())
+        for item, done in zip(items, results, strict=True):
+            if done is not True:
                 continue
             if isinstance(item, AddressSpec):
                 added.append(item)
@@ -290,9 +346,37 @@ class Instance:
         """Remove ``holdings`` in the reverse of the install order."""
         await self._apply(holdings.removal_order(), add=False)
 
-    async def _apply(self, items: Sequence[Item], *, add: bool) -> list[bool]:
+    def _install_failed(self, error: str) -> None:
+        self.install_failures += 1
+        self.last_install_error = error
+        self.holdings_complete = False
+        self.post(InstallFailed(error))
+        if self._retry_at is None:
+            self._retry_at = trio.current_time() + self._retry_delay
+            self._retry_delay = min(self._retry_delay * 2, INSTALL_RETRY_MAX)
+
+    def _install_over(self) -> None:
+        """Everything is installed, or nothing needs to be: no more retries."""
+        self.holdings_complete = True
+        self._retry_at = None
+        self._retry_delay = INSTALL_RETRY_FIRST
+
+    async def _retry_install(self) -> None:
+        self._retry_at = None
+        if self.router.wants_holdings:
+            await self.install(self.holdings)
+        elif self.router.install_fault is not None and self.router.state is State.FAULT:
+            # In FAULT for its addresses: try whether they can be installed now, and hand
+            # them back at once (a backup may hold them); success clears the fault.
+            await self.install(self.holdings)
+            if self.holdings_complete:
+                await self.remove(self.holdings)
+        else:
+            self._install_over()
+
+    async def _apply(self, items: Sequence[Item], *, add: bool) -> list[bool | NetlinkError]:
         """Add (or remove) ``items``; log each failure (the rest still happen). True: it
-        changed."""
+        changed; False: nothing to change; an error: it failed."""
         if not items:
             return []
         try:
@@ -302,9 +386,29 @@ class Instance:
                 results = await remove_items(self._netlink, items)
         except NetlinkError as exc:
             log.error("%s: netlink failed: %s", self.name, exc)
-            return [False] * len(items)
+            return [exc] * len(items)
         for item, result in zip(items, results, strict=True):
             if isinstance(result, NetlinkError):
                 verb = "add" if add else "remove"
-                log.error("%s: cannot %s %s: %s", self.name, verb, describe_item(item), result)
-        return [result is True for result in results]
+                self._logs.log(
+                    log,
+                    logging.ERROR,
+                    (verb, describe_item(item)),
+                    "%s: cannot %s %s: %s",
+                    self.name,
+                    verb,
+                    describe_item(item),
+                    result,
+                )
+        return results
+
+
+def _why(error: NetlinkError) -> str:
+    """A netlink error without its "cannot add address ...: " prefix (the item is named
+    already): ``interface eth0.4000 does not exist; ...``."""
+    text = str(error)
+    if text.startswith("cannot "):
+        _, sep, tail = text.partition(": ")
+        if sep:
+            return tail
+    return text

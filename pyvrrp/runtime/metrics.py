@@ -2,8 +2,9 @@
 
 Two halves:
 
-- :func:`render` turns the daemon's status dict (the one ``pyvrrp status --json`` prints) into
-  the Prometheus text exposition format 0.0.4. Metrics are derived from that one snapshot and
+- :func:`render` turns the daemon's status snapshot (the typed records of
+  :mod:`pyvrrp.runtime.status`, whose JSON ``pyvrrp status --json`` prints) into the
+  Prometheus text exposition format 0.0.4. Metrics are derived from that one snapshot and
   nothing else, so ``pyvrrp status`` and a scrape can never disagree. Every metric the
   renderer may emit is declared in :data:`METRICS` (name, type, labels, help), in output
   order; docs/metrics.md, the Grafana dashboard and the alert rules are tested against it.
@@ -45,11 +46,11 @@ from typing import Any, Final, Literal
 import attrs
 import trio
 
-from pyvrrp._version import __version__
 from pyvrrp.core.actions import State
 from pyvrrp.core.packet import DropReason
 from pyvrrp.runtime.errors import EnvironmentProblem
 from pyvrrp.runtime.httpserver import Page, display_address, listen, serve_pages
+from pyvrrp.runtime.status import InstanceStatus, NodeStatus, ScriptStatus
 
 __all__ = [
     "CONTENT_TYPE",
@@ -175,6 +176,13 @@ METRICS: Final[tuple[MetricSpec, ...]] = (
         "1 while this node has the instance's virtual addresses installed.",
     ),
     _instance(
+        "pyvrrp_instance_holdings_complete",
+        "gauge",
+        (),
+        "0 while installing what the instance should hold (addresses, routes, rules) fails"
+        " (retried; given up after 3 advert intervals, at least 1 s: FAULT), else 1.",
+    ),
+    _instance(
         "pyvrrp_instance_maintenance",
         "gauge",
         (),
@@ -221,6 +229,19 @@ METRICS: Final[tuple[MetricSpec, ...]] = (
         "counter",
         (),
         "Times the instance became MASTER.",
+    ),
+    _instance(
+        "pyvrrp_install_failures_total",
+        "counter",
+        (),
+        "Attempts to install the instance's addresses, routes or rules that failed (retries"
+        " included).",
+    ),
+    _instance(
+        "pyvrrp_advert_send_failures_total",
+        "counter",
+        (),
+        "Advertisement datagrams the socket refused to send (link down, no buffer space).",
     ),
     _instance(
         "pyvrrp_adverts_dropped_total",
@@ -376,29 +397,6 @@ METRICS: Final[tuple[MetricSpec, ...]] = (
 )
 """Every metric family the renderer may emit, in output order."""
 
-_COUNTERS: Final = (
-    ("adverts_sent", "pyvrrp_adverts_sent_total"),
-    ("adverts_received", "pyvrrp_adverts_received_total"),
-    ("priority_zero_sent", "pyvrrp_priority_zero_adverts_sent_total"),
-    ("priority_zero_received", "pyvrrp_priority_zero_adverts_received_total"),
-    ("became_master", "pyvrrp_transitions_to_master_total"),
-)
-_INSTANCE_GAUGES: Final = (
-    ("last_transition", "pyvrrp_instance_last_transition_timestamp_seconds"),
-    ("base_priority", "pyvrrp_instance_base_priority"),
-    ("effective_priority", "pyvrrp_instance_effective_priority"),
-    ("advert_interval", "pyvrrp_instance_advert_interval_seconds"),
-    ("master_advert_interval", "pyvrrp_instance_master_advert_interval_seconds"),
-    ("holding_addresses", "pyvrrp_instance_holding_addresses"),
-    ("maintenance", "pyvrrp_instance_maintenance"),
-)
-_NOTIFICATIONS: Final = (
-    ("run", "pyvrrp_notifications_total"),
-    ("failed", "pyvrrp_notification_failures_total"),
-    ("timed_out", "pyvrrp_notification_timeouts_total"),
-    ("dropped", "pyvrrp_notifications_dropped_total"),
-    ("pending", "pyvrrp_notifications_pending"),
-)
 _EMAIL: Final = (
     ("sent", "pyvrrp_email_sent_total"),
     ("failures", "pyvrrp_email_failures_total"),
@@ -406,19 +404,6 @@ _EMAIL: Final = (
     ("dropped", "pyvrrp_email_dropped_total"),
     ("pending", "pyvrrp_email_pending"),
     ("last_sent", "pyvrrp_email_last_sent_timestamp_seconds"),
-)
-_SCRIPT_VALUES: Final = (
-    ("last_exit_status", "pyvrrp_script_last_exit_status"),
-    ("last_duration", "pyvrrp_script_last_duration_seconds"),
-    ("last_run", "pyvrrp_script_last_run_timestamp_seconds"),
-    ("consecutive_successes", "pyvrrp_script_consecutive_successes"),
-    ("consecutive_failures", "pyvrrp_script_consecutive_failures"),
-    ("rise", "pyvrrp_script_rise"),
-    ("fall", "pyvrrp_script_fall"),
-    ("runs", "pyvrrp_script_runs_total"),
-    ("failures", "pyvrrp_script_failures_total"),
-    ("skipped", "pyvrrp_script_skipped_total"),
-    ("timeouts", "pyvrrp_script_timeouts_total"),
 )
 
 
@@ -469,16 +454,13 @@ class _Family:
                 yield f"{spec.name} {_format_value(value)}"
 
 
-def _mapping(value: object) -> Mapping[Any, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _sequence(value: object) -> Sequence[Any]:
-    return value if isinstance(value, list | tuple) else ()
+def _label(value: object) -> str:
+    return "" if value is None else str(value)
 
 
 def _number(value: object) -> Number | None:
-    """A sample value: numbers as they are, booleans as 1/0, anything else absent."""
+    """A sample value from a JSON-able section (the daemon's e-mail counters): numbers as
+    they are, booleans as 1/0, anything else absent."""
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, int | float):
@@ -486,85 +468,82 @@ def _number(value: object) -> Number | None:
     return None
 
 
-def _label(value: object) -> str:
-    return "" if value is None else str(value)
-
-
-def _sorted_items(value: object) -> list[tuple[str, Any]]:
-    return sorted(((str(key), item) for key, item in _mapping(value).items()), key=_first)
-
-
-def _first(pair: tuple[str, Any]) -> str:
-    return pair[0]
-
-
 def _counts(
     families: Mapping[str, _Family],
     name: str,
     labels: tuple[str, ...],
-    counts: object,
+    counts: Mapping[str, int],
     known: Sequence[str],
 ) -> None:
-    """Counters by reason: every known reason (0 when absent), then any others the status has."""
+    """Counters by reason: every known reason (0 when absent), then any others counted."""
     family = families[name]
-    by_reason = _mapping(counts)
     for reason in known:
-        family.add((*labels, reason), _number(by_reason.get(reason, 0)))
-    for reason, value in _sorted_items(by_reason):
-        family.add((*labels, reason), _number(value))
+        family.add((*labels, reason), counts.get(reason, 0))
+    for reason, value in sorted(counts.items()):
+        family.add((*labels, reason), value)
 
 
 def _collect_instance(
-    families: Mapping[str, _Family], name: str, instance: Mapping[Any, Any]
+    families: Mapping[str, _Family], name: str, instance: InstanceStatus
 ) -> tuple[str, ...]:
-    labels = (
-        name,
-        _label(instance.get("vrid")),
-        _label(instance.get("interface")),
-        _label(instance.get("family")),
-    )
-    state = instance.get("state")
+    labels = (name, str(instance.vrid), instance.interface, instance.family)
     for known in STATES:
-        families["pyvrrp_instance_state"].add((*labels, known), int(state == known))
-    if isinstance(state, str):
-        # A state this version does not know still shows up, rather than all zeros.
-        families["pyvrrp_instance_state"].add((*labels, state), 1)
-    for key, metric in _INSTANCE_GAUGES:
-        families[metric].add(labels, _number(instance.get(key)))
-    master = _mapping(instance.get("master"))
-    families["pyvrrp_instance_master_priority"].add(labels, _number(master.get("priority")))
-    for item in _sequence(instance.get("trackers")):
-        tracker = _mapping(item)
-        tracker_labels = (*labels, _label(tracker.get("kind")), _label(tracker.get("name")))
-        families["pyvrrp_tracker_priority_effect"].add(
-            tracker_labels, _number(tracker.get("effect"))
-        )
-        families["pyvrrp_tracker_fault"].add(tracker_labels, _number(tracker.get("fault")))
-    counters = instance.get("counters")
-    if isinstance(counters, Mapping):
-        for key, metric in _COUNTERS:
-            families[metric].add(labels, _number(counters.get(key)))
-        _counts(
-            families,
-            "pyvrrp_adverts_dropped_total",
-            labels,
-            counters.get("drops"),
-            INSTANCE_DROP_REASONS,
-        )
-        families["pyvrrp_adverts_dropped_total"].add(
-            (*labels, QUEUE_OVERFLOW), _number(counters.get("queue_overflows"))
-        )
+        families["pyvrrp_instance_state"].add((*labels, known), int(instance.state == known))
+    gauges: tuple[tuple[str, Number], ...] = (
+        ("pyvrrp_instance_last_transition_timestamp_seconds", instance.last_transition),
+        ("pyvrrp_instance_base_priority", instance.base_priority),
+        ("pyvrrp_instance_effective_priority", instance.effective_priority),
+        ("pyvrrp_instance_advert_interval_seconds", instance.advert_interval),
+        ("pyvrrp_instance_master_advert_interval_seconds", instance.master_advert_interval),
+        ("pyvrrp_instance_holding_addresses", int(instance.holding_addresses)),
+        ("pyvrrp_instance_holdings_complete", int(instance.holdings_complete)),
+        ("pyvrrp_instance_maintenance", int(instance.maintenance)),
+    )
+    for metric, value in gauges:
+        families[metric].add(labels, value)
+    if instance.master is not None:
+        families["pyvrrp_instance_master_priority"].add(labels, instance.master.priority)
+    for tracker in instance.trackers:
+        tracker_labels = (*labels, tracker.kind, tracker.name)
+        families["pyvrrp_tracker_priority_effect"].add(tracker_labels, tracker.effect)
+        families["pyvrrp_tracker_fault"].add(tracker_labels, int(tracker.fault))
+    counters = instance.counters
+    values: tuple[tuple[str, int], ...] = (
+        ("pyvrrp_adverts_sent_total", counters.adverts_sent),
+        ("pyvrrp_adverts_received_total", counters.adverts_received),
+        ("pyvrrp_priority_zero_adverts_sent_total", counters.priority_zero_sent),
+        ("pyvrrp_priority_zero_adverts_received_total", counters.priority_zero_received),
+        ("pyvrrp_transitions_to_master_total", counters.became_master),
+        ("pyvrrp_install_failures_total", counters.install_failures),
+        ("pyvrrp_advert_send_failures_total", counters.send_failures),
+    )
+    for metric, count in values:
+        families[metric].add(labels, count)
+    _counts(families, "pyvrrp_adverts_dropped_total", labels, counters.drops, INSTANCE_DROP_REASONS)
+    families["pyvrrp_adverts_dropped_total"].add(
+        (*labels, QUEUE_OVERFLOW), counters.queue_overflows
+    )
     return labels
 
 
-def _collect_script(families: Mapping[str, _Family], name: str, script: Mapping[Any, Any]) -> None:
+def _collect_script(families: Mapping[str, _Family], name: str, script: ScriptStatus) -> None:
     labels = (name,)
-    good = script.get("good")
-    if not isinstance(good, bool) and script.get("state") in ("good", "bad"):
-        good = script.get("state") == "good"
-    families["pyvrrp_script_good"].add(labels, _number(good))
-    for key, metric in _SCRIPT_VALUES:
-        families[metric].add(labels, _number(script.get(key)))
+    families["pyvrrp_script_good"].add(labels, int(script.good))
+    values: tuple[tuple[str, Number | None], ...] = (
+        ("pyvrrp_script_last_exit_status", script.last_exit_status),
+        ("pyvrrp_script_last_duration_seconds", script.last_duration),
+        ("pyvrrp_script_last_run_timestamp_seconds", script.last_run),
+        ("pyvrrp_script_consecutive_successes", script.consecutive_successes),
+        ("pyvrrp_script_consecutive_failures", script.consecutive_failures),
+        ("pyvrrp_script_rise", script.rise),
+        ("pyvrrp_script_fall", script.fall),
+        ("pyvrrp_script_runs_total", script.runs),
+        ("pyvrrp_script_failures_total", script.failures),
+        ("pyvrrp_script_skipped_total", script.skipped),
+        ("pyvrrp_script_timeouts_total", script.timeouts),
+    )
+    for metric, value in values:
+        families[metric].add(labels, value)
 
 
 def _link(key: str) -> tuple[str, str]:
@@ -573,41 +552,42 @@ def _link(key: str) -> tuple[str, str]:
     return (interface, family) if slash else (key, "")
 
 
-def _collect(status: Mapping[str, Any]) -> dict[str, _Family]:
+def _collect(status: NodeStatus) -> dict[str, _Family]:
     families = {spec.name: _Family(spec) for spec in METRICS}
-    families["pyvrrp_build_info"].add(
-        (_label(status.get("router_id")), _label(status.get("version") or __version__)), 1
-    )
+    families["pyvrrp_build_info"].add((status.router_id, status.version), 1)
     links: set[tuple[str, str]] = set()
     labels: dict[str, tuple[str, ...]] = {}
-    for name, item in _sorted_items(status.get("instances")):
-        instance = _mapping(item)
+    for name, instance in sorted(status.instances.items()):
         labels[name] = _collect_instance(families, name, instance)
-        links.add((_label(instance.get("interface")), _label(instance.get("family"))))
-    interface_drops = status.get("interface_drops")
-    if isinstance(interface_drops, Mapping):
-        # Every (interface, family) an instance listens on gets its zeros, drops or not.
-        by_link = {_link(key): value for key, value in _sorted_items(interface_drops)}
-        for link in sorted(links | by_link.keys()):
-            _counts(
-                families,
-                "pyvrrp_interface_adverts_dropped_total",
-                link,
-                by_link.get(link),
-                INTERFACE_DROP_REASONS,
-            )
-    for name, item in _sorted_items(status.get("notifications")):
-        counts = _mapping(item)
+        links.add((instance.interface, instance.family))
+    # Every (interface, family) an instance listens on gets its zeros, drops or not.
+    by_link = {_link(key): counts for key, counts in sorted(status.interface_drops.items())}
+    for link in sorted(links | by_link.keys()):
+        _counts(
+            families,
+            "pyvrrp_interface_adverts_dropped_total",
+            link,
+            by_link.get(link, {}),
+            INTERFACE_DROP_REASONS,
+        )
+    for name, counts in sorted(status.notifications.items()):
         # An instance's notifications carry its labels, for joins with its other series.
         instance_labels = labels.get(name, (name, "", "", ""))
-        for key, metric in _NOTIFICATIONS:
-            families[metric].add(instance_labels, _number(counts.get(key)))
-    email = status.get("email")
+        notifications: tuple[tuple[str, int], ...] = (
+            ("pyvrrp_notifications_total", counts.run),
+            ("pyvrrp_notification_failures_total", counts.failed),
+            ("pyvrrp_notification_timeouts_total", counts.timed_out),
+            ("pyvrrp_notifications_dropped_total", counts.dropped),
+            ("pyvrrp_notifications_pending", counts.pending),
+        )
+        for metric, count in notifications:
+            families[metric].add(instance_labels, count)
+    email = status.sections.get("email")
     if isinstance(email, Mapping):  # the daemon's mailer (a library's Node has none)
         for key, metric in _EMAIL:
             families[metric].add((), _number(email.get(key)))
-    for name, script in _sorted_items(status.get("scripts")):
-        _collect_script(families, name, _mapping(script))
+    for name, script in sorted(status.scripts.items()):
+        _collect_script(families, name, script)
     return families
 
 
@@ -674,14 +654,15 @@ def _process_samples(families: Mapping[str, _Family], stats: ProcessStats) -> No
     families["process_max_fds"].add((), stats.max_fds)
 
 
-def render(status: Mapping[str, Any], *, process: ProcessStats | None = None) -> str:
+def render(status: NodeStatus, *, process: ProcessStats | None = None) -> str:
     """The text exposition (format 0.0.4) of a status snapshot, and of ``process`` if given.
 
     Every family of :data:`METRICS` is written, in that order, with its HELP and TYPE lines
     even when it has no sample (no scripts configured); the process families only with
     ``process``. Series are ordered by instance, script and interface name, then by the
-    fixed order of states and drop reasons. Missing or mistyped fields of the status leave
-    their series out; they never raise.
+    fixed order of states and drop reasons. The snapshot is typed (the records of
+    :mod:`pyvrrp.runtime.status`), so there is nothing to re-parse: a value that is None
+    (no master known, a script not run yet) leaves its series out.
     """
     families = _collect(status)
     if process is not None:
@@ -714,7 +695,7 @@ _INDEX: Final = (
 async def serve_metrics(
     host: str,
     port: int,
-    status: Callable[[], Mapping[str, Any]],
+    status: Callable[[], NodeStatus],
     *,
     process_metrics: bool = True,
     request_timeout: float = REQUEST_TIMEOUT,

@@ -41,6 +41,8 @@ class CountersStatus:
     became_master: int
     drops: dict[str, int]
     queue_overflows: int
+    install_failures: int = 0  # attempts to install its holdings that failed
+    send_failures: int = 0  # advertisement datagrams the socket refused
 
 
 @attrs.frozen
@@ -65,6 +67,12 @@ class InstanceStatus:
     addresses: list[str]
     excluded_addresses: list[str]
     unicast_peers: list[str]
+    # What it cannot install or send (keyword-only, with defaults: records built by hand in
+    # tests and tools need not name them).
+    holdings_complete: bool = attrs.field(default=True, kw_only=True)  # False: installs fail
+    install_fault: str | None = attrs.field(default=None, kw_only=True)  # gave up for this
+    last_install_error: str | None = attrs.field(default=None, kw_only=True)
+    last_send_error: str | None = attrs.field(default=None, kw_only=True)
     counters: CountersStatus
 
     @classmethod
@@ -93,6 +101,10 @@ class InstanceStatus:
             advert_interval=config.advert_interval_cs / 100,
             master_advert_interval=stats.master_adver_interval / 1_000_000,
             holding_addresses=stats.holding_addresses,
+            holdings_complete=instance.holdings_complete,
+            install_fault=stats.install_fault,
+            last_install_error=instance.last_install_error,
+            last_send_error=instance.last_send_error,
             addresses=[str(a.address) for a in config.addresses],
             excluded_addresses=[str(a.address) for a in config.excluded_addresses],
             unicast_peers=[str(p) for p in config.unicast_peers],
@@ -106,6 +118,8 @@ class InstanceStatus:
                     r.value: n for r, n in sorted(stats.drops.items(), key=lambda i: i[0].value)
                 },
                 queue_overflows=instance.queue_overflows,
+                install_failures=instance.install_failures,
+                send_failures=instance.send_failures,
             ),
         )
 

@@ -33,7 +33,6 @@ from pyvrrp.core.packet import (
     parse_ipv4,
 )
 from pyvrrp.runtime.errors import EnvironmentProblem
-from pyvrrp.runtime.logs import RateLimiter
 
 # Linux constants the socket module may not name.
 IP_MULTICAST_ALL = getattr(socket, "IP_MULTICAST_ALL", 49)
@@ -51,7 +50,8 @@ class Transport(Protocol):
     multicast: bool  # joined the VRRP multicast group
 
     async def send(self, message: bytes, source: IPAddress, destination: IPAddress) -> None:
-        """Send one VRRP message; transient failures are counted, not raised."""
+        """Send one VRRP message; a failure (the link down, no buffer) raises OSError, which
+        the instance counts and logs rate-limited, and goes on."""
 
     async def receive(self) -> PacketReceived:
         """Wait for the next message (the core's event, handed to the router as is); raises
@@ -96,7 +96,6 @@ class RawTransport:
         self.family = family
         self.multicast = multicast
         self.statistics = TransportStatistics()
-        self._logs = RateLimiter()
         try:
             self._ifindex = socket.if_nametoindex(interface)
         except OSError:
@@ -157,20 +156,11 @@ class RawTransport:
                 await trio.lowlevel.wait_writable(self._raw)
                 self._send_now(message, source, destination)
         except OSError as exc:
-            # ENETDOWN, ENOBUFS, EHOSTUNREACH...: the link may come back; the router keeps
-            # going and the failure shows in statistics and (rate-limited) logs.
+            # ENETDOWN, ENOBUFS, EHOSTUNREACH...: the link may come back. Counted here per
+            # socket; the instance counts it too, logs it (rate-limited) and keeps going.
             self.statistics.send_errors += 1
             self.statistics.last_send_error = exc.strerror or str(exc)
-            self._logs.log(
-                log,
-                logging.WARNING,
-                ("send", destination),
-                "%s: cannot send an advertisement to %s: %s",
-                self.interface,
-                destination,
-                self.statistics.last_send_error,
-            )
-            return
+            raise
         self.statistics.sent += 1
 
     def _send_now(self, message: bytes, source: IPAddress, destination: IPAddress) -> None:

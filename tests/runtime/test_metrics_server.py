@@ -12,7 +12,7 @@ import functools
 import logging
 import re
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -29,7 +29,9 @@ from pyvrrp.runtime.metrics import (
     render,
     serve_metrics,
 )
-from tests.unit.test_metrics_render import parse_exposition, snapshot
+from pyvrrp.runtime.status import NodeStatus
+from tests.unit.test_metrics_render import parse_exposition, record
+from tests.unit.test_metrics_render import snapshot as snapshot_json
 
 from .cluster import Cluster, config, instance
 
@@ -89,7 +91,12 @@ async def exchange(
             return Response(await read_until_closed(stream))
 
 
-Status = Callable[[], Mapping[str, Any]]
+Status = Callable[[], NodeStatus]
+
+
+def snapshot() -> NodeStatus:
+    """The contract snapshot of tests/unit/test_metrics_render.py, as records."""
+    return record(snapshot_json())
 
 
 async def start(
@@ -130,12 +137,12 @@ async def test_process_metrics_are_served_unless_turned_off(nursery: trio.Nurser
 async def test_each_scrape_renders_the_status_of_that_moment(nursery: trio.Nursery) -> None:
     calls = 0
 
-    def status() -> Mapping[str, Any]:
+    def status() -> NodeStatus:
         nonlocal calls
         calls += 1
-        current = snapshot()
+        current = snapshot_json()
         current["instances"]["vip58"]["counters"]["adverts_sent"] = calls * 100
-        return current
+        return record(current)
 
     port = await start(nursery, status)
     for expected in (100, 200, 300):
@@ -343,7 +350,7 @@ async def test_a_status_provider_that_raises_gives_500_and_the_server_goes_on(
 ) -> None:
     broken = True
 
-    def status() -> Mapping[str, Any]:
+    def status() -> NodeStatus:
         if broken:
             raise RuntimeError("bug in the status provider")
         return snapshot()
@@ -561,12 +568,12 @@ async def test_a_running_nodes_status_gives_every_per_instance_metric(
         # which the autojump clock may run the other node ahead.
         await trio.sleep(10)
         before = (
-            parse_exposition(render(a.node.status())),
-            parse_exposition(render(b.node.status())),
+            parse_exposition(render(a.node.snapshot())),
+            parse_exposition(render(b.node.snapshot())),
         )
         await trio.sleep(10)
-        master = parse_exposition(render(a.node.status()))
-        backup = parse_exposition(render(b.node.status()))
+        master = parse_exposition(render(a.node.snapshot()))
+        backup = parse_exposition(render(b.node.snapshot()))
         nursery.cancel_scope.cancel()
     per_instance = [s.name for s in METRICS if s.labels[:4] == INSTANCE_LABELS]
     for families in (master, backup):

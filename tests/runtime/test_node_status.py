@@ -116,7 +116,14 @@ async def test_status_reports_every_key_and_follows_a_failover(
         "vrid",
         "family",
     ]
-    assert list(status["instances"]["vip58"])[-2:] == ["unicast_peers", "counters"]
+    assert list(status["instances"]["vip58"])[-6:] == [
+        "unicast_peers",
+        "holdings_complete",
+        "install_fault",
+        "last_install_error",
+        "last_send_error",
+        "counters",
+    ]
     vip58 = status["instances"]["vip58"]
     assert vip58["last_transition"] > 0  # a wall-clock timestamp
     del vip58["last_transition"]
@@ -143,6 +150,10 @@ async def test_status_reports_every_key_and_follows_a_failover(
         "addresses": [VIP],
         "excluded_addresses": [EXCLUDED],
         "unicast_peers": [],
+        "holdings_complete": True,
+        "install_fault": None,
+        "last_install_error": None,
+        "last_send_error": None,
         "counters": {
             # Master from 3.609375: one advertisement a second, 3.609375 ... 9.609375.
             "adverts_sent": 7,
@@ -152,6 +163,8 @@ async def test_status_reports_every_key_and_follows_a_failover(
             "became_master": 1,
             "drops": {"checksum": 1},
             "queue_overflows": 0,
+            "install_failures": 0,
+            "send_failures": 0,
         },
     }
     # The run at 10 failed (1 of 2 towards fall), the unused script never ran.
