@@ -253,18 +253,18 @@ def check_environment(config: NodeConfig) -> list[Problem]:
 
     if config.global_.script_user is not None:
         check_user(key_path("global", "script_user"), config.global_.script_user)
-    group = config.global_.script_group
-    if group is not None and not group.isdigit():
-        try:
-            grp.getgrnam(group)
-        except KeyError:
-            problems.append(
-                Problem(
-                    key_path("global", "script_group"),
-                    f"group {group!r} does not exist on this host; create it or change "
-                    "script_group",
+    for key in ("script_group", "control_group", "status_group"):
+        group = getattr(config.global_, key)
+        if group is not None and not group.isdigit():
+            try:
+                grp.getgrnam(group)
+            except KeyError:
+                problems.append(
+                    Problem(
+                        key_path("global", key),
+                        f"group {group!r} does not exist on this host; create it or change {key}",
+                    )
                 )
-            )
     for name, script in config.scripts.items():
         path = key_path("scripts", name)
         check_command(key_path(path, "command"), script.command)

@@ -150,7 +150,9 @@ class GlobalConfig:
     ``metrics_listen`` is (host, port) with an IPv6 host written without brackets. ``version``
     is the default of IPv4 instances (each instance's resolved version is in
     :attr:`InstanceConfig.version`). ``script_user``/``script_group`` None: not set (scripts
-    run as the daemon's user unless they name one). ``email`` None: no ``[global.email]``.
+    run as the daemon's user unless they name one). ``control_group`` may use every command
+    of the control socket, ``status_group`` the read-only ones (None: root only).
+    ``email`` None: no ``[global.email]``.
     """
 
     router_id: str | None = None
@@ -163,6 +165,8 @@ class GlobalConfig:
     watch_config: bool = False
     script_user: str | None = None
     script_group: str | None = None
+    control_group: str | None = None
+    status_group: str | None = None
     email: EmailConfig | None = None
 
 

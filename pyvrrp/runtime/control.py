@@ -1,8 +1,15 @@
 """The control socket: how ``pyvrrp status`` and ``pyvrrp maintenance`` talk to the daemon.
 
-A Unix stream socket (mode 0600, so only root, or the daemon's user, may use it) carrying
-line-delimited JSON: the client sends one request line, the server answers with one response
-line and closes the connection.
+A Unix stream socket carrying line-delimited JSON: the client sends one request line, the
+server answers with one response line and closes the connection.
+
+Who may do what is checked on every connection with the kernel's credentials of the caller
+(SO_PEERCRED, and SO_PEERGROUPS for its supplementary groups), as :class:`Access` says:
+root (and the daemon's own user) may use every command; members of ``[global]
+control_group`` too; members of ``[global] status_group`` only the read-only commands
+(:data:`READ_ONLY_COMMANDS`). Anyone else is refused at once, before a request is read. The
+socket file is mode 0600 without groups, 0660 owned by the one group configured, and 0666
+when two different groups are (the credentials check is then the only gate).
 
 Requests::
 
@@ -15,8 +22,9 @@ Responses::
     {"ok": false, "error": "what is wrong and what would be right", "code": "bad_request"}
 
 ``code`` lets a client tell a usage error from a failure: ``bad_request`` (the request is
-malformed), ``unknown_instance``, ``timeout`` (nothing received in time), ``too_long``,
-``busy`` (too many connections), ``internal`` (a bug in the daemon, logged there).
+malformed), ``unknown_instance``, ``forbidden`` (the caller may not use this command),
+``timeout`` (nothing received in time), ``too_long``, ``busy`` (too many connections),
+``internal`` (a bug in the daemon, logged there).
 
 The server (:func:`serve_control`) runs in the daemon's nursery and calls a
 :class:`ControlHandler` (the daemon's :class:`~pyvrrp.runtime.daemon.DaemonControl`, which
@@ -34,9 +42,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import grp
 import json
 import logging
 import os
+import pwd
 import socket
 import stat
 import struct
@@ -44,6 +54,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
+import attrs
 import trio
 
 # UnknownInstance is re-exported: it was defined here before it joined the other errors.
@@ -68,6 +79,12 @@ MAX_RESPONSE: Final = 16 * 1024 * 1024
 """The longest response line the client accepts, in bytes."""
 PROBE_TIMEOUT: Final = 2.0
 """Seconds the server waits, at start, for a daemon already on the path to accept."""
+READ_ONLY_COMMANDS: Final = frozenset({"status", "events"})
+"""Commands that change nothing: ``[global] status_group`` may use them."""
+# SO_PEERGROUPS (Linux 4.13): the caller's supplementary groups. Python names it only in
+# recent versions; the number is the same on every Linux architecture.
+_SO_PEERGROUPS: Final = getattr(socket, "SO_PEERGROUPS", 59)
+_MAX_PEER_GROUPS: Final = 256  # 1024 bytes: the most getsockopt() takes from Python
 
 
 class ControlError(Exception):
@@ -125,6 +142,105 @@ class BadRequest(Exception):
     """A request the server cannot act on; the message says what would be right."""
 
     code = "bad_request"
+
+
+class Forbidden(BadRequest):
+    """The caller may not use this command; the message says what it would need."""
+
+    code = "forbidden"
+
+
+@attrs.frozen
+class Caller:
+    """The process at the other end of a control connection, as the kernel says."""
+
+    pid: int
+    uid: int
+    gid: int
+    groups: frozenset[int]  # the primary group and the supplementary ones
+
+    def describe(self) -> str:
+        """``pid 4242 uid 0``, for log lines."""
+        return f"pid {self.pid} uid {self.uid}"
+
+
+def _gid(key: str, group: str | None) -> int | None:
+    if group is None:
+        return None
+    if group.isdigit():
+        return int(group)
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise EnvironmentProblem(
+            f"[global] {key}: group {group!r} does not exist on this host; create it or "
+            f"change {key}"
+        ) from None
+
+
+@attrs.frozen
+class Access:
+    """Who may use which control command (see the module's docstring).
+
+    ``owner`` is the daemon's own user id, which may do everything, as root may (a daemon
+    run as a dedicated user with capabilities). Groups are names or numbers.
+    """
+
+    control_group: str | None = None
+    status_group: str | None = None
+    control_gid: int | None = None
+    status_gid: int | None = None
+    owner: int = attrs.field(factory=os.geteuid)
+
+    @classmethod
+    def of(cls, control_group: str | None, status_group: str | None) -> Access:
+        """The access of ``[global] control_group`` and ``status_group``; raises
+        :class:`EnvironmentProblem` when a group does not exist."""
+        return cls(
+            control_group,
+            status_group,
+            _gid("control_group", control_group),
+            _gid("status_group", status_group),
+        )
+
+    def _in(self, gid: int | None, caller: Caller) -> bool:
+        return gid is not None and gid in caller.groups
+
+    def may(self, command: str, caller: Caller) -> bool:
+        """Whether ``caller`` may use ``command``."""
+        if caller.uid in (0, self.owner) or self._in(self.control_gid, caller):
+            return True
+        return command in READ_ONLY_COMMANDS and self._in(self.status_gid, caller)
+
+    def may_connect(self, caller: Caller) -> bool:
+        """Whether ``caller`` may use any command at all."""
+        return any(self.may(command, caller) for command in ("maintenance", "status"))
+
+    def refusal(self, command: str | None, caller: Caller | None) -> str:
+        """Why ``caller`` may not use ``command`` (None: any command), and what it needs."""
+        who = "an unknown process" if caller is None else f"uid {caller.uid}"
+        needs = ["root"]
+        if self.control_group is not None:
+            needs.append(f"group {self.control_group} ([global] control_group)")
+        read_only = command is None or command in READ_ONLY_COMMANDS
+        if read_only and self.status_group is not None:
+            needs.append(f"group {self.status_group} ([global] status_group)")
+        what = f"{command}: " if command is not None else ""
+        hint = ""
+        if self.control_group is None and not (read_only and self.status_group is not None):
+            hint = (
+                "; set [global] control_group (or status_group, for status) to open it to a group"
+            )
+        return f"{what}permission denied for {who}: this needs {' or '.join(needs)}{hint}"
+
+    def socket_mode(self) -> tuple[int, int | None]:
+        """The socket file's mode and group (None: leave it the daemon's)."""
+        gids = {g for g in (self.control_gid, self.status_gid) if g is not None}
+        if not gids:
+            return 0o600, None
+        if len(gids) == 1:
+            return 0o660, gids.pop()
+        return 0o666, None
 
 
 class Arguments:
@@ -257,15 +373,30 @@ def _parse(line: bytes, client: str) -> tuple[Command, Arguments]:
     return command, Arguments(name, request, client)
 
 
+def _check_access(access: Access, args: Arguments, caller: Caller | None) -> None:
+    if caller is None or not access.may(args.command, caller):
+        # Who tried what, for the audit trail.
+        log.warning("control: refused %s to %s", args.command, args.client)
+        raise Forbidden(access.refusal(args.command, caller))
+
+
 async def dispatch(
-    handler: ControlHandler, line: bytes, *, client: str = "a client"
+    handler: ControlHandler,
+    line: bytes,
+    *,
+    client: str = "a client",
+    access: Access | None = None,
+    caller: Caller | None = None,
 ) -> dict[str, object]:
     """The response to one request line (without its newline). Never raises.
 
     ``client`` names who sent it, for the log lines of commands that change something.
+    With ``access``, a command ``caller`` may not use is refused (code ``forbidden``).
     """
     try:
         command, args = _parse(line, client)
+        if access is not None:
+            _check_access(access, args, caller)
         result = await command(handler, args)
     except BadRequest as exc:
         return _error(str(exc), exc.code)
@@ -311,22 +442,47 @@ async def _read_line(stream: trio.SocketStream) -> bytes:
 
 def _peer(sock: trio.socket.SocketType | socket.socket) -> tuple[int, int] | None:
     """(pid, uid) of the process at the other end of a Unix socket, if the kernel says."""
+    caller = peer_credentials(sock)
+    return None if caller is None else (caller.pid, caller.uid)
+
+
+def peer_credentials(sock: trio.socket.SocketType | socket.socket) -> Caller | None:
+    """The process at the other end of a Unix socket (SO_PEERCRED, SO_PEERGROUPS), or None
+    when the kernel does not say."""
     try:
         raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     except OSError:
         return None
-    pid, uid, _gid = struct.unpack("3i", raw)
-    return (pid, uid) if pid > 0 else None
+    pid, uid, gid = struct.unpack("3i", raw)
+    if pid <= 0:
+        return None
+    groups = {gid}
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, _SO_PEERGROUPS, 4 * _MAX_PEER_GROUPS)
+        groups.update(struct.unpack(f"{len(raw) // 4}I", raw[: len(raw) // 4 * 4]))
+    except OSError:
+        # An old kernel, or more groups than asked for: the user database's groups instead.
+        with contextlib.suppress(KeyError, OSError):
+            groups.update(os.getgrouplist(pwd.getpwuid(uid).pw_name, gid))
+    return Caller(pid, uid, gid, frozenset(groups))
 
 
 class _Lines:
     """The :class:`~pyvrrp.runtime.server.Service` of the control socket: JSON lines."""
 
-    def __init__(self, handler: ControlHandler, request_timeout: float) -> None:
+    def __init__(
+        self, handler: ControlHandler, request_timeout: float, access: Access | None = None
+    ) -> None:
         self.handler = handler
         self.request_timeout = request_timeout
+        self.access = access
 
     async def receive(self, stream: trio.SocketStream) -> bytes | Reply:
+        if self.access is not None:
+            caller = peer_credentials(stream.socket)
+            if caller is None or not self.access.may_connect(caller):
+                # Refused before reading anything: a caller with no right holds nothing.
+                return _reply(_error(self.access.refusal(None, caller), Forbidden.code))
         try:
             line = await _read_line(stream)
         except _TooLong:
@@ -350,9 +506,11 @@ class _Lines:
         return _reply(_error("pyvrrp is busy: too many control clients", "busy"))
 
     async def answer(self, request: bytes, stream: trio.SocketStream) -> Reply:
-        peer = _peer(stream.socket)
-        client = f"pid {peer[0]} uid {peer[1]}" if peer else "an unknown process"
-        return _reply(await dispatch(self.handler, request, client=client))
+        caller = peer_credentials(stream.socket)
+        client = caller.describe() if caller else "an unknown process"
+        return _reply(
+            await dispatch(self.handler, request, client=client, access=self.access, caller=caller)
+        )
 
 
 def _reply(response: Mapping[str, object]) -> Reply:
@@ -413,7 +571,7 @@ async def _remove_stale(path: str) -> None:
         os.unlink(path)
 
 
-async def _listen(path: str) -> tuple[trio.socket.SocketType, tuple[int, int]]:
+async def _listen(path: str, access: Access) -> tuple[trio.socket.SocketType, tuple[int, int]]:
     sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     bound = False
     try:
@@ -425,7 +583,10 @@ async def _listen(path: str) -> tuple[trio.socket.SocketType, tuple[int, int]]:
         finally:
             os.umask(old_umask)
         bound = True
-        os.chmod(path, 0o600)
+        mode, group = access.socket_mode()
+        if group is not None:
+            os.chown(path, -1, group)
+        os.chmod(path, mode)
         sock.listen(MAX_CLIENTS)
         info = os.stat(path)
     except OSError as exc:
@@ -456,9 +617,13 @@ async def serve_control(
     path: str,
     handler: ControlHandler,
     *,
+    access: Access | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the control socket at ``path`` until cancelled; remove the socket file at exit.
+
+    ``access`` says who may use which command (None: root and the daemon's own user only,
+    the socket mode 0600).
 
     Reports itself started (``nursery.start``) once clients can connect. Raises
     :class:`ControlSocketInUse` when another daemon answers on ``path``, and
@@ -472,13 +637,15 @@ async def serve_control(
         )
     _check_directory(path)
     await _remove_stale(path)
-    sock, identity = await _listen(path)
+    if access is None:
+        access = Access()
+    sock, identity = await _listen(path, access)
     listener = trio.SocketListener(sock)
     try:
         task_status.started()
         server = BoundedServer(
             "control",
-            _Lines(handler, REQUEST_TIMEOUT),
+            _Lines(handler, REQUEST_TIMEOUT, access),
             max_clients=MAX_CLIENTS,
             request_timeout=REQUEST_TIMEOUT,
             send_timeout=SEND_TIMEOUT,
@@ -507,7 +674,8 @@ def _connect(path: str, timeout: float) -> socket.socket:
     except PermissionError:
         sock.close()
         raise ControlError(
-            f"permission denied on {path}: run as root (the socket is mode 0600)"
+            f"permission denied on {path}: run as root, or as a member of the group of "
+            "[global] control_group (or status_group, for status)"
         ) from None
     except ConnectionRefusedError:
         sock.close()
@@ -591,14 +759,19 @@ def request(path: str, payload: Mapping[str, Any], *, timeout: float = 5.0) -> d
 __all__ = [
     "COMMANDS",
     "MAX_LINE",
+    "READ_ONLY_COMMANDS",
     "REQUEST_TIMEOUT",
+    "Access",
     "Arguments",
     "BadRequest",
+    "Caller",
     "ControlError",
     "ControlHandler",
     "ControlSocketInUse",
+    "Forbidden",
     "UnknownInstance",
     "dispatch",
+    "peer_credentials",
     "request",
     "serve_control",
 ]

@@ -12,6 +12,7 @@ capability or kernel feature exits 3 with what to do.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -27,7 +28,7 @@ from pyvrrp import configfile
 from pyvrrp.core.config import ConfigError, NodeConfig
 from pyvrrp.runtime import sdnotify
 from pyvrrp.runtime.announcer import LinkAnnouncements
-from pyvrrp.runtime.control import ReloadRejected, serve_control
+from pyvrrp.runtime.control import Access, ReloadRejected, serve_control
 from pyvrrp.runtime.errors import EnvironmentProblem
 from pyvrrp.runtime.logs import set_level, setup_logging
 from pyvrrp.runtime.mailer import Mailer, MailSettings
@@ -206,7 +207,14 @@ class DaemonControl:
 
 
 def _warn_restart_only(old: NodeConfig, new: NodeConfig) -> None:
-    for key in ("control_socket", "state_dir", "metrics_listen", "log_format"):
+    for key in (
+        "control_socket",
+        "control_group",
+        "status_group",
+        "state_dir",
+        "metrics_listen",
+        "log_format",
+    ):
         if getattr(old.global_, key) != getattr(new.global_, key):
             log.warning("reload: global.%s changed: it takes effect at the next restart", key)
 
@@ -242,7 +250,12 @@ async def serve(config: NodeConfig, config_path: str = "", *, log_level: str | N
                 async with trio.open_nursery() as nursery:
                     # The control socket first: a second daemon must fail here, before its
                     # startup cleanup strips the running daemon's addresses.
-                    await nursery.start(serve_control, config.global_.control_socket, control)
+                    access = Access.of(config.global_.control_group, config.global_.status_group)
+                    await nursery.start(
+                        functools.partial(
+                            serve_control, config.global_.control_socket, control, access=access
+                        )
+                    )
                     if config.global_.metrics_listen is not None:
                         # Also before the routers: a port in use fails before VRRP starts.
                         from pyvrrp.runtime.metrics import serve_metrics

@@ -547,7 +547,8 @@ def test_client_reports_permission_denied_as_a_root_only_socket(
     with pytest.raises(ControlError) as error:
         request(path, {"command": "status"})
     assert str(error.value) == (
-        f"permission denied on {path}: run as root (the socket is mode 0600)"
+        f"permission denied on {path}: run as root, or as a member of the group of "
+        "[global] control_group (or status_group, for status)"
     )
 
 

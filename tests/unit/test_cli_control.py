@@ -331,5 +331,6 @@ def test_an_unprivileged_user_is_told_to_run_as_root(server: ThreadServer) -> No
     assert nobody is not None
     assert as_user(nobody, ["status", "-s", server.path]) == (
         1,
-        f"permission denied on {server.path}: run as root (the socket is mode 0600)\n",
+        f"permission denied on {server.path}: run as root, or as a member of the group of "
+        "[global] control_group (or status_group, for status)\n",
     )

@@ -52,6 +52,8 @@ _GLOBAL_KEYS = (
     "watch_config",
     "script_user",
     "script_group",
+    "control_group",
+    "status_group",
     "email",
 )
 _EMAIL_KEYS = ("server", "from", "to", "starttls", "username", "password_file")

@@ -104,6 +104,8 @@ def _parse_global(ctx: _Ctx, value: object) -> GlobalConfig | _Bad:
     watch_config = t.get("watch_config", _boolean, False)
     script_user = t.get("script_user", _account_name("user"), None)
     script_group = t.get("script_group", _account_name("group"), None)
+    control_group = t.get("control_group", _account_name("group"), None)
+    status_group = t.get("status_group", _account_name("group"), None)
     email = _parse_email(ctx, t.sub("email"), data["email"]) if "email" in data else None
     if ctx.failed_since(mark):
         return _BAD
@@ -118,6 +120,8 @@ def _parse_global(ctx: _Ctx, value: object) -> GlobalConfig | _Bad:
         watch_config=_ok(watch_config),
         script_user=_ok(script_user),
         script_group=_ok(script_group),
+        control_group=_ok(control_group),
+        status_group=_ok(status_group),
         email=_ok(email),
     )
 
