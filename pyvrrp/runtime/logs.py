@@ -24,6 +24,11 @@ from collections.abc import Hashable, Mapping
 from typing import Any, Final, TextIO
 
 SUPPRESS_WINDOW = 10.0
+RATE_LIMIT_KEYS: Final = 1024
+"""Keys a :class:`RateLimiter` remembers; a key may hold a peer's address, so a flood from
+spoofed sources would otherwise grow it without bound."""
+OTHER_KEY: Final = ("(other keys)",)
+"""Where messages go when :data:`RATE_LIMIT_KEYS` keys are all within their window."""
 
 LOG_LEVELS: Final = {
     "debug": logging.DEBUG,
@@ -48,18 +53,39 @@ class RateLimiter:
 
     A flood of bad packets must not flood the log: the first one of a kind is logged, the
     following ones within the window are counted and reported with the next logged one.
-    Uses the wall-clock monotonic time (logging is not protocol behaviour).
+    Uses the wall-clock monotonic time (logging is not protocol behaviour). At most
+    ``max_keys`` keys are remembered: when that many are within their window, a new key
+    shares the limit of :data:`OTHER_KEY` (one line per window for all of them).
     """
 
-    def __init__(self, window: float = SUPPRESS_WINDOW) -> None:
+    def __init__(self, window: float = SUPPRESS_WINDOW, max_keys: int = RATE_LIMIT_KEYS) -> None:
         self.window = window
+        self.max_keys = max_keys
         self._last: dict[Hashable, float] = {}
         self._suppressed: dict[Hashable, int] = {}
+        self._purge_at = 0.0  # no key expires before this monotonic time
+
+    def _room_for(self, key: Hashable, now: float) -> Hashable:
+        """``key``, or :data:`OTHER_KEY` when the table is full of keys still in their window."""
+        if key in self._last or len(self._last) < self.max_keys:
+            return key
+        if now < self._purge_at:
+            return OTHER_KEY  # full, and no key's window is over yet: O(1) under a flood
+        # Forget the keys whose window is over (a suppressed count with them: messages
+        # suppressed in a window that ended are not worth a line of their own later).
+        for k in [k for k, t in self._last.items() if now - t >= self.window]:
+            del self._last[k]
+            self._suppressed.pop(k, None)
+        if len(self._last) < self.max_keys:
+            return key
+        self._purge_at = min(self._last.values()) + self.window
+        return OTHER_KEY
 
     def log(
         self, logger: logging.Logger, level: int, key: Hashable, message: str, *args: object
     ) -> bool:
         now = time.monotonic()
+        key = self._room_for(key, now)
         last = self._last.get(key)
         if last is not None and now - last < self.window:
             self._suppressed[key] = self._suppressed.get(key, 0) + 1

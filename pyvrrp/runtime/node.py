@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -43,7 +42,7 @@ from pyvrrp.runtime.instance import (
     now_us,
     router_params,
 )
-from pyvrrp.runtime.logs import fields
+from pyvrrp.runtime.logs import RateLimiter, fields
 from pyvrrp.runtime.netlink import Netlink, NetlinkError, describe_route, describe_rule
 from pyvrrp.runtime.notify import Notifier
 from pyvrrp.runtime.process import ProcessRunner, RealProcessRunner
@@ -63,6 +62,9 @@ log = logging.getLogger("pyvrrp")
 STOP_MARGIN = 0.5
 # How long startup waits for an interface's source address to appear (IPv6 DAD takes ~1 s).
 SOURCE_ADDRESS_WAIT = 5.0
+# Transitions a subscriber (the mailer, a library user, `pyvrrp events`) may leave unread;
+# more are dropped for that subscriber, counted and logged: a stuck reader costs no memory.
+SUBSCRIBER_QUEUE = 1024
 
 
 @attrs.frozen
@@ -122,6 +124,8 @@ class Node:
             lambda: self.config,
         )
         self._subscribers: list[trio.MemorySendChannel[Transition]] = []
+        self.subscriber_overflows = 0  # transitions dropped for subscribers that fell behind
+        self._logs = RateLimiter()
         self._maintenance: set[str] = set()
         # trio time (monotonic) when run() started: uptime must not jump with the wall clock
         # (an NTP step at boot would make it negative or hours long).
@@ -138,8 +142,9 @@ class Node:
     # ------------------------------------------------------------------ observing
 
     def subscribe(self) -> trio.MemoryReceiveChannel[Transition]:
-        """A channel receiving every state change from now on."""
-        send, receive = trio.open_memory_channel[Transition](math.inf)
+        """A channel receiving every state change from now on; one that leaves
+        ``SUBSCRIBER_QUEUE`` of them unread misses the next ones (counted and logged)."""
+        send, receive = trio.open_memory_channel[Transition](SUBSCRIBER_QUEUE)
         self._subscribers.append(send)
         return receive
 
@@ -177,6 +182,16 @@ class Node:
         for send in list(self._subscribers):
             try:
                 send.send_nowait(transition)
+            except trio.WouldBlock:
+                self.subscriber_overflows += 1
+                self._logs.log(
+                    log,
+                    logging.WARNING,
+                    ("subscriber_overflow",),
+                    "a subscriber of the transitions has %d unread: dropped one of %s",
+                    SUBSCRIBER_QUEUE,
+                    instance.name,
+                )
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 self._subscribers.remove(send)
 

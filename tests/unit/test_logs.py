@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -338,3 +339,26 @@ def test_log_options_belong_to_the_daemon_not_to_a_command(
         "--log-level is for the daemon (pyvrrp -c FILE --log-level debug), not for status"
         in capsys.readouterr().err
     )
+
+
+def test_the_rate_limiter_remembers_a_bounded_number_of_keys(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from pyvrrp.runtime import logs
+
+    now = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    limiter = logs.RateLimiter(window=10.0, max_keys=3)
+    logger = logging.getLogger("pyvrrp.test.ratelimit")
+    with caplog.at_level(logging.INFO, logger="pyvrrp.test.ratelimit"):
+        # A flood from 100 spoofed sources: three keys of their own, the rest share one.
+        logged = [limiter.log(logger, logging.INFO, ("src", n), "from %d", n) for n in range(100)]
+        assert logged == [True, True, True, True] + [False] * 96
+        assert len(limiter._last) == 4  # the three keys and the shared one
+        # Once their window is over, the keys are forgotten and new ones fit again.
+        now[0] += 10.0
+        assert limiter.log(logger, logging.INFO, ("src", 500), "from %d", 500)
+        assert ("src", 500) in limiter._last
+        assert len(limiter._last) <= 4
+    assert caplog.messages[:4] == ["from 0", "from 1", "from 2", "from 3"]
+    assert caplog.messages[-1] == "from 500"
