@@ -366,11 +366,11 @@ class Instance:
         if self.router.wants_holdings:
             await self.install(self.holdings)
         elif self.router.install_fault is not None and self.router.state is State.FAULT:
-            # In FAULT for its addresses: try whether they can be installed now, and hand
-            # them back at once (a backup may hold them); success clears the fault.
+            # In FAULT for its addresses: try whether they can be installed now, and take
+            # what went in out again at once, whatever the outcome (a backup holds them
+            # now); success clears the fault.
             await self.install(self.holdings)
-            if self.holdings_complete:
-                await self.remove(self.holdings)
+            await self.remove(self.holdings)
         else:
             self._install_over()
 

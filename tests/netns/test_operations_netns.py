@@ -27,6 +27,7 @@ about 35 s.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import ipaddress
@@ -736,3 +737,150 @@ def test_a_second_daemon_with_the_same_config_exits_3_and_leaves_the_first_alone
     # The first daemon still answers on its socket, and nothing changed for it.
     assert lab.status("A")["pid"] == pid
     assert transitions(mark.new("A")) == []
+
+
+# --------------------------------------------------------------------------- hardening
+
+STRANGER = "192.168.200.99"  # on the vSwitch segment, in no node's unicast_peers
+# Sends COUNT advertisements for VRID 58 (priority 1, below every node's) from SOURCE to
+# DESTINATION on a raw socket with a header of our own (TTL 255), as a router would.
+SEND_ADVERTS = """
+import socket, sys, time
+from ipaddress import IPv4Address
+from pyvrrp.core.packet import Advertisement, build_ipv4, encode
+source, destination, count = IPv4Address(sys.argv[1]), IPv4Address(sys.argv[2]), int(sys.argv[3])
+advert = Advertisement(vrid=58, priority=1, max_advert_interval=100,
+                       addresses=(IPv4Address("1.2.3.58"),))
+message = encode(advert, source=source, destination=destination)
+with socket.socket(socket.AF_INET, socket.SOCK_RAW, 112) as s:
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
+    for _ in range(count):
+        s.sendto(build_ipv4(message, source=source, destination=destination), (str(destination), 0))
+        time.sleep(0.05)
+"""
+
+
+@contextlib.contextmanager
+def stranger(lab: Lab) -> Iterator[None]:
+    """The client's namespace gets an address on the vSwitch segment, for the test only."""
+    ns = ["ip", "-n", lab.client_ns]
+    subprocess.run([*ns, "addr", "add", f"{STRANGER}/24", "dev", "eth0"], check=True)
+    try:
+        yield
+    finally:
+        subprocess.run([*ns, "addr", "del", f"{STRANGER}/24", "dev", "eth0"], check=False)
+
+
+def send_adverts(lab: Lab, destination: str, count: int) -> None:
+    argv = [sys.executable, "-c", SEND_ADVERTS, STRANGER, destination, str(count)]
+    subprocess.run(["ip", "netns", "exec", lab.client_ns, *argv], check=True, timeout=30)
+
+
+def vip58_counters(lab: Lab, node: str) -> dict[str, Any]:
+    counters: dict[str, Any] = lab.status(node)["instances"]["vip58"]["counters"]
+    return counters
+
+
+def test_adverts_from_a_host_not_in_unicast_peers_are_dropped_unless_the_key_says_otherwise(
+    lab: Lab,
+) -> None:
+    a_address = lab.cluster.node("A").vswitch_ip
+    mark = LogMark(lab)
+    with stranger(lab):
+        before = vip58_counters(lab, "A")
+        send_adverts(lab, a_address, 5)
+        lab.wait_for(
+            lambda: (
+                vip58_counters(lab, "A")["drops"].get("not_a_peer", 0)
+                == before["drops"].get("not_a_peer", 0) + 5
+            ),
+            5,
+            what="five not_a_peer drops on A",
+        )
+        after = vip58_counters(lab, "A")
+        assert after["adverts_received"] == before["adverts_received"]
+        # Logged, once for the five (rate-limited).
+        lines = [line for line in mark.new("A").splitlines() if "not_a_peer" in line]
+        assert len(lines) == 1, lines
+        assert f"vip58: dropped advertisement from {STRANGER}: not_a_peer" in lines[0]
+
+        # unicast_peers_only = false: the same adverts are accepted (a lower priority: A stays).
+        header = "[instances.vip58]\n"
+        write_config(
+            lab, "A", ops_config(lab, "A").replace(header, header + "unicast_peers_only = false\n")
+        )
+        done = pyvrrp(lab, "A", "reload")
+        assert (done.returncode, done.stdout) == (0, "reloaded: changed: vip58; 2 unchanged\n")
+        before = vip58_counters(lab, "A")
+        send_adverts(lab, a_address, 5)
+        lab.wait_for(
+            lambda: vip58_counters(lab, "A")["adverts_received"] >= before["adverts_received"] + 5,
+            5,
+            what="five adverts accepted by A",
+        )
+        assert vip58_counters(lab, "A")["drops"] == before["drops"]
+    assert lab.holders() == SEED_TABLE
+    assert transitions(mark.new("A")) == []
+
+
+CONFLICT = f"{V6['A']}/128"  # vip58's excluded address with another prefix (it has /64)
+
+
+def test_a_master_that_cannot_install_its_addresses_gives_them_up_to_the_backup(
+    lab: Lab,
+) -> None:
+    skew_c = skew_time(PRIO_58["C"])
+    lab.stop("A")
+    lab.wait_for(lambda: holds(lab, "C", V4["A"]), 5, what="C holding vip58")
+    # Someone put vip58's excluded address on A with another prefix: adding it fails (EEXIST).
+    lab.run_in("A", "ip", "addr", "add", CONFLICT, "dev", "eth0.4000", "nodad")
+    try:
+        mark = LogMark(lab)
+        lab.start("A", "pyvrrp", ops_config(lab, "A"))
+        # A preempts C, fails to install, and gives the VIP up three intervals later.
+        lab.wait_for(
+            lambda: "vip58: MASTER -> FAULT (cannot install" in mark.new("A"),
+            3 + 3 * INTERVAL + SLACK + 2,
+            what="A giving vip58 up",
+        )
+        lab.wait_for(
+            lambda: holds(lab, "C", V4["A"]) and not holds(lab, "A", V4["A"]),
+            skew_c + SLACK,
+            what="C taking vip58 back",
+        )
+        # The retries in FAULT take out again what they could put in: A never holds the
+        # VIP beside C for longer than a retry's add and remove.
+        time.sleep(5 + 0.5)
+        assert not holds(lab, "A", V4["A"])
+        log = mark.new("A")
+        assert "vip58: BACKUP -> MASTER" in log
+        became, gave_up = (
+            re.search(rf"(\d\d:\d\d:\d\d\.\d+) \w+ vip58: {old} -> {new}", log)
+            for old, new in (("BACKUP", "MASTER"), ("MASTER", "FAULT"))
+        )
+        assert became is not None and gave_up is not None
+        stamp = [
+            sum(float(x) * f for x, f in zip(m.group(1).split(":"), (3600, 60, 1), strict=True))
+            for m in (became, gave_up)
+        ]
+        # 3 x advert_interval after the first failure (at the takeover), plus scheduling.
+        assert 3 * INTERVAL - 0.05 <= stamp[1] - stamp[0] <= 3 * INTERVAL + 0.5, stamp
+        vip58 = lab.status("A")["instances"]["vip58"]
+        assert vip58["state"] == "FAULT"
+        assert vip58["holdings_complete"] is False
+        assert vip58["install_fault"].startswith(f"{V6['A']}/64 dev eth0.4000: {CONFLICT}")
+        assert vip58["counters"]["install_failures"] >= 5
+        assert vip58["counters"]["priority_zero_sent"] == 1
+        assert "vip58: BACKUP -> MASTER (the master left (priority 0))" in mark.new("C")
+    finally:
+        lab.run_in("A", "ip", "addr", "del", CONFLICT, "dev", "eth0.4000", check=False)
+    # The conflict is gone: a retry in FAULT (at most 5 s apart) clears the fault, and A
+    # preempts C again.
+    lab.wait_holders(SEED_TABLE, timeout=5 + 2 * INTERVAL + SLACK + 2)
+    vip58 = lab.status("A")["instances"]["vip58"]
+    assert (vip58["state"], vip58["holdings_complete"], vip58["install_fault"]) == (
+        "MASTER",
+        True,
+        None,
+    )
+    assert "vip58: FAULT -> BACKUP (faults cleared)" in mark.new("A")

@@ -201,3 +201,28 @@ async def test_advert_send_failures_are_counted_shown_and_logged_rate_limited(
     assert metrics["pyvrrp_advert_send_failures_total"].value(vrrp_instance="vip58") == 10
     logged = [m for m in caplog.messages if "cannot send an advertisement" in m]
     assert 1 <= len(logged) < 10
+
+
+async def test_what_a_retry_in_fault_could_install_is_taken_out_again(
+    autojump_clock: trio.testing.MockClock, cluster: Cluster
+) -> None:
+    from ipaddress import IPv4Interface
+
+    excluded = "2a03:4444:fff0:59:88::58/64"
+    netlink = RefusingNetlink()
+    netlink.add_link(INTERFACE, addresses=[IPv4Interface(f"{HOSTS['A']}/24")])
+    netlink.refused.add(excluded)  # the VIP goes in, its excluded twin does not
+    seed = instance(58, 100, VIP, excluded=excluded)
+    a = await cluster.start("A", config({"vip58": seed}), netlink=netlink)
+    c = await cluster.start("C", config({"vip58": instance(58, 75, VIP, excluded=excluded)}))
+    await cluster.sleep_until(BECOMES_MASTER + 1)
+    assert a.holds(VIP)  # installed, but the holdings are not complete
+    assert status(a)["holdings_complete"] is False
+    # Retries in FAULT at 3.1 and 6.3 s after the first failure add the VIP and remove it.
+    for t in (GIVES_UP + 0.01, BECOMES_MASTER + 3.1 + 0.01, BECOMES_MASTER + 6.3 + 0.01):
+        await cluster.sleep_until(t)
+        assert a.state("vip58") is State.FAULT
+        assert not a.holds(VIP)
+    assert c.holds(VIP)
+    adds = [op for op, spec in netlink.operations if op == "add_address"]
+    assert len(adds) >= 3  # the takeover, and at least two retries that added the VIP
