@@ -536,3 +536,21 @@ def test_environment_check_names_a_missing_script_user_and_group(tmp_path: Path)
         write(tmp_path, '[global]\nscript_user = "root"\nscript_group = "root"\n' + VALID)
     )
     assert check_environment(existing) == []
+
+
+def test_control_and_status_groups_are_parsed_and_must_exist(tmp_path: Path) -> None:
+    text = '[global]\ncontrol_group = "no-such-group-pyvrrp"\nstatus_group = "65533"\n'
+    node = load(write(tmp_path, text + VALID))
+    assert (node.global_.control_group, node.global_.status_group) == (
+        "no-such-group-pyvrrp",
+        "65533",
+    )
+    found = {p.path: p.message for p in check_environment(node)}
+    # A number is taken as it is; a name must exist.
+    assert found == {
+        "global.control_group": "group 'no-such-group-pyvrrp' does not exist on this host; "
+        "create it or change control_group",
+    }
+    with pytest.raises(ConfigError) as caught:
+        load(write(tmp_path, '[global]\nstatus_group = "a:b"\n' + VALID))
+    assert 'global.status_group: "a:b" contains ":"; write one group name' in str(caught.value)
