@@ -10,6 +10,12 @@ re-assertion have routes and rules to work on:
     virtual_rules = [{ from = "1.2.3.58/32", to = "198.51.100.0/24", table = 101,
                        priority = 900 }]
 
+Hardening on the same lab: advertisements from a host outside `unicast_peers` (the client's
+namespace, given an address on the segment for the test) are dropped, counted and logged
+once, and accepted with `unicast_peers_only = false`; a master whose excluded address is
+already on its interface with another prefix gives vip58 up to C three intervals after
+taking it, and takes it back once the conflict is gone.
+
 One lab serves the module. Before each test every node's file is put back (a test that edits
 one restores it itself; a failed one may not have) and `Lab.reset` restarts missing daemons and
 waits for the seed table: A masters vip58 (1.2.3.58 and its excluded IPv6 twin), C (75) is its
