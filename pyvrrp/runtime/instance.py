@@ -313,19 +313,20 @@ class Instance:
         """Add ``holdings`` in install order, in one netlink request; return the addresses
         that were missing. With ``reassert`` each one that had to be added back is logged.
 
-        A failure is reported to the router (``InstallFailed``, which gives the addresses up
-        if it lasts) and retried with backoff; a retry that installs everything reports
-        ``InstallSucceeded``."""
+        A failure is retried with backoff; an address that fails is reported to the router
+        (``InstallFailed``, which gives the addresses up if it lasts), a route or rule only
+        counted and shown. A retry that installs everything reports ``InstallSucceeded``."""
         items = holdings.install_order()
         added: list[AddressSpec] = []
         results = await self._apply(items, add=True)
-        errors = [
-            f"{describe_item(item)}: {_why(result)}"
+        failed = [
+            (item, f"{describe_item(item)}: {_why(result)}")
             for item, result in zip(items, results, strict=True)
             if isinstance(result, NetlinkError)
         ]
-        if errors:
-            self._install_failed("; ".join(errors))
+        if failed:
+            addresses = [error for item, error in failed if isinstance(item, AddressSpec)]
+            self._install_failed("; ".join(e for _, e in failed), "; ".join(addresses))
         elif holdings == self.holdings and not self.holdings_complete:
             self._install_over()
             self.post(InstallSucceeded())
@@ -346,11 +347,14 @@ class Instance:
         """Remove ``holdings`` in the reverse of the install order."""
         await self._apply(holdings.removal_order(), add=False)
 
-    def _install_failed(self, error: str) -> None:
+    def _install_failed(self, error: str, address_error: str) -> None:
         self.install_failures += 1
         self.last_install_error = error
         self.holdings_complete = False
-        self.post(InstallFailed(error))
+        if address_error:
+            # Only addresses decide: a master without its VIP serves nobody, one without a
+            # virtual route or rule still answers on it (as keepalived, which logs those).
+            self.post(InstallFailed(address_error))
         if self._retry_at is None:
             self._retry_at = trio.current_time() + self._retry_delay
             self._retry_delay = min(self._retry_delay * 2, INSTALL_RETRY_MAX)

@@ -180,7 +180,8 @@ METRICS: Final[tuple[MetricSpec, ...]] = (
         "gauge",
         (),
         "0 while installing what the instance should hold (addresses, routes, rules) fails"
-        " (retried; given up after 3 advert intervals, at least 1 s: FAULT), else 1.",
+        " (retried; a master failing on its addresses for 3 advert intervals, at least 1 s,"
+        " gives them up: FAULT), else 1.",
     ),
     _instance(
         "pyvrrp_instance_maintenance",

@@ -226,3 +226,24 @@ async def test_what_a_retry_in_fault_could_install_is_taken_out_again(
     assert c.holds(VIP)
     adds = [op for op, spec in netlink.operations if op == "add_address"]
     assert len(adds) >= 3  # the takeover, and at least two retries that added the VIP
+
+
+async def test_a_route_that_fails_is_retried_and_shown_but_the_master_keeps_its_vip(
+    autojump_clock: trio.testing.MockClock, cluster: Cluster
+) -> None:
+    route = {"to": "10.58.0.0/16", "via": "192.168.200.254", "dev": INTERFACE, "table": 100}
+    a = await cluster.start("A", config({"vip58": instance(58, 100, VIP, virtual_routes=[route])}))
+    for _ in range(3):
+        a.netlink.fail_next(
+            "add_route", kernel_error("add route 10.58.0.0/16", errno.ENETUNREACH, "")
+        )
+    await cluster.sleep_until(BECOMES_MASTER + 0.5)
+    s = status(a)
+    assert (s["holdings_complete"], s["counters"]["install_failures"]) == (False, 3)
+    assert s["last_install_error"].startswith("10.58.0.0/16 via 192.168.200.254")
+    # The retry 0.7 s after the first failure works; no give-up, no FAULT, ever.
+    await cluster.sleep_until(BECOMES_MASTER + 10)
+    assert cluster.changes("A", "vip58")[-1] == (BECOMES_MASTER, State.BACKUP, State.MASTER)
+    s = status(a)
+    assert (s["holdings_complete"], s["counters"]["install_failures"]) == (True, 3)
+    assert len(a.netlink.routes) == 1 and a.holds(VIP)
