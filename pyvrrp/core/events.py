@@ -100,7 +100,7 @@ class Reconfigure:
 
 @attrs.frozen
 class InstallFailed:
-    """The runtime could not install what the router holds as master (``InstallVirtual``).
+    """The runtime could not install the router's addresses as master (``InstallVirtual``).
 
     ``error`` says what failed and why (``1.2.3.58/29 on eth0.4000: No such device``). The
     runtime keeps retrying; a master still failing after ``timers.install_timeout`` gives
@@ -112,7 +112,8 @@ class InstallFailed:
 
 @attrs.frozen
 class InstallSucceeded:
-    """A retry installed everything the router holds: a failure reported before is over."""
+    """A retry installed everything the router holds: a failure reported before is over
+    (also sent when nothing was reported; the router then ignores it)."""
 
 
 @attrs.frozen
