@@ -447,3 +447,22 @@ def test_the_maintenance_example_in_the_operations_guide_is_what_the_command_pri
         "previous": {"vip58": {"state": "MASTER"}, "vip59": {"state": "BACKUP"}},
     }
     assert doc_example("`pyvrrp maintenance`") == "\n".join(format_maintenance(result))
+
+
+def test_install_and_send_failures_are_shown_only_while_there_are_some() -> None:
+    error = "1.2.3.58/29 dev eth0.4000: interface eth0.4000 does not exist"
+    failing = seed_instance(holdings_complete=False, last_install_error=error)
+    text = format_status(status_with(vip=failing))
+    assert line(text, "vip", "install") == f"FAILING, retrying: {error}"
+    gave_up = seed_instance(
+        state="FAULT", holdings_complete=False, install_fault=error, last_install_error=error
+    )
+    text = format_status(status_with(vip=gave_up))
+    assert line(text, "vip", "install") == f"gave its addresses up: cannot install {error}"
+    counters = {**seed_instance()["counters"], "send_failures": 3}
+    sending = seed_instance(counters=counters, last_send_error="to 224.0.0.18: Network is down")
+    text = format_status(status_with(vip=sending))
+    assert line(text, "vip", "send") == "3 failed, last to 224.0.0.18: Network is down"
+    healthy = seed_instance(holdings_complete=True, install_fault=None, last_send_error=None)
+    rows = block(format_status(status_with(vip=healthy)), "vip")
+    assert not [row for row in rows if row.startswith(("  install", "  send"))]
