@@ -130,7 +130,8 @@ async def test_health_checks_run_as_global_script_user_unless_they_name_their_ow
         nursery.cancel_scope.cancel()
     for name in node.scripts:
         outcome = trackers.script_statistics(name).last_outcome
-        assert outcome is not None and outcome.success, (name, outcome.describe())
+        assert outcome is not None
+        assert outcome.success, (name, outcome.describe())
 
 
 def instance(**keys: object) -> InstanceConfig:
