@@ -23,12 +23,11 @@ from typing import Any
 from pyvrrp import __version__
 from pyvrrp.configfile import (
     ConfigFileError,
-    check_environment,
     load,
     problem_lines,
     warning_lines,
 )
-from pyvrrp.core.config import DEFAULT_CONTROL_SOCKET, ConfigError, summary
+from pyvrrp.core.config import DEFAULT_CONTROL_SOCKET, ConfigError, Problem, summary
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -71,11 +70,21 @@ def _add_check_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
             "Validate FILE: print each problem as 'FILE: key.path: message' (the first 100, "
             "then how many more) and exit 2, or print a one-line summary and exit 0, with "
             "any warnings ('FILE: key.path: warning: message') on stderr. A file without "
-            "instances, or over 1 MiB, is a problem. Also checks that the programs, users "
-            "and groups it names exist on this host."
+            "instances, or over 1 MiB, is a problem. Without --host the check does not "
+            "depend on the machine it runs on."
         ),
     )
     _add_config_option(check, in_subcommand=True)
+    check.add_argument(
+        "--host",
+        action="store_true",
+        help=(
+            "also check FILE against this machine: interfaces and tracked interfaces exist, "
+            "unicast_source is an address of its interface, scripts and notify programs "
+            "exist and are executable, their users and groups exist, and a program run as "
+            "root cannot be changed by another user (unless [global] script_security = false)"
+        ),
+    )
 
 
 def _add_status_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -175,7 +184,18 @@ def _cmd_check(args: argparse.Namespace) -> int:
         _print_lines(problem_lines(file, error))
         return EXIT_CONFIG
     _print_lines(warning_lines(file, config))
-    problems = check_environment(config)
+    problems: list[Problem] = []
+    if args.host:
+        import trio  # only when needed, as the runtime
+
+        from pyvrrp.runtime.hostcheck import check_host_now
+        from pyvrrp.runtime.netlink import NetlinkError
+
+        try:
+            problems = trio.run(check_host_now, config)
+        except NetlinkError as error:
+            print(f"{file}: cannot check the host: {error}", file=sys.stderr)
+            return EXIT_FAILURE
     if problems:
         _print_lines(problem_lines(file, problems))
         return EXIT_CONFIG

@@ -27,8 +27,9 @@ from pyvrrp.runtime import sdnotify
 from pyvrrp.runtime.announcer import LinkAnnouncements
 from pyvrrp.runtime.control import ReloadRejected, serve_control
 from pyvrrp.runtime.errors import EnvironmentProblem
+from pyvrrp.runtime.hostcheck import check_host
 from pyvrrp.runtime.logs import setup_logging
-from pyvrrp.runtime.netlink import NetlinkError, open_netlink
+from pyvrrp.runtime.netlink import Netlink, NetlinkError, open_netlink
 from pyvrrp.runtime.node import Node
 from pyvrrp.runtime.transport import open_raw_transport
 
@@ -80,8 +81,6 @@ def run_daemon(config_path: str | os.PathLike[str]) -> int:
         return EXIT_ENVIRONMENT
     for line in configfile.warning_lines(config_path, config):
         log.warning("%s", line)
-    for warning in configfile.check_environment(config):
-        log.warning("%s", warning)
     failures: list[Exception] = []
     try:
         trio.run(serve, config, os.fspath(config_path))
@@ -125,6 +124,7 @@ class DaemonControl:
                 raise ReloadRejected(lines) from None
             for line in configfile.warning_lines(self.config_path, config):
                 log.warning("reload: %s", line)
+            await warn_host(config, self.config_path, self.node.netlink, "reload: ")
             _warn_restart_only(self.node.config, config)
             sdnotify.reloading()
             try:
@@ -143,6 +143,14 @@ class DaemonControl:
             }
 
 
+async def warn_host(config: NodeConfig, path: str, netlink: Netlink, prefix: str = "") -> None:
+    """Log what ``pyvrrp check --host`` would report, as warnings: the daemon runs anyway
+    (an interface may appear later), but the log says what will not work."""
+    problems = await check_host(config, netlink)
+    for line in configfile.problem_lines(path, problems):
+        log.warning("%shost check: %s", prefix, line)
+
+
 def _warn_restart_only(old: NodeConfig, new: NodeConfig) -> None:
     for key in ("control_socket", "state_dir", "metrics_listen", "log_format"):
         if getattr(old.global_, key) != getattr(new.global_, key):
@@ -158,6 +166,7 @@ async def serve(config: NodeConfig, config_path: str = "") -> None:
     signals_to_catch = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
     with trio.open_signal_receiver(*signals_to_catch) as signals:
         async with open_netlink() as netlink:
+            await warn_host(config, config_path, netlink)
             announcements = LinkAnnouncements()
             node = Node(
                 config,
