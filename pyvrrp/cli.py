@@ -14,6 +14,9 @@ Exit codes follow design.md: 0 success, 1 failure, 2 bad configuration or bad us
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import os
 import sys
 import tomllib
 from collections.abc import Callable
@@ -138,6 +141,21 @@ def _add_reload_parser(commands: argparse._SubParsersAction[argparse.ArgumentPar
     _add_socket_option(reload, in_subcommand=True)
 
 
+def _add_events_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    events = commands.add_parser(
+        "events",
+        help="print transitions and priority changes as JSON lines, as they happen",
+        description=(
+            "Subscribe to the running daemon and print one JSON object per line for each "
+            "transition and each change of effective priority, until interrupted (Ctrl-C "
+            "exits 0). Exits 1 if the daemon is not running, stops, or cuts this reader off "
+            "for falling behind. The fields are described in docs/operations.md."
+        ),
+    )
+    _add_config_option(events, in_subcommand=True)
+    _add_socket_option(events, in_subcommand=True)
+
+
 def _add_cleanup_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cleanup = commands.add_parser(
         "cleanup",
@@ -167,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_status_parser(commands)
     _add_maintenance_parser(commands)
     _add_reload_parser(commands)
+    _add_events_parser(commands)
     _add_cleanup_parser(commands)
     return parser
 
@@ -234,6 +253,14 @@ def _control_socket_of(file: str) -> str | None:
     return path
 
 
+def _socket_path(args: argparse.Namespace) -> str | None:
+    """The control socket from -s, -c or the default; None after printing why not."""
+    path: str | None = args.socket
+    if path is None:
+        path = DEFAULT_CONTROL_SOCKET if args.config is None else _control_socket_of(args.config)
+    return path
+
+
 def _control(args: argparse.Namespace, payload: dict[str, Any]) -> tuple[int, Any]:
     """Send a request to the daemon: (EXIT_OK, result), or (exit code, None) after saying why.
 
@@ -242,11 +269,9 @@ def _control(args: argparse.Namespace, payload: dict[str, Any]) -> tuple[int, An
     """
     from pyvrrp.runtime.control import ControlError, request  # trio only when needed
 
-    path: str | None = args.socket
+    path = _socket_path(args)
     if path is None:
-        path = DEFAULT_CONTROL_SOCKET if args.config is None else _control_socket_of(args.config)
-        if path is None:
-            return EXIT_CONFIG, None
+        return EXIT_CONFIG, None
     try:
         response = request(path, payload)
     except ControlError as error:
@@ -296,6 +321,29 @@ def _cmd_reload(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_events(args: argparse.Namespace) -> int:
+    from pyvrrp.runtime.control import ControlError
+    from pyvrrp.runtime.eventsclient import receive_events
+
+    path = _socket_path(args)
+    if path is None:
+        return EXIT_CONFIG
+    try:
+        for event in receive_events(path):
+            print(json.dumps(event, separators=(",", ":")), flush=True)
+    except ControlError as error:
+        print(error, file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return EXIT_OK  # Ctrl-C is how a stream is meant to end
+    except BrokenPipeError:
+        # The reader (| head) left: nothing more to say, and nowhere to say it.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    raise AssertionError("receive_events ends only by raising")  # pragma: no cover
+
+
 def _cmd_cleanup(args: argparse.Namespace) -> int:
     from pyvrrp.runtime.cleanup import run_cleanup  # trio and pyroute2 only when needed
 
@@ -316,6 +364,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "status": _cmd_status,
     "maintenance": _cmd_maintenance,
     "reload": _cmd_reload,
+    "events": _cmd_events,
     "cleanup": _cmd_cleanup,
 }
 

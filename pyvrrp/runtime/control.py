@@ -8,6 +8,7 @@ Requests::
 
     {"command": "status"}
     {"command": "maintenance", "on": true, "instances": ["vip58"]}   # [] = every instance
+    {"command": "events"}     # the connection stays open: one line per event (runtime.events)
 
 Responses::
 
@@ -42,12 +43,13 @@ import stat
 import struct
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, cast
 
 import trio
 
 # UnknownInstance is re-exported: it was defined here before it joined the other errors.
 from pyvrrp.runtime.errors import EnvironmentProblem, UnknownInstance
+from pyvrrp.runtime.events import Subscription, stream_events
 from pyvrrp.runtime.server import BoundedServer, Reply
 
 log = logging.getLogger("pyvrrp")
@@ -101,6 +103,10 @@ class ControlHandler(Protocol):
 
     async def reload(self) -> dict[str, Any]:
         """Re-read and apply the configuration file; raises :class:`ReloadRejected`."""
+        ...
+
+    def subscribe_events(self) -> Subscription:
+        """A subscription to the node's transitions and priority changes."""
         ...
 
 
@@ -225,10 +231,17 @@ async def _cmd_reload(handler: ControlHandler, args: Arguments) -> object:
     return await handler.reload()
 
 
+async def _cmd_events(handler: ControlHandler, args: Arguments) -> object:
+    # The result is not JSON: _Lines.answer streams it (see pyvrrp.runtime.events).
+    args.done()
+    return handler.subscribe_events()
+
+
 COMMANDS: dict[str, Command] = {
     "status": _cmd_status,
     "maintenance": _cmd_maintenance,
     "reload": _cmd_reload,
+    "events": _cmd_events,
 }
 """Every command the server understands, by name."""
 
@@ -351,7 +364,11 @@ class _Lines:
     async def answer(self, request: bytes, stream: trio.SocketStream) -> Reply:
         peer = _peer(stream.socket)
         client = f"pid {peer[0]} uid {peer[1]}" if peer else "an unknown process"
-        return _reply(await dispatch(self.handler, request, client=client))
+        response = await dispatch(self.handler, request, client=client)
+        if isinstance(response.get("result"), Subscription):
+            await stream_events(cast(Subscription, response["result"]), stream)
+            return Reply(b"")
+        return _reply(response)
 
 
 def _reply(response: Mapping[str, object]) -> Reply:

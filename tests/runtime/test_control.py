@@ -31,6 +31,7 @@ from pyvrrp.runtime.control import (
     serve_control,
 )
 from pyvrrp.runtime.errors import EnvironmentProblem
+from pyvrrp.runtime.events import SUBSCRIBER_QUEUE, EventBus, Subscription
 
 STATES = {"vip58": "MASTER", "vip59": "BACKUP", "vip60": "FAULT"}
 
@@ -43,6 +44,8 @@ class FakeHandler:
         self.calls: list[tuple[bool, list[str]]] = []
         self.reloads = 0
         self.reject_reload = False
+        self.events = EventBus()
+        self.queue = SUBSCRIBER_QUEUE
 
     def status(self) -> dict[str, Any]:
         return {
@@ -76,6 +79,9 @@ class FakeHandler:
         if self.reject_reload:
             raise ReloadRejected(["node.toml: instances.vip58.vrid: 300 is out of range 1..255"])
         return {"summary": "1 unchanged", "kept": ["vip58"]}
+
+    def subscribe_events(self) -> Subscription:
+        return self.events.subscribe(self.queue)
 
 
 class BrokenHandler(FakeHandler):
@@ -241,9 +247,12 @@ MALFORMED = [
     (b"[" * 60_000 + b"\n", "the request is not JSON"),
     (b"1" * 10_000 + b"\n", "the request is not JSON"),
     (b'["status"]\n', "a request must be a JSON object"),
-    (b"{}\n", 'the request has no "command" string; commands: maintenance, reload, status'),
+    (b"{}\n", 'the request has no "command" string; commands: events, maintenance, reload, status'),
     (b'{"command": 5}\n', 'the request has no "command" string'),
-    (b'{"command": "reboot"}\n', 'unknown command "reboot"; commands: maintenance, reload, status'),
+    (
+        b'{"command": "reboot"}\n',
+        'unknown command "reboot"; commands: events, maintenance, reload, status',
+    ),
     (b'{"command": "status", "verbose": true}\n', 'status: unknown argument "verbose"'),
     (b'{"command": "maintenance"}\n', 'maintenance: "on" is missing; give true or false'),
     (b'{"command": "maintenance", "on": "yes"}\n', '"on" must be true or false, not "yes"'),
