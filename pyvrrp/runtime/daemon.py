@@ -35,6 +35,7 @@ from pyvrrp.runtime.mailer import Mailer, MailSettings
 from pyvrrp.runtime.netlink import Netlink, NetlinkError, open_netlink
 from pyvrrp.runtime.node import Node
 from pyvrrp.runtime.transport import open_raw_transport
+from pyvrrp.runtime.watch import ConfigWatcher
 
 log = logging.getLogger("pyvrrp")
 
@@ -156,6 +157,7 @@ class DaemonControl:
         self.config_path = config_path
         self.mailer = mailer
         self.log_level = log_level
+        self.watcher: ConfigWatcher | None = None
         self._reloading = trio.Lock()
 
     def status(self) -> dict[str, Any]:
@@ -163,6 +165,15 @@ class DaemonControl:
 
     async def set_maintenance(self, on: bool, instances: Sequence[str]) -> list[str]:
         return await self.node.set_maintenance(on, list(instances))
+
+    async def reload_if_valid(self) -> bool:
+        """:meth:`reload`, for the config watcher: True when applied, False when rejected
+        (logged)."""
+        try:
+            await self.reload()
+        except ReloadRejected:
+            return False
+        return True
 
     async def reload(self) -> dict[str, Any]:
         """Validate the file first; apply it only if it is valid (else keep the old one)."""
@@ -187,6 +198,8 @@ class DaemonControl:
             finally:
                 sdnotify.ready(_describe(self.node))
             self._apply_global(config)
+            if self.watcher is not None:
+                self.watcher.rebase()  # what the file holds now runs: no second reload
             return {
                 "kept": list(result.kept),
                 "changed": list(result.changed),
@@ -260,6 +273,12 @@ async def serve(config: NodeConfig, config_path: str = "", *, log_level: str | N
                     # Subscribed before the routers start: their first transitions are mailed.
                     await nursery.start(mailer.run, node.subscribe())
                     await nursery.start(node.run)
+                    control.watcher = ConfigWatcher(
+                        config_path,
+                        control.reload_if_valid,
+                        enabled=lambda: node.config.global_.watch_config,
+                    )
+                    await nursery.start(control.watcher.run)
                     log.info(
                         "pyvrrp started: %s",
                         ", ".join(
