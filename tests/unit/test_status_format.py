@@ -421,6 +421,32 @@ def operations_status() -> dict[str, Any]:
             in_state_for=95.2,
             master={"address": "192.168.200.3", "priority": 75},
             counters=counters(271210, 96, 2),
+            history=[
+                {
+                    "time": 1796256725.02,
+                    "from": "INIT",
+                    "to": "BACKUP",
+                    "cause": "startup",
+                    "reason": "startup",
+                    "priority": 100,
+                },
+                {
+                    "time": 1796256728.631,
+                    "from": "BACKUP",
+                    "to": "MASTER",
+                    "cause": "master_down",
+                    "reason": "no advertisement for Master_Down_Interval",
+                    "priority": 100,
+                },
+                {
+                    "time": 1796534077.5,
+                    "from": "MASTER",
+                    "to": "BACKUP",
+                    "cause": "higher_priority",
+                    "reason": "192.168.200.3 advertises priority 75 (ours 40)",
+                    "priority": 40,
+                },
+            ],
         ),
         "vip60": instance(
             60,
@@ -437,6 +463,7 @@ def operations_status() -> dict[str, Any]:
     return status
 
 
+@pytest.mark.usefixtures("utc")
 def test_the_status_example_in_the_operations_guide_is_what_the_command_prints() -> None:
     assert doc_example("`pyvrrp status`") == format_status(operations_status())
 
