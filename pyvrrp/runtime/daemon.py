@@ -29,6 +29,7 @@ from pyvrrp.runtime import sdnotify
 from pyvrrp.runtime.announcer import LinkAnnouncements
 from pyvrrp.runtime.control import ReloadRejected, serve_control
 from pyvrrp.runtime.errors import EnvironmentProblem
+from pyvrrp.runtime.events import Subscription
 from pyvrrp.runtime.hostcheck import check_host
 from pyvrrp.runtime.logs import set_level, setup_logging
 from pyvrrp.runtime.mailer import Mailer, MailSettings
@@ -166,6 +167,10 @@ class DaemonControl:
 
     async def set_maintenance(self, on: bool, instances: Sequence[str]) -> list[str]:
         return await self.node.set_maintenance(on, list(instances))
+
+    def subscribe_events(self) -> Subscription:
+        """The node's transitions and priority changes (``pyvrrp events``)."""
+        return self.node.events.subscribe()
 
     async def reload_if_valid(self) -> bool:
         """:meth:`reload`, for the config watcher: True when applied, False when rejected

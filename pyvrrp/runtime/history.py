@@ -37,6 +37,7 @@ __all__ = [
     "History",
     "HistoryEntry",
     "HistoryStore",
+    "MemoryHistoryStore",
     "StateDirHistoryStore",
     "load_history",
     "save_history",
@@ -163,6 +164,30 @@ class StateDirHistoryStore:
         await trio.to_thread.run_sync(save_history, self.state_dir, history)
 
 
+class MemoryHistoryStore:
+    """Keeps the history in memory: a node given a maintenance store of its own (a test's,
+    a library user's) keeps its history here unless given a history store too, so that
+    nothing is written to ``state_dir``. Share one between two runs to test restarts.
+
+    ``fail_saves`` makes every save raise StateFileError; ``saved`` is the last saved copy.
+    """
+
+    def __init__(self, saved: dict[str, list[HistoryEntry]] | None = None) -> None:
+        self.saved: dict[str, list[HistoryEntry]] = dict(saved or {})
+        self.saves = 0
+        self.fail_saves = False
+
+    async def load(self) -> dict[str, list[HistoryEntry]]:
+        return {name: list(entries) for name, entries in self.saved.items()}
+
+    async def save(self, history: dict[str, list[HistoryEntry]]) -> None:
+        await trio.lowlevel.checkpoint()  # as the real store's thread: others run meanwhile
+        if self.fail_saves:
+            raise StateFileError("cannot write history.json: read-only file system")
+        self.saves += 1
+        self.saved = {name: list(entries) for name, entries in history.items()}
+
+
 class History:
     """The last transitions of every instance (see the module docstring).
 
@@ -192,10 +217,20 @@ class History:
                 recorded = self._entries.get(name, ())
                 self._entries[name] = deque([*entries, *recorded], maxlen=self.length)
 
-    def keep(self, instances: Iterable[str]) -> None:
+    def keep(self, instances: Iterable[str], *, renamed: Mapping[str, str] | None = None) -> None:
         """Only these instances are configured now (at start, after a reload): the others'
-        histories are forgotten at the next write. A renamed instance starts a new history."""
+        histories are forgotten at the next write. ``renamed`` maps old names to new ones
+        (a reload matches instances by VRID and interface, not name): their history
+        follows them."""
         self._instances = frozenset(instances)
+        moved = {
+            new: self._entries.pop(old)
+            for old, new in (renamed or {}).items()
+            if old in self._entries
+        }
+        self._entries.update(moved)
+        if moved:
+            self._changed()
         for name in list(self._entries):
             if name not in self._instances:
                 del self._entries[name]
