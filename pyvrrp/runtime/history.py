@@ -237,7 +237,10 @@ class History:
                 self._changed()
 
     def record(self, instance: str, entry: HistoryEntry) -> None:
-        """Add one transition; it is saved soon after, never while the caller waits."""
+        """Add one transition; it is saved soon after, never while the caller waits. An
+        instance no longer configured (one a reload removed, stopping) is not recorded."""
+        if self._instances is not None and instance not in self._instances:
+            return
         self._entries.setdefault(instance, deque(maxlen=self.length)).append(entry)
         self._changed()
 
