@@ -11,8 +11,10 @@ import pytest
 import trio
 import trio.testing
 
+from pyvrrp import configfile
 from pyvrrp.runtime.control import ReloadRejected
 from pyvrrp.runtime.daemon import DaemonControl
+from pyvrrp.runtime.watch import ConfigWatcher, FileIdentity, file_digest, file_identity
 
 from .cluster import Cluster, clock_held, config, instance
 
@@ -83,3 +85,56 @@ async def test_reload_logs_host_problems_as_warnings_and_applies_the_file(
         "it, or correct the name (`ip link show` lists the interfaces)"
     ) in warnings
     assert a.node.config.instances["vip58"].priority == 90  # a warning, not a refusal
+
+
+async def test_watch_config_reloads_a_changed_file_and_leaves_a_broken_one(
+    tmp_path: Path,
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+    cluster: Cluster,
+) -> None:
+    path = tmp_path / "node.toml"
+
+    def write(priority: object) -> None:
+        path.write_text(
+            f'[global]\nstate_dir = "{cluster.state_dir("A")}"\nwatch_config = true\n'
+            '[instances.vip58]\ninterface = "eth0.4000"\nvrid = 58\n'
+            f'priority = {priority}\naddresses = ["{VIP}"]\n'
+        )
+
+    write(100)
+    a = await cluster.start("A", configfile.load(path))
+    control = DaemonControl(a.node, str(path))
+    loads: list[str] = []
+
+    # The real file, read on trio's thread: a worker thread would let the autojump clock run.
+    async def identity(name: str) -> FileIdentity | None:
+        return file_identity(name)
+
+    async def digest(name: str) -> bytes | None:
+        loads.append(name)
+        return file_digest(name)
+
+    control.watcher = ConfigWatcher(
+        str(path),
+        control.reload_if_valid,
+        enabled=lambda: a.node.config.global_.watch_config,
+        identity=identity,
+        digest=digest,
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(control.watcher.run)
+        write(90)
+        with clock_held():
+            await trio.sleep(1.5)
+        assert a.node.config.instances["vip58"].priority == 90
+        write(300)  # out of range: rejected, logged, the old one keeps running
+        with caplog.at_level(logging.ERROR, logger="pyvrrp"), clock_held():
+            await trio.sleep(1.5)
+        assert a.node.config.instances["vip58"].priority == 90
+        assert any("instances.vip58.priority: 300 is out of range" in m for m in caplog.messages)
+        digests = len(loads)
+        await trio.sleep(10)  # the same broken file is not read, let alone reloaded, again
+        assert len(loads) == digests
+        assert control.watcher.reloads == 2
+        nursery.cancel_scope.cancel()
