@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import trio
 import trio.testing
 
@@ -140,3 +141,22 @@ async def test_notify_programs_run_as_global_script_user(
     await cluster.sleep_until(5)
     [call] = a.runner.calls_of(("/usr/local/bin/on-master",))
     assert (call.user, call.group) == ("nobody", "nogroup")
+
+
+async def test_a_reload_with_a_new_priority_is_a_priority_event(
+    autojump_clock: trio.testing.MockClock, cluster: Cluster
+) -> None:
+    a = await cluster.start("A", with_check(100))
+    await cluster.sleep_until(5)
+    with a.node.events.subscribe() as subscription:
+        await cluster.reload("A", with_check(90))
+        await cluster.sleep_until(6)
+        event = subscription.receive.receive_nowait()
+        assert (event["type"], event["from"], event["to"], event["reason"]) == (
+            "priority",
+            100,
+            90,
+            "90 = 90 base",
+        )
+        with pytest.raises(trio.WouldBlock):
+            subscription.receive.receive_nowait()
