@@ -741,6 +741,27 @@ def test_events_stream_a_takeover_and_status_keeps_it_in_the_history(lab: Lab) -
         assert last["time"] == taken[name]["time"]
 
 
+def test_the_daemon_logs_host_problems_at_start_and_runs_anyway(lab: Lab) -> None:
+    """What `pyvrrp check --host` would refuse (here a tracked interface this host lacks) is
+    a warning in the daemon's log, which still starts and stops cleanly."""
+    lab.stop("B")
+    config = node_toml(lab, "B").replace(
+        f"vrid = {VRIDS['mc4']}\n",
+        f'vrid = {VRIDS["mc4"]}\ntrack_interfaces = [{{ name = "nope0", weight = -10 }}]\n',
+    )
+    with own_daemon(lab, "B", config, "hostcheck") as daemon:
+        wait_until(lambda: "pyvrrp started" in own_log(lab, "B", "hostcheck"), 20, "the start")
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(20) == 0
+    log = own_log(lab, "B", "hostcheck")
+    conf = lab.node_dir("B") / "hostcheck.toml"
+    assert (
+        f"host check: {conf}: instances.mc4.track_interfaces[0]: interface nope0 does not "
+        "exist on this host (its weight -10 applies as if it were down)"
+    ) in log, log
+    assert "Traceback" not in log
+
+
 def test_cutting_the_masters_link_moves_the_vips_to_the_backup(lab: Lab) -> None:
     down_b = master_down_interval(PRIORITY["B"])  # 3.805 s
     log_offset = len(lab.log("B"))
