@@ -43,7 +43,7 @@ import stat
 import struct
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final, Protocol, cast
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import trio
 
@@ -366,8 +366,9 @@ class _Lines:
         peer = _peer(stream.socket)
         client = f"pid {peer[0]} uid {peer[1]}" if peer else "an unknown process"
         response = await dispatch(self.handler, request, client=client)
-        if isinstance(response.get("result"), Subscription):
-            await stream_events(cast(Subscription, response["result"]), stream)
+        result = response.get("result")
+        if isinstance(result, Subscription):  # the events command: a stream, not one line
+            await stream_events(result, stream)
             return Reply(b"")
         return _reply(response)
 
