@@ -39,7 +39,7 @@ EXIT_CONFIG = 2
 
 _CONFIG_HELP = "the node configuration file (node.toml)"
 _SOCKET_HELP = (
-    "the daemon's control socket, for status, maintenance and reload "
+    "the daemon's control socket, for status, maintenance, reload and events "
     f"(default: control_socket from -c FILE, else {DEFAULT_CONTROL_SOCKET})"
 )
 
