@@ -122,19 +122,23 @@ async def test_watch_config_reloads_a_changed_file_and_leaves_a_broken_one(
         identity=identity,
         digest=digest,
     )
-    async with trio.open_nursery() as nursery:
-        await nursery.start(control.watcher.run)
-        write(90)
-        with clock_held():
-            await trio.sleep(1.5)
-        assert a.node.config.instances["vip58"].priority == 90
-        write(300)  # out of range: rejected, logged, the old one keeps running
-        with caplog.at_level(logging.ERROR, logger="pyvrrp"), clock_held():
-            await trio.sleep(1.5)
-        assert a.node.config.instances["vip58"].priority == 90
-        assert any("instances.vip58.priority: 300 is out of range" in m for m in caplog.messages)
-        digests = len(loads)
-        await trio.sleep(10)  # the same broken file is not read, let alone reloaded, again
-        assert len(loads) == digests
-        assert control.watcher.reloads == 2
-        nursery.cancel_scope.cancel()
+    # at_level restores the logger's level, which each reload sets from log_level.
+    with caplog.at_level(logging.ERROR, logger="pyvrrp"):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(control.watcher.run)
+            write(90)
+            with clock_held():
+                await trio.sleep(1.5)
+            assert a.node.config.instances["vip58"].priority == 90
+            write(300)  # out of range: rejected, logged, the old one keeps running
+            with clock_held():
+                await trio.sleep(1.5)
+            assert a.node.config.instances["vip58"].priority == 90
+            assert any(
+                "instances.vip58.priority: 300 is out of range" in m for m in caplog.messages
+            )
+            digests = len(loads)
+            await trio.sleep(10)  # the same broken file is not read, let alone reloaded, again
+            assert len(loads) == digests
+            assert control.watcher.reloads == 2
+            nursery.cancel_scope.cancel()
