@@ -226,7 +226,12 @@ class DaemonControl:
 async def warn_host(config: NodeConfig, path: str, netlink: Netlink, prefix: str = "") -> None:
     """Log what ``pyvrrp check --host`` would report, as warnings: the daemon runs anyway
     (an interface may appear later), but the log says what will not work."""
-    problems = await check_host(config, netlink)
+    try:
+        problems = await check_host(config, netlink)
+    except NetlinkError as exc:
+        # Only a check: what it could not read, starting or reloading will report.
+        log.warning("%shost check: cannot read the interfaces: %s", prefix, exc)
+        return
     for line in configfile.problem_lines(path, problems):
         log.warning("%shost check: %s", prefix, line)
 

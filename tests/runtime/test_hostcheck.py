@@ -9,6 +9,7 @@ runs the command line against this machine's real interfaces (netlink reads need
 from __future__ import annotations
 
 import grp
+import logging
 import os
 import pwd
 import stat
@@ -21,7 +22,9 @@ import pytest
 from pyvrrp.cli import main
 from pyvrrp.configfile import check_environment, insecure_reason
 from pyvrrp.core.config import parse_node
+from pyvrrp.runtime.daemon import warn_host
 from pyvrrp.runtime.hostcheck import check_host
+from pyvrrp.runtime.netlink import LinkState, NetlinkError
 from pyvrrp.testing.fakenetlink import FakeNetlink
 
 NOBODY = pwd.getpwnam("nobody").pw_uid
@@ -238,3 +241,23 @@ track_interfaces = [TRACKED]
         "instances.vip58.unicast_source",
     ]
     assert lines[0].startswith(f"{bad}: instances.vip58.track_interfaces[0]: interface {missing}")
+
+
+class _BrokenNetlink(FakeNetlink):
+    async def link(self, name: str) -> LinkState | None:
+        raise NetlinkError("netlink: connection refused")
+
+
+async def test_the_daemon_logs_host_problems_and_a_failed_check_does_not_stop_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = parse_node({"instances": {"vip58": instance(track_interfaces=["bond7"])}})
+    with caplog.at_level(logging.WARNING, logger="pyvrrp"):
+        await warn_host(config, "/etc/pyvrrp/node.toml", netlink_with_eth0())
+        await warn_host(config, "/etc/pyvrrp/node.toml", _BrokenNetlink(), "reload: ")
+    assert caplog.messages == [
+        "host check: /etc/pyvrrp/node.toml: instances.vip58.track_interfaces[0]: interface "
+        "bond7 does not exist on this host (the instance stays in FAULT); create it, or "
+        "correct the name (`ip link show` lists the interfaces)",
+        "reload: host check: cannot read the interfaces: netlink: connection refused",
+    ]
