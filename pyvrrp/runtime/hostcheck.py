@@ -15,8 +15,10 @@ created after pyvrrp starts).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pyvrrp.configfile import check_environment
-from pyvrrp.core.config import InstanceConfig, NodeConfig, Problem, key_path
+from pyvrrp.core.config import InstanceConfig, NodeConfig, Problem, RouteConfig, key_path
 from pyvrrp.runtime.netlink import Netlink, open_netlink
 
 __all__ = ["check_host", "check_host_now"]
@@ -65,6 +67,9 @@ async def _check_instance(
                         _interface_problem(address.dev, f"{address.address} cannot be added"),
                     )
                 )
+    await _check_routes(
+        key_path(path, "virtual_routes"), instance.virtual_routes, netlink, problems
+    )
     source = instance.unicast_source
     if source is not None and interface_exists:
         mine = [a.ip for a in await netlink.addresses(instance.interface)]
@@ -80,12 +85,27 @@ async def _check_instance(
             )
 
 
+async def _check_routes(
+    path: str, routes: Sequence[RouteConfig], netlink: Netlink, problems: list[Problem]
+) -> None:
+    for index, route in enumerate(routes):
+        if route.dev is not None and await netlink.link(route.dev) is None:
+            problems.append(
+                Problem(
+                    f"{path}[{index}].dev",
+                    _interface_problem(route.dev, f"the route to {route.to} cannot be added"),
+                )
+            )
+
+
 async def check_host(config: NodeConfig, netlink: Netlink) -> list[Problem]:
     """Every problem ``config`` has on this host (see the module docstring), in file order:
-    the files and accounts first, then each instance's interfaces and source address."""
+    the files and accounts first, then each instance's interfaces, routes and source
+    address, then the static routes."""
     problems = check_environment(config)
     for name, instance in config.instances.items():
         await _check_instance(key_path("instances", name), instance, netlink, problems)
+    await _check_routes("routes", config.routes, netlink, problems)
     return problems
 
 

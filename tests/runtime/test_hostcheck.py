@@ -69,13 +69,15 @@ async def test_missing_interfaces_and_a_foreign_source_are_problems_naming_the_k
                     excluded_addresses=[{"address": "2a03:4444::58/64", "dev": "eth1"}],
                 ),
                 "vip59": {
+                    "virtual_routes": [{"to": "10.9.0.0/16", "dev": "eth9"}],
                     "interface": "eth9",
                     "vrid": 59,
                     "addresses": ["1.2.3.59/29"],
                     "unicast_source": "10.0.0.1",
                     "unicast_peers": ["10.0.0.2"],
                 },
-            }
+            },
+            "routes": [{"to": "10.8.0.0/16", "dev": "eth0"}, {"to": "10.7.0.0/16", "dev": "eth8"}],
         }
     )
     found = {p.path: p.message for p in await check_host(config, netlink_with_eth0())}
@@ -99,6 +101,14 @@ async def test_missing_interfaces_and_a_foreign_source_are_problems_naming_the_k
         # No address check on a missing interface: one problem, the real one.
         "instances.vip59.interface": (
             f"interface eth9 does not exist on this host (the instance cannot start); {fix}"
+        ),
+        "instances.vip59.virtual_routes[0].dev": (
+            "interface eth9 does not exist on this host (the route to 10.9.0.0/16 cannot be "
+            f"added); {fix}"
+        ),
+        "routes[1].dev": (
+            "interface eth8 does not exist on this host (the route to 10.7.0.0/16 cannot be "
+            f"added); {fix}"
         ),
     }
 
