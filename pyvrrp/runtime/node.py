@@ -3,8 +3,9 @@
 The node is the mediator around its instances (:mod:`pyvrrp.runtime.instance`, one driver
 task each): it creates them, routes their packets (:mod:`pyvrrp.runtime.demux`), feeds them
 health (:mod:`pyvrrp.runtime.trackers`), propagates sync group changes, publishes their
-transitions (subscribers, :mod:`pyvrrp.runtime.notify`), puts back what someone removed from
-a master (:mod:`pyvrrp.runtime.reassert`), reports its status
+transitions (subscribers, :mod:`pyvrrp.runtime.notify`, :mod:`pyvrrp.runtime.history`;
+with the priority changes, :mod:`pyvrrp.runtime.events`), puts back what someone removed
+from a master (:mod:`pyvrrp.runtime.reassert`), reports its status
 (:mod:`pyvrrp.runtime.status`) and applies a reload. Nothing here decides protocol
 behaviour; that happens in :mod:`pyvrrp.core`.
 """
@@ -398,9 +399,8 @@ class Node:
         instance = self.instances.get(name)
         if instance is None:
             return
-        before = instance.health.priority if instance.health is not None else None
-        if before is None:
-            before = instance.router.priority
+        # Before the first health: the router's own (its base priority, or an owner's 255).
+        before = instance.router.priority if instance.health is None else instance.health.priority
         instance.health = health
         instance.post(health.event())
         if health.priority != before:
