@@ -77,6 +77,9 @@ SEND_TIMEOUT: Final = 5.0
 """Seconds the server waits for a client to take its response."""
 MAX_CLIENTS: Final = 64
 """Connections served at once; more are told the daemon is busy and closed."""
+MAX_EVENT_STREAMS: Final = 16
+"""``events`` streams served at once, within :data:`MAX_CLIENTS`: streams last, and a
+read-only caller must not be able to take every connection from the commands."""
 MAX_RESPONSE: Final = 16 * 1024 * 1024
 """The longest response line the client accepts, in bytes."""
 PROBE_TIMEOUT: Final = 2.0
@@ -489,6 +492,7 @@ class _Lines:
         self.handler = handler
         self.request_timeout = request_timeout
         self.access = access
+        self.streams = 0  # events streams being served
 
     async def receive(self, stream: trio.SocketStream) -> bytes | Reply:
         if self.access is not None:
@@ -526,7 +530,19 @@ class _Lines:
         )
         result = response.get("result")
         if isinstance(result, Subscription):  # the events command: a stream, not one line
-            await stream_events(result, stream)
+            if self.streams >= MAX_EVENT_STREAMS:
+                result.close()
+                return _reply(
+                    _error(
+                        f"pyvrrp is busy: {MAX_EVENT_STREAMS} events streams are open already",
+                        "busy",
+                    )
+                )
+            self.streams += 1
+            try:
+                await stream_events(result, stream)
+            finally:
+                self.streams -= 1
             return Reply(b"")
         return _reply(response)
 
@@ -776,6 +792,7 @@ def request(path: str, payload: Mapping[str, Any], *, timeout: float = 5.0) -> d
 
 __all__ = [
     "COMMANDS",
+    "MAX_EVENT_STREAMS",
     "MAX_LINE",
     "READ_ONLY_COMMANDS",
     "REQUEST_TIMEOUT",

@@ -77,3 +77,59 @@ async def test_a_flood_of_packets_fills_an_instances_queue_then_is_dropped_and_c
     vip58.post_packet(packet)
     await trio.testing.wait_all_tasks_blocked()
     assert a.node.status()["instances"]["vip58"]["counters"]["queue_overflows"] == 44
+
+
+async def test_events_streams_are_capped_so_commands_always_find_a_connection(
+    nursery: trio.Nursery,
+) -> None:
+    import json
+    import shutil
+    import tempfile
+
+    from pyvrrp.runtime.control import MAX_CLIENTS, MAX_EVENT_STREAMS, serve_control
+    from tests.runtime.test_control import FakeHandler
+
+    assert MAX_EVENT_STREAMS < MAX_CLIENTS
+    directory = tempfile.mkdtemp(prefix="pyvrrp-ev-", dir="/tmp")
+    path = f"{directory}/pyvrrp.sock"
+    handler = FakeHandler()
+    await nursery.start(serve_control, path, handler)
+
+    async def ask(request: bytes) -> tuple[trio.SocketStream, dict[str, object]]:
+        stream = await trio.open_unix_socket(path)
+        await stream.send_all(request + b"\n")
+        data = b""
+        while b"\n" not in data:
+            data += await stream.receive_some()
+        return stream, json.loads(data.split(b"\n")[0])
+
+    try:
+        with trio.fail_after(10):
+            streams = []
+            for _ in range(MAX_EVENT_STREAMS):
+                stream, answer = await ask(b'{"command": "events"}')
+                assert answer == {"ok": True, "result": {"events": "subscribed"}}
+                streams.append(stream)
+            extra, answer = await ask(b'{"command": "events"}')
+            assert answer == {
+                "ok": False,
+                "error": f"pyvrrp is busy: {MAX_EVENT_STREAMS} events streams are open already",
+                "code": "busy",
+            }
+            await extra.aclose()
+            # Commands still get through, and the refused stream left no subscription.
+            status, answer = await ask(b'{"command": "status"}')
+            assert answer["ok"] is True
+            await status.aclose()
+            assert handler.events.subscribers == MAX_EVENT_STREAMS
+            # One stream leaves: another may open.
+            await streams.pop().aclose()
+            while handler.events.subscribers != MAX_EVENT_STREAMS - 1:
+                await trio.sleep(0.01)
+            stream, answer = await ask(b'{"command": "events"}')
+            assert answer["ok"] is True
+            streams.append(stream)
+            for stream in streams:
+                await stream.aclose()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
