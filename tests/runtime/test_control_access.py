@@ -211,6 +211,9 @@ async def test_nobody_in_the_status_group_may_read_but_not_change_state(
     assert status["ok"] is True
     assert set(status["result"]["instances"]) == {"vip58", "vip59", "vip60"}
 
+    events = await as_nobody(path, {"command": "events"}, [STATUS_GID])
+    assert events == {"ok": True, "result": {"events": "subscribed"}}
+
     refused = await as_nobody(path, {"command": "maintenance", "on": True}, [STATUS_GID])
     uid = _nobody().pw_uid
     assert refused == {
