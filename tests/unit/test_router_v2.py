@@ -257,10 +257,16 @@ def test_v2_master_yields_to_a_higher_priority_v2_advert() -> None:
 
 def test_v2_equal_priority_tie_breaks_on_the_address() -> None:
     router, now = master()
-    router.handle(v2(100, LOWER), now + 1)
-    assert router.state is State.MASTER  # a lower address: we stay, and reassert
-    router.handle(v2(100, HIGHER), now + 2)
-    assert router.state is State.BACKUP
+    actions = router.handle(v2(100, LOWER), now + 1)
+    assert [type(a) for a in actions] == [SendAdvert, Announce]  # a lower address: reassert
+    actions = router.handle(v2(100, HIGHER), now + 2)
+    assert actions[-1] == StateChanged(
+        State.MASTER,
+        State.BACKUP,
+        Cause.HIGHER_PRIORITY,
+        f"{HIGHER} advertises priority 100 (ours 100)",
+        100,
+    )
 
 
 def test_v2_preemption_after_skew_time() -> None:
