@@ -534,6 +534,22 @@ class Node:
                 "addresses": [str(a.address) for a in config.addresses],
                 "excluded_addresses": [str(a.address) for a in config.excluded_addresses],
                 "unicast_peers": [str(p) for p in config.unicast_peers],
+                "vrrp_version": str(config.version.value),
+                "peers": {
+                    str(source): {
+                        "versions": sorted(peer.versions),
+                        "adverts": {str(v): n for v, n in sorted(peer.adverts.items())},
+                        "last_seen": {
+                            str(v): round(wall - (now - t / 1_000_000), 3)
+                            for v, t in sorted(peer.last_seen.items())
+                        },
+                        "last_seen_ago": {
+                            str(v): round(now - t / 1_000_000, 3)
+                            for v, t in sorted(peer.last_seen.items())
+                        },
+                    }
+                    for source, peer in sorted(stats.peers.items())
+                },
                 "counters": {
                     "adverts_sent": stats.adverts_sent,
                     "adverts_received": stats.adverts_received,

@@ -113,10 +113,18 @@ def test_generated_keepalived_configs_pass_keepalived_config_test(lab: Lab) -> N
         ),
         "ipv6-only": dataclasses.replace(c, instances=(v6_only,)),
         "extra-node": c.with_nodes("D"),
+        # keepalived's default VRRPv2 (no version line) with a PASS password.
+        "vrrpv2-pass": dataclasses.replace(
+            c,
+            instances=tuple(
+                dataclasses.replace(i, version=2, auth_pass="secret") for i in c.instances
+            ),
+        ),
     }
     for name, spec in variants.items():
         text = keepalived_config("A", spec)
-        assert text.count("version 3") == len(spec.instances_of("A")), name
+        v3 = [i for i in spec.instances_of("A") if i.version == 3]
+        assert text.count("version 3") == len(v3), name
         conf = lab.node_dir("A") / f"check-{name}.conf"
         conf.write_text(text)
         # keepalived -t resolves interfaces, so it runs inside a node namespace.
@@ -126,6 +134,8 @@ def test_generated_keepalived_configs_pass_keepalived_config_test(lab: Lab) -> N
     nopreempt = keepalived_config("A", variants["nopreempt"])
     assert "nopreempt" in nopreempt
     assert "state MASTER" not in nopreempt  # keepalived ignores nopreempt with state MASTER
+    v2 = keepalived_config("A", variants["vrrpv2-pass"])
+    assert "version" not in v2 and v2.count("auth_pass secret") == 3
 
 
 def test_generated_node_toml_follows_the_contract(lab: Lab) -> None:
