@@ -241,7 +241,7 @@ class SimLan:
             local = receiver.router.params.local_address
             latency = self.delay + (self._random.randint(0, self.jitter) if self.jitter else 0)
             for datagram in action.datagrams:
-                if datagram.destination != group and datagram.destination != local:
+                if datagram.destination not in (group, local):
                     continue
                 if self.loss and self._random.random() < self.loss:
                     continue
