@@ -178,6 +178,15 @@ def _parse_email(ctx: _Ctx, path: str, value: object) -> EmailConfig | _Bad:
                 "missing: password_file is set but username is not; give the login, or "
                 "remove password_file",
             )
+        elif username and starttls is False:
+            # The mailer logs in only inside TLS (docs/notifications.md, "TLS and login"):
+            # without it every mail would fail, and check must say so before the first one.
+            ctx.add(
+                t.sub("starttls"),
+                f"must be true to log in as {_show(username)}: pyvrrp sends the password only "
+                "over STARTTLS, never in clear text; set starttls = true, or remove username "
+                "and password_file",
+            )
     if ctx.failed_since(mark) or server is _BAD or sender is _BAD:
         return _BAD
     host, port = server
