@@ -104,6 +104,7 @@ def test_default_keepalived_and_pyvrrp_v2_elect_and_take_over_both_ways(
     # Both start as backups; the priority-100 node of each VIP wins after its
     # Master_Down_Interval, whichever daemon it runs.
     lab.wait_holders(TABLE, timeout=master_down_interval(100) + 3 * SLACK)
+    assert "vip58 (VRID 58 on eth0.4000, priority 50, VRRPv2)" in mark.new("B")
     assert peers_of(lab, "B", "vip58") == {"192.168.200.1": [2]}
     # keepalived master -> pyvrrp backup: A leaves (priority 0), B (50) takes vip58 after
     # Skew_Time(50).
