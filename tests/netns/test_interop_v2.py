@@ -163,9 +163,14 @@ def test_a_2_and_3_pyvrrp_node_and_a_v2_keepalived_elect_one_master(lab: Lab) ->
         lab.wait_holders(TABLE, timeout=master_down_interval(100) + 3 * SLACK)
         with lab.probe([V4["A"], V4["B"]]) as probe:
             time.sleep(2.5)  # two advertisement intervals: no second holder appears
-        begun = time.monotonic()
-        ours = watch.next(3.0, vrid=59, after=begun)
-        pair = [a for a in watch.adverts() if a.vrid == 59 and a.at >= ours.at][:2]
+        first = watch.first_captured(time.time(), 3.0, vrid=59)
+        time.sleep(0.5)  # its twin follows within microseconds; the next pair 1 s later
+        window = [
+            a
+            for a in watch.adverts()
+            if a.vrid == 59 and first.captured <= a.captured < first.captured + 0.5
+        ]
+        pair = sorted(window, key=lambda a: a.captured)
     report = probe.report()
     for target in (V4["A"], V4["B"]):
         assert report[target].split_brain == (), report.format()
