@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import sys
 import time
 from collections.abc import Iterator
 
@@ -153,7 +154,8 @@ def test_a_wrong_password_is_a_counted_logged_drop(lab: Lab) -> None:
 def test_a_2_and_3_pyvrrp_node_and_a_v2_keepalived_elect_one_master(lab: Lab) -> None:
     """Migration mode: B sends each advertisement as VRRPv2 then VRRPv3 and accepts both;
     keepalived reads the v2 one (and logs the v3 one as the wrong version), so each VIP has
-    one holder, and a takeover works both ways."""
+    one holder, a takeover works both ways, and reloading B to another version moves
+    nothing."""
     spec = cluster(unicast=True)
     mixed = cluster(unicast=True, version="2+3")
     assert 'version = "2+3"' in pyvrrp_config("B", mixed, run_dir=lab.node_dir("B"))
@@ -182,6 +184,21 @@ def test_a_2_and_3_pyvrrp_node_and_a_v2_keepalived_elect_one_master(lab: Lab) ->
     lab.wait_holders(ALL_ON["B"], timeout=skew_time(50) + 2 * SLACK)
     lab.start("A", "keepalived", keepalived_config("A", spec))
     lab.wait_holders(TABLE, timeout=master_down_interval(100) + 2 * SLACK)
+    # A reload of the version keeps B master of vip59 (here back to 2, keepalived still runs):
+    # no transition, and only VRRPv2 advertisements from then on.
+    before_reload = LogMark(lab)
+    conf = lab.node_dir("B") / "node.toml"
+    conf.write_text(pyvrrp_config("B", spec, run_dir=lab.node_dir("B")))
+    with lab.watch_adverts("B") as watch, lab.probe([V4["B"]]) as probe:
+        reloaded = time.time()
+        done = lab.run_in("B", sys.executable, "-m", "pyvrrp", "reload", "-c", str(conf))
+        assert done.stdout == "reloaded: changed: vip58, vip59; 0 unchanged\n", done
+        time.sleep(2.5)
+        after = [a for a in watch.adverts() if a.vrid == 59 and a.captured >= reloaded]
+    assert len(after) >= 2 and {a.version for a in after} == {2}, after
+    assert " -> " not in before_reload.new("B"), before_reload.new("B")
+    assert probe.report()[V4["B"]].nodes == {"B"}, probe.report().format()
+    assert lab.holders() == TABLE
     # pyvrrp dropped nothing; keepalived only the VRRPv3 copies.
     assert pyvrrp_problems(mark.new("B")) == []
     problems = daemon_problems(lab, mark).get("A", [])
