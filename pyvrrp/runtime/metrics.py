@@ -196,7 +196,7 @@ METRICS: Final[tuple[MetricSpec, ...]] = (
         "pyvrrp_adverts_sent_total",
         "counter",
         (),
-        "Advertisements sent (unicast: counted once per advertisement, not per peer).",
+        "Advertisements sent (once per advertisement, not per unicast peer or version).",
     ),
     _instance(
         "pyvrrp_adverts_received_total",
