@@ -22,6 +22,7 @@ from collections.abc import Iterator
 
 import pytest
 from nslab import (
+    ClusterSpec,
     InstanceSpec,
     Lab,
     LabError,
@@ -178,6 +179,37 @@ def test_generated_node_toml_follows_the_contract(lab: Lab) -> None:
             node, sys.executable, "-m", "pyvrrp", "check", "-c", str(conf), check=False
         )
         assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_vrrp_version_and_password_are_rendered_for_both_daemons(lab: Lab) -> None:
+    base = seed_cluster()
+
+    def spec(version: int | str, auth_pass: str | None) -> ClusterSpec:
+        instances = tuple(
+            dataclasses.replace(i, version=version, auth_pass=auth_pass) for i in base.instances
+        )
+        return dataclasses.replace(base, instances=instances)
+
+    doc = tomllib.loads(pyvrrp_config("B", spec("2+3", "pw"), run_dir=lab.node_dir("B")))
+    assert {(i["version"], i["auth_pass"]) for i in doc["instances"].values()} == {("2+3", "pw")}
+    doc = tomllib.loads(pyvrrp_config("B", spec(2, None), run_dir=lab.node_dir("B")))
+    assert {i["version"] for i in doc["instances"].values()} == {2}
+    assert (
+        "version"
+        not in tomllib.loads(pyvrrp_config("B", base, run_dir=lab.node_dir("B")))["instances"][
+            "vip59"
+        ]
+    )
+    with pytest.raises(ValueError, match="keepalived has no migration mode"):
+        keepalived_config("A", spec("2+3", None))
+    with pytest.raises(ValueError, match="auth_pass needs version 2"):
+        spec(3, "pw")
+    with pytest.raises(ValueError, match="2, 3 or '2\\+3'"):
+        spec(4, None)
+    conf = lab.node_dir("B") / "check-v2.toml"
+    conf.write_text(pyvrrp_config("B", spec("2+3", "pw"), run_dir=lab.node_dir("B")))
+    done = lab.run_in("B", sys.executable, "-m", "pyvrrp", "check", "-c", str(conf), check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_seed_cluster_converges_to_the_seed_table(lab: Lab) -> None:
