@@ -603,3 +603,36 @@ def test_the_migration_end_to_end_in_the_simulator() -> None:
         assert set(_one_master_at_every_step(lan, t)) == {1}
     assert lan.transitions()[before:] == []  # the reloads moved nothing
     assert lan.masters(1) == ["a"]
+
+
+def test_a_misconfigured_interval_is_ignored_alike_by_v2_and_2_and_3_routers() -> None:
+    """docs/design.md, "VRRPv2 and migration mode": a 2+3 router hears exactly the peers a
+    VRRPv2 router hears. p2 advertises every 2 s: keepalived-like k drops its VRRPv2 copy,
+    and p1 drops both copies (it learns no interval from the VRRPv3 one), so k and p1 agree
+    on one master between them and both count the same drops; p2, alone, is master too
+    (the misconfiguration), and says so in its own drops."""
+    lan = SimLan(delay=200)
+    lan.add("k", params(local_address=V4("192.0.2.11"), priority=150))
+    lan.add("p1", params(local_address=V4("192.0.2.12"), priority=100, versions=V2_AND_V3))
+    lan.add(
+        "p2",
+        params(
+            local_address=V4("192.0.2.13"),
+            priority=200,
+            versions=V2_AND_V3,
+            advert_interval_cs=200,
+        ),
+    )
+    lan.start_all()
+    lan.run_until(30 * S)
+    assert sorted(lan.masters(1)) == ["k", "p2"]
+    k, p1, p2 = (lan.nodes[n].router.statistics() for n in ("k", "p1", "p2"))
+    # k, master, hears nobody it accepts (p1 is its silent backup); p1 hears k alone.
+    assert k.peers == {}
+    assert list(p1.peers) == [V4("192.0.2.11")] and p1.peers[V4("192.0.2.11")].versions == {2}
+    assert k.drops[DropReason.INTERVAL_MISMATCH] > 0
+    # p1 drops each of p2's pairs twice (both copies), k once (it cannot read the v3 one).
+    assert p1.drops[DropReason.INTERVAL_MISMATCH] == 2 * k.drops[DropReason.INTERVAL_MISMATCH]
+    assert p2.drops[DropReason.INTERVAL_MISMATCH] > 0
+    assert p2.peers == {}
+    assert [t.new for _, n, t in lan.transitions() if n == "p1"] == [State.BACKUP]
