@@ -636,3 +636,24 @@ def test_a_misconfigured_interval_is_ignored_alike_by_v2_and_2_and_3_routers() -
     assert p2.drops[DropReason.INTERVAL_MISMATCH] > 0
     assert p2.peers == {}
     assert [t.new for _, n, t in lan.transitions() if n == "p1"] == [State.BACKUP]
+
+
+def test_at_2_s_a_2_and_3_router_fires_before_a_lower_v2_router() -> None:
+    """RFC 3768's Skew_Time in 2+3 mode: at a 2 s interval, p (2+3, 150) times out after
+    6 s + 106/256 s, before k (v2, 100) at 6 s + 156/256 s. With VRRPv3's skew (scaled by the
+    interval: 6 s + 212/256 s) k would fire first and p preempt it: a flap at every failover."""
+    lan = SimLan(delay=200)
+    two_seconds = {"advert_interval_cs": 200}
+    lan.add("m", params(local_address=V4("192.0.2.11"), priority=250, **two_seconds))
+    lan.add("k", params(local_address=V4("192.0.2.12"), priority=100, **two_seconds))
+    lan.add(
+        "p",
+        params(local_address=V4("192.0.2.13"), priority=150, versions=V2_AND_V3, **two_seconds),
+    )
+    lan.start_all()
+    lan.run_until(20 * S)
+    assert lan.masters(1) == ["m"]
+    before = len(lan.transitions())
+    lan.crash("m")
+    lan.run_until(60 * S)
+    assert [(n, t.new) for _, n, t in lan.transitions()[before:]] == [("p", State.MASTER)]
