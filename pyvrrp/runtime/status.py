@@ -18,6 +18,7 @@ from pyvrrp._version import __version__
 from pyvrrp.core.router import PeerStatistics
 from pyvrrp.core.tracking import Contribution
 from pyvrrp.core.tracking import ScriptStatus as ScriptState
+from pyvrrp.runtime.history import HistoryEntry
 from pyvrrp.runtime.instance import Instance
 from pyvrrp.runtime.notify import NotifyStatistics
 from pyvrrp.runtime.trackers import ScriptStatistics
@@ -93,10 +94,19 @@ class InstanceStatus:
     vrrp_version: str  # node.toml's version: "3", "2" or "2+3"
     peers: dict[str, PeerStatus]
     counters: CountersStatus
+    # Its last transitions, oldest first (runtime.history's HistoryEntry.to_json()).
+    history: list[dict[str, Any]] = attrs.field(factory=list)
 
     @classmethod
-    def of(cls, instance: Instance, now: float, wall: float) -> InstanceStatus:
-        """``instance`` at trio time ``now`` and wall-clock time ``wall``."""
+    def of(
+        cls,
+        instance: Instance,
+        now: float,
+        wall: float,
+        history: Iterable[HistoryEntry] = (),
+    ) -> InstanceStatus:
+        """``instance`` at trio time ``now`` and wall-clock time ``wall``, with its kept
+        transitions ``history``."""
         stats = instance.statistics()
         config = instance.config
         in_state = now - stats.state_since / 1_000_000
@@ -139,6 +149,7 @@ class InstanceStatus:
                 },
                 queue_overflows=instance.queue_overflows,
             ),
+            history=[entry.to_json() for entry in history],
         )
 
 
