@@ -205,7 +205,7 @@ METRICS: Final[tuple[MetricSpec, ...]] = (
         "pyvrrp_adverts_sent_total",
         "counter",
         (),
-        "Advertisements sent (unicast: counted once per advertisement, not per peer).",
+        "Advertisements sent (once per advertisement, not per unicast peer or version).",
     ),
     _instance(
         "pyvrrp_adverts_received_total",
@@ -249,6 +249,19 @@ METRICS: Final[tuple[MetricSpec, ...]] = (
         "counter",
         ("reason",),
         "Packets for the instance dropped by a receive rule (RFC 9568 7.1) or a full queue.",
+    ),
+    _instance(
+        "pyvrrp_peer_adverts_received_total",
+        "counter",
+        ("peer", "version"),
+        "Advertisements accepted from one peer (its source address), by VRRP version (2, 3);"
+        " at most 32 peers per instance.",
+    ),
+    _instance(
+        "pyvrrp_peer_last_advert_timestamp_seconds",
+        "gauge",
+        ("peer", "version"),
+        "Unix time of the last advertisement accepted from a peer in this VRRP version.",
     ),
     MetricSpec(
         "pyvrrp_interface_adverts_dropped_total",
@@ -524,6 +537,12 @@ def _collect_instance(
     families["pyvrrp_adverts_dropped_total"].add(
         (*labels, QUEUE_OVERFLOW), counters.queue_overflows
     )
+    # Which versions each peer speaks (migration from VRRPv2: docs/operations.md).
+    for peer, entry in sorted(instance.peers.items()):
+        for version, count in sorted(entry.adverts.items()):
+            families["pyvrrp_peer_adverts_received_total"].add((*labels, peer, version), count)
+        for version, at in sorted(entry.last_seen.items()):
+            families["pyvrrp_peer_last_advert_timestamp_seconds"].add((*labels, peer, version), at)
     return labels
 
 

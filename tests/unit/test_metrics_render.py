@@ -46,6 +46,7 @@ from pyvrrp.runtime.status import (
     InstanceStatus,
     MasterStatus,
     NodeStatus,
+    PeerStatus,
     ScriptStatus,
 )
 
@@ -190,6 +191,7 @@ def record(status: Mapping[str, Any]) -> NodeStatus:
         fields["master"] = None if master is None else MasterStatus(**master)
         fields["trackers"] = [Contribution(**t) for t in fields.pop("trackers")]
         fields["counters"] = CountersStatus(**fields.pop("counters"))
+        fields["peers"] = {a: PeerStatus(**p) for a, p in fields.pop("peers").items()}
         return InstanceStatus(**fields)
 
     return NodeStatus(
@@ -249,6 +251,15 @@ def snapshot() -> dict[str, Any]:
                 "addresses": ["1.2.3.58/29"],
                 "excluded_addresses": ["2a03:4444:fff0:59:88::58/64"],
                 "unicast_peers": [],
+                "vrrp_version": "2+3",
+                "peers": {
+                    "192.168.200.2": {
+                        "versions": [2, 3],
+                        "adverts": {"2": 5, "3": 6},
+                        "last_seen": {"2": 1764250001.25, "3": 1764250009.5},
+                        "last_seen_ago": {"2": 8.5, "3": 0.25},
+                    }
+                },
                 "counters": {
                     "adverts_sent": 10,
                     "adverts_received": 0,
@@ -331,6 +342,12 @@ EXPECTED_SAMPLES = [
     f'pyvrrp_adverts_dropped_total{{{L},reason="auth_pass"}} 0',
     f'pyvrrp_adverts_dropped_total{{{L},reason="interval_mismatch"}} 0',
     f'pyvrrp_adverts_dropped_total{{{L},reason="queue_overflow"}} 0',
+    f'pyvrrp_peer_adverts_received_total{{{L},peer="192.168.200.2",version="2"}} 5',
+    f'pyvrrp_peer_adverts_received_total{{{L},peer="192.168.200.2",version="3"}} 6',
+    f'pyvrrp_peer_last_advert_timestamp_seconds{{{L},peer="192.168.200.2",version="2"}}'
+    " 1764250001.25",
+    f'pyvrrp_peer_last_advert_timestamp_seconds{{{L},peer="192.168.200.2",version="3"}}'
+    " 1764250009.5",
     'pyvrrp_interface_adverts_dropped_total{interface="eth0.4000",family="ipv4",'
     'reason="ip_header"} 0',
     'pyvrrp_interface_adverts_dropped_total{interface="eth0.4000",family="ipv4",'
@@ -563,6 +580,18 @@ INSTANCES = st.builds(
     addresses=st.lists(NAMES, max_size=2),
     excluded_addresses=st.just([]),
     unicast_peers=st.just([]),
+    vrrp_version=st.sampled_from(["3", "2", "2+3"]),
+    peers=st.dictionaries(
+        NAMES,
+        st.builds(
+            PeerStatus,
+            versions=st.just([2, 3]),
+            adverts=st.dictionaries(st.sampled_from(["2", "3"]), COUNTS, max_size=2),
+            last_seen=st.dictionaries(st.sampled_from(["2", "3"]), FLOATS, max_size=2),
+            last_seen_ago=st.just({}),
+        ),
+        max_size=2,
+    ),
     counters=st.builds(
         CountersStatus,
         COUNTS,
