@@ -9,6 +9,7 @@ VRRP-side construct they use either converts or is reported.
 from __future__ import annotations
 
 import os
+import tempfile
 import tomllib
 from collections.abc import Callable
 from ipaddress import ip_address, ip_interface
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pyvrrp.cli import main
 from pyvrrp.configfile import load
@@ -869,3 +872,54 @@ def test_instance_without_required_keys_is_reported(conf: Any, tmp_path: Path) -
 )
 def test_command_value(text: str, expected: list[str] | str) -> None:
     assert command_value(text) == expected
+
+
+# Fuzzing: any text either fails to parse (exit 2) or imports into a file that checks -------
+
+WORDS = [
+    "global_defs", "vrrp_script", "vrrp_instance", "vrrp_sync_group", "static_routes",
+    "static_rules", "static_ipaddress", "virtual_ipaddress", "virtual_ipaddress_excluded",
+    "virtual_routes", "virtual_rules", "track_interface", "track_script", "unicast_peer",
+    "unicast_src_ip", "authentication", "auth_type", "auth_pass", "PASS", "AH", "group",
+    "interface", "virtual_router_id", "priority", "state", "MASTER", "BACKUP", "nopreempt",
+    "preempt_delay", "advert_int", "version", "vrrp_version", "weight", "reverse", "script",
+    "interval", "timeout", "rise", "fall", "user", "notify_master", "notify", "smtp_alert",
+    "smtp_server", "notification_email", "router_id", "script_user", "garp_master_delay",
+    "garp_master_repeat", "garp_master_refresh", "dev", "label", "scope", "via", "src", "table",
+    "from", "to", "lookup", "default", "eth0", "eth0:1", "VI_1", "chk", "1", "0", "2", "3",
+    "51", "255", "256", "-10", "0.5", "10.0.0.1", "10.0.0.2/24", "10.0.0.0/24", "fe80::1/64",
+    "2001:db8::1", "::/0", "0.0.0.0/0", "{", "}", "{", "}", '"/bin/true x"', "#", "!", "\n",
+    "\n", "\n", "\n", "@a", "$X=1", "$X", "global", "link", "all", "blackhole", "or",
+]  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(WORDS), max_size=80))
+def test_any_keepalived_like_text_imports_or_fails_cleanly(words: list[str]) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "keepalived.conf"
+        path.write_text(" ".join(words))
+        try:
+            result = import_keepalived(path)
+        except KeepalivedSyntaxError as error:
+            assert str(error).startswith(str(path))
+            return
+        out = Path(directory) / "node.toml"
+        out.write_text(result.text)
+        load(out)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=200))
+def test_any_bytes_import_or_fail_cleanly(data: bytes) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "keepalived.conf"
+        path.write_bytes(data)
+        try:
+            result = import_keepalived(path)
+        except KeepalivedSyntaxError as error:
+            assert str(error).startswith(str(path))
+            return
+        out = Path(directory) / "node.toml"
+        out.write_text(result.text)
+        load(out)
