@@ -893,20 +893,27 @@ WORDS = [
 ]  # fmt: skip
 
 
+def imports_or_fails_cleanly(path: Path) -> None:
+    """The import's two outcomes: an error naming the file, or a file that checks."""
+    try:
+        result = import_keepalived(path)
+    except KeepalivedSyntaxError as error:
+        message = str(error)
+    else:
+        out = path.with_name("node.toml")
+        out.write_text(result.text)
+        load(out)
+        return
+    assert message.startswith(str(path))
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.sampled_from(WORDS), max_size=80))
 def test_any_keepalived_like_text_imports_or_fails_cleanly(words: list[str]) -> None:
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "keepalived.conf"
         path.write_text(" ".join(words))
-        try:
-            result = import_keepalived(path)
-        except KeepalivedSyntaxError as error:
-            assert str(error).startswith(str(path))
-            return
-        out = Path(directory) / "node.toml"
-        out.write_text(result.text)
-        load(out)
+        imports_or_fails_cleanly(path)
 
 
 @settings(max_examples=100, deadline=None)
@@ -915,11 +922,4 @@ def test_any_bytes_import_or_fail_cleanly(data: bytes) -> None:
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "keepalived.conf"
         path.write_bytes(data)
-        try:
-            result = import_keepalived(path)
-        except KeepalivedSyntaxError as error:
-            assert str(error).startswith(str(path))
-            return
-        out = Path(directory) / "node.toml"
-        out.write_text(result.text)
-        load(out)
+        imports_or_fails_cleanly(path)
