@@ -17,6 +17,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
+import re
 import shlex
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
@@ -270,6 +271,7 @@ _RULE_KEYS = (
     "oifname",
 )  # fmt: skip
 _SCOPES = ("global", "site", "link", "host")
+_VALID_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}")  # pyvrrp's script/group names
 
 
 def _route_words(words: list[str]) -> dict[str, Any]:
@@ -350,8 +352,7 @@ def _rule_words(words: list[str]) -> dict[str, Any]:
 class _Converter:
     """Walks the parsed tree once; builds the document, comments and reports."""
 
-    def __init__(self, config_id: str | None) -> None:
-        self.config_id = config_id
+    def __init__(self) -> None:
         self.dropped: list[Report] = []
         self.notes: list[Report] = []
         self.comments = Comments()
@@ -362,7 +363,6 @@ class _Converter:
         self.script_weights: dict[str, int] = {}
         self.script_reverse: set[str] = set()
         self.instances: dict[str, dict[str, Any]] = {}
-        self.instance_info: dict[str, tuple[Node, int, int]] = {}  # node, family, priority
         self.routes: list[dict[str, Any]] = []
         self.rules: list[dict[str, Any]] = []
         self.sync_groups: dict[str, dict[str, Any]] = {}
@@ -371,6 +371,7 @@ class _Converter:
         self.vrrp_version = _KEEPALIVED_VERSION
         self.check_unicast_src = False
         self.global_smtp_alert = False
+        self.valid_names: set[str] = set()
         self.garp_defaults: dict[str, int | float] = {}
 
     # Reporting -------------------------------------------------------------------------
@@ -394,6 +395,13 @@ class _Converter:
 
     def run(self, nodes: Iterable[Node]) -> None:
         nodes = list(nodes)
+        self.valid_names = {
+            node.args[0]
+            for node in nodes
+            if node.keyword in ("vrrp_script", "vrrp_sync_group")
+            and node.args
+            and _VALID_NAME.fullmatch(node.args[0])
+        }
         # Scripts first: keepalived resolves track_script names after reading everything.
         for node in nodes:
             if node.keyword == "global_defs":
@@ -450,7 +458,7 @@ class _Converter:
             if self._args(child, 1, "the router id") is not None:
                 self.global_["router_id"] = args[0]
         elif key == "notification_email":
-            self.email["to"] = [line.keyword for line in child.children or ()] + list(args)
+            self.email["to"] = [w for line in child.children or () for w in line.words]
         elif key == "notification_email_from":
             if self._args(child, 1, "the address") is not None:
                 self.email["from"] = args[0]
@@ -542,6 +550,9 @@ class _Converter:
         if command is None:
             self.drop(node, f"vrrp_script {name} has no script line: ignored (as keepalived)")
             return
+        if name in self.script_names:
+            self.drop(node, f"vrrp_script {name} is defined twice; the second is ignored")
+            return
         value = command_value(command)
         if isinstance(value, str):
             self.note(
@@ -549,7 +560,7 @@ class _Converter:
                 f"vrrp_script {name}: the command uses shell syntax; pyvrrp runs it with "
                 "/bin/sh -c (keepalived 2.x runs scripts without a shell)",
             )
-        toml_name = self._name(node, "vrrp_script", name)
+        toml_name = self._name(node, "vrrp_script", name, self.scripts)
         table = {"command": value, **script}
         self.scripts[toml_name] = table
         self.script_names[name] = toml_name
@@ -572,12 +583,16 @@ class _Converter:
             weight = weight // 254 * 253
         return weight
 
-    def _name(self, node: Node, kind: str, name: str) -> str:
-        """A script or sync group name pyvrrp accepts (letters, digits, _ and -)."""
+    def _name(self, node: Node, kind: str, name: str, taken: Mapping[str, object]) -> str:
+        """A script or sync group name pyvrrp accepts (letters, digits, _ and -), unique."""
         safe = "".join(c if c.isascii() and (c.isalnum() or c in "_-") else "_" for c in name)
-        safe = safe[:64] or "unnamed"
+        safe = safe[:60] or "unnamed"
         if safe[0] == "-":
             safe = "_" + safe[1:]
+        base, number = safe, 2
+        # A name already valid as written keeps it; a renamed one steps around it.
+        while safe in taken or (safe != name and safe in self.valid_names):
+            safe, number = f"{base}_{number}", number + 1
         if safe != name:
             self.note(node, f"{kind} {name} is named {safe} in node.toml (pyvrrp's name rules)")
         return safe
@@ -597,7 +612,6 @@ class _Converter:
         if table is None:
             return
         self.instances[name] = table
-        self.instance_info[name] = (node, instance.family, instance.priority)
         self.locations[id(table)] = node.location
 
     # Addresses, routes and rules ----------------------------------------------------------
@@ -767,7 +781,7 @@ class _Converter:
                         f"vrrp_sync_group {name}: track_script {tracker}: no such vrrp_script; "
                         "ignored",
                     )
-        toml_name = self._name(node, "vrrp_sync_group", name)
+        toml_name = self._name(node, "vrrp_sync_group", name, self.sync_groups)
         group = {"instances": members}
         self.sync_groups[toml_name] = group
         self.locations[id(group)] = node.location
@@ -895,10 +909,11 @@ class _Instance:
                 elif key == "unicast_peer":
                     for line in child.children or ():
                         try:
-                            peers.append(str(_ip(line.keyword)))
+                            peer = str(_ip(line.keyword))
                         except _Bad as bad:
                             self.drop(line, f"unicast_peer: {bad}; ignored")
                             continue
+                        self.add_once(peers, peer, line, "unicast_peer")
                         if line.args:
                             self.drop(
                                 line,
@@ -911,12 +926,12 @@ class _Instance:
                     for line in child.children or ():
                         tracker = self.track(line, "track_interface")
                         if tracker is not None:
-                            track_interfaces.append(tracker)
+                            self.add_once(track_interfaces, tracker, line, "track_interface")
                 elif key == "track_script":
                     for line in child.children or ():
                         tracker = self.track(line, "track_script")
                         if tracker is not None:
-                            track_scripts.append(tracker)
+                            self.add_once(track_scripts, tracker, line, "track_script")
                 elif key == "virtual_routes":
                     route_lines.extend(child.children or ())
                 elif key == "virtual_rules":
@@ -1104,6 +1119,12 @@ class _Instance:
 
         # Unicast ----------------------------------------------------------------------------
         source = values.get("unicast_source")
+        if source is not None and source in peers:
+            peers.remove(source)
+            self.note(
+                seen["unicast_src_ip"],
+                f"unicast_peer {source} is this node's own unicast_src_ip: left out",
+            )
         if source is not None and not peers:
             self.drop(
                 seen["unicast_src_ip"],
@@ -1111,8 +1132,6 @@ class _Instance:
                 "from the interface's primary address",
             )
             source = None
-        if peers and not check_unicast_src:
-            pass  # written below with its comment
 
         # Trackers of an owner do nothing in keepalived unless they are weight 0 (FAULT).
         if priority == _OWNER:
@@ -1245,6 +1264,16 @@ class _Instance:
         )
         return table
 
+    def add_once(self, items: list[Any], item: Any, line: Node, kind: str) -> None:
+        """Append ``item`` unless its name is already there (keepalived ignores repeats)."""
+        names = [i if isinstance(i, str) else i["name"] for i in items]
+        if (item if isinstance(item, str) else item["name"]) in names:
+            self.note(
+                line, f"{kind} {line.keyword} is listed twice; the first is kept, as keepalived"
+            )
+            return
+        items.append(item)
+
     def track(self, line: Node, kind: str) -> Any:
         """A track_interface / track_script line: NAME [weight N [reverse|noreverse]]."""
         name, args = line.keyword, line.args
@@ -1366,9 +1395,9 @@ def _nearest_location(
     return best
 
 
-def convert_parsed(parsed: Parsed, source: str, config_id: str | None = None) -> ImportResult:
+def convert_parsed(parsed: Parsed, source: str) -> ImportResult:
     """Convert a parsed keepalived configuration; ``source`` names it in the header."""
-    converter = _Converter(config_id)
+    converter = _Converter()
     for skipped in parsed.skipped:
         if skipped.message.startswith("include"):
             converter.note(skipped.location, skipped.message)
@@ -1414,4 +1443,4 @@ def import_keepalived(path: str | os.PathLike[str], config_id: str | None = None
     Raises :class:`~pyvrrp.keepalived.parser.KeepalivedSyntaxError` when it cannot be read.
     """
     parsed = parse_file(path, config_id)
-    return convert_parsed(parsed, os.fspath(path), config_id)
+    return convert_parsed(parsed, os.fspath(path))

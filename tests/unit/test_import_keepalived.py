@@ -716,6 +716,32 @@ def test_unicast(conf: Any, tmp_path: Path) -> None:
     assert "unicast_src_ip without unicast_peer" in messages(result.dropped)
 
 
+def test_repeats_are_ignored_as_keepalived_ignores_them(conf: Any, tmp_path: Path) -> None:
+    path = conf(
+        'vrrp_script chk {\n script "/bin/true"\n}\n'
+        'vrrp_script chk {\n script "/bin/false"\n}\n'
+        'vrrp_script "chk.x" {\n script "/bin/true"\n}\n'
+        'vrrp_script chk_x {\n script "/bin/true"\n}\n'
+        + instance(
+            "unicast_src_ip 10.0.0.1\n unicast_peer {\n 10.0.0.2\n 10.0.0.2\n 10.0.0.1\n }\n"
+            " track_interface {\n eth1\n eth1 weight 5\n }\n track_script {\n chk\n chk\n }"
+        )
+    )
+    result, config, _ = imported(tmp_path, path)
+    vi1 = config.instances["VI_1"]
+    assert [str(p) for p in vi1.unicast_peers] == ["10.0.0.2"]
+    assert vi1.track_interfaces == (TrackInterface("eth1", 0),)
+    assert vi1.track_scripts == (TrackScript("chk", None),)
+    assert config.scripts["chk"].command == ("/bin/true",)
+    # chk.x would be chk_x, which another script is named as written: chk_x_2.
+    assert list(config.scripts) == ["chk", "chk_x_2", "chk_x"]
+    assert "vrrp_script chk is defined twice; the second is ignored" in messages(result.dropped)
+    notes = messages(result.notes)
+    assert "unicast_peer 10.0.0.2 is listed twice" in notes
+    assert "unicast_peer 10.0.0.1 is this node's own unicast_src_ip: left out" in notes
+    assert "track_interface eth1 is listed twice" in notes
+
+
 def test_tracking_weights_and_reverse(conf: Any, tmp_path: Path) -> None:
     path = conf(
         'vrrp_script chk {\n script "/bin/true"\n weight 254\n}\n'
