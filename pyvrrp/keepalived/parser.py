@@ -123,12 +123,12 @@ class _Reader:
         self.stack.append(real)
         self.files.append(shown)
         try:
-            for number, line in _logical_lines(text):
-                self._line(line, Location(shown, number), path)
+            for number, line, continued in _logical_lines(text):
+                self._line(line, Location(shown, number), path, continued=continued)
         finally:
             self.stack.pop()
 
-    def _line(self, line: str, location: Location, path: str) -> None:
+    def _line(self, line: str, location: Location, path: str, *, continued: bool) -> None:
         stripped = line.strip()
         if stripped.startswith("@"):
             kept = self._conditional(stripped, location)
@@ -137,6 +137,16 @@ class _Reader:
             stripped = kept
         definition = _VARIABLE_DEFINITION.fullmatch(stripped)
         if definition is not None:
+            if continued:
+                # keepalived expands a multi-line definition into several lines.
+                self.skipped.append(
+                    Skipped(
+                        location,
+                        f"${definition.group(1)}: multi-line definitions are not supported; "
+                        "write the lines out where it is used",
+                    )
+                )
+                return
             self.variables[definition.group(1)] = definition.group(2).strip()
             return
         if "$" in stripped:
@@ -236,25 +246,27 @@ def _read_text(path: str, shown: str, included_at: Location | None) -> str:
         ) from None
 
 
-def _logical_lines(text: str) -> Iterator[tuple[int, str]]:
-    """(first line number, line) with backslash-continued lines joined."""
+def _logical_lines(text: str) -> Iterator[tuple[int, str, bool]]:
+    """(first line number, line, whether it was continued) with backslash-continued lines
+    joined."""
     pending: list[str] = []
     start = 0
     for number, line in enumerate(text.splitlines(), start=1):
         if not pending:
             start = number
-        if line.endswith("\\"):
-            pending.append(line[:-1])
+        if line.rstrip().endswith("\\"):
+            pending.append(line.rstrip()[:-1])
             continue
         pending.append(line)
-        yield start, " ".join(pending)
+        yield start, " ".join(pending), len(pending) > 1
         pending = []
     if pending:
-        yield start, " ".join(pending)
+        yield start, " ".join(pending), True
 
 
 def _tokenize(line: str, location: Location) -> Iterator[_Token]:
-    """Words, braces; a comment (# or !) ends the line outside double quotes."""
+    """Words, braces; a comment (# or !, even inside a word, as keepalived) ends the line
+    outside double quotes."""
     i = 0
     n = len(line)
     while i < n:
@@ -279,10 +291,14 @@ def _tokenize(line: str, location: Location) -> Iterator[_Token]:
             yield _Token(line[i + 1 : end], location, "word")
             i = end + 1
         else:
-            start = i
+            word: list[str] = []
             while i < n and not line[i].isspace() and line[i] not in '{}"#!':
+                # keepalived: \# and \! outside quotes are the characters, not a comment.
+                if line[i] == "\\" and line[i + 1 : i + 2] in ("#", "!"):
+                    i += 1
+                word.append(line[i])
                 i += 1
-            yield _Token(line[start:i], location, "word")
+            yield _Token("".join(word), location, "word")
 
 
 def _build(tokens: list[_Token]) -> tuple[Node, ...]:

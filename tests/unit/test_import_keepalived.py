@@ -397,6 +397,24 @@ def test_variables_are_substituted(conf: Any, tmp_path: Path) -> None:
     assert config.scripts["chk"].command == "/bin/sh -c 'echo $HOME'"
 
 
+def test_comment_characters_inside_words_and_escaped(conf: Any, tmp_path: Path) -> None:
+    auth = "authentication {{\n auth_type PASS\n auth_pass {0}\n }}"
+    # As keepalived: an unquoted # starts a comment even inside a word; \# is the character.
+    _, _, raw = imported(tmp_path, conf(instance(auth.format("pa#ss"))))
+    assert raw["instances"]["VI_1"]["auth_pass"] == "pa"
+    _, _, raw = imported(tmp_path, conf(instance(auth.format("pa\\#s\\!s"))))
+    assert raw["instances"]["VI_1"]["auth_pass"] == "pa#s!s"
+    _, _, raw = imported(tmp_path, conf(instance(auth.format('"p#s !x"'))))
+    assert raw["instances"]["VI_1"]["auth_pass"] == "p#s !x"
+
+
+def test_multi_line_definitions_are_reported(conf: Any, tmp_path: Path) -> None:
+    path = conf("$ADDRS=10.0.0.1/24 \\\n 10.0.0.2/24\n" + instance(""))
+    result, config, _ = imported(tmp_path, path)
+    assert "VI_1" in config.instances
+    assert f"{path}:1: $ADDRS: multi-line definitions are not supported" in messages(result.dropped)
+
+
 def test_negated_conditionals(conf: Any, tmp_path: Path) -> None:
     path = conf(instance("@^a priority 10\n@a priority 20"))
     assert imported(tmp_path, path, "a")[1].instances["VI_1"].priority == 20
