@@ -300,11 +300,16 @@ def _cmd_cleanup(args: argparse.Namespace) -> int:
 
 
 def _cmd_import_keepalived(args: argparse.Namespace) -> int:
-    from pyvrrp.keepalived import KeepalivedSyntaxError, import_keepalived
+    from pyvrrp.keepalived import KeepalivedSyntaxError, NothingToImportError, import_keepalived
 
     try:
         result = import_keepalived(args.keepalived_conf, args.config_id)
     except KeepalivedSyntaxError as error:
+        print(error, file=sys.stderr)
+        return EXIT_CONFIG
+    except NothingToImportError as error:
+        for report in error.dropped:
+            print(f"dropped: {report}", file=sys.stderr)
         print(error, file=sys.stderr)
         return EXIT_CONFIG
     for report in result.dropped:

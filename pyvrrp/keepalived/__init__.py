@@ -8,7 +8,13 @@ node.toml text that ``pyvrrp check`` accepts, reporting what it could not expres
 
 from __future__ import annotations
 
-from pyvrrp.keepalived.convert import ImportResult, Report, convert_parsed, import_keepalived
+from pyvrrp.keepalived.convert import (
+    ImportResult,
+    NothingToImportError,
+    Report,
+    convert_parsed,
+    import_keepalived,
+)
 from pyvrrp.keepalived.parser import KeepalivedSyntaxError, Location, Node, parse_file
 
 __all__ = [
@@ -16,6 +22,7 @@ __all__ = [
     "KeepalivedSyntaxError",
     "Location",
     "Node",
+    "NothingToImportError",
     "Report",
     "convert_parsed",
     "import_keepalived",

@@ -19,6 +19,7 @@ import math
 import os
 import re
 import shlex
+import socket
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -29,7 +30,14 @@ from pyvrrp.core.config import ConfigError, NodeConfig, Problem, key_path, parse
 from pyvrrp.keepalived.parser import Location, Node, Parsed, parse_file
 from pyvrrp.keepalived.render import Comments, render
 
-__all__ = ["ImportResult", "Report", "command_value", "convert_parsed", "import_keepalived"]
+__all__ = [
+    "ImportResult",
+    "NothingToImportError",
+    "Report",
+    "command_value",
+    "convert_parsed",
+    "import_keepalived",
+]
 
 # keepalived's defaults (docs/keepalived.md).
 _KEEPALIVED_VERSION = 2
@@ -167,6 +175,18 @@ class ImportResult:
         return not self.dropped
 
 
+class NothingToImportError(Exception):
+    """No vrrp_instance could be imported, so there is no node.toml to write (pyvrrp needs
+    at least one instance). ``dropped`` says what was found instead."""
+
+    def __init__(self, source: str, dropped: tuple[Report, ...]) -> None:
+        super().__init__(
+            f"{source}: no vrrp_instance could be imported (pyvrrp needs at least one): "
+            "nothing to write"
+        )
+        self.dropped = dropped
+
+
 class _Bad(Exception):
     """A value that cannot be converted; the message says why."""
 
@@ -271,6 +291,7 @@ _RULE_KEYS = (
     "oifname",
 )  # fmt: skip
 _SCOPES = ("global", "site", "link", "host")
+_EMAIL = re.compile(r"[^@\s<>,;\"]+@[^@\s<>,;\"]+")  # one bare address, as pyvrrp takes
 _VALID_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}")  # pyvrrp's script/group names
 
 
@@ -408,6 +429,7 @@ class _Converter:
                 self.global_defs(node)
             elif node.keyword == "vrrp_script":
                 self.vrrp_script(node)
+        self.email_settings(next((n for n in nodes if n.keyword == "global_defs"), None))
         for node in nodes:
             keyword = node.keyword
             if keyword in ("global_defs", "vrrp_script"):
@@ -501,6 +523,40 @@ class _Converter:
             self.drop(child, f"global_defs {key}: {_GLOBAL_DROPPED[key]}")
         else:
             self.drop(child, f"global_defs {key}: not converted (pyvrrp has no equivalent)")
+
+    def email_settings(self, where: Node | None) -> None:
+        """Keep [global.email] only when pyvrrp can send with it, as keepalived would."""
+        if not self.email:
+            return
+        if "server" not in self.email:
+            self.note(where, "notification_email without smtp_server: keepalived sends no mail")
+            self.email = {}
+            return
+        recipients = []
+        for address in self.email.get("to", []):
+            if _EMAIL.fullmatch(address):
+                recipients.append(address)
+            else:
+                self.drop(
+                    where,
+                    f"notification_email {address} is not an e-mail address (user@domain), "
+                    "which pyvrrp needs; write the full address",
+                )
+        self.email["to"] = recipients
+        if "from" not in self.email:
+            # keepalived's default sender.
+            self.email["from"] = f"keepalived@{socket.gethostname()}"
+            self.note(
+                where, f"notification_email_from is keepalived's default, {self.email['from']}"
+            )
+        elif not _EMAIL.fullmatch(self.email["from"]):
+            self.drop(
+                where, f"notification_email_from {self.email['from']} is not an e-mail address"
+            )
+            recipients.clear()
+        if not recipients:
+            self.note(where, "no usable notification_email recipient: no mail is sent")
+            self.email = {}
 
     # vrrp_script -------------------------------------------------------------------------
 
@@ -1157,11 +1213,11 @@ class _Instance:
 
         # Email --------------------------------------------------------------------------------
         if email is None:
-            email = c.global_smtp_alert if c.global_smtp_alert else None
-        if email and "server" not in c.email:
+            email = c.global_smtp_alert or None
+        if email and not c.email:
             self.note(
                 seen.get("smtp_alert", self.node),
-                "smtp_alert without a global smtp_server sends nothing in keepalived; not "
+                "smtp_alert: no mail server and recipients to send to (see global_defs); not "
                 "converted",
             )
             email = None
@@ -1404,6 +1460,8 @@ def convert_parsed(parsed: Parsed, source: str) -> ImportResult:
         else:
             converter.drop(skipped.location, skipped.message)
     converter.run(parsed.nodes)
+    if not converter.instances:
+        raise NothingToImportError(source, tuple(converter.dropped))
     document = converter.document()
 
     def render_text() -> str:
@@ -1440,7 +1498,8 @@ def _header(source: str, files: tuple[str, ...], converter: _Converter) -> list[
 def import_keepalived(path: str | os.PathLike[str], config_id: str | None = None) -> ImportResult:
     """Read a keepalived.conf (with its includes) and convert it.
 
-    Raises :class:`~pyvrrp.keepalived.parser.KeepalivedSyntaxError` when it cannot be read.
+    Raises :class:`~pyvrrp.keepalived.parser.KeepalivedSyntaxError` when it cannot be read,
+    :class:`NothingToImportError` when it holds no vrrp_instance pyvrrp can run.
     """
     parsed = parse_file(path, config_id)
     return convert_parsed(parsed, os.fspath(path))

@@ -23,7 +23,12 @@ from hypothesis import strategies as st
 from pyvrrp.cli import main
 from pyvrrp.configfile import load
 from pyvrrp.core.config import NodeConfig, TrackInterface, TrackScript
-from pyvrrp.keepalived import KeepalivedSyntaxError, import_keepalived, parse_file
+from pyvrrp.keepalived import (
+    KeepalivedSyntaxError,
+    NothingToImportError,
+    import_keepalived,
+    parse_file,
+)
 from pyvrrp.keepalived.convert import command_value
 
 DATA = Path(__file__).parents[1] / "data" / "keepalived"
@@ -210,12 +215,19 @@ def test_every_debian_sample_converts_or_reports(
     sample: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     output = tmp_path / "node.toml"
-    code, _, err = run(capsys, str(sample), "-o", str(output), "--force")
+    code, out, err = run(capsys, str(sample), "-o", str(output), "--force")
     assert code in (0, 1, 2)
     assert not any("Traceback" in line for line in err)
     if code == 2:
+        # Only LVS inside (no vrrp_instance): what was found is listed, nothing is written.
         assert not output.exists()
-        assert err and err[0].startswith(str(sample))
+        assert out == ""
+        assert err[-1] == (
+            f"{sample}: no vrrp_instance could be imported (pyvrrp needs at least one): "
+            "nothing to write"
+        )
+        assert all(line.startswith(f"dropped: {sample}:") for line in err[:-1])
+        assert err[:-1]
         return
     dropped = [line for line in err if line.startswith("dropped: ")]
     assert bool(dropped) == (code == 1)
@@ -238,10 +250,17 @@ def sample(name: str) -> Path:
 
 def test_sample_vrrp_auth_garp_and_duplicate_address(tmp_path: Path) -> None:
     result, config, raw = imported(tmp_path, sample("keepalived.conf.vrrp"))
-    assert result.faithful
+    # The sample mails "acassen", a local user of the SMTP server: not an address pyvrrp
+    # can send to, so the alerts are reported instead of converted.
+    assert [r.message for r in result.dropped] == [
+        "notification_email acassen is not an e-mail address (user@domain), which pyvrrp "
+        "needs; write the full address"
+    ]
+    assert "email" not in raw.get("global", {})
     vi1 = raw["instances"]["VI_1"]
     assert vi1["auth_pass"] == "1111"
     assert vi1["version"] == 2
+    assert "email" not in vi1
     assert config.instances["VI_1"].garp_delay_us == 10_000_000
     assert config.instances["VI_1"].initial_state == "master"
     assert [str(a.address.ip) for a in config.instances["VI_1"].addresses] == [
@@ -252,8 +271,34 @@ def test_sample_vrrp_auth_garp_and_duplicate_address(tmp_path: Path) -> None:
     assert "192.168.200.18 is listed twice" in messages(result.notes)
     assert config.instances["VI_2"].priority == 50
     assert config.instances["VI_2"].initial_state == "backup"
-    assert all(table["email"] for table in raw["instances"].values())
-    assert raw["global"]["email"]["server"] == "192.168.200.1:25"
+
+
+def test_email_settings(conf: Any, tmp_path: Path) -> None:
+    global_defs = (
+        "global_defs {{\n notification_email {{\n a@example.com\n b@example.com\n }}\n"
+        " {0}\n smtp_server {1}\n}}\n"
+    )
+    path = conf(
+        global_defs.format("notification_email_from k@example.com", "10.0.0.9 2525")
+        + instance("smtp_alert")
+        + instance("smtp_alert false", "VI_2", 52)
+    )
+    result, _, raw = imported(tmp_path, path)
+    assert result.faithful
+    assert raw["global"]["email"] == {
+        "server": "10.0.0.9:2525",
+        "from": "k@example.com",
+        "to": ["a@example.com", "b@example.com"],
+    }
+    assert raw["instances"]["VI_1"]["email"] is True
+    assert "email" not in raw["instances"]["VI_2"]
+    # keepalived's default sender is keepalived@ the host name.
+    result, _, raw = imported(
+        tmp_path, conf(global_defs.format("", "::1") + instance("smtp_alert"))
+    )
+    assert raw["global"]["email"]["server"] == "[::1]:25"
+    assert raw["global"]["email"]["from"].startswith("keepalived@")
+    assert "keepalived's default" in messages(result.notes)
 
 
 def test_sample_localcheck_weights(tmp_path: Path) -> None:
@@ -346,13 +391,17 @@ def test_sample_conditional_lines(tmp_path: Path) -> None:
     assert low.instances["VI_0"].priority == 85
 
 
-def test_sample_lvs_only_file_imports_nothing_and_says_so(tmp_path: Path) -> None:
-    result, config, _ = imported(tmp_path, sample("keepalived.conf.IPv6"))
-    assert not config.instances
-    assert [r.message.split(": LVS")[0] for r in result.dropped] == [
-        "virtual_server_group IPv6_group",
-        "virtual_server ae00::1",
+def test_sample_lvs_only_file_has_nothing_to_import(capsys: pytest.CaptureFixture[str]) -> None:
+    path = sample("keepalived.conf.IPv6")
+    code, out, err = run(capsys, str(path))
+    assert (code, out) == (2, "")
+    assert [line.split(": LVS")[0] for line in err[:-1]] == [
+        f"dropped: {path}:7: virtual_server_group IPv6_group",
+        f"dropped: {path}:13: virtual_server ae00::1",
     ]
+    with pytest.raises(NothingToImportError) as raised:
+        import_keepalived(path)
+    assert len(raised.value.dropped) == 2
 
 
 # Syntax --------------------------------------------------------------------------------------
@@ -693,9 +742,9 @@ def test_ipv6_instance_has_no_version_and_puts_link_local_first(conf: Any, tmp_p
 
 
 def test_ipv6_instance_without_link_local_is_dropped_with_advice(conf: Any, tmp_path: Path) -> None:
-    text = instance("").replace("192.168.200.16/24", "2001:db8::16/64")
-    result, config, _ = imported(tmp_path, conf(text))
-    assert not config.instances
+    text = instance("", "V6").replace("192.168.200.16/24", "2001:db8::16/64")
+    result, config, _ = imported(tmp_path, conf(text + instance("", vrid=52)))
+    assert list(config.instances) == ["VI_1"]
     assert "add one (e.g. fe80::VRID/64) on every node: not imported" in messages(result.dropped)
 
 
@@ -825,7 +874,7 @@ def test_routes_and_rules_with_named_tables(conf: Any, tmp_path: Path) -> None:
         "static_routes {\n 1.2.3.57/32 dev eth0.4000 table vswitch\n"
         " 0.0.0.0/0 via 1.2.3.57 dev eth0.4000 table vswitch\n}\n"
         "static_rules {\n from 1.2.3.56/29 lookup vswitch\n to 1.2.3.56/29 table 7 priority 100\n"
-        " from all lookup 9\n}\n"
+        " from all lookup 9\n}\n" + instance("")
     )
     result, _, raw = imported(tmp_path, path)
     assert result.faithful, result.dropped
@@ -941,7 +990,7 @@ def imports_or_fails_cleanly(path: Path) -> None:
     """The import's two outcomes: an error naming the file, or a file that checks."""
     try:
         result = import_keepalived(path)
-    except KeepalivedSyntaxError as error:
+    except (KeepalivedSyntaxError, NothingToImportError) as error:
         message = str(error)
     else:
         out = path.with_name("node.toml")
