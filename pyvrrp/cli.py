@@ -143,7 +143,8 @@ def _add_import_keepalived_parser(
             "Convert KEEPALIVED.CONF (with its includes) to a node.toml that behaves the same, "
             "written to stdout or to -o FILE. What cannot be expressed exactly is listed on "
             "stderr and at the top of the output. Exit 0: faithful; 1: something was dropped "
-            "(-o FILE is written only with --force); 2: the file cannot be read or parsed."
+            "(-o FILE is written only with --force); 2: the file cannot be read or parsed, or "
+            "holds no vrrp_instance to import."
         ),
     )
     importer.add_argument("keepalived_conf", metavar="KEEPALIVED.CONF", help="the file to convert")
@@ -322,7 +323,7 @@ def _cmd_import_keepalived(args: argparse.Namespace) -> int:
         return code
     if not result.faithful and not args.force:
         print(
-            f"{args.output}: not written: {len(result.dropped)} thing(s) could not be converted "
+            f"{args.output}: not written: {len(result.dropped)} item(s) could not be converted "
             "(listed above); review them, then run again with --force to write it anyway",
             file=sys.stderr,
         )

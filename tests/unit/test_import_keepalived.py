@@ -646,7 +646,7 @@ def test_dropped_import_is_not_written_without_force(
     assert out == ""
     assert err[0].startswith(f"dropped: {path}:5: vrrp_instance VI_1: use_vmac: VMAC")
     assert err[-1] == (
-        f"{output}: not written: 1 thing(s) could not be converted (listed above); review "
+        f"{output}: not written: 1 item(s) could not be converted (listed above); review "
         "them, then run again with --force to write it anyway"
     )
     assert not output.exists()
