@@ -293,6 +293,8 @@ _RULE_KEYS = (
 _SCOPES = ("global", "site", "link", "host")
 _EMAIL = re.compile(r"[^@\s<>,;\"]+@[^@\s<>,;\"]+")  # one bare address, as pyvrrp takes
 _VALID_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}")  # pyvrrp's script/group names
+# pyvrrp's instance names: keepalived's usual ones, dots included (1.2.3.58).
+_INSTANCE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:@+-]{0,63}")
 
 
 def _route_words(words: list[str]) -> dict[str, Any]:
@@ -384,6 +386,7 @@ class _Converter:
         self.script_weights: dict[str, int] = {}
         self.script_reverse: set[str] = set()
         self.instances: dict[str, dict[str, Any]] = {}
+        self.instance_names: dict[str, str] = {}  # keepalived name -> node.toml name
         self.routes: list[dict[str, Any]] = []
         self.rules: list[dict[str, Any]] = []
         self.sync_groups: dict[str, dict[str, Any]] = {}
@@ -660,14 +663,32 @@ class _Converter:
             self.drop(node, "vrrp_instance without a name: ignored (as keepalived)")
             return
         name = node.args[0]
-        if name in self.instances:
+        if name in self.instance_names:
             self.drop(node, f"vrrp_instance {name} is defined twice; the second is ignored")
             return
         instance = _Instance(self, node, name)
         table = instance.build()
         if table is None:
             return
-        self.instances[name] = table
+        toml_name = name
+        if not _INSTANCE_NAME.fullmatch(name):
+            safe = "".join(
+                c if c.isascii() and (c.isalnum() or c in "_.:@+-") else "_" for c in name
+            )
+            safe = ("_" + safe if safe[:1] in ("", ".", ":", "@", "+", "-") else safe)[:60]
+            toml_name, number = safe, 2
+            while toml_name in self.instances:
+                toml_name, number = f"{safe}_{number}", number + 1
+            message = (
+                f"vrrp_instance {name} is named {toml_name} in node.toml (pyvrrp's name rules)"
+            )
+            if any(key.startswith("notify") for key in table):
+                # The generic notify gets the instance name: the scripts see the new one.
+                self.drop(node, f"{message}; its notify scripts receive {toml_name}")
+            else:
+                self.note(node, message)
+        self.instance_names[name] = toml_name
+        self.instances[toml_name] = table
         self.locations[id(table)] = node.location
 
     # Addresses, routes and rules ----------------------------------------------------------
@@ -775,17 +796,18 @@ class _Converter:
             key = child.keyword
             if key == "group":
                 for line in child.children or ():
-                    for member in line.words:
-                        if member not in self.instances:
+                    for word in line.words:
+                        member = self.instance_names.get(word, "")
+                        if not member:
                             self.drop(
                                 line,
-                                f"vrrp_sync_group {name}: no vrrp_instance {member} was "
+                                f"vrrp_sync_group {name}: no vrrp_instance {word} was "
                                 "imported; member ignored",
                             )
                         elif any(member in g["instances"] for g in self.sync_groups.values()):
                             self.drop(
                                 line,
-                                f"vrrp_sync_group {name}: {member} is already in another "
+                                f"vrrp_sync_group {name}: {word} is already in another "
                                 "sync group; ignored",
                             )
                         elif member not in members:
@@ -808,9 +830,10 @@ class _Converter:
                     f"vrrp_sync_group {name}: sync_group_tracking_weight: members of a pyvrrp "
                     "sync group ignore weights (any failure is FAULT), keepalived's default",
                 )
-            elif child.children is None and key in self.instances:
+            elif child.children is None and key in self.instance_names:
                 # keepalived 1.x listed the members directly in the block.
-                members.extend(m for m in child.words if m in self.instances and m not in members)
+                found = [self.instance_names[w] for w in child.words if w in self.instance_names]
+                members.extend(m for m in found if m not in members)
                 self.note(
                     child, f"vrrp_sync_group {name}: {key} read as a member (write group {{ }})"
                 )

@@ -934,6 +934,22 @@ def test_instance_names_and_script_names(conf: Any, tmp_path: Path) -> None:
     assert "vrrp_script chk nginx.v2 is named chk_nginx_v2" in messages(result.notes)
 
 
+def test_instance_names_pyvrrp_refuses_are_renamed(conf: Any, tmp_path: Path) -> None:
+    path = conf(
+        instance("", '"web front"')
+        + instance('notify "/bin/notify"', "-x", 52)
+        + 'vrrp_sync_group g {\n group {\n "web front"\n -x\n }\n}\n'
+    )
+    result, config, _ = imported(tmp_path, path)
+    assert list(config.instances) == ["web_front", "_-x"]
+    assert config.sync_groups["g"].instances == ("web_front", "_-x")
+    assert "vrrp_instance web front is named web_front in node.toml" in messages(result.notes)
+    # The generic notify gets the instance name: a rename changes what the script sees.
+    assert "vrrp_instance -x is named _-x in node.toml (pyvrrp's name rules); its notify " in (
+        messages(result.dropped)
+    )
+
+
 def test_what_pyvrrp_still_refuses_is_removed_and_reported(conf: Any, tmp_path: Path) -> None:
     # Two instances on one VRID and interface: keepalived runs them, pyvrrp refuses.
     path = conf(instance("") + instance("", "VI_2", vip="192.168.200.17/24"))
