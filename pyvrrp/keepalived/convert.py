@@ -924,6 +924,7 @@ class _Instance:
         track_scripts: list[Any] = []
         route_lines: list[Node] = []
         rule_lines: list[Node] = []
+        address_lines: list[tuple[str, Node]] = []
         notify: dict[str, list[str] | str] = {}
         notify_users: set[tuple[str, ...]] = set()
         auth: dict[str, str] = {}
@@ -965,23 +966,11 @@ class _Instance:
                     for line in child.children or ():
                         if line.keyword in ("auth_type", "auth_pass") and line.args:
                             auth[line.keyword] = line.args[0]
-                            auth[line.keyword + "_at"] = str(line.location)
                         else:
                             self.drop(line, f"authentication {line.keyword}: not converted")
-                elif key == "virtual_ipaddress":
-                    for line in child.children or ():
-                        item = c.address(line, values.get("interface"), "virtual_ipaddress")
-                        if item is not None:
-                            item["_line"] = line
-                            addresses.append(item)
-                elif key == "virtual_ipaddress_excluded":
-                    for line in child.children or ():
-                        item = c.address(
-                            line, values.get("interface"), "virtual_ipaddress_excluded"
-                        )
-                        if item is not None:
-                            item["_line"] = line
-                            excluded.append(item)
+                elif key in ("virtual_ipaddress", "virtual_ipaddress_excluded"):
+                    # Converted after the loop: `interface` may come later in the block.
+                    address_lines.extend((key, line) for line in child.children or ())
                 elif key == "unicast_src_ip":
                     if c._args(child, 1, "the address") is not None:
                         values["unicast_source"] = str(_ip(args[0]))
@@ -1035,6 +1024,12 @@ class _Instance:
                     self.drop(child, f"{key}: not converted (pyvrrp has no equivalent)")
             except _Bad as bad:
                 self.drop(child, f"{bad}; ignored")
+
+        for key, line in address_lines:
+            item = c.address(line, values.get("interface"), key)
+            if item is not None:
+                item["_line"] = line
+                (addresses if key == "virtual_ipaddress" else excluded).append(item)
 
         # What pyvrrp requires --------------------------------------------------------------
         missing = [

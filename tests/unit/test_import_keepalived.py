@@ -869,6 +869,17 @@ def test_addresses_labels_and_options(conf: Any, tmp_path: Path) -> None:
     assert "no_track: pyvrrp puts a deleted address back" in messages(result.notes)
 
 
+def test_interface_after_the_addresses(conf: Any, tmp_path: Path) -> None:
+    path = conf(
+        "vrrp_instance VI_1 {\n virtual_ipaddress {\n 10.0.0.1/24 dev eth7 label eth7:v\n }\n"
+        " virtual_router_id 9\n interface eth7\n}\n"
+    )
+    result, config, raw = imported(tmp_path, path)
+    assert result.faithful
+    assert raw["instances"]["VI_1"]["addresses"] == [{"address": "10.0.0.1/24", "label": "eth7:v"}]
+    assert config.instances["VI_1"].addresses[0].label == "eth7:v"
+
+
 def test_routes_and_rules_with_named_tables(conf: Any, tmp_path: Path) -> None:
     path = conf(
         "static_routes {\n 1.2.3.57/32 dev eth0.4000 table vswitch\n"
