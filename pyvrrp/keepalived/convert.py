@@ -1098,10 +1098,12 @@ class _Instance:
             priority = _OWNER if state == "master" else _DEFAULT_PRIORITY
         self.priority = priority
         if state == "backup" and priority == _OWNER:
-            # keepalived starts an owner as master whatever the state says.
-            self.note(
+            # pyvrrp refuses it: an owner starts as master (RFC 9568 §6.4.1); keepalived 2.x
+            # starts it as backup and takes over when the down timer fires.
+            self.drop(
                 seen["state"],
-                "state BACKUP with priority 255: the owner starts as master, as in keepalived",
+                "state BACKUP with priority 255: pyvrrp starts the address owner as master at "
+                "once (RFC 9568 §6.4.1), keepalived after Master_Down_Interval; state left out",
             )
             state = None
         preempt = not values.get("nopreempt", False)

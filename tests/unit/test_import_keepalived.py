@@ -694,6 +694,15 @@ def test_state_master_without_priority_is_the_owner(conf: Any, tmp_path: Path) -
     assert raw["instances"]["VI_1"]["priority"] == 255
 
 
+def test_backup_owner_starts_as_master_and_says_so(conf: Any, tmp_path: Path) -> None:
+    result, config, raw = imported(tmp_path, conf(instance("state BACKUP\n priority 255")))
+    assert config.instances["VI_1"].initial_state == "master"
+    assert "state" not in raw["instances"]["VI_1"]
+    assert "state BACKUP with priority 255: pyvrrp starts the address owner as master" in (
+        messages(result.dropped)
+    )
+
+
 def test_no_state_no_priority_is_a_backup_at_100(conf: Any, tmp_path: Path) -> None:
     _, config, raw = imported(tmp_path, conf(instance("")))
     assert (config.instances["VI_1"].priority, config.instances["VI_1"].initial_state) == (
