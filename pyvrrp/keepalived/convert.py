@@ -1121,8 +1121,10 @@ class _Instance:
                 "with state BACKUP)",
             )
             preempt = True
-        if preempt_delay is not None and (state == "master" or not preempt):
-            why = "state MASTER" if state == "master" else "nopreempt"
+        # keepalived clears preempt_delay on an instance that starts as master (state MASTER,
+        # or the owner without a state) and with nopreempt.
+        if preempt_delay is not None and (state == "master" or priority == _OWNER or not preempt):
+            why = "nopreempt" if not preempt else "a start as master"
             self.note(
                 seen["preempt_delay"],
                 f"preempt_delay is cleared because of {why}, as keepalived does",

@@ -722,6 +722,9 @@ def test_nopreempt_on_backup_and_preempt_delay(conf: Any, tmp_path: Path) -> Non
     assert config.instances["VI_1"].preempt is False
     assert config.instances["VI_1"].preempt_delay_us == 0
     assert "preempt_delay is cleared because of nopreempt" in messages(result.notes)
+    result, config, _ = imported(tmp_path, conf(instance("priority 255\n preempt_delay 30")))
+    assert config.instances["VI_1"].preempt_delay_us == 0
+    assert "preempt_delay is cleared because of a start as master" in messages(result.notes)
 
 
 @pytest.mark.parametrize(
