@@ -13,6 +13,8 @@ from ipaddress import IPv4Address, IPv6Address
 
 import attrs
 
+from pyvrrp.core.errors import UsageError
+
 IPAddress = IPv4Address | IPv6Address
 
 VRRP_PROTOCOL = 112
@@ -43,7 +45,7 @@ class Family(enum.IntEnum):
 
 
 class ChecksumMode(enum.Enum):
-    """How the IPv4 VRRP checksum is computed (protocol.md, "Checksum").
+    """How the IPv4 VRRP checksum is computed (docs/protocol.md, "Checksum").
 
     IPv6 always includes the RFC 8200 pseudo-header whatever this says.
     """
@@ -155,7 +157,7 @@ def _pseudo_header_sum(source: IPAddress, destination: IPAddress, length: int) -
 
 
 def _checksum_covers_pseudo_header(family: Family, checksum_mode: ChecksumMode) -> bool:
-    # RFC 9568 §5.2.8; protocol.md "Checksum": IPv6 always includes it.
+    # RFC 9568 §5.2.8; docs/protocol.md "Checksum": IPv6 always includes it.
     return family is Family.IPV6 or checksum_mode is ChecksumMode.PSEUDO_HEADER
 
 
@@ -172,27 +174,28 @@ def encode(
     the pseudo-header (always for IPv6, for IPv4 unless ``checksum_mode`` is MESSAGE_ONLY).
     In unicast mode ``destination`` is the peer the message is sent to.
 
-    Raises ValueError for an advertisement that breaks RFC 9568 §5.2: that is a bug of ours
-    (configuration validation should have caught it), never something a peer can cause.
+    Raises :class:`~pyvrrp.core.errors.UsageError` (a ValueError) for an advertisement that
+    breaks RFC 9568 §5.2: that is a bug of ours (configuration validation should have caught
+    it), never something a peer can cause.
     """
     vrid = advert.vrid
     priority = advert.priority
     interval = advert.max_advert_interval
     addresses = advert.addresses
     if not 1 <= vrid <= 255:  # RFC 9568 §5.2.3
-        raise ValueError(f"VRID {vrid} is outside 1..255")
+        raise UsageError(f"VRID {vrid} is outside 1..255")
     if not 0 <= priority <= 255:  # §5.2.4
-        raise ValueError(f"priority {priority} is outside 0..255")
+        raise UsageError(f"priority {priority} is outside 0..255")
     if not 1 <= interval <= _MAX_INTERVAL:  # §5.2.7: 12 bits of centiseconds, never 0
-        raise ValueError(f"max advert interval {interval} cs is outside 1..{_MAX_INTERVAL}")
+        raise UsageError(f"max advert interval {interval} cs is outside 1..{_MAX_INTERVAL}")
     count = len(addresses)
     if not 1 <= count <= 255:  # §5.2.5: an 8-bit count of at least one address
-        raise ValueError(f"an advertisement carries 1..255 addresses, not {count}")
+        raise UsageError(f"an advertisement carries 1..255 addresses, not {count}")
     kind = type(addresses[0])
     if not all(type(address) is kind for address in addresses):
-        raise ValueError(f"addresses of both families in one advertisement: {addresses}")
+        raise UsageError(f"addresses of both families in one advertisement: {addresses}")
     if type(source) is not kind or type(destination) is not kind:
-        raise ValueError(
+        raise UsageError(
             f"source {source} and destination {destination} are not of the family of the"
             f" advertised addresses ({addresses[0]})"
         )
@@ -202,7 +205,7 @@ def encode(
         pseudo = checksum_mode is ChecksumMode.PSEUDO_HEADER
     else:
         if values[0] >> 118 != _LINK_LOCAL_TOP_BITS:  # §5.2.9: peers drop anything else
-            raise ValueError(f"the first IPv6 address {addresses[0]} is not link-local")
+            raise UsageError(f"the first IPv6 address {addresses[0]} is not link-local")
         halves: list[int] = []
         for value in values:
             halves.append(value >> 64)
@@ -322,7 +325,7 @@ def decode(
             DropReason.TYPE,
             f"{source} sent VRRP type {version_type & 0x0F}, not {ADVERTISEMENT} (ADVERTISEMENT)",
         )
-    if count == 0:  # §5.2.5; protocol.md: discard, at least one address
+    if count == 0:  # §5.2.5; docs/protocol.md: discard, at least one address
         raise DecodeError(DropReason.COUNT_ZERO, f"{source} sent an advertisement with no address")
     if type(source) is IPv4Address:
         family = Family.IPV4
@@ -396,7 +399,7 @@ def _checksums_with_padding(
 @attrs.frozen
 class IPv4Datagram:
     """The parts of a received IPv4 datagram that VRRP needs (IPv4 raw sockets deliver the
-    IP header, protocol.md "Practical Linux notes")."""
+    IP header, docs/protocol.md "Practical Linux notes")."""
 
     source: IPv4Address
     destination: IPv4Address
@@ -465,13 +468,17 @@ def build_ipv4(
 ) -> bytes:
     """An IPv4 datagram carrying ``payload`` as protocol 112, with a valid header checksum.
 
-    For tests and in-memory networks: on a real host the kernel builds the header.
+    The runtime sends it on an IP_HDRINCL raw socket (pyvrrp.runtime.transport): we build the
+    header, so its source (which the pseudo-header checksum covers) and TTL are exactly ours.
+    Linux keeps them and only fills in the total length and header checksum (and the
+    identification field, left 0 here). Raises :class:`~pyvrrp.core.errors.UsageError` for a
+    payload or TTL that does not fit.
     """
     total_length = _IPV4_HEADER_SIZE + len(payload)
     if total_length > 0xFFFF:
-        raise ValueError(f"a {len(payload)}-byte payload does not fit in an IPv4 datagram")
+        raise UsageError(f"a {len(payload)}-byte payload does not fit in an IPv4 datagram")
     if not 0 <= ttl <= 255:
-        raise ValueError(f"TTL {ttl} is outside 0..255")
+        raise UsageError(f"TTL {ttl} is outside 0..255")
     fields = (_IPV4_VERSION_IHL, _IPV4_TOS, total_length, 0, 0, ttl, VRRP_PROTOCOL)
     header = _IPV4_HEADER.pack(*fields, 0, int(source), int(destination))
     checksum = internet_checksum(header)

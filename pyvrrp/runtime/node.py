@@ -18,7 +18,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, assert_never
 
 import attrs
 import trio
@@ -47,13 +47,12 @@ from pyvrrp.core.events import (
     SyncFault,
     Timeout,
 )
-from pyvrrp.core.packet import DecodeError, DropReason, Family, IPAddress, encode, peek_vrid
+from pyvrrp.core.packet import DecodeError, DropReason, Family, IPAddress, peek_vrid
 from pyvrrp.core.router import RouterParams, RouterStatistics, VirtualRouter
 from pyvrrp.core.sync import sync_events
 from pyvrrp.core.timers import release_timeout
 from pyvrrp.core.tracking import Health, Tracking
-from pyvrrp.runtime.control import UnknownInstance
-from pyvrrp.runtime.errors import EnvironmentProblem
+from pyvrrp.runtime.errors import EnvironmentProblem, UnknownInstance
 from pyvrrp.runtime.logs import RateLimiter
 from pyvrrp.runtime.netlink import (
     AddressEvent,
@@ -68,8 +67,9 @@ from pyvrrp.runtime.netlink import (
     describe_rule,
 )
 from pyvrrp.runtime.notify import Notifier
+from pyvrrp.runtime.process import ProcessRunner, RealProcessRunner
 from pyvrrp.runtime.statefile import MaintenanceStore, StateDirStore, StateFileError
-from pyvrrp.runtime.trackers import ProcessRunner, RealProcessRunner, Trackers
+from pyvrrp.runtime.trackers import Trackers
 from pyvrrp.runtime.transport import Transport, TransportFactory
 
 if TYPE_CHECKING:
@@ -146,7 +146,7 @@ def router_params(instance: InstanceConfig, local_address: IPAddress) -> RouterP
         advert_interval_cs=instance.advert_interval_cs,
         preempt=instance.preempt,
         preempt_delay_us=instance.preempt_delay_us,
-        unicast_peers=frozenset(instance.unicast_peers),
+        unicast_peers=instance.unicast_peers,
         checksum_mode=instance.ipv4_checksum,
         garp_delay_us=instance.garp_delay_us,
         garp_refresh_us=instance.garp_refresh_us,
@@ -182,9 +182,6 @@ class Instance:
         self.config = config
         self.name = config.name
         self.address_specs, self.excluded_specs = _specs(config)
-        self.destinations: tuple[IPAddress, ...] = config.unicast_peers or (
-            config.family.multicast_group,
-        )
 
     @property
     def state(self) -> State:
@@ -273,52 +270,50 @@ class Instance:
     async def execute(self, actions: Sequence[Action], now: int) -> None:
         """Carry out a router's actions, in order; ``now`` is the time they were decided."""
         for action in actions:
-            if isinstance(action, SendAdvert):
-                await self._send_advert(action)
-            elif isinstance(action, InstallVirtual):
-                await self.install(
-                    self.all_specs, self.config.virtual_routes, self.config.virtual_rules
-                )
-            elif isinstance(action, RemoveVirtual):
-                await self.remove(
-                    self.all_specs, self.config.virtual_routes, self.config.virtual_rules
-                )
-            elif isinstance(action, Announce):
-                await self.node.announcements.announce(self.all_specs, self.config.garp_repeat)
-            elif isinstance(action, StateChanged):
-                self.node.publish(self, action, now)
-            elif isinstance(action, Dropped):
-                self._logs.log(
-                    log,
-                    logging.INFO,
-                    ("drop", action.reason),
-                    "%s: dropped advertisement from %s: %s (%s)",
-                    self.name,
-                    action.source,
-                    action.reason.value,
-                    action.detail,
-                )
-            elif isinstance(action, Notice):
-                self._logs.log(
-                    log,
-                    logging.WARNING,
-                    ("notice", action.kind, action.source),
-                    "%s: %s %s",
-                    self.name,
-                    action.source,
-                    action.detail,
-                )
+            match action:
+                case SendAdvert():
+                    await self._send_advert(action)
+                case InstallVirtual():
+                    await self.install(
+                        self.all_specs, self.config.virtual_routes, self.config.virtual_rules
+                    )
+                case RemoveVirtual():
+                    await self.remove(
+                        self.all_specs, self.config.virtual_routes, self.config.virtual_rules
+                    )
+                case Announce():
+                    await self.node.announcements.announce(self.all_specs, self.config.garp_repeat)
+                case StateChanged():
+                    self.node.publish(self, action, now)
+                case Dropped():
+                    self._logs.log(
+                        log,
+                        logging.INFO,
+                        ("drop", action.reason),
+                        "%s: dropped advertisement from %s: %s (%s)",
+                        self.name,
+                        action.source,
+                        action.reason.value,
+                        action.detail,
+                    )
+                case Notice():
+                    self._logs.log(
+                        log,
+                        logging.WARNING,
+                        ("notice", action.kind, action.source),
+                        "%s: %s %s",
+                        self.name,
+                        action.source,
+                        action.detail,
+                    )
+                case _:
+                    assert_never(action)
 
     async def _send_advert(self, action: SendAdvert) -> None:
+        # The router encoded the datagrams (destinations, checksum mode): only send them.
         assert self.transport is not None
-        for destination in self.destinations:
-            message = encode(
-                action.advert,
-                source=self.local_address,
-                destination=destination,
-                checksum_mode=self.config.ipv4_checksum,
-            )
-            await self.transport.send(message, self.local_address, destination)
+        for datagram in action.datagrams:
+            await self.transport.send(datagram.message, datagram.source, datagram.destination)
 
     async def install(
         self,
@@ -828,9 +823,7 @@ class Node:
                         "no instance has this VRID here",
                     )
                     continue
-                instance.post_packet(
-                    PacketReceived(packet.message, packet.source, packet.destination, packet.ttl)
-                )
+                instance.post_packet(packet)
 
     async def _watch_netlink(self) -> None:
         """Forget cached link details on link changes; put back addresses removed from a

@@ -21,6 +21,7 @@ from typing import Protocol
 import attrs
 import trio
 
+from pyvrrp.core.events import PacketReceived
 from pyvrrp.core.packet import (
     VRRP_PROTOCOL,
     VRRP_TTL,
@@ -42,16 +43,6 @@ RECEIVE_BUFFER = 1 << 20
 log = logging.getLogger("pyvrrp")
 
 
-@attrs.frozen
-class ReceivedPacket:
-    """A VRRP message as received: the bytes after the IP header and what the header said."""
-
-    message: bytes
-    source: IPAddress
-    destination: IPAddress
-    ttl: int
-
-
 class Transport(Protocol):
     """Sends and receives VRRP messages on one interface for one address family."""
 
@@ -62,8 +53,9 @@ class Transport(Protocol):
     async def send(self, message: bytes, source: IPAddress, destination: IPAddress) -> None:
         """Send one VRRP message; transient failures are counted, not raised."""
 
-    async def receive(self) -> ReceivedPacket:
-        """Wait for the next message; raises DecodeError for a malformed IP header."""
+    async def receive(self) -> PacketReceived:
+        """Wait for the next message (the core's event, handed to the router as is); raises
+        DecodeError for a malformed IP header."""
 
     def close(self) -> None: ...
 
@@ -195,11 +187,11 @@ class RawTransport:
                 (str(destination), 0, 0, self._ifindex),
             )
 
-    async def receive(self) -> ReceivedPacket:
+    async def receive(self) -> PacketReceived:
         if self.family is Family.IPV4:
             data = await self._sock.recv(65535)
             datagram = parse_ipv4(data)
-            return ReceivedPacket(
+            return PacketReceived(
                 datagram.payload, datagram.source, datagram.destination, datagram.ttl
             )
         space = socket.CMSG_SPACE(20) + socket.CMSG_SPACE(4)
@@ -217,7 +209,7 @@ class RawTransport:
         source = ip_address(str(address[0]).partition("%")[0])
         if destination is None or hop_limit < 0:
             raise DecodeError(DropReason.IP_HEADER, "missing IPv6 ancillary data")
-        return ReceivedPacket(data, source, destination, hop_limit)
+        return PacketReceived(data, source, destination, hop_limit)
 
     def close(self) -> None:
         self._sock.close()

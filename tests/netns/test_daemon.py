@@ -64,6 +64,7 @@ from pyvrrp.core.packet import decode
 from pyvrrp.runtime.daemon import missing_capabilities
 from pyvrrp.runtime.netlink import in_netns
 from tests.conftest import netns_unavailable_reason
+from tests.netns.labtools import master_down_interval, skew_time
 
 ROOT = Path(__file__).resolve().parents[2]
 INTERFACE = "eth0.4000"
@@ -117,16 +118,6 @@ IPV4_GROUP_MAC = "01:00:5e:00:00:12"  # RFC 1112 §6.4
 IPV6_GROUP_MAC = "33:33:00:00:00:12"  # RFC 2464 §7
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
-
-
-def skew_time(priority: int, interval: float = INTERVAL) -> float:
-    """RFC 9568 §6.1."""
-    return (256 - priority) * interval / 256
-
-
-def master_down_interval(priority: int, interval: float = INTERVAL) -> float:
-    """RFC 9568 §6.1."""
-    return 3 * interval + skew_time(priority, interval)
 
 
 def node_toml(lab: Lab, node: str) -> str:

@@ -33,6 +33,7 @@ from nslab import (
 from nslab.system import pid_alive
 
 from tests.conftest import netns_unavailable_reason
+from tests.netns.labtools import master_down_interval
 
 V4 = {"A": "1.2.3.58", "B": "1.2.3.59", "C": "1.2.3.60"}
 V6 = {
@@ -42,16 +43,6 @@ V6 = {
 }
 # seed-setup.md: each node is master of its own VIP and excluded address.
 SEED_TABLE = {addr[n]: [n] for addr in (V4, V6) for n in "ABC"}
-
-
-def skew_time(priority: int, advert_interval: float = 1.0) -> float:
-    """RFC 9568 §6.1."""
-    return (256 - priority) * advert_interval / 256
-
-
-def master_down_interval(priority: int, advert_interval: float = 1.0) -> float:
-    """RFC 9568 §6.1."""
-    return 3 * advert_interval + skew_time(priority, advert_interval)
 
 
 def _require_lab_environment() -> None:

@@ -15,6 +15,7 @@ import trio.testing
 
 from pyvrrp.core.actions import Cause, State
 from pyvrrp.core.config import RouteConfig, RuleConfig
+from pyvrrp.core.events import PacketReceived
 from pyvrrp.core.packet import Advertisement, DecodeError, DropReason, Family, encode
 from pyvrrp.core.router import HANDOVER_GRACE
 from pyvrrp.core.timers import US_PER_SECOND as SECOND
@@ -22,7 +23,6 @@ from pyvrrp.core.timers import master_down_interval, skew_time
 from pyvrrp.runtime.errors import EnvironmentProblem
 from pyvrrp.runtime.netlink import AddressSpec
 from pyvrrp.runtime.node import Node
-from pyvrrp.runtime.transport import ReceivedPacket
 from pyvrrp.testing.fakenetlink import FakeNetlink
 from pyvrrp.testing.lan import Delivery, MemoryLan, RecordingAnnouncements
 
@@ -296,11 +296,11 @@ async def test_garbage_changes_no_state_and_is_counted_by_reason(
         source, destination = ip_address("192.168.200.7"), ip_address("224.0.0.18")
         good = bytes.fromhex("313a6401006405720102033a")  # VRID 58 with a wrong checksum
         bad = [
-            ReceivedPacket(good, source, destination, 255),  # checksum
-            ReceivedPacket(good, source, destination, 64),  # TTL
-            ReceivedPacket(b"\x21" + good[1:], source, destination, 255),  # VRRPv2
-            ReceivedPacket(b"\x31\x07" + good[2:], source, destination, 255),  # unknown VRID
-            ReceivedPacket(b"\x31", source, destination, 255),  # too short to demultiplex
+            PacketReceived(good, source, destination, 255),  # checksum
+            PacketReceived(good, source, destination, 64),  # TTL
+            PacketReceived(b"\x21" + good[1:], source, destination, 255),  # VRRPv2
+            PacketReceived(b"\x31\x07" + good[2:], source, destination, 255),  # unknown VRID
+            PacketReceived(b"\x31", source, destination, 255),  # too short to demultiplex
         ]
         for _ in range(100):
             for packet in bad:
@@ -351,3 +351,15 @@ async def test_a_timer_lead_wakes_early_but_the_router_decides_at_the_exact_dead
     # and the advertisements leave on a 1 s grid anchored there, each 1 ms early.
     assert transitions[-1].time - t0 == pytest.approx(3.609375, abs=1e-9)
     assert [round(t - t0, 6) for t in sent] == [3.608375, 4.608375, 5.608375]
+
+
+async def test_an_action_the_runtime_does_not_know_is_an_error_not_ignored(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with trio.open_nursery() as nursery:
+        cluster = Cluster(nursery)
+        await start_three(cluster)
+        instance = cluster.hosts["A"].node.instances["vip58"]
+        with pytest.raises(AssertionError):  # typing.assert_never: mypy proves it unreachable
+            await instance.execute([object()], 0)  # type: ignore[list-item]
+        nursery.cancel_scope.cancel()

@@ -19,10 +19,10 @@ import trio
 import trio.testing
 
 from pyvrrp import __version__
+from pyvrrp.core.events import PacketReceived
 from pyvrrp.core.packet import DecodeError, DropReason, Family
 from pyvrrp.core.timers import US_PER_SECOND as SECOND
 from pyvrrp.core.timers import skew_time
-from pyvrrp.runtime.transport import ReceivedPacket
 from pyvrrp.status_format import format_status
 from pyvrrp.testing.fakeprocess import FakeRun
 
@@ -86,7 +86,7 @@ async def test_status_reports_every_key_and_follows_a_failover(
         c = await cluster.start("C", node_config(75))
         source, group = ip_address("192.168.200.9"), ip_address("224.0.0.18")
         for message in (BAD_CHECKSUM, UNKNOWN_VRID, UNKNOWN_VRID):
-            cluster.lan.inject("A", ReceivedPacket(message, source, group, 255), Family.IPV4)
+            cluster.lan.inject("A", PacketReceived(message, source, group, 255), Family.IPV4)
         cluster.lan.inject("A", DecodeError(DropReason.IP_HEADER, "bad"), Family.IPV4)
         await cluster.sleep_until(9)
         a.runner.set(COMMAND, FakeRun.fail(7, duration=0.012))

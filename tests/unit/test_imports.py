@@ -52,6 +52,92 @@ def test_core_has_modules_to_check() -> None:
     }
 
 
+PACKAGE = ROOT / "pyvrrp"
+
+
+def module_name(path: Path) -> str:
+    name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+    return name.removesuffix(".__init__")
+
+
+MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def project_imports(name: str, path: Path) -> set[str]:
+    """The pyvrrp modules ``name`` imports anywhere in its source: at the top, inside
+    functions and under ``if TYPE_CHECKING:`` alike (a type-only import is still a
+    dependency a reader has to follow)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name in MODULES)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parts, base] if base else parts)
+            for alias in node.names:
+                submodule = f"{base}.{alias.name}"
+                if submodule in MODULES:
+                    found.add(submodule)
+                elif base in MODULES:
+                    found.add(base)
+    found.discard(name)
+    return found
+
+
+def import_circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        for other in sorted(graph[module]):
+            if other not in index:
+                visit(other)
+                low[module] = min(low[module], low[other])
+            elif other in stack:
+                low[module] = min(low[module], index[other])
+        if low[module] == index[module]:
+            component = [stack.pop()]
+            while component[-1] != module:
+                component.append(stack.pop())
+            if len(component) > 1:
+                circles.append(sorted(component))
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    return circles
+
+
+GRAPH = {name: project_imports(name, path) for name, path in MODULES.items()}
+# The package face imports the runtime for type hints and the runtime reads __version__ from
+# it; issue 14 moves __version__ to its own module, and this entry goes with it.
+KNOWN_CIRCLES = [["pyvrrp", "pyvrrp.runtime.node"]]
+
+
+def test_the_import_graph_sees_type_only_and_relative_imports() -> None:
+    assert "pyvrrp.runtime.node" in GRAPH["pyvrrp"]  # under TYPE_CHECKING
+    assert "pyvrrp.core.params" in GRAPH["pyvrrp.core.events"]
+    assert import_circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_no_import_circle_among_core_modules() -> None:
+    core = {n: {d for d in deps if d.startswith("pyvrrp.core")} for n, deps in GRAPH.items()}
+    core = {n: deps for n, deps in core.items() if n.startswith("pyvrrp.core")}
+    assert import_circles(core) == []
+
+
+def test_no_import_circle_among_pyvrrp_modules() -> None:
+    assert [c for c in import_circles(GRAPH) if c not in KNOWN_CIRCLES] == []
+
+
 def loaded_after(statement: str) -> set[str]:
     code = f"import sys; {statement}; print('\\n'.join(sorted(sys.modules)))"
     out = subprocess.run(
