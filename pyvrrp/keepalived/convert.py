@@ -467,6 +467,14 @@ class _Converter:
         for node in nodes:
             if node.keyword == "vrrp_sync_group":
                 self.vrrp_sync_group(node)
+        notifies = any(k.startswith("notify") for t in self.instances.values() for k in t)
+        if (self.scripts or notifies) and "script_user" not in self.global_:
+            self.note(
+                None,
+                "no script_user: keepalived runs scripts as keepalived_script when that user "
+                "exists, else as root; pyvrrp runs them as root unless [global] script_user says "
+                "otherwise",
+            )
 
     # global_defs -------------------------------------------------------------------------
 

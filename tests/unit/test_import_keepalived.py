@@ -315,6 +315,7 @@ def test_sample_localcheck_weights(tmp_path: Path) -> None:
     # A bash redirection is not a program: it runs through the shell, with a note saying so.
     assert config.scripts["chk_http_port"].command == "</dev/tcp/127.0.0.1/80"
     assert "chk_http_port: the command uses shell syntax" in messages(result.notes)
+    assert "no script_user: keepalived runs scripts as keepalived_script" in messages(result.notes)
 
 
 def test_sample_routes_convert_or_are_reported(tmp_path: Path) -> None:
