@@ -763,7 +763,7 @@ class _Converter:
                     "refuses it otherwise); label removed",
                 )
                 del result["label"]
-        if result.get("dev") == interface:
+        if "dev" in result and result["dev"] == interface:
             del result["dev"]
         return result
 

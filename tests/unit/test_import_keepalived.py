@@ -983,12 +983,19 @@ def test_what_pyvrrp_still_refuses_is_removed_and_reported(conf: Any, tmp_path: 
 
 
 def test_instance_without_required_keys_is_reported(conf: Any, tmp_path: Path) -> None:
-    path = conf("vrrp_instance X {\n interface eth0\n}\n" + instance(""))
+    path = conf(
+        "vrrp_instance X {\n interface eth0\n}\n"
+        + "vrrp_instance Y {\n virtual_ipaddress {\n 10.9.9.9/24\n }\n}\n"
+        + instance("")
+    )
     result, config, _ = imported(tmp_path, path)
     assert list(config.instances) == ["VI_1"]
     assert (
         f"{path}:1: vrrp_instance X: has no virtual_router_id or virtual_ipaddress, which pyvrrp "
         "needs: not imported" in messages(result.dropped)
+    )
+    assert f"{path}:4: vrrp_instance Y: has no interface or virtual_router_id" in messages(
+        result.dropped
     )
 
 
@@ -1055,4 +1062,28 @@ def test_any_bytes_import_or_fail_cleanly(data: bytes) -> None:
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "keepalived.conf"
         path.write_bytes(data)
+        imports_or_fails_cleanly(path)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_mutated_real_configs_import_or_fail_cleanly(data: st.DataObject) -> None:
+    # The real cluster's file with lines deleted, repeated, replaced or inserted: reaches
+    # the converter's corners (an address before any interface, half an instance...).
+    lines = (DATA / "machine-a.conf").read_text().splitlines()
+    words = st.lists(st.sampled_from(WORDS), max_size=5).map(" ".join)
+    for _ in range(data.draw(st.integers(0, 8))):
+        i = data.draw(st.integers(0, len(lines) - 1))
+        operation = data.draw(st.sampled_from(["delete", "repeat", "replace", "insert"]))
+        if operation == "delete" and len(lines) > 1:
+            del lines[i]
+        elif operation == "repeat":
+            lines.insert(i, lines[i])
+        elif operation == "replace":
+            lines[i] = data.draw(words)
+        else:
+            lines.insert(i, data.draw(words))
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "keepalived.conf"
+        path.write_text("\n".join(lines))
         imports_or_fails_cleanly(path)
