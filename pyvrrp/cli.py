@@ -21,7 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from pyvrrp import __version__
-from pyvrrp.configfile import ConfigFileError, check_environment, load, problem_lines
+from pyvrrp.configfile import (
+    ConfigFileError,
+    check_environment,
+    load,
+    problem_lines,
+    warning_lines,
+)
 from pyvrrp.core.config import DEFAULT_CONTROL_SOCKET, ConfigError, summary
 
 EXIT_OK = 0
@@ -62,9 +68,11 @@ def _add_check_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
         "check",
         help="validate a configuration file and exit",
         description=(
-            "Validate FILE: print every problem as 'FILE: key.path: message' and exit 2, or "
-            "print a one-line summary and exit 0. Also checks that the programs and users "
-            "it names exist on this host."
+            "Validate FILE: print each problem as 'FILE: key.path: message' (the first 100, "
+            "then how many more) and exit 2, or print a one-line summary and exit 0, with "
+            "any warnings ('FILE: key.path: warning: message') on stderr. A file without "
+            "instances, or over 1 MiB, is a problem. Also checks that the programs, users "
+            "and groups it names exist on this host."
         ),
     )
     _add_config_option(check, in_subcommand=True)
@@ -193,6 +201,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     except ConfigError as error:
         _print_lines(problem_lines(file, error))
         return EXIT_CONFIG
+    _print_lines(warning_lines(file, config))
     problems = check_environment(config)
     if problems:
         _print_lines(problem_lines(file, problems))

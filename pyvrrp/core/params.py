@@ -36,7 +36,8 @@ class RouterParams:
     ``local_address`` is the source of our advertisements (the interface's primary IPv4
     address, its IPv6 link-local address, or ``unicast_source``): it breaks ties between
     equal priorities. A non-empty ``unicast_peers`` sends advertisements to each of them, in
-    this order, and accepts advertisements only from them (any iterable is taken as a tuple).
+    this order, and accepts advertisements only from them unless ``unicast_peers_only`` is
+    False (any iterable is taken as a tuple).
     Times are integer microseconds, the advertisement interval centiseconds as on the wire.
     Out-of-range values raise :class:`~pyvrrp.core.errors.UsageError`.
     """
@@ -49,6 +50,7 @@ class RouterParams:
     preempt: bool = True
     preempt_delay_us: int = 0
     unicast_peers: tuple[IPAddress, ...] = attrs.field(default=(), converter=_peers)
+    unicast_peers_only: bool = True
     checksum_mode: ChecksumMode = ChecksumMode.PSEUDO_HEADER
     garp_delay_us: int = 5 * timers.US_PER_SECOND
     garp_refresh_us: int = 0

@@ -320,7 +320,8 @@ class VirtualRouter:
             return [self._drop(DropReason.UNKNOWN_VRID, source, f"VRID {advert.vrid}")]
         if source == self.params.local_address:
             return [self._drop(DropReason.OWN_ADVERT, source, "our own advertisement")]
-        if self.params.unicast_peers and source not in self.params.unicast_peers:
+        peers = self.params.unicast_peers
+        if peers and self.params.unicast_peers_only and source not in peers:
             return [self._drop(DropReason.NOT_A_PEER, source, f"{source} is not in unicast_peers")]
         self._received += 1
         if advert.priority == 0:

@@ -78,6 +78,8 @@ def run_daemon(config_path: str | os.PathLike[str]) -> int:
             " and ".join(missing),
         )
         return EXIT_ENVIRONMENT
+    for line in configfile.warning_lines(config_path, config):
+        log.warning("%s", line)
     for warning in configfile.check_environment(config):
         log.warning("%s", warning)
     failures: list[Exception] = []
@@ -121,6 +123,8 @@ class DaemonControl:
                 for line in lines:
                     log.error("reload rejected: %s", line)
                 raise ReloadRejected(lines) from None
+            for line in configfile.warning_lines(self.config_path, config):
+                log.warning("reload: %s", line)
             _warn_restart_only(self.node.config, config)
             sdnotify.reloading()
             try:

@@ -147,6 +147,7 @@ def router_params(instance: InstanceConfig, local_address: IPAddress) -> RouterP
         preempt=instance.preempt,
         preempt_delay_us=instance.preempt_delay_us,
         unicast_peers=instance.unicast_peers,
+        unicast_peers_only=instance.unicast_peers_only,
         checksum_mode=instance.ipv4_checksum,
         garp_delay_us=instance.garp_delay_us,
         garp_refresh_us=instance.garp_refresh_us,

@@ -657,6 +657,14 @@ def test_unicast_mode_accepts_only_listed_peers() -> None:
     assert router.statistics().drops == {DropReason.NOT_A_PEER: 1}
 
 
+def test_unicast_peers_only_false_accepts_other_routers() -> None:
+    # keepalived-style unicast where the peer list is where we send, not whom we hear.
+    router = backup(unicast_peers=frozenset({HIGHER}), unicast_peers_only=False)
+    assert router.handle(rx(150, LOWER), S) == []
+    assert router.deadline() == S + MDI_100
+    assert router.statistics().drops == {}
+
+
 def packet(
     advert: Advertisement,
     *,
