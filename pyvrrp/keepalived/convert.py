@@ -26,6 +26,7 @@ from typing import Any
 
 import attrs
 
+from pyvrrp.configfile import table_names
 from pyvrrp.core.config import ConfigError, NodeConfig, Problem, key_path, parse_node
 from pyvrrp.keepalived.parser import Location, Node, Parsed, parse_file
 from pyvrrp.keepalived.render import Comments, render
@@ -1428,6 +1429,18 @@ def _walk(value: Any, path: str) -> Iterable[tuple[str, Any, Any]]:
             yield from _walk(item, sub)
 
 
+_BUILTIN_TABLES = ("main", "local", "default")  # ip(8) knows these without rt_tables
+_STANDIN_TABLE = 2**32 - 1
+
+
+def _table_names(document: Mapping[str, Any]) -> Iterable[str]:
+    """The routing table names (not numbers) the document's routes and rules use."""
+    items = [*document.get("routes", []), *document.get("rules", [])]
+    for instance in document.get("instances", {}).values():
+        items += [*instance.get("virtual_routes", []), *instance.get("virtual_rules", [])]
+    return [item["table"] for item in items if isinstance(item.get("table"), str)]
+
+
 def _under(problem: str, path: str) -> bool:
     return problem == path or problem.startswith((path + ".", path + "["))
 
@@ -1438,11 +1451,18 @@ def _validate(
     locations: Mapping[int, Location],
     drop: Callable[[Location | None, str], None],
 ) -> tuple[str, NodeConfig]:
-    """Render and validate; remove what pyvrrp refuses until it passes. -> (text, model)."""
+    """Render and validate; remove what pyvrrp refuses until it passes. -> (text, model).
+
+    Routing table names are the node's business (its rt_tables files): here any name is
+    taken as known, so that the structure is checked wherever the import runs.
+    """
+    names = sorted({t for t in _table_names(document) if t not in _BUILTIN_TABLES})
+    # Stand-in numbers for the check only; the file keeps the names.
+    standins = {name: _STANDIN_TABLE - i for i, name in enumerate(names)}
     for _ in range(10_000):
         text = render_text()
         try:
-            return text, parse_node(tomllib.loads(text))
+            return text, parse_node(tomllib.loads(text), table_names=standins)
         except ConfigError as error:
             problems: tuple[Problem, ...] = error.problems
         entries = list(_walk(document, ""))
@@ -1497,7 +1517,21 @@ def convert_parsed(parsed: Parsed, source: str) -> ImportResult:
     def render_text() -> str:
         return render(document, _header(source, parsed.files, converter), converter.comments)
 
+    names = set(_table_names(document))
+    known = table_names()
+    for name in sorted(names - set(known) - set(_BUILTIN_TABLES)):
+        converter.note(
+            None,
+            f"routing table {name} is not named in this host's rt_tables files; pyvrrp resolves "
+            "it on the node that runs it, as ip(8) does: define it there (as the if-up hooks "
+            "or keepalived did), e.g. in /etc/iproute2/rt_tables.d/" + f"{name}.conf",
+        )
     text, config = _validate(document, render_text, converter.locations, converter.drop)
+    if config.warnings:
+        # What `pyvrrp check` will say about the file belongs in its notes too.
+        for warning in config.warnings:
+            converter.note(None, f"pyvrrp check warns: {warning}")
+        text = render_text()
     return ImportResult(
         text=text,
         config=config,

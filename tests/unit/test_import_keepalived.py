@@ -893,7 +893,14 @@ def test_interface_after_the_addresses(conf: Any, tmp_path: Path) -> None:
     assert config.instances["VI_1"].addresses[0].label == "eth7:v"
 
 
-def test_routes_and_rules_with_named_tables(conf: Any, tmp_path: Path) -> None:
+def test_routes_and_rules_with_named_tables(
+    conf: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The node's rt_tables name the table, as the real cluster's do (`1 vswitch`).
+    iproute2 = tmp_path / "iproute2"
+    iproute2.mkdir()
+    (iproute2 / "rt_tables").write_text("255 local\n254 main\n1 vswitch\n")
+    monkeypatch.setenv("PYVRRP_IPROUTE2_DIRS", str(iproute2))
     path = conf(
         "static_routes {\n 1.2.3.57/32 dev eth0.4000 table vswitch\n"
         " 0.0.0.0/0 via 1.2.3.57 dev eth0.4000 table vswitch\n}\n"
@@ -910,6 +917,15 @@ def test_routes_and_rules_with_named_tables(conf: Any, tmp_path: Path) -> None:
         {"from": "1.2.3.56/29", "table": "vswitch"},
         {"to": "1.2.3.56/29", "priority": 100, "table": 7},
         {"table": 9, "family": "ipv4"},
+    ]
+    assert not result.notes
+    # Imported on a host that does not name it: kept as a name, with a note.
+    monkeypatch.setenv("PYVRRP_IPROUTE2_DIRS", str(tmp_path / "nowhere"))
+    result = import_keepalived(path)
+    assert result.faithful
+    assert 'table = "vswitch"' in result.text
+    assert [r.message.split(";")[0] for r in result.notes] == [
+        "routing table vswitch is not named in this host's rt_tables files"
     ]
 
 
