@@ -1527,11 +1527,6 @@ def convert_parsed(parsed: Parsed, source: str) -> ImportResult:
             "or keepalived did), e.g. in /etc/iproute2/rt_tables.d/" + f"{name}.conf",
         )
     text, config = _validate(document, render_text, converter.locations, converter.drop)
-    if config.warnings:
-        # What `pyvrrp check` will say about the file belongs in its notes too.
-        for warning in config.warnings:
-            converter.note(None, f"pyvrrp check warns: {warning}")
-        text = render_text()
     return ImportResult(
         text=text,
         config=config,
