@@ -172,6 +172,23 @@ def test_seed_config_imports_checks_clean_and_matches_the_cluster_table(
     assert len(masters) == 1
 
 
+@pytest.mark.parametrize("node", sorted(SEED_NODES))
+def test_seed_import_passes_pyvrrp_check(
+    node: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    output = tmp_path / "node.toml"
+    assert run(capsys, str(DATA / f"{node}.conf"), "-o", str(output), "--force")[0] == 1
+    # curl and the user nobody may be missing on a build machine: this checks the file.
+    monkeypatch.setattr("pyvrrp.cli.check_environment", lambda config: [])
+    assert main(["check", "-c", str(output)]) == 0
+    out, err = capsys.readouterr()
+    assert (
+        out
+        == f"{output}: OK: 3 instances (1.2.3.58, 1.2.3.59, 1.2.3.60), 1 script, 0 sync groups\n"
+    )
+    assert err == ""
+
+
 def test_seed_router_ids_come_from_the_files(tmp_path: Path) -> None:
     # The file rendered for machine-b says machine-c: the import keeps what the file says.
     ids = {
