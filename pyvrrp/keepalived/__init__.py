@@ -2,8 +2,11 @@
 
 :mod:`~pyvrrp.keepalived.parser` reads keepalived.conf syntax (includes, comments, blocks) into
 nodes that know their file and line; :mod:`~pyvrrp.keepalived.convert` turns them into
-node.toml text that ``pyvrrp check`` accepts, reporting what it could not express;
-:mod:`~pyvrrp.keepalived.render` writes the TOML. See docs/import-keepalived.md.
+node.toml (global_defs, scripts, sync groups, static routes and rules there,
+:mod:`~pyvrrp.keepalived.instance` for each vrrp_instance, :mod:`~pyvrrp.keepalived.values`
+for the values, :mod:`~pyvrrp.keepalived.advice` for what to say about what is not converted);
+:mod:`~pyvrrp.keepalived.validate` makes sure ``pyvrrp check`` accepts the result and
+:mod:`~pyvrrp.keepalived.render` writes the commented TOML. See docs/import-keepalived.md.
 """
 
 from __future__ import annotations

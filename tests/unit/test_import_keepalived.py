@@ -29,7 +29,7 @@ from pyvrrp.keepalived import (
     import_keepalived,
     parse_file,
 )
-from pyvrrp.keepalived.convert import command_value
+from pyvrrp.keepalived.values import command_value
 
 DATA = Path(__file__).parents[1] / "data" / "keepalived"
 SAMPLES = Path("/usr/share/doc/keepalived/samples")
