@@ -34,7 +34,12 @@ from pyvrrp.keepalived.advice import (
 from pyvrrp.keepalived.instance import _Instance
 from pyvrrp.keepalived.parser import Location, Node, Parsed, parse_file
 from pyvrrp.keepalived.render import Comments, render
-from pyvrrp.keepalived.validate import _BUILTIN_TABLES, _table_names, _validate
+from pyvrrp.keepalived.validate import (
+    _BUILTIN_TABLES,
+    NoInstanceLeftError,
+    _table_names,
+    _validate,
+)
 from pyvrrp.keepalived.values import (
     _EMAIL,
     _INSTANCE_NAME,
@@ -661,7 +666,10 @@ def convert_parsed(parsed: Parsed, source: str) -> ImportResult:
             "it on the node that runs it, as ip(8) does: define it there (as the if-up hooks "
             "or keepalived did), e.g. in /etc/iproute2/rt_tables.d/" + f"{name}.conf",
         )
-    text, config = _validate(document, render_text, converter.locations, converter.drop)
+    try:
+        text, config = _validate(document, render_text, converter.locations, converter.drop)
+    except NoInstanceLeftError:
+        raise NothingToImportError(source, tuple(converter.dropped)) from None
     return ImportResult(
         text=text,
         config=config,

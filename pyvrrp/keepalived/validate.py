@@ -42,6 +42,10 @@ def _table_names(document: Mapping[str, Any]) -> Iterable[str]:
     return [item["table"] for item in items if isinstance(item.get("table"), str)]
 
 
+class NoInstanceLeftError(Exception):
+    """Every instance was refused: there is no node.toml pyvrrp would accept."""
+
+
 def _under(problem: str, path: str) -> bool:
     return problem == path or problem.startswith((path + ".", path + "["))
 
@@ -66,6 +70,9 @@ def _validate(
             return text, parse_node(tomllib.loads(text), table_names=standins)
         except ConfigError as error:
             problems: tuple[Problem, ...] = error.problems
+        if not document.get("instances"):
+            # pyvrrp needs an instance; every one was refused (and reported).
+            raise NoInstanceLeftError
         entries = list(_walk(document, ""))
         removals: dict[int, tuple[Any, list[Any]]] = {}
         for problem in problems:

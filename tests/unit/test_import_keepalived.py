@@ -1015,6 +1015,20 @@ def test_what_pyvrrp_still_refuses_is_removed_and_reported(conf: Any, tmp_path: 
     assert "pyvrrp refuses it: VRID 51 is already used" in messages(result.dropped)
 
 
+def test_every_instance_refused_is_nothing_to_import(
+    conf: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # keepalived would fail on this interface name too; pyvrrp refuses it, and then there is
+    # no instance left to write.
+    path = conf(instance("").replace("interface eth0", "interface averyveryverylongifname"))
+    code, out, err = run(capsys, str(path))
+    assert (code, out) == (2, "")
+    assert err[0].startswith(f"dropped: {path}:2: instances.VI_1.interface: pyvrrp refuses it: ")
+    assert err[-1] == (
+        f"{path}: no vrrp_instance could be imported (pyvrrp needs at least one): nothing to write"
+    )
+
+
 def test_instance_without_required_keys_is_reported(conf: Any, tmp_path: Path) -> None:
     path = conf(
         "vrrp_instance X {\n interface eth0\n}\n"
@@ -1063,6 +1077,8 @@ WORDS = [
     "51", "255", "256", "-10", "0.5", "10.0.0.1", "10.0.0.2/24", "10.0.0.0/24", "fe80::1/64",
     "2001:db8::1", "::/0", "0.0.0.0/0", "{", "}", "{", "}", '"/bin/true x"', "#", "!", "\n",
     "\n", "\n", "\n", "@a", "$X=1", "$X", "global", "link", "all", "blackhole", "or",
+    "averyveryverylongifname", "224.0.0.18/32", "127.0.0.1", "0.0.0.0", "10.0.0.255/24",
+    "1.2.3.58", "192.168.200.1", "ops@example.com", "nobody", "vswitch", "lo",
 ]  # fmt: skip
 
 
