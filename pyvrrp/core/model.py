@@ -18,10 +18,8 @@ import enum
 import types
 from collections.abc import Iterable, Mapping
 from ipaddress import (
-    IPv4Address,
     IPv4Interface,
     IPv4Network,
-    IPv6Address,
     IPv6Interface,
     IPv6Network,
 )
@@ -29,14 +27,13 @@ from typing import Any, Final, Literal
 
 import attrs
 
-from pyvrrp.core.packet import ChecksumMode, Family
+from pyvrrp.core.packet import ChecksumMode, Family, IPAddress
+from pyvrrp.core.params import OWNER_PRIORITY
+from pyvrrp.core.timers import US_PER_SECOND
 
-IPAddress = IPv4Address | IPv6Address
 IPInterface = IPv4Interface | IPv6Interface
 IPNetwork = IPv4Network | IPv6Network
 
-US_PER_SECOND: Final = 1_000_000
-OWNER_PRIORITY: Final = 255
 DEFAULT_CONTROL_SOCKET: Final = "/run/pyvrrp.sock"
 DEFAULT_STATE_DIR: Final = "/var/lib/pyvrrp"
 

@@ -1,6 +1,6 @@
 """Health tracking: effective priority and FAULT from tracked scripts and interfaces.
 
-This is keepalived's ``track_script`` / ``track_interface`` arithmetic (see keepalived.md,
+This is keepalived's ``track_script`` / ``track_interface`` arithmetic (see docs/keepalived.md,
 "Effective priority and FAULT"), with nothing else: results go in, a :class:`Health` per
 instance comes out. Running the scripts and watching the links is the runtime's job
 (:mod:`pyvrrp.runtime.trackers`); feeding the :class:`Health` to the router, as a
@@ -216,7 +216,7 @@ class ScriptState:
         return ""
 
     def carry_over(self, previous: ScriptState) -> None:
-        """Take ``previous``'s state and position (a reload keeps them, keepalived.md)."""
+        """Take ``previous``'s state and position (a reload keeps them, docs/keepalived.md)."""
         self._state = previous._state
         self.successes = previous.successes
         self.failures = previous.failures

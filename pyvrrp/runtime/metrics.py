@@ -265,6 +265,42 @@ METRICS: Final[tuple[MetricSpec, ...]] = (
         "Notification scripts waiting to run (the running one not included).",
     ),
     MetricSpec(
+        "pyvrrp_email_sent_total",
+        "counter",
+        (),
+        "Alert mails the SMTP server accepted (one per burst of transitions).",
+    ),
+    MetricSpec(
+        "pyvrrp_email_failures_total",
+        "counter",
+        (),
+        "Attempts to send an alert mail that failed (each retry that fails counts).",
+    ),
+    MetricSpec(
+        "pyvrrp_email_retries_total",
+        "counter",
+        (),
+        "Attempts to send an alert mail again after a failure.",
+    ),
+    MetricSpec(
+        "pyvrrp_email_dropped_total",
+        "counter",
+        (),
+        "Alert mails given up: the queue was full while the server was unreachable.",
+    ),
+    MetricSpec(
+        "pyvrrp_email_pending",
+        "gauge",
+        (),
+        "Alert mails queued or being sent.",
+    ),
+    MetricSpec(
+        "pyvrrp_email_last_sent_timestamp_seconds",
+        "gauge",
+        (),
+        "Unix time the SMTP server last accepted an alert mail; absent before the first.",
+    ),
+    MetricSpec(
         "pyvrrp_script_good",
         "gauge",
         _SCRIPT,
@@ -362,6 +398,14 @@ _NOTIFICATIONS: Final = (
     ("timed_out", "pyvrrp_notification_timeouts_total"),
     ("dropped", "pyvrrp_notifications_dropped_total"),
     ("pending", "pyvrrp_notifications_pending"),
+)
+_EMAIL: Final = (
+    ("sent", "pyvrrp_email_sent_total"),
+    ("failures", "pyvrrp_email_failures_total"),
+    ("retries", "pyvrrp_email_retries_total"),
+    ("dropped", "pyvrrp_email_dropped_total"),
+    ("pending", "pyvrrp_email_pending"),
+    ("last_sent", "pyvrrp_email_last_sent_timestamp_seconds"),
 )
 _SCRIPT_VALUES: Final = (
     ("last_exit_status", "pyvrrp_script_last_exit_status"),
@@ -558,6 +602,10 @@ def _collect(status: Mapping[str, Any]) -> dict[str, _Family]:
         instance_labels = labels.get(name, (name, "", "", ""))
         for key, metric in _NOTIFICATIONS:
             families[metric].add(instance_labels, _number(counts.get(key)))
+    email = status.get("email")
+    if isinstance(email, Mapping):  # the daemon's mailer (a library's Node has none)
+        for key, metric in _EMAIL:
+            families[metric].add((), _number(email.get(key)))
     for name, script in _sorted_items(status.get("scripts")):
         _collect_script(families, name, _mapping(script))
     return families

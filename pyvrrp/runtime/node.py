@@ -53,7 +53,7 @@ from pyvrrp.core.sync import sync_events
 from pyvrrp.core.timers import release_timeout
 from pyvrrp.core.tracking import Health, Tracking
 from pyvrrp.runtime.errors import EnvironmentProblem, UnknownInstance
-from pyvrrp.runtime.logs import RateLimiter
+from pyvrrp.runtime.logs import RateLimiter, fields
 from pyvrrp.runtime.netlink import (
     AddressEvent,
     AddressSpec,
@@ -418,6 +418,9 @@ class Node:
         self._trackers_scope: trio.CancelScope | None = None
         self.notifier = Notifier(config.instances.values(), self.runner)
         self._reload_lock = trio.Lock()
+        # More top-level keys of status(), each computed at every call: the daemon adds its
+        # mailer's statistics as "email".
+        self.status_sections: dict[str, Callable[[], Any]] = {}
 
     # ------------------------------------------------------------------ observing
 
@@ -444,6 +447,16 @@ class Node:
             change.new.value,
             change.reason,
             change.priority,
+            extra=fields(
+                event="transition",
+                instance=instance.name,
+                vrid=instance.config.vrid,
+                from_=change.old.value,
+                to=change.new.value,
+                reason=change.reason,
+                cause=change.cause.value,
+                priority=change.priority,
+            ),
         )
         # KeyError: an instance a reload is adding or removing, unknown to the notifier.
         with contextlib.suppress(KeyError):
@@ -579,6 +592,7 @@ class Node:
             "scripts": scripts,
             "notifications": notifications,
             "interface_drops": self.drops(),
+            **{key: section() for key, section in self.status_sections.items()},
         }
 
     def drops(self) -> dict[str, dict[str, int]]:

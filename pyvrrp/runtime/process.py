@@ -60,7 +60,7 @@ class ScriptOutcome:
 
     @property
     def success(self) -> bool:
-        """Exit status 0, in time. Anything else is a failure (keepalived.md)."""
+        """Exit status 0, in time. Anything else is a failure (docs/keepalived.md)."""
         return self.exit_status == 0 and not self.timed_out and self.error is None
 
     def describe(self) -> str:

@@ -31,9 +31,9 @@ V6 = {
     "C": "2a03:4444:fff0:59:88::60",
 }
 VRID = {"A": 58, "B": 59, "C": 60}
-# seed-setup.md: each node is master of its own VIP and excluded address.
+# docs/hetzner-vswitch.md: each node is master of its own VIP and excluded address.
 SEED_TABLE = {addr[n]: [n] for addr in (V4, V6) for n in "ABC"}
-# Priorities of vip58 (seed-setup.md): A 100, C 75, B 50.
+# Priorities of vip58 (docs/hetzner-vswitch.md): A 100, C 75, B 50.
 PRIO_58 = {"A": 100, "B": 50, "C": 75}
 
 

@@ -41,7 +41,7 @@ V6 = {
     "B": "2a03:4444:fff0:59:88::59",
     "C": "2a03:4444:fff0:59:88::60",
 }
-# seed-setup.md: each node is master of its own VIP and excluded address.
+# docs/hetzner-vswitch.md: each node is master of its own VIP and excluded address.
 SEED_TABLE = {addr[n]: [n] for addr in (V4, V6) for n in "ABC"}
 
 
@@ -226,7 +226,7 @@ def test_dummy0_down_faults_master_and_dummy0_up_brings_vip_back(lab: Lab) -> No
     with lab.probe(targets) as probe:
         time.sleep(0.3)
         lab.dummy_down("A")
-        # FAULT removes A's addresses at once and sends priority 0 (keepalived.md): C takes
+        # FAULT removes A's addresses at once and sends priority 0 (docs/keepalived.md): C takes
         # over after Skew_Time instead of Master_Down_Interval.
         lab.wait_holders({V4["A"]: ["C"], V6["A"]: ["C"], V4["B"]: ["B"]}, timeout=10)
         for target in targets:

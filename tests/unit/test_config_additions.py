@@ -331,6 +331,18 @@ def test_email_login_needs_both_username_and_password_file() -> None:
     assert "is not an absolute path" in problem.message
 
 
+def test_email_login_needs_starttls() -> None:
+    login = 'username = "pyvrrp"\npassword_file = "/etc/pyvrrp/smtp"\n'
+    problem = only_problem(EMAIL + login + instance())
+    assert problem.path == "global.email.starttls"
+    assert problem.message.startswith(
+        'must be true to log in as "pyvrrp": pyvrrp sends the password only over STARTTLS'
+    )
+    assert only_problem(EMAIL + "starttls = false\n" + login + instance()).path == (
+        "global.email.starttls"
+    )
+
+
 def test_email_keepalived_names_are_pointed_to() -> None:
     problem = only_problem('[global]\nnotification_email = ["a@b"]\n' + instance())
     assert "keepalived's notification_email is [global.email] to in pyvrrp" in problem.message

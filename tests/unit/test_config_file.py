@@ -127,7 +127,7 @@ def test_seed_example_node_a_loads_with_every_important_field() -> None:
 
 
 def test_seed_example_health_weight_moves_the_vip() -> None:
-    # seed-setup.md: the weight must overturn the 100/75/50 gaps, or the VIP never moves.
+    # docs/hetzner-vswitch.md: the weight must overturn the 100/75/50 gaps, or the VIP never moves.
     node = load(EXAMPLE)
     weight = node.scripts["chk_nginx_ingress"].weight
     priorities = sorted(i.priority for i in node.instances.values())
@@ -307,7 +307,7 @@ def test_configuration_md_examples_are_valid_together() -> None:
     assert node.instances["web6"].family is Family.IPV6
 
 
-# The example of the configuration contract (node-toml.md), comments shortened, plus the
+# The example of the configuration contract (docs/configuration.md), comments shortened, plus the
 # script and instance it refers to without defining them.
 CONTRACT = """
 [global]

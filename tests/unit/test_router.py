@@ -1114,7 +1114,7 @@ def test_master_shutdown_releases_after_release_timeout() -> None:
 def test_immediate_or_non_graceful_master_shutdown_releases_at_once(
     immediate: bool, graceful: bool
 ) -> None:
-    # keepalived.md: priority-0 advert, then remove addresses, then the STOP notification.
+    # docs/keepalived.md: priority-0 advert, then remove addresses, then the STOP notification.
     router, t = master(graceful_handover=graceful)
     assert router.handle(Shutdown(immediate=immediate), t + 1) == [
         send(0),

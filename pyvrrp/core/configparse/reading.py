@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, Final, TypeVar
 
+from pyvrrp.core import linux
 from pyvrrp.core.configparse.keys import _NOT_NEEDED
 from pyvrrp.core.model import Problem
 
@@ -47,10 +48,9 @@ _NAME_RULE = (
 )
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*")
-IFNAMSIZ: Final = 16  # including the terminating NUL: names are at most 15 bytes
 UINT32_MAX: Final = 2**32 - 1
 WEIGHT_RANGE: Final = (-253, 253)
-SCOPES: Final = ("global", "site", "link", "host")
+SCOPES: Final = tuple(linux.SCOPES)  # the names, in the order errors list them
 MAX_SECONDS: Final = 86_400  # a sane upper bound for delays and intervals: one day
 UNIX_PATH_MAX: Final = 107  # sun_path is 108 bytes including the NUL
 

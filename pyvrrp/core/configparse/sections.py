@@ -24,7 +24,6 @@ from pyvrrp.core.configparse.keys import (
 )
 from pyvrrp.core.configparse.reading import (
     _BAD,
-    IFNAMSIZ,
     MAX_SECONDS,
     SCOPES,
     UINT32_MAX,
@@ -62,6 +61,7 @@ from pyvrrp.core.configparse.values import (
     _version,
     _vip,
 )
+from pyvrrp.core.linux import IFNAMSIZ
 from pyvrrp.core.model import (
     DEFAULT_CONTROL_SOCKET,
     DEFAULT_STATE_DIR,
@@ -177,6 +177,15 @@ def _parse_email(ctx: _Ctx, path: str, value: object) -> EmailConfig | _Bad:
                 t.sub("username"),
                 "missing: password_file is set but username is not; give the login, or "
                 "remove password_file",
+            )
+        elif username and starttls is False:
+            # The mailer logs in only inside TLS (docs/notifications.md, "TLS and login"):
+            # without it every mail would fail, and check must say so before the first one.
+            ctx.add(
+                t.sub("starttls"),
+                f"must be true to log in as {_show(username)}: pyvrrp sends the password only "
+                "over STARTTLS, never in clear text; set starttls = true, or remove username "
+                "and password_file",
             )
     if ctx.failed_since(mark) or server is _BAD or sender is _BAD:
         return _BAD

@@ -12,7 +12,6 @@ from typing import Final, Literal
 from pyvrrp.core.configparse.reading import (
     _HOSTNAME,
     _NAME,
-    IFNAMSIZ,
     UINT32_MAX,
     UNIX_PATH_MAX,
     _describe,
@@ -21,6 +20,7 @@ from pyvrrp.core.configparse.reading import (
     _show,
     _suggest,
 )
+from pyvrrp.core.linux import IFNAMSIZ
 from pyvrrp.core.model import US_PER_SECOND, IPAddress, IPInterface, IPNetwork, VrrpVersion
 from pyvrrp.core.packet import ChecksumMode, Family
 

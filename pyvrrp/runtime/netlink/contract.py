@@ -90,7 +90,7 @@ class AddressSpec:
 
     @classmethod
     def from_config(cls, cfg: AddressConfig, default_dev: str) -> AddressSpec:
-        """The spec for a configured address, with keepalived's defaults (keepalived.md).
+        """The spec for a configured address, with keepalived's defaults (docs/keepalived.md).
 
         IPv6 addresses get NODAD (a VIP must work at once, and a backup that still holds it
         would fail DAD); IPv6 /128 get preferred lifetime 0 so they are never a source.
