@@ -808,6 +808,10 @@ def test_unicast(conf: Any, tmp_path: Path) -> None:
     assert raw["instances"]["VI_1"]["unicast_peers_only"] is False
     _, _, raw = imported(tmp_path, conf(instance(peers + "\n check_unicast_src")))
     assert "unicast_peers_only" not in raw["instances"]["VI_1"]
+    checked_globally = "global_defs {\n vrrp_check_unicast_src\n}\n" + instance(peers)
+    _, config, raw = imported(tmp_path, conf(checked_globally))
+    assert "unicast_peers_only" not in raw["instances"]["VI_1"]
+    assert config.instances["VI_1"].unicast_peers_only is True
     result, config, _ = imported(tmp_path, conf(instance("unicast_src_ip 10.0.0.1")))
     assert config.instances["VI_1"].unicast_source is None
     assert "unicast_src_ip without unicast_peer" in messages(result.dropped)
