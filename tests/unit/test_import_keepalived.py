@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from pyvrrp.cli import main
 from pyvrrp.configfile import load
-from pyvrrp.core.config import NodeConfig, TrackInterface, TrackScript
+from pyvrrp.core.config import NodeConfig, TrackInterface, TrackScript, VrrpVersion
 from pyvrrp.keepalived import (
     KeepalivedSyntaxError,
     NothingToImportError,
@@ -154,8 +154,9 @@ def test_seed_config_imports_checks_clean_and_matches_the_cluster_table(
         # keepalived clears nopreempt on a MASTER; the backups keep it.
         assert vip.preempt is master
         assert table["version"] == 2  # no vrrp_version in the file: keepalived's IPv4 default
-        assert table["email"] is True
-        assert table["unicast_peers_only"] is False
+        assert vip.version is VrrpVersion.V2
+        assert vip.email is True
+        assert vip.unicast_peers_only is False
         assert vip.advert_interval_cs == 100
         assert vip.garp_delay_us == 5_000_000
         assert [a.address for a in vip.addresses] == [ip_interface(f"{name}/29")]
@@ -276,6 +277,8 @@ def test_sample_vrrp_auth_garp_and_duplicate_address(tmp_path: Path) -> None:
     assert "email" not in raw.get("global", {})
     vi1 = raw["instances"]["VI_1"]
     assert vi1["auth_pass"] == "1111"
+    assert config.instances["VI_1"].auth_pass == "1111"
+    assert config.instances["VI_1"].version is VrrpVersion.V2
     assert vi1["version"] == 2
     assert "email" not in vi1
     assert config.instances["VI_1"].garp_delay_us == 10_000_000
