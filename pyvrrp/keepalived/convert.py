@@ -208,8 +208,8 @@ class _Converter:
             self.note(
                 None,
                 "no script_user: keepalived runs scripts as keepalived_script when that user "
-                "exists, else as root; pyvrrp runs them as root unless [global] script_user says "
-                "otherwise",
+                "exists, else as root; pyvrrp runs them as its own user (root) unless [global] "
+                "script_user says otherwise",
             )
 
     # global_defs -------------------------------------------------------------------------
