@@ -162,6 +162,14 @@ def _add_import_keepalived_parser(
         "--force", action="store_true", help="write -o FILE even when something was dropped"
     )
     importer.add_argument(
+        "--vrrp-version",
+        choices=("2", "3", "2+3"),
+        help=(
+            "the version IPv4 instances speak instead of keepalived's (2 unless vrrp_version 3): "
+            '"2+3" for a node joining a keepalived cluster during a migration, 3 after it'
+        ),
+    )
+    importer.add_argument(
         "--config-id",
         metavar="ID",
         help="keepalived's -i ID: keep the lines starting with @ID (default: skip @ lines)",
@@ -327,7 +335,12 @@ def _cmd_import_keepalived(args: argparse.Namespace) -> int:
     from pyvrrp.keepalived import KeepalivedSyntaxError, NothingToImportError, import_keepalived
 
     try:
-        result = import_keepalived(args.keepalived_conf, args.config_id)
+        version = args.vrrp_version
+        result = import_keepalived(
+            args.keepalived_conf,
+            args.config_id,
+            int(version) if version in ("2", "3") else version,
+        )
     except KeepalivedSyntaxError as error:
         print(error, file=sys.stderr)
         return EXIT_CONFIG

@@ -111,7 +111,9 @@ class NothingToImportError(Exception):
 class _Converter:
     """Walks the parsed tree once; builds the document, comments and reports."""
 
-    def __init__(self) -> None:
+    def __init__(self, version_override: int | str | None = None) -> None:
+        # --vrrp-version: what IPv4 instances speak instead of keepalived's version.
+        self.version_override = version_override
         self.dropped: list[Report] = []
         self.notes: list[Report] = []
         self.comments = Comments()
@@ -641,9 +643,18 @@ class _Converter:
         return document
 
 
-def convert_parsed(parsed: Parsed, source: str) -> ImportResult:
-    """Convert a parsed keepalived configuration; ``source`` names it in the header."""
-    converter = _Converter()
+def convert_parsed(
+    parsed: Parsed, source: str, vrrp_version: int | str | None = None
+) -> ImportResult:
+    """Convert a parsed keepalived configuration; ``source`` names it in the header.
+
+    ``vrrp_version`` (2, 3 or "2+3") replaces the version IPv4 instances get from keepalived
+    (``--vrrp-version``: "2+3" for a node that joins a VRRPv2 keepalived cluster during a
+    migration, 3 once every node runs pyvrrp).
+    """
+    if vrrp_version not in (None, 2, 3, "2+3"):
+        raise ValueError(f"vrrp_version {vrrp_version!r}: expected 2, 3 or '2+3'")
+    converter = _Converter(vrrp_version)
     for skipped in parsed.skipped:
         if skipped.message.startswith("include"):
             converter.note(skipped.location, skipped.message)
@@ -697,11 +708,16 @@ def _header(source: str, files: tuple[str, ...], converter: _Converter) -> list[
     return lines
 
 
-def import_keepalived(path: str | os.PathLike[str], config_id: str | None = None) -> ImportResult:
-    """Read a keepalived.conf (with its includes) and convert it.
+def import_keepalived(
+    path: str | os.PathLike[str],
+    config_id: str | None = None,
+    vrrp_version: int | str | None = None,
+) -> ImportResult:
+    """Read a keepalived.conf (with its includes) and convert it (``config_id``: keepalived's
+    ``-i``; ``vrrp_version``: see :func:`convert_parsed`).
 
     Raises :class:`~pyvrrp.keepalived.parser.KeepalivedSyntaxError` when it cannot be read,
     :class:`NothingToImportError` when it holds no vrrp_instance pyvrrp can run.
     """
     parsed = parse_file(path, config_id)
-    return convert_parsed(parsed, os.fspath(path))
+    return convert_parsed(parsed, os.fspath(path), vrrp_version)

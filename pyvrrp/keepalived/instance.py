@@ -278,24 +278,30 @@ class _Instance:
             version = None
         elif version is None:
             version = c.vrrp_version
+        # What keepalived speaks decides what it ignores (authentication on v3); what pyvrrp
+        # will speak (--vrrp-version, for a migration) decides what the file may say.
+        keepalived_version = version
+        if self.family == 4 and c.version_override is not None:
+            version = c.version_override
+        speaks_v2 = version in (2, "2+3")
 
         interval = values.get("advert_interval")
         if interval is not None:
-            if version == 2 and interval != int(interval):
+            if speaks_v2 and interval != int(interval):
                 self.drop(
                     seen["advert_int"],
                     f"advert_int {interval:g} is not whole seconds, which VRRPv2 needs; rounded "
                     f"to {max(1, round(interval))}",
                 )
                 interval = max(1, round(interval))
-            elif version != 2 and round(interval * 100) != interval * 100:
+            elif not speaks_v2 and round(interval * 100) != interval * 100:
                 self.drop(
                     seen["advert_int"],
                     f"advert_int {interval:g} is not a multiple of 0.01 s; rounded to "
                     f"{round(interval * 100) / 100:g}",
                 )
                 interval = max(0.01, round(interval * 100) / 100)
-            if version != 2 and interval > 40.95:
+            if not speaks_v2 and interval > 40.95:
                 self.drop(
                     seen["advert_int"],
                     f"advert_int {interval:g} is above VRRPv3's 40.95 s; set to 40.95",
@@ -307,8 +313,14 @@ class _Instance:
         if auth:
             where = seen["authentication"]
             auth_type = auth.get("auth_type", "").upper()
-            if version != 2:
+            if keepalived_version != 2:
                 self.note(where, "authentication is ignored with VRRPv3, as keepalived does")
+            elif not speaks_v2:
+                self.drop(
+                    where,
+                    "authentication: VRRPv3 (--vrrp-version 3) carries no password; left out "
+                    "(the keepalived nodes must drop it too before they hear this node)",
+                )
             elif auth_type == "AH":
                 self.drop(
                     where,
@@ -396,7 +408,13 @@ class _Instance:
             comments.key(table, "priority", "state MASTER without priority: the address owner")
         if version is not None:
             table["version"] = version
-            if "version" not in values:
+            if version != keepalived_version:
+                comments.key(
+                    table,
+                    "version",
+                    f"--vrrp-version {version}; keepalived speaks {keepalived_version} here",
+                )
+            elif "version" not in values:
                 why = (
                     "vrrp_version in global_defs"
                     if c.vrrp_version != _KEEPALIVED_VERSION

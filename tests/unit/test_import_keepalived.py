@@ -190,6 +190,38 @@ def test_seed_import_passes_pyvrrp_check(
     assert err == ""
 
 
+def test_seed_for_a_migration_speaks_both_versions(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "node.toml"
+    code, _, _ = run(
+        capsys, str(DATA / "machine-a.conf"), "--vrrp-version", "2+3", "-o", str(output), "--force"
+    )
+    assert code == 1  # snmp_socket, as without the option
+    config = load(output)
+    assert {i.version for i in config.instances.values()} == {VrrpVersion.V2_AND_V3}
+    assert 'version = "2+3"  # --vrrp-version 2+3; keepalived speaks 2 here' in output.read_text()
+
+
+def test_vrrp_version_option(conf: Any, tmp_path: Path) -> None:
+    auth = "authentication {\n auth_type PASS\n auth_pass secret\n }"
+    v6 = instance("", "V6", 52).replace("192.168.200.17/24", "fe80::52/64")
+    path = conf(instance(auth + "\n advert_int 2") + v6)
+    result = import_keepalived(path, vrrp_version="2+3")
+    config, raw = checked(tmp_path, result.text)
+    assert config.instances["VI_1"].version is VrrpVersion.V2_AND_V3
+    assert config.instances["VI_1"].auth_pass == "secret"
+    assert "version" not in raw["instances"]["V6"]  # IPv6 is VRRPv3 whatever the option says
+    assert result.faithful
+    result = import_keepalived(path, vrrp_version=3)
+    config, raw = checked(tmp_path, result.text)
+    assert config.instances["VI_1"].version is VrrpVersion.V3
+    assert config.instances["VI_1"].auth_pass is None
+    assert "VRRPv3 (--vrrp-version 3) carries no password" in messages(result.dropped)
+    with pytest.raises(ValueError, match="expected 2, 3 or '2\\+3'"):
+        import_keepalived(path, vrrp_version="4")
+
+
 def test_seed_router_ids_come_from_the_files(tmp_path: Path) -> None:
     # The file rendered for machine-b says machine-c: the import keeps what the file says.
     ids = {
