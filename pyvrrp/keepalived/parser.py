@@ -21,6 +21,7 @@ from __future__ import annotations
 import glob
 import os
 import re
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,6 +35,8 @@ _VARIABLE_USE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0
 _CONDITIONAL = re.compile(r"@(\^?)(\S*)\s*(.*)")
 # keepalived's own nesting is shallow (3 levels at most); this only stops a runaway include.
 _MAX_INCLUDE_DEPTH = 32
+# A keepalived.conf is kilobytes; this only stops an include of something huge.
+_MAX_FILE_BYTES = 16 * 2**20
 
 
 @attrs.frozen
@@ -202,7 +205,8 @@ class _Reader:
                 )
             matches = [full]
         else:
-            matches = sorted(glob.glob(full))
+            # keepalived skips the directories a pattern matches (glob with GLOB_MARK).
+            matches = sorted(m for m in glob.glob(full) if not os.path.isdir(m))
             if not matches:
                 self.skipped.append(
                     Skipped(location, f"include {pattern}: no file matches {full} (as keepalived)")
@@ -220,7 +224,11 @@ class _Reader:
 def _read_text(path: str, shown: str, included_at: Location | None) -> str:
     where = f"{included_at}: include {shown}" if included_at is not None else shown
     try:
-        raw = Path(path).read_bytes()
+        with Path(path).open("rb") as file:
+            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                # A device or a FIFO would never end (keepalived reads regular files only).
+                raise KeepalivedSyntaxError(f"{where}: is not a regular file")
+            raw = file.read(_MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise KeepalivedSyntaxError(f"{where}: no such file") from None
     except IsADirectoryError:
@@ -231,6 +239,10 @@ def _read_text(path: str, shown: str, included_at: Location | None) -> str:
         ) from None
     except OSError as error:
         raise KeepalivedSyntaxError(f"{where}: cannot read it: {error.strerror or error}") from None
+    if len(raw) > _MAX_FILE_BYTES:
+        raise KeepalivedSyntaxError(
+            f"{where}: larger than {_MAX_FILE_BYTES // 2**20} MiB: this is not a keepalived.conf"
+        )
     if b"\0" in raw:
         line = raw[: raw.index(b"\0")].count(b"\n") + 1
         raise KeepalivedSyntaxError(

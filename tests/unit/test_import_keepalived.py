@@ -645,16 +645,35 @@ def test_missing_file_and_directory(tmp_path: Path, capsys: pytest.CaptureFixtur
     )
 
 
+def test_devices_and_huge_files_are_refused(
+    conf: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = conf("include /dev/zero\n")
+    code, _, err = run(capsys, str(path))
+    assert (code, err) == (2, [f"{path}:1: include /dev/zero: is not a regular file"])
+    huge = conf("#" * (16 * 2**20 + 1), "huge.conf")
+    code, _, err = run(capsys, str(huge))
+    assert (code, err) == (2, [f"{huge}: larger than 16 MiB: this is not a keepalived.conf"])
+
+
+def test_glob_skips_directories(conf: Any, tmp_path: Path) -> None:
+    (tmp_path / "conf.d" / "dir.conf").mkdir(parents=True)
+    conf(instance(""), "conf.d/vi1.conf")
+    result, config, _ = imported(tmp_path, conf("include conf.d/*.conf\n"))
+    assert list(config.instances) == ["VI_1"]
+    assert result.faithful
+
+
 def test_unreadable_file(
     conf: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = conf(instance(""))
 
-    def denied(self: Path) -> bytes:
+    def denied(self: Path, *args: object, **kwargs: object) -> Any:
         raise PermissionError(13, "Permission denied")
 
     # The tests run as root, whom file modes do not stop.
-    monkeypatch.setattr(Path, "read_bytes", denied)
+    monkeypatch.setattr(Path, "open", denied)
     code, _, err = run(capsys, str(path))
     assert code == 2
     assert err == [f"{path}: permission denied: cannot read it (run as root or fix its mode)"]
