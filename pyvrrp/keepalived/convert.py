@@ -132,6 +132,7 @@ class _Converter:
         # global_defs that instances inherit
         self.vrrp_version = _KEEPALIVED_VERSION
         self.check_unicast_src = False
+        self.default_interface: str | None = None
         self.global_smtp_alert = False
         self.valid_names: set[str] = set()
         self.garp_defaults: dict[str, int | float] = {}
@@ -257,6 +258,11 @@ class _Converter:
                 self.vrrp_version = _integer(args[0], "vrrp_version", 2, 3)
         elif key == "vrrp_check_unicast_src":
             self.check_unicast_src = True
+        elif key == "vrrp_skip_check_adv_addr":
+            self.note(child, f"{key}: pyvrrp does not compare the advertised address lists")
+        elif key == "default_interface":
+            if self._args(child, 1, "the interface") is not None:
+                self.default_interface = args[0]
         elif key in ("smtp_alert", "smtp_alert_vrrp"):
             self.global_smtp_alert = _boolean(args)
         elif key in (

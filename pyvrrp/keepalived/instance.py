@@ -161,6 +161,8 @@ class _Instance:
             except _Bad as bad:
                 self.drop(child, f"{bad}; ignored")
 
+        if "interface" not in values and c.default_interface is not None:
+            values["interface"] = c.default_interface
         for key, line in address_lines:
             item = c.address(line, values.get("interface"), key)
             if item is not None:

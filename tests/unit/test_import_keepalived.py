@@ -968,6 +968,18 @@ def test_interface_after_the_addresses(conf: Any, tmp_path: Path) -> None:
     assert config.instances["VI_1"].addresses[0].label == "eth7:v"
 
 
+def test_default_interface(conf: Any, tmp_path: Path) -> None:
+    path = conf(
+        "global_defs {\n default_interface eth3\n vrrp_skip_check_adv_addr\n}\n"
+        + instance("").replace(" interface eth0\n", "")
+        + instance("", "VI_2", 52)
+    )
+    result, config, _ = imported(tmp_path, path)
+    assert result.faithful
+    assert [i.interface for i in config.instances.values()] == ["eth3", "eth0"]
+    assert "pyvrrp does not compare the advertised address lists" in messages(result.notes)
+
+
 def test_routes_and_rules_with_named_tables(
     conf: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
