@@ -49,7 +49,9 @@ def _string(text: str) -> str:
 
 
 def _comment(text: str) -> str:
-    """A comment line: control characters (which TOML forbids in comments) shown escaped."""
+    """A comment line: control characters (which TOML forbids in comments) shown escaped, and
+    the undecodable bytes of a file name (surrogate escapes, which UTF-8 cannot encode)."""
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     clean = "".join(c if c == "\t" or (c >= " " and c != "\x7f") else repr(c)[1:-1] for c in text)
     return f"# {clean}" if clean else "#"
 

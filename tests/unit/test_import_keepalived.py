@@ -679,6 +679,17 @@ def test_unreadable_file(
     assert err == [f"{path}: permission denied: cannot read it (run as root or fix its mode)"]
 
 
+def test_file_name_that_is_not_utf8(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = os.fsdecode(os.fsencode(tmp_path) + b"/k\xff.conf")
+    Path(path).write_text(instance(""))
+    code, out, _ = run(capsys, path)
+    assert code == 0
+    assert "# node.toml imported from " in out
+    assert "k\\xff.conf" in out
+    out.encode("utf-8")  # what a real stdout does: no surrogate left
+    tomllib.loads(out)
+
+
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["import-keepalived"]) == 2
     assert "KEEPALIVED.CONF" in capsys.readouterr().err
