@@ -979,6 +979,20 @@ def test_interface_after_the_addresses(conf: Any, tmp_path: Path) -> None:
     assert config.instances["VI_1"].addresses[0].label == "eth7:v"
 
 
+def test_global_garp_defaults(conf: Any, tmp_path: Path) -> None:
+    path = conf(
+        "global_defs {\n vrrp_garp_master_repeat 3\n vrrp_garp_master_delay 0\n"
+        " vrrp_garp_master_refresh 60\n}\n"
+        + instance("garp_master_repeat 7")
+        + instance("", "VI_2", 52)
+    )
+    result, config, _ = imported(tmp_path, path)
+    assert result.faithful
+    vi1, vi2 = config.instances["VI_1"], config.instances["VI_2"]
+    assert (vi1.garp_repeat, vi1.garp_delay_us, vi1.garp_refresh_us) == (7, 0, 60_000_000)
+    assert (vi2.garp_repeat, vi2.garp_delay_us, vi2.garp_refresh_us) == (3, 0, 60_000_000)
+
+
 def test_default_interface(conf: Any, tmp_path: Path) -> None:
     path = conf(
         "global_defs {\n default_interface eth3\n vrrp_skip_check_adv_addr\n}\n"
@@ -1217,3 +1231,149 @@ def test_mutated_real_configs_import_or_fail_cleanly(data: st.DataObject) -> Non
         path = Path(directory) / "keepalived.conf"
         path.write_text("\n".join(lines))
         imports_or_fails_cleanly(path)
+
+
+# Every value keepalived would ignore or pyvrrp cannot take: one report line each ------------
+
+SCRIPT = 'vrrp_script chk {{\n script "/bin/true"\n {0}\n}}\n'
+GLOBAL = "global_defs {{\n {0}\n}}\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "report"),
+    [
+        (instance("priority 300"), "priority 300 is out of range 1..255; ignored"),
+        (instance("priority"), "priority: missing the priority; ignored (as keepalived)"),
+        (instance("advert_int fast"), "advert_int 'fast' is not a number; ignored"),
+        (instance("state SLAVE"), "state SLAVE is not MASTER or BACKUP; ignored"),
+        (instance("smtp_alert maybe"), "'maybe' is not a boolean (true or false); ignored"),
+        (instance("advert_int 1.5"), "advert_int 1.5 is not whole seconds, which VRRPv2 needs"),
+        (
+            instance("version 3\n advert_int 0.015"),
+            "advert_int 0.015 is not a multiple of 0.01 s; rounded to 0.02",
+        ),
+        (instance("version 3\n advert_int 60"), "advert_int 60 is above VRRPv3's 40.95 s"),
+        (instance("garp_master_repeat 0"), "garp_master_repeat 0: pyvrrp sends 1..100"),
+        (
+            instance("version 2", vip="fe80::1/64"),
+            "VRRPv2 over IPv6 is not supported (RFC 3768 is IPv4 only); imported as version 3",
+        ),
+        (
+            instance("authentication {\n auth_type PASS\n auth_pass x\n auth_extra y\n }"),
+            "authentication auth_extra: not converted",
+        ),
+        (
+            instance("authentication {\n auth_type MD5\n auth_pass x\n }"),
+            "auth_type MD5: expected PASS or AH; authentication ignored (as keepalived)",
+        ),
+        (
+            instance("notify_master /bin/a u1\n notify_backup /bin/b u2"),
+            "notify commands run as different users (u1, u2); pyvrrp has one notify_user",
+        ),
+        (
+            instance("notify_master /bin/a u1 g1"),
+            "notify group: notifications run with the user's own group in pyvrrp",
+        ),
+        (
+            instance("unicast_peer {\n 10.0.0.2 min_ttl 250\n }"),
+            "unicast_peer 10.0.0.2: min_ttl 250: TTL checks are not supported",
+        ),
+        (
+            instance("unicast_peer {\n peer-one\n }"),
+            "unicast_peer: 'peer-one' is not an IP address",
+        ),
+        (instance("track_interface {\n eth1 weigh 3\n }"), "expected NAME weight N, got eth1"),
+        (instance("track_interface {\n eth1 weight 2 sideways\n }"), "unknown option sideways"),
+        (instance("dont_track_primary"), "pyvrrp always tracks the instance's own interface"),
+        (instance("some_new_keyword 1"), "some_new_keyword: not converted (pyvrrp has no"),
+        (instance("accept"), "accept: accept mode is pyvrrp's default"),
+        (
+            instance("virtual_routes {\n 10.1.0.0/16 via 10.0.0.1 proto static\n }"),
+            "route option proto is not supported; route not imported",
+        ),
+        (instance("virtual_routes {\n 10.1.0.0/16 via\n }"), "via without a value"),
+        (instance("virtual_routes {\n 10.1.0.0/16 scope universe\n }"), "scope universe"),
+        (instance("virtual_routes {\n via 10.0.0.1\n }"), "no destination; route not imported"),
+        (instance("virtual_routes {\n 10.1.0.0/16 dev eth0 table 0\n }"), "table 0 is out of"),
+        (instance("virtual_routes {\n 10.1.0.0/16 dev eth0 metric x\n }"), "metric 'x' is not"),
+        (instance("virtual_routes {\n 10.1.0.0/16 nexthop via 10.0.0.1\n }"), "multipath"),
+        (instance("virtual_routes {\n 10.1.0.1/16 dev eth0\n }"), "has host bits set"),
+        (instance("virtual_rules {\n from 10.1.0.0/16 goto 5\n }"), "goto rules are not supported"),
+        (instance("virtual_rules {\n from 10.1.0.0/16 fwmark 5\n }"), "rule option fwmark is not"),
+        (instance("virtual_rules {\n from 10.1.0.0/16 table\n }"), "table without a value"),
+        (instance("virtual_rules {\n from 10.1.0.0/16\n }"), "no table (lookup); rule not"),
+        (instance("virtual_rules {\n from default table 5\n }"), "from default is not a network"),
+        (
+            instance("").replace("192.168.200.16/24", "192.168.200.16/24 scope nowhere"),
+            "192.168.200.16/24: scope nowhere is not supported",
+        ),
+        (
+            instance("").replace("192.168.200.16/24", "192.168.200.16/24\n 10.0.0.9/24 label"),
+            "10.0.0.9/24: label without a value: ignored",
+        ),
+        (
+            instance("").replace("192.168.200.16/24", "192.168.200.16/24 -nodad"),
+            "192.168.200.16/24: -nodad: not supported",
+        ),
+        (
+            instance("").replace("192.168.200.16/24", "fe80::16/64 label eth0:x"),
+            "IPv6 addresses have no labels; dropped it",
+        ),
+        (SCRIPT.format("interval 0") + instance(""), "interval 0 is out of range"),
+        (SCRIPT.format("rise often") + instance(""), "rise 'often' is not an integer"),
+        (SCRIPT.format("weight 500") + instance(""), "weight 500 is out of range -254..254"),
+        (SCRIPT.format("user") + instance(""), "user: missing the user; ignored"),
+        (SCRIPT.format("user nobody nogroup") + instance(""), "group nogroup: a script runs"),
+        (SCRIPT.format("init_fail") + instance(""), "init_fail: pyvrrp counts a script as good"),
+        (SCRIPT.format("kill_after 3") + instance(""), "vrrp_script chk: kill_after: not"),
+        ("vrrp_script {\n script /bin/true\n}\n" + instance(""), "vrrp_script without a name"),
+        ("vrrp_instance {\n}\n" + instance(""), "vrrp_instance without a name"),
+        (instance("") + instance(""), "vrrp_instance VI_1 is defined twice; the second is"),
+        (GLOBAL.format("router_id") + instance(""), "router_id: missing the router id"),
+        (GLOBAL.format("smtp_server 10.0.0.1 port25") + instance(""), "port 'port25' is not an"),
+        (GLOBAL.format("vrrp_version 4") + instance(""), "vrrp_version 4 is out of range 2..3"),
+        (GLOBAL.format("smtp_connect_timeout 30") + instance(""), "smtp_connect_timeout: pyvrrp"),
+        (GLOBAL.format("lvs_sync_daemon eth0 VI_1") + instance(""), "LVS is outside pyvrrp"),
+        (GLOBAL.format("enable_snmp_vrrp") + instance(""), "SNMP is not supported"),
+        ("track_file f {\n file /tmp/x\n}\n" + instance(""), "track_file f: file tracking"),
+        ("garbage_block {\n}\n" + instance(""), "garbage_block: unknown keyword, not converted"),
+        (
+            instance("") + "vrrp_sync_group G {\n group {\n VI_1\n }\n global_tracking\n}\n",
+            "global_tracking: pyvrrp's sync group members always share tracking",
+        ),
+        (
+            instance("") + "vrrp_sync_group G {\n group {\n VI_1\n }\n"
+            " sync_group_tracking_weight\n}\n",
+            "sync_group_tracking_weight: members of a pyvrrp sync group ignore weights",
+        ),
+        (
+            instance("")
+            + "vrrp_sync_group G {\n group {\n VI_1\n }\n track_script {\n no\n }\n}\n",
+            "vrrp_sync_group G: track_script no: no such vrrp_script; ignored",
+        ),
+        (
+            instance("") + "vrrp_sync_group G {\n group {\n VI_1\n }\n smtp_alert\n}\n",
+            "vrrp_sync_group G: smtp_alert: sync groups have no notifications",
+        ),
+        (
+            instance("") + "vrrp_sync_group G {\n group {\n VI_1\n }\n whatever\n}\n",
+            "vrrp_sync_group G: whatever: not converted",
+        ),
+        (
+            instance("") + "vrrp_sync_group G {\n group {\n VI_1\n }\n}\n"
+            "vrrp_sync_group H {\n group {\n VI_1\n }\n}\n",
+            "vrrp_sync_group H: VI_1 is already in another sync group; ignored",
+        ),
+        (instance("") + "vrrp_sync_group {\n}\n", "vrrp_sync_group without a name"),
+        (
+            instance("") + "vrrp_sync_group G {\n VI_1\n}\n",
+            "vrrp_sync_group G: VI_1 read as a member (write group { })",
+        ),
+    ],
+)
+def test_each_value_keepalived_ignores_or_pyvrrp_cannot_take_is_reported(
+    text: str, report: str, conf: Any, tmp_path: Path
+) -> None:
+    result, config, _ = imported(tmp_path, conf(text))
+    assert config.instances
+    assert report in messages(result.dropped) + "\n" + messages(result.notes)
