@@ -8,10 +8,11 @@ that starts as master, authentication on VRRPv3, trackers that cannot change an 
 from __future__ import annotations
 
 import ipaddress
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from pyvrrp.keepalived.advice import _INSTANCE_DROPPED, _INSTANCE_NOTES
-from pyvrrp.keepalived.parser import Node
+from pyvrrp.keepalived.parser import Location, Node
+from pyvrrp.keepalived.render import Comments
 from pyvrrp.keepalived.values import (
     _AUTH_PASS_MAX,
     _DEFAULT_PRIORITY,
@@ -29,14 +30,49 @@ from pyvrrp.keepalived.values import (
     command_value,
 )
 
-if TYPE_CHECKING:
-    from pyvrrp.keepalived.convert import _Converter
+
+class Context(Protocol):
+    """What an instance needs from the conversion of the whole file (the converter in
+    :mod:`pyvrrp.keepalived.convert`): global_defs, the scripts, and where reports go."""
+
+    comments: Comments
+    email: dict[str, Any]
+    script_names: dict[str, str]
+    script_weights: dict[str, int]
+    script_reverse: set[str]
+    garp_defaults: dict[str, int | float]
+    vrrp_version: int
+    version_override: int | str | None
+    check_unicast_src: bool
+    default_interface: str | None
+    global_smtp_alert: bool
+
+    def drop(self, where: Node | Location | None, message: str) -> None:
+        """Report something not converted."""
+
+    def note(self, where: Node | Location | None, message: str) -> None:
+        """Report something converted that deserves a word."""
+
+    def _args(self, node: Node, count: int, what: str) -> tuple[str, ...] | None:
+        """The node's arguments, or None after reporting that some are missing."""
+
+    def _weight(self, node: Node, text: str) -> int:
+        """A tracker weight as keepalived reads it."""
+
+    def address(self, line: Node, interface: str | None, what: str) -> dict[str, Any] | None:
+        """One virtual_ipaddress line."""
+
+    def route(self, line: Node, family: int | None) -> dict[str, Any] | None:
+        """One route line."""
+
+    def rule(self, line: Node, family: int | None) -> dict[str, Any] | None:
+        """One rule line."""
 
 
 class _Instance:
     """One vrrp_instance being converted."""
 
-    def __init__(self, converter: _Converter, node: Node, name: str) -> None:
+    def __init__(self, converter: Context, node: Node, name: str) -> None:
         self.c = converter
         self.node = node
         self.name = name
