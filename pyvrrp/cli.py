@@ -14,6 +14,8 @@ Exit codes follow design.md: 0 success, 1 failure, 2 bad configuration or bad us
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 import tomllib
 from collections.abc import Callable
@@ -355,8 +357,7 @@ def _cmd_import_keepalived(args: argparse.Namespace) -> int:
         print(f"note: {report}", file=sys.stderr)
     code = EXIT_OK if result.faithful else EXIT_FAILURE
     if args.output is None:
-        sys.stdout.write(result.text)
-        return code
+        return code if _write_stdout(result.text) else EXIT_CONFIG
     if not result.faithful and not args.force:
         print(
             f"{args.output}: not written: {len(result.dropped)} item(s) could not be converted "
@@ -371,6 +372,21 @@ def _cmd_import_keepalived(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     print(f"{args.output}: written; check it with: pyvrrp check -c {args.output}", file=sys.stderr)
     return code
+
+
+def _write_stdout(text: str) -> bool:
+    """Write ``text`` to stdout; False after saying why when it cannot (a full disk, a closed
+    pipe)."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except OSError as error:
+        print(f"cannot write to stdout: {error.strerror or error}", file=sys.stderr)
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            # The interpreter flushes stdout again at exit: what is left must go nowhere.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return False
+    return True
 
 
 def _write_atomically(path: str, text: str) -> None:

@@ -690,6 +690,22 @@ def test_file_name_that_is_not_utf8(tmp_path: Path, capsys: pytest.CaptureFixtur
     tomllib.loads(out)
 
 
+def test_stdout_that_cannot_be_written_exits_2(
+    conf: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    class Full:
+        def write(self, text: str) -> int:
+            raise OSError(28, "No space left on device")
+
+        def flush(self) -> None:
+            pass
+
+    path = conf(instance(""))
+    monkeypatch.setattr("sys.stdout", Full())
+    assert main(["import-keepalived", str(path)]) == 2
+    assert capsys.readouterr().err == "cannot write to stdout: No space left on device\n"
+
+
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["import-keepalived"]) == 2
     assert "KEEPALIVED.CONF" in capsys.readouterr().err
