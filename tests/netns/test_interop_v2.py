@@ -190,10 +190,11 @@ def test_a_2_and_3_pyvrrp_node_and_a_v2_keepalived_elect_one_master(lab: Lab) ->
     conf = lab.node_dir("B") / "node.toml"
     conf.write_text(pyvrrp_config("B", spec, run_dir=lab.node_dir("B")))
     with lab.watch_adverts("B") as watch, lab.probe([V4["B"]]) as probe:
-        reloaded = time.time()
         done = lab.run_in("B", sys.executable, "-m", "pyvrrp", "reload", "-c", str(conf))
+        # The daemon answers once the new configuration is in effect.
+        reloaded = time.time()
         assert done.stdout == "reloaded: changed: vip58, vip59; 0 unchanged\n", done
-        time.sleep(2.5)
+        time.sleep(3.2)
         after = [a for a in watch.adverts() if a.vrid == 59 and a.captured >= reloaded]
     assert len(after) >= 2 and {a.version for a in after} == {2}, after
     assert " -> " not in before_reload.new("B"), before_reload.new("B")
