@@ -133,6 +133,7 @@ class _Converter:
         self.vrrp_version = _KEEPALIVED_VERSION
         self.check_unicast_src = False
         self.default_interface: str | None = None
+        self.script_security = False  # keepalived's default: scripts others can write still run
         self.global_smtp_alert = False
         self.valid_names: set[str] = set()
         self.garp_defaults: dict[str, int | float] = {}
@@ -207,6 +208,15 @@ class _Converter:
             if node.keyword == "vrrp_sync_group":
                 self.vrrp_sync_group(node)
         notifies = any(k.startswith("notify") for t in self.instances.values() for k in t)
+        if (self.scripts or notifies) and not self.script_security:
+            self.global_["script_security"] = False
+            self.comments.key(self.global_, "script_security", "no enable_script_security")
+            self.note(
+                None,
+                "no enable_script_security: keepalived runs scripts that users other than root "
+                "can change (and logs a SECURITY VIOLATION); script_security = false keeps "
+                "that, remove it once the scripts are safe",
+            )
         if (self.scripts or notifies) and "script_user" not in self.global_:
             self.note(
                 None,
@@ -248,11 +258,8 @@ class _Converter:
                 if len(args) > 1:
                     self.global_["script_group"] = args[1]
         elif key == "enable_script_security":
-            self.note(
-                child,
-                "enable_script_security: pyvrrp does not check who can write the scripts; "
-                "keep them and their directories writable by root only",
-            )
+            # pyvrrp's default (script_security = true), keepalived's opt-in.
+            self.script_security = True
         elif key == "vrrp_version":
             if self._args(child, 1, "the version") is not None:
                 self.vrrp_version = _integer(args[0], "vrrp_version", 2, 3)
@@ -343,11 +350,7 @@ class _Converter:
                     if self._args(child, 1, "the user") is not None:
                         script["user"] = args[0]
                         if len(args) > 1:
-                            self.drop(
-                                child,
-                                f"vrrp_script {name}: group {args[1]}: a script runs with "
-                                "the user's own group in pyvrrp",
-                            )
+                            script["group"] = args[1]
                 elif key == "init_fail":
                     self.drop(
                         child,
@@ -630,7 +633,7 @@ class _Converter:
     # The document ------------------------------------------------------------------------
 
     def document(self) -> dict[str, Any]:
-        global_ = dict(self.global_)
+        global_ = self.global_  # the same table: its comments are keyed by it
         if self.email:
             order = ("server", "from", "to")
             global_["email"] = {k: self.email[k] for k in order if k in self.email}

@@ -98,7 +98,7 @@ class _Instance:
         rule_lines: list[Node] = []
         address_lines: list[tuple[str, Node]] = []
         notify: dict[str, list[str] | str] = {}
-        notify_users: set[tuple[str, ...]] = set()
+        notify_users: dict[str, tuple[str, ...]] = {}  # key -> (user[, group]) or ()
         auth: dict[str, str] = {}
         email: bool | None = None
         check_unicast_src = c.check_unicast_src
@@ -185,8 +185,7 @@ class _Instance:
                 ):
                     if c._args(child, 1, "the command") is not None:
                         notify[key] = command_value(args[0])
-                        if len(args) > 1:
-                            notify_users.add(tuple(args[1:]))
+                        notify_users[key] = tuple(args[1:3])
                 elif key in _INSTANCE_DROPPED:
                     self.drop(child, f"{key}: {_INSTANCE_DROPPED[key]}")
                 elif key in _INSTANCE_NOTES:
@@ -490,21 +489,26 @@ class _Instance:
             table["virtual_routes"] = routes
         if rules:
             table["virtual_rules"] = rules
-        users = {user[0] for user in notify_users}
         for key in ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify"):
             if key in notify:
                 table[key] = notify[key]
-        if len(users) == 1:
-            table["notify_user"] = users.pop()
-            if any(len(user) > 1 for user in notify_users):
-                self.drop(
-                    self.node, "notify group: notifications run with the user's own group in pyvrrp"
-                )
-        elif users:
+        # keepalived: `notify_master SCRIPT [USER [GROUP]]` each; pyvrrp: one user and group
+        # for an instance's notifications.
+        run_as = set(notify_users.values())
+        if len(run_as) == 1:
+            user_group = run_as.pop()
+            if user_group:
+                table["notify_user"] = user_group[0]
+            if len(user_group) > 1:
+                table["notify_group"] = user_group[1]
+        elif run_as:
+            shown = ", ".join(
+                f"{key} as {' '.join(who) or 'script_user'}" for key, who in notify_users.items()
+            )
             self.drop(
                 self.node,
-                f"notify commands run as different users ({', '.join(sorted(users))}); pyvrrp has "
-                "one notify_user per instance: none set",
+                f"notify commands run as different users ({shown}); pyvrrp runs an instance's "
+                "notifications as one notify_user: none set",
             )
         for keepalived_key, key in (
             ("garp_master_repeat", "garp_repeat"),

@@ -38,9 +38,10 @@ MACHINE = {"A": "machine-a", "B": "machine-b", "C": "machine-c"}
 SLACK = 2.0
 
 
-def imported_config(lab: Lab, node: str) -> str:
-    """`node`'s real keepalived.conf imported, with the lab's socket and state directory."""
-    result = import_keepalived(DATA / f"{MACHINE[node]}.conf")
+def imported_config(lab: Lab, node: str, vrrp_version: str | None = None) -> str:
+    """`node`'s real keepalived.conf imported (with `--vrrp-version` when given), with the
+    lab's socket and state directory."""
+    result = import_keepalived(DATA / f"{MACHINE[node]}.conf", vrrp_version=vrrp_version)
     run_dir = lab.node_dir(node)
     (run_dir / "state").mkdir(exist_ok=True)
     lab_keys = (

@@ -233,7 +233,9 @@ def test_seed_notes_say_what_keepalived_clears(tmp_path: Path) -> None:
     result, _, _ = imported(tmp_path, DATA / "machine-a.conf")
     notes = messages(result.notes)
     assert "machine-a.conf:29: vrrp_instance 1.2.3.58: nopreempt is cleared" in notes
-    assert "enable_script_security" in notes
+    # enable_script_security is pyvrrp's default (script_security = true): nothing to say.
+    assert "script_security" not in notes
+    assert "script_security" not in result.text
     assert "smtp_connect_timeout" in notes
 
 
@@ -957,8 +959,26 @@ def test_notify_with_user_and_script_options(conf: Any, tmp_path: Path) -> None:
     assert vi1.notify_master == ("/usr/bin/on-master", "--vip", "16")
     assert vi1.notify == ("/usr/local/bin/notify.sh",)
     assert vi1.notify_user == "vrrp"
+    assert vi1.notify_group is None
     script = config.scripts["chk"]
     assert (script.user, script.timeout_us, script.interval_us) == ("nobody", 5_000_000, 500_000)
+
+
+def test_users_and_groups(conf: Any, tmp_path: Path) -> None:
+    path = conf(
+        'vrrp_script chk {\n script "/bin/true"\n user nobody nogroup\n}\n'
+        + instance("notify_master /bin/a u1 g1\n notify_backup /bin/b u1 g1")
+    )
+    result, config, raw = imported(tmp_path, path)
+    assert result.faithful
+    assert (config.scripts["chk"].user, config.scripts["chk"].group) == ("nobody", "nogroup")
+    vi1 = config.instances["VI_1"]
+    assert (vi1.notify_user, vi1.notify_group) == ("u1", "g1")
+    # No enable_script_security: keepalived runs scripts others can change; so does the file.
+    assert raw["global"]["script_security"] is False
+    assert config.global_.script_security is False
+    assert "script_security = false  # no enable_script_security" in result.text
+    assert "no enable_script_security: keepalived runs scripts" in messages(result.notes)
 
 
 def test_addresses_labels_and_options(conf: Any, tmp_path: Path) -> None:
@@ -1282,12 +1302,9 @@ GLOBAL = "global_defs {{\n {0}\n}}\n"
             "auth_type MD5: expected PASS or AH; authentication ignored (as keepalived)",
         ),
         (
-            instance("notify_master /bin/a u1\n notify_backup /bin/b u2"),
-            "notify commands run as different users (u1, u2); pyvrrp has one notify_user",
-        ),
-        (
-            instance("notify_master /bin/a u1 g1"),
-            "notify group: notifications run with the user's own group in pyvrrp",
+            instance("notify_master /bin/a u1\n notify_backup /bin/b u2\n notify_fault /bin/c"),
+            "notify commands run as different users (notify_master as u1, notify_backup as u2, "
+            "notify_fault as script_user); pyvrrp runs an instance's notifications as one",
         ),
         (
             instance("unicast_peer {\n 10.0.0.2 min_ttl 250\n }"),
@@ -1338,7 +1355,6 @@ GLOBAL = "global_defs {{\n {0}\n}}\n"
         (SCRIPT.format("rise often") + instance(""), "rise 'often' is not an integer"),
         (SCRIPT.format("weight 500") + instance(""), "weight 500 is out of range -254..254"),
         (SCRIPT.format("user") + instance(""), "user: missing the user; ignored"),
-        (SCRIPT.format("user nobody nogroup") + instance(""), "group nogroup: a script runs"),
         (SCRIPT.format("init_fail") + instance(""), "init_fail: pyvrrp counts a script as good"),
         (SCRIPT.format("kill_after 3") + instance(""), "vrrp_script chk: kill_after: not"),
         ("vrrp_script {\n script /bin/true\n}\n" + instance(""), "vrrp_script without a name"),
