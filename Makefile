@@ -8,7 +8,7 @@ STAMP := $(VENV)/.pyvrrp-installed
 DEB_PACKAGES := keepalived tshark tcpdump nftables iproute2 iputils-ping procps curl
 PYTEST_ARGS ?=
 
-.PHONY: all install system-deps lint typecheck test unit demo bench-codec bench-failover bench-announce clean
+.PHONY: all install system-deps lint typecheck test unit demo bench-codec bench-failover bench-announce bench-scale clean
 
 all: test
 
@@ -61,6 +61,10 @@ bench-failover: install system-deps
 
 bench-announce: install system-deps
 	$(PY) bench/announce.py
+
+# The full matrix (about 15 minutes); bench/scale.py --help for a subset.
+bench-scale: install system-deps
+	$(PY) bench/scale.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage
