@@ -15,9 +15,10 @@ For every advert interval, every K and every daemon (one row each), both nodes s
 daemon, the lab waits for every VIP to be on its master, lets the cluster settle (SETTLE_S),
 then measures over the window (`--window`, default 30 s):
 
-- CPU: user and system time of each node's daemon over the window, from /proc/PID/stat
-  (the process's totals: every thread; keepalived's VRRP and checker children counted too),
-  as a percentage of one CPU, both nodes together;
+- CPU: time on a CPU of every thread of each node's daemon over the window, from
+  /proc/PID/task/*/schedstat (nanoseconds; keepalived's VRRP and checker children counted
+  too), as a percentage of one CPU, both nodes together; the user / system split comes from
+  /proc/PID/stat (10 ms ticks);
 - RSS: VmRSS at the end of the window (keepalived: parent and children summed), the larger
   of the two nodes;
 - wakeups per second: voluntary and involuntary context switches of every thread of both
@@ -89,6 +90,7 @@ NODES = ("A", "B")
 MASTER_PRIORITY, BACKUP_PRIORITY = 150, 100
 SETTLE_S = 1.0  # after every VIP is on its master: the masters' first announcement bursts
 SEED_RUN_S = 3.0
+CONVERGE_S = 20.0  # beyond Master_Down_Interval, for every VIP to reach its master
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MIB = 1024 * 1024
 
@@ -143,7 +145,8 @@ class Row:
     interval: float
     window: float
     load: float  # 1-minute load average at the start of the window
-    user_s: float  # both nodes
+    cpu_s: float  # both nodes, user + system (schedstat: exact)
+    user_s: float  # both nodes (10 ms ticks)
     system_s: float
     rss_mb: float  # the larger node
     wakeups_per_s: float  # both nodes, every thread
@@ -158,7 +161,7 @@ class Row:
     @property
     def cpu_percent(self) -> float:
         """User + system CPU of both nodes, as a percentage of one CPU over the window."""
-        return (self.user_s + self.system_s) / self.window * 100
+        return self.cpu_s / self.window * 100
 
 
 # ---- /proc
@@ -170,6 +173,7 @@ class Usage:
 
     user_ticks: int
     system_ticks: int
+    cpu_ns: int  # every thread's time on a CPU (schedstat): nanoseconds, not 10 ms ticks
     switches: int
     rss_kib: int
 
@@ -187,9 +191,10 @@ def _status_value(path: Path, key: str) -> int:
 
 
 def usage(pids: Iterable[int]) -> Usage:
-    """Summed CPU ticks (fields 14, 15 of /proc/PID/stat: every thread of the process),
-    context switches of every thread, and VmRSS of `pids`; a pid that is gone counts 0."""
-    user = system = switches = rss = 0
+    """Summed CPU ticks (fields 14, 15 of /proc/PID/stat: every thread of the process), CPU
+    time and context switches of every thread (/proc/PID/task/*/schedstat and status), and
+    VmRSS of `pids`; a pid that is gone counts 0."""
+    user = system = cpu_ns = switches = rss = 0
     for pid in pids:
         try:
             fields = _stat_fields(pid)
@@ -197,12 +202,13 @@ def usage(pids: Iterable[int]) -> Usage:
             system += int(fields[12])
             rss += _status_value(Path(f"/proc/{pid}/status"), "VmRSS")
             for task in Path(f"/proc/{pid}/task").iterdir():
+                cpu_ns += int((task / "schedstat").read_text().split()[0])
                 status = task / "status"
                 switches += _status_value(status, "voluntary_ctxt_switches")
                 switches += _status_value(status, "nonvoluntary_ctxt_switches")
         except (OSError, ValueError, IndexError):
             continue
-    return Usage(user, system, switches, rss)
+    return Usage(user, system, cpu_ns, switches, rss)
 
 
 # ---- capture
@@ -356,13 +362,22 @@ def measure(lab: Lab, daemon: DaemonKind, k: int, interval: float, window: float
     cluster = scale_cluster(k, interval)
 
     def failed(error: str) -> Row:
-        return Row(daemon, k, interval, window, os.getloadavg()[0], 0, 0, 0, 0, 0, None, None,
-                   None, 0, 0, error)  # fmt: skip
+        return Row(daemon, k, interval, window, os.getloadavg()[0], 0, 0, 0, 0, 0, 0, None,
+                   None, None, 0, 0, error)  # fmt: skip
 
+    timeout = master_down_interval(interval) + CONVERGE_S
     try:
-        start_cluster(lab, daemon, cluster, timeout=master_down_interval(interval) + 30)
-    except LabError as exc:
-        return failed(f"did not converge: {str(exc).splitlines()[0]}")
+        start_cluster(lab, daemon, cluster, timeout=timeout)
+    except LabError:
+        held = lab.holders()
+        vips = [str(a) for a in cluster.vip_addresses()]
+        both = sum(len(held.get(a, [])) > 1 for a in vips)
+        none = sum(not held.get(a) for a in vips)
+        dead = [n for n in lab.nodes if not lab.running(n)]
+        return failed(
+            f"no convergence in {timeout:.0f} s: {both} of {k} VIPs on both nodes, {none} on "
+            f"none" + (f", daemon gone on {', '.join(dead)}" if dead else "")
+        )
     time.sleep(SETTLE_S)
     pids = {n: lab.daemon_pids(n) for n in lab.nodes}
     offsets = {n: log_size(lab, n) for n in lab.nodes}
@@ -388,6 +403,7 @@ def measure(lab: Lab, daemon: DaemonKind, k: int, interval: float, window: float
     spurious = foreign + sum(transitions(log_since(lab, n, offsets[n]), daemon) for n in lab.nodes)
     user = sum(after[n].user_ticks - before[n].user_ticks for n in lab.nodes) / CLK_TCK
     system = sum(after[n].system_ticks - before[n].system_ticks for n in lab.nodes) / CLK_TCK
+    cpu = sum(after[n].cpu_ns - before[n].cpu_ns for n in lab.nodes) / 1e9
     switches = sum(after[n].switches - before[n].switches for n in lab.nodes)
     return Row(
         daemon=daemon,
@@ -395,6 +411,7 @@ def measure(lab: Lab, daemon: DaemonKind, k: int, interval: float, window: float
         interval=interval,
         window=round(elapsed, 3),
         load=load,
+        cpu_s=round(cpu, 4),
         user_s=round(user, 2),
         system_s=round(system, 2),
         rss_mb=round(max(after[n].rss_kib for n in lab.nodes) * 1024 / MIB, 1),
@@ -447,7 +464,7 @@ def table(rows: Sequence[Row]) -> list[str]:
         if row.daemon == "pyvrrp" and theirs is not None and theirs.cpu_percent > 0:
             ratio = f"{row.cpu_percent / theirs.cpu_percent:.1f}x"
         lines.append(
-            f"| {row.interval:g} s | {row.k} | {row.daemon} | {row.cpu_percent:.1f} % "
+            f"| {row.interval:g} s | {row.k} | {row.daemon} | {row.cpu_percent:.2f} % "
             f"| {row.user_s:.2f} / {row.system_s:.2f} | {ratio} | {row.rss_mb:.1f} "
             f"| {row.wakeups_per_s:.0f} | {_ms(row.p50_ms)} / {_ms(row.p99_ms)} / "
             f"{_ms(row.max_ms)} | {row.adverts} | {row.spurious} | {row.load:.1f} |"
