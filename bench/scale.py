@@ -90,7 +90,7 @@ NODES = ("A", "B")
 MASTER_PRIORITY, BACKUP_PRIORITY = 150, 100
 SETTLE_S = 1.0  # after every VIP is on its master: the masters' first announcement bursts
 SEED_RUN_S = 3.0
-CONVERGE_S = 20.0  # beyond Master_Down_Interval, for every VIP to reach its master
+CONVERGE_S = 30.0  # beyond Master_Down_Interval, for every VIP to reach its master
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MIB = 1024 * 1024
 
