@@ -20,9 +20,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pyvrrp import __version__
-from pyvrrp.configfile import ConfigFileError, check_environment, load, problem_lines
+from pyvrrp._version import __version__
+from pyvrrp.configfile import (
+    ConfigFileError,
+    check_environment,
+    load,
+    problem_lines,
+    warning_lines,
+)
 from pyvrrp.core.config import DEFAULT_CONTROL_SOCKET, ConfigError, summary
+from pyvrrp.runtime.logs import LOG_FORMATS, LOG_LEVELS  # stdlib only: no trio for `check`
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -62,9 +69,11 @@ def _add_check_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
         "check",
         help="validate a configuration file and exit",
         description=(
-            "Validate FILE: print every problem as 'FILE: key.path: message' and exit 2, or "
-            "print a one-line summary and exit 0. Also checks that the programs and users "
-            "it names exist on this host."
+            "Validate FILE: print each problem as 'FILE: key.path: message' (the first 100, "
+            "then how many more) and exit 2, or print a one-line summary and exit 0, with "
+            "any warnings ('FILE: key.path: warning: message') on stderr. A file without "
+            "instances, or over 1 MiB, is a problem. Also checks that the programs, users "
+            "and groups it names exist on this host."
         ),
     )
     _add_config_option(check, in_subcommand=True)
@@ -145,6 +154,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"pyvrrp {__version__}")
     _add_config_option(parser, in_subcommand=False)
     _add_socket_option(parser, in_subcommand=False)
+    parser.add_argument(
+        "--log-level",
+        choices=tuple(LOG_LEVELS),
+        help="the daemon's log level (default: [global] log_level, else info); debug shows "
+        "every decision, error only what needs a person",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        help="the daemon's log lines: text, or one JSON object per line with the fields of "
+        "transitions (instance, vrid, from, to, reason, priority) as keys "
+        "(default: [global] log_format, else text)",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_check_parser(commands)
     _add_status_parser(commands)
@@ -166,6 +188,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     except ConfigError as error:
         _print_lines(problem_lines(file, error))
         return EXIT_CONFIG
+    _print_lines(warning_lines(file, config))
     problems = check_environment(config)
     if problems:
         _print_lines(problem_lines(file, problems))
@@ -277,7 +300,7 @@ def _run_daemon(args: argparse.Namespace) -> int:
     """Run the daemon in the foreground (``pyvrrp -c node.toml``)."""
     from pyvrrp.runtime.daemon import run_daemon  # trio and pyroute2 only when needed
 
-    return run_daemon(args.config)
+    return run_daemon(args.config, log_level=args.log_level, log_format=args.log_format)
 
 
 # Subcommands that need -c FILE.
@@ -300,6 +323,16 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("the daemon needs -c FILE (or give a COMMAND)")
         if args.command in _NEEDS_CONFIG and args.config is None:
             parser.error(f"{args.command} needs -c FILE")
+        if args.command is not None:
+            for option, value in (
+                ("--log-level", args.log_level),
+                ("--log-format", args.log_format),
+            ):
+                if value is not None:
+                    parser.error(
+                        f"{option} is for the daemon (pyvrrp -c FILE {option} {value}), "
+                        f"not for {args.command}"
+                    )
     except SystemExit as exit_:
         # argparse exits 2 after printing usage (0 for --help); return it instead so that
         # main() can be called from tests and embedding code.

@@ -8,15 +8,20 @@ go wrong (a missing or unreadable file, bad UTF-8, bad TOML, an invalid configur
 :func:`check_environment` finds what the pure model cannot know: whether the programs and
 users the configuration names exist on this host. ``pyvrrp check`` reports those problems and
 the daemon logs them at startup.
+
+Routing table names (``table = "vswitch"``) are resolved here, from the rt_tables files as
+``ip`` reads them, because the core reads no file: :func:`table_names`.
 """
 
 from __future__ import annotations
 
+import grp
 import os
 import pwd
 import re
 import shutil
 import tomllib
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from pyvrrp.core.config import (
@@ -28,7 +33,27 @@ from pyvrrp.core.config import (
     parse_node,
 )
 
-__all__ = ["ConfigError", "ConfigFileError", "check_environment", "load", "problem_lines"]
+__all__ = [
+    "MAX_CONFIG_BYTES",
+    "MAX_PROBLEMS_SHOWN",
+    "ConfigError",
+    "ConfigFileError",
+    "check_environment",
+    "load",
+    "problem_lines",
+    "table_names",
+    "warning_lines",
+]
+
+# A node.toml is a few kB; anything this big is the wrong file, and parsing it would list
+# problems by the hundred thousand (a 10 MB file once gave 582,542 lines and 834 MB).
+MAX_CONFIG_BYTES = 1024 * 1024
+# What a reader can act on; the rest is counted.
+MAX_PROBLEMS_SHOWN = 100
+# Where iproute2 keeps rt_tables: /etc first; Debian 12's iproute2 also ships its defaults
+# under /usr/share. PYVRRP_IPROUTE2_DIRS (colon-separated) replaces them (tests, odd hosts).
+IPROUTE2_DIRS = ("/etc/iproute2", "/usr/share/iproute2")
+IPROUTE2_DIRS_ENV = "PYVRRP_IPROUTE2_DIRS"
 
 
 _KEEPALIVED_CONF = re.compile(r"^\s*(vrrp_instance|vrrp_script|global_defs)\s", re.MULTILINE)
@@ -38,23 +63,47 @@ class ConfigFileError(ConfigError):
     """The file could not be read as TOML at all; its one problem's path is the file name."""
 
 
-def problem_lines(file: str | os.PathLike[str], problems: ConfigError | list[Problem]) -> list[str]:
-    """One line per problem, each starting with the file name (once)."""
+def problem_lines(
+    file: str | os.PathLike[str],
+    problems: ConfigError | Sequence[Problem],
+    *,
+    limit: int = MAX_PROBLEMS_SHOWN,
+) -> list[str]:
+    """One line per problem, each starting with the file name (once); after ``limit`` of
+    them, one line saying how many more there are."""
     if isinstance(problems, ConfigFileError):
         return [str(problem) for problem in problems.problems]
     items = problems.problems if isinstance(problems, ConfigError) else problems
-    return [f"{os.fspath(file)}: {problem}" for problem in items]
+    lines = [f"{os.fspath(file)}: {problem}" for problem in items[:limit]]
+    if len(items) > limit:
+        more = len(items) - limit
+        lines.append(f"{os.fspath(file)}: and {more} more problem{'s' if more > 1 else ''}")
+    return lines
+
+
+def warning_lines(file: str | os.PathLike[str], config: NodeConfig) -> list[str]:
+    """One line per warning of a valid configuration: 'FILE: key.path: warning: message'."""
+    return [
+        f"{os.fspath(file)}: {warning.path}: warning: {warning.message}"
+        for warning in config.warnings
+    ]
 
 
 def _file_problem(name: str, message: str) -> ConfigFileError:
     return ConfigFileError([Problem(name, message)])
 
 
-def load(path: str | os.PathLike[str]) -> NodeConfig:
-    """Read and validate a node.toml. Raises ConfigError (ConfigFileError for file problems)."""
+def load(path: str | os.PathLike[str], *, iproute2_dirs: Sequence[str] | None = None) -> NodeConfig:
+    """Read and validate a node.toml. Raises ConfigError (ConfigFileError for file problems).
+
+    Routing table names resolve through the rt_tables files under ``iproute2_dirs`` (default:
+    $PYVRRP_IPROUTE2_DIRS, else /etc/iproute2 then /usr/share/iproute2).
+    """
     name = os.fspath(path)
     try:
-        raw = Path(path).read_bytes()
+        with Path(path).open("rb") as file:
+            # Never more than the limit in memory, whatever the file (or device) is.
+            raw = file.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         raise _file_problem(name, "no such file") from None
     except IsADirectoryError:
@@ -65,6 +114,12 @@ def load(path: str | os.PathLike[str]) -> NodeConfig:
         ) from None
     except OSError as error:
         raise _file_problem(name, f"cannot read it: {error.strerror or error}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise _file_problem(
+            name,
+            f"is larger than {MAX_CONFIG_BYTES // 1024} KiB ({MAX_CONFIG_BYTES} bytes), the most "
+            "a node.toml may be (one is a few kB); is this the right file?",
+        )
     try:
         # utf-8-sig: tolerate the byte order mark some editors write.
         text = raw.decode("utf-8-sig")
@@ -88,7 +143,54 @@ def load(path: str | os.PathLike[str]) -> NodeConfig:
         raise _file_problem(name, f"invalid TOML: {error}{hint}") from None
     except RecursionError:
         raise _file_problem(name, "invalid TOML: arrays or tables nested too deeply") from None
-    return parse_node(data)
+    return parse_node(data, table_names=table_names(iproute2_dirs))
+
+
+def table_names(dirs: Sequence[str] | None = None) -> dict[str, int]:
+    """Routing table names as ``ip`` reads them (iproute2 lib/rt_names.c): ``rt_tables`` from
+    the first of ``dirs`` that has one, then every ``rt_tables.d/*.conf``; the first
+    definition of a name wins. Missing or unreadable files are skipped, as ip skips them."""
+    if dirs is None:
+        from_env = os.environ.get(IPROUTE2_DIRS_ENV)
+        dirs = [d for d in from_env.split(":") if d] if from_env is not None else IPROUTE2_DIRS
+    files: list[Path] = []
+    main = next((Path(d, "rt_tables") for d in dirs if Path(d, "rt_tables").is_file()), None)
+    if main is not None:
+        files.append(main)
+    for directory in dirs:
+        try:
+            files.extend(sorted(Path(directory, "rt_tables.d").glob("*.conf")))
+        except OSError:
+            continue
+    names: dict[str, int] = {}
+    for file in files:
+        for name, number in _rt_tables_entries(file):
+            names.setdefault(name, number)
+    return names
+
+
+def _rt_tables_entries(file: Path) -> Iterable[tuple[str, int]]:
+    """'ID NAME' lines (ID decimal or 0x hex; '#' comments). ip stops reading a file at its
+    first malformed line; so does this."""
+    try:
+        text = file.read_text("utf-8", errors="replace")
+    except OSError:
+        return []
+    entries: list[tuple[str, int]] = []
+    for line in text.splitlines():
+        fields = line.split()
+        if not fields or fields[0].startswith("#"):
+            continue  # whatever follows ID and NAME on a line is ignored, comments included
+        if len(fields) < 2:
+            break
+        number_text, name = fields[0], fields[1]
+        try:
+            number = int(number_text, 16) if number_text[:2].lower() == "0x" else int(number_text)
+        except ValueError:
+            break
+        if 0 <= number <= 2**32 - 1:
+            entries.append((name, number))
+    return entries
 
 
 def _program_problem(program: str) -> str | None:
@@ -149,6 +251,20 @@ def check_environment(config: NodeConfig) -> list[Problem]:
             if message is not None:
                 problems.append(Problem(path, message))
 
+    if config.global_.script_user is not None:
+        check_user(key_path("global", "script_user"), config.global_.script_user)
+    group = config.global_.script_group
+    if group is not None and not group.isdigit():
+        try:
+            grp.getgrnam(group)
+        except KeyError:
+            problems.append(
+                Problem(
+                    key_path("global", "script_group"),
+                    f"group {group!r} does not exist on this host; create it or change "
+                    "script_group",
+                )
+            )
     for name, script in config.scripts.items():
         path = key_path("scripts", name)
         check_command(key_path(path, "command"), script.command)

@@ -303,12 +303,28 @@ def format_status(status: Mapping[str, Any]) -> str:
     if drops:
         lines += ["", "dropped before reaching an instance:", *drops]
         if any("unknown_vrid" in line for line in drops):
-            # keepalived.md pain point 10: VRID collisions between clusters go unnoticed.
+            # docs/keepalived.md pain point 10: VRID collisions between clusters go unnoticed.
             lines.append(
                 "  (unknown_vrid: advertisements for a VRID no instance here has; another "
                 "cluster on the same link?)"
             )
+    lines.extend(_email_block(_mapping(status.get("email"))))
     return "\n".join(lines)
+
+
+def _email_block(email: Mapping[str, Any]) -> list[str]:
+    """The mailer's counters, when ``[global.email]`` is configured."""
+    if not email.get("enabled"):
+        return []
+    counts = (
+        f"  {_text(email.get('sent'))} sent, {_text(email.get('pending'))} pending; "
+        f"{_text(email.get('failures'))} failed attempts, {_text(email.get('retries'))} "
+        f"retries, {_text(email.get('dropped'))} dropped"
+    )
+    lines = ["", "e-mail:", counts]
+    if email.get("last_error"):
+        lines.append(f"  last failure: {_text(email.get('last_error'))}")
+    return lines
 
 
 def _maintenance_on(name: str, previous: Mapping[str, Any]) -> str:

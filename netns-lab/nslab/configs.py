@@ -42,7 +42,7 @@ def keepalived_config(
     """keepalived.conf (2.2.x) for `node` of `cluster` (default: the seed cluster).
 
     Every vrrp_instance says `version 3`: keepalived defaults IPv4 instances to VRRPv2, and
-    pyvrrp speaks v3 (keepalived.md). `notify` is an executable called by keepalived's generic
+    pyvrrp speaks v3 (docs/keepalived.md). `notify` is an executable called by keepalived's generic
     `notify` (`SCRIPT INSTANCE <name> <state> <priority>`); with `enable_script_security` it
     must be owned by root and live in directories only root can write.
     """
@@ -75,7 +75,7 @@ def keepalived_config(
         ]
     for inst in instances:
         prio = inst.priorities[node]
-        # keepalived ignores nopreempt unless the initial state is BACKUP (keepalived.md).
+        # keepalived ignores nopreempt unless the initial state is BACKUP (docs/keepalived.md).
         state = "MASTER" if inst.master == node and inst.preempt else "BACKUP"
         lines += [
             f"vrrp_instance {inst.name} {{",
@@ -139,7 +139,7 @@ def pyvrrp_config(
     notify: str | None = None,
     metrics_listen: str | None = None,
 ) -> str:
-    """node.toml (shared/node-toml.md) for `node` of `cluster`, equivalent to
+    """node.toml (docs/configuration.md) for `node` of `cluster`, equivalent to
     `keepalived_config`. `global.control_socket` and `global.state_dir` live in `run_dir`
     (the lab's per-node temp dir), so nodes of one lab never share them.
     """

@@ -190,7 +190,7 @@ def _node(name: str, index: int) -> NodeSpec:
     return NodeSpec(name=name, vswitch_ip=f"192.168.200.{index}", vswitch_ipv6=f"fd00:200::{index}")
 
 
-# The seed deployment (seed-setup.md): instance -> (master, {node: priority}).
+# The seed deployment (docs/hetzner-vswitch.md): instance -> (master, {node: priority}).
 _SEED_TABLE: tuple[tuple[str, int, dict[str, int]], ...] = (
     ("vip58", 58, {"A": 100, "B": 50, "C": 75}),
     ("vip59", 59, {"A": 75, "B": 100, "C": 50}),
@@ -199,7 +199,7 @@ _SEED_TABLE: tuple[tuple[str, int, dict[str, int]], ...] = (
 
 
 def seed_cluster(nodes: int = 3) -> ClusterSpec:
-    """The seed deployment: nodes A, B, C and instances vip58/59/60 exactly as seed-setup.md.
+    """The seed deployment (docs/hetzner-vswitch.md): nodes A, B, C and instances vip58/59/60.
 
     With fewer than 3 nodes, instances whose master is missing are left out; with more, nodes
     D, E, ... join every instance as backups with priorities 25, 20, ... (below 40, so the

@@ -35,10 +35,27 @@ class Cause(enum.Enum):
 
 
 @attrs.frozen
+class Datagram:
+    """One VRRP message ready for the socket: the bytes that follow the IP header, and the
+    IP header's source and destination (which the checksum's pseudo-header covers)."""
+
+    message: bytes
+    source: IPAddress
+    destination: IPAddress
+
+
+@attrs.frozen
 class SendAdvert:
-    """Send this advertisement (to the multicast group or to every unicast peer)."""
+    """Send this advertisement: put each of ``datagrams`` on the socket, in order.
+
+    The router encodes them itself (with its own checksum mode), one per unicast peer in
+    configured order or one to the family's multicast group, so the runtime only sends bytes
+    (h11's ``send()``, aioquic's ``datagrams_to_send()``). ``advert`` is what they carry, for
+    observers and tests.
+    """
 
     advert: Advertisement
+    datagrams: tuple[Datagram, ...]
 
 
 @attrs.frozen

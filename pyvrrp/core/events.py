@@ -5,15 +5,11 @@ Events are frozen values: a recorded list of ``(now, event)`` pairs replays as a
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import attrs
 
 from pyvrrp.core.actions import State
 from pyvrrp.core.packet import Advertisement, IPAddress
-
-if TYPE_CHECKING:
-    from pyvrrp.core.router import RouterParams
+from pyvrrp.core.params import RouterParams
 
 
 @attrs.frozen
@@ -28,9 +24,10 @@ class Timeout:
 
 @attrs.frozen
 class PacketReceived:
-    """A VRRP message (the bytes after the IP header) arrived for this router's VRID.
+    """A VRRP message (the bytes after the IP header) arrived, with what its IP header said.
 
-    ``ttl`` is the IPv4 TTL or the IPv6 hop limit the packet arrived with.
+    ``ttl`` is the IPv4 TTL or the IPv6 hop limit the packet arrived with. Transports return
+    this type from ``receive()`` and the runtime hands it to the router of its VRID as is.
     """
 
     message: bytes

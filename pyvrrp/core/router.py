@@ -6,6 +6,11 @@ microseconds and returns the actions to carry out in order; ``deadline()`` says 
 needs a ``Timeout`` event. The runtime keeps exactly one timer per router and calls
 ``handle(Timeout(), max(deadline, clock))`` so an early wake-up is never mistaken for "not yet".
 
+The router owns the wire in both directions: it decodes the ``PacketReceived`` bytes with its
+own checksum mode and returns ``SendAdvert`` actions whose datagrams it encoded itself (one
+per unicast peer, or one to the multicast group), so its runtime only moves bytes. Every state
+change is checked against :data:`pyvrrp.core.transitions.TRANSITIONS`.
+
 Where pyvrrp deliberately differs from a literal reading of the RFC it says so here:
 
 - Fast preemption: a backup that preempts a lower-priority master (RFC 9568 §6.4.2 discards
@@ -25,6 +30,7 @@ Where pyvrrp deliberately differs from a literal reading of the RFC it says so h
 from __future__ import annotations
 
 from collections import Counter
+from typing import Never, NoReturn
 
 import attrs
 
@@ -33,6 +39,7 @@ from pyvrrp.core.actions import (
     Action,
     Announce,
     Cause,
+    Datagram,
     Dropped,
     InstallVirtual,
     Notice,
@@ -42,6 +49,7 @@ from pyvrrp.core.actions import (
     State,
     StateChanged,
 )
+from pyvrrp.core.errors import UsageError
 from pyvrrp.core.events import (
     AdvertReceived,
     Event,
@@ -57,74 +65,36 @@ from pyvrrp.core.events import (
 )
 from pyvrrp.core.packet import (
     Advertisement,
-    ChecksumMode,
     DecodeError,
     DropReason,
-    Family,
     IPAddress,
     decode,
+    encode,
 )
+from pyvrrp.core.params import OWNER_PRIORITY, RouterParams, check_range
+from pyvrrp.core.transitions import check_transition
 
-OWNER_PRIORITY = 255
+__all__ = [
+    "HANDOVER_GRACE",
+    "OWNER_PRIORITY",
+    "RouterError",
+    "RouterParams",
+    "RouterStatistics",
+    "VirtualRouter",
+]
+
 # How long a leaving master keeps its addresses after hearing the new master (microseconds).
 HANDOVER_GRACE = 100_000
 
-
-class RouterError(Exception):
-    """The router was used in a way its contract forbids (a bug in the caller)."""
-
-
-def _check_range(name: str, value: int, low: int, high: int) -> None:
-    if not low <= value <= high:
-        raise ValueError(f"{name} must be in {low}..{high}, not {value}")
+RouterError = UsageError
+"""Deprecated name of :class:`pyvrrp.core.errors.UsageError`, the core's one misuse error."""
 
 
-@attrs.frozen
-class RouterParams:
-    """What a virtual router needs to know about itself.
-
-    ``priority`` is the configured (base) priority, 255 for the address owner.
-    ``local_address`` is the source of our advertisements (the interface's primary IPv4
-    address, its IPv6 link-local address, or ``unicast_source``): it breaks ties between
-    equal priorities. A non-empty ``unicast_peers`` accepts advertisements only from them.
-    Times are integer microseconds, the advertisement interval centiseconds as on the wire.
-    """
-
-    vrid: int
-    addresses: tuple[IPAddress, ...]
-    local_address: IPAddress
-    priority: int = 100
-    advert_interval_cs: int = 100
-    preempt: bool = True
-    preempt_delay_us: int = 0
-    unicast_peers: frozenset[IPAddress] = frozenset()
-    checksum_mode: ChecksumMode = ChecksumMode.PSEUDO_HEADER
-    garp_delay_us: int = 5 * timers.US_PER_SECOND
-    garp_refresh_us: int = 0
-    graceful_handover: bool = True
-
-    def __attrs_post_init__(self) -> None:
-        _check_range("vrid", self.vrid, 1, 255)
-        _check_range("priority", self.priority, 1, 255)
-        _check_range("advert_interval_cs", self.advert_interval_cs, 1, 4095)
-        # A negative delay would put deadlines in the past forever (a busy loop).
-        for name in ("preempt_delay_us", "garp_delay_us", "garp_refresh_us"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must not be negative, not {getattr(self, name)}")
-        if not self.addresses:
-            raise ValueError("a virtual router needs at least one address")
-        families = {a.version for a in self.addresses} | {self.local_address.version}
-        families |= {p.version for p in self.unicast_peers}
-        if len(families) != 1:
-            raise ValueError("addresses, local_address and unicast_peers must be of one family")
-
-    @property
-    def family(self) -> Family:
-        return Family.of(self.addresses[0])
-
-    @property
-    def owner(self) -> bool:
-        return self.priority == OWNER_PRIORITY
+def _unknown(value: Never) -> NoReturn:
+    """``typing.assert_never`` with the core's error: mypy proves every call unreachable (each
+    member of the union has its case), and a caller passing a non-member at run time gets a
+    :class:`UsageError` naming it rather than an AssertionError."""
+    raise UsageError(f"unknown event {value!r}")
 
 
 @attrs.frozen
@@ -188,6 +158,8 @@ class VirtualRouter:
         self._zero_received = 0
         self._became_master = 0
         self._drops: Counter[DropReason] = Counter()
+        # The last advertisement built, bytes included (see _advertise).
+        self._send_advert: SendAdvert | None = None
 
     # ----------------------------------------------------------------- read-only views
 
@@ -257,37 +229,39 @@ class VirtualRouter:
 
     def handle(self, event: Event, now: int) -> list[Action]:
         """Process one event at time ``now`` (microseconds) and return the actions to run."""
-        if isinstance(event, Timeout):
-            return self._on_timeout(now)
-        if isinstance(event, PacketReceived):
-            try:
-                advert = decode(
-                    event.message,
-                    source=event.source,
-                    destination=event.destination,
-                    ttl=event.ttl,
-                    checksum_mode=self.params.checksum_mode,
-                )
-            except DecodeError as exc:
-                return [self._drop(exc.reason, event.source, exc.detail)]
-            return self._on_advert(event.source, advert, now)
-        if isinstance(event, AdvertReceived):
-            return self._on_advert(event.source, event.advert, now)
-        if isinstance(event, HealthChanged):
-            return self._on_health(event, now)
-        if isinstance(event, MaintenanceChanged):
-            return self._on_maintenance(event.on, now)
-        if isinstance(event, SyncFault):
-            return self._on_sync_fault(event, now)
-        if isinstance(event, SyncState):
-            return self._on_sync_state(event, now)
-        if isinstance(event, Reconfigure):
-            return self._on_reconfigure(event.params, event.priority, now)
-        if isinstance(event, Startup):
-            return self._on_startup(now)
-        if isinstance(event, Shutdown):
-            return self._on_shutdown(event.immediate, now)
-        raise RouterError(f"unknown event {event!r}")
+        match event:
+            case Timeout():
+                return self._on_timeout(now)
+            case PacketReceived():
+                try:
+                    advert = decode(
+                        event.message,
+                        source=event.source,
+                        destination=event.destination,
+                        ttl=event.ttl,
+                        checksum_mode=self.params.checksum_mode,
+                    )
+                except DecodeError as exc:
+                    return [self._drop(exc.reason, event.source, exc.detail)]
+                return self._on_advert(event.source, advert, now)
+            case AdvertReceived():
+                return self._on_advert(event.source, event.advert, now)
+            case HealthChanged():
+                return self._on_health(event, now)
+            case MaintenanceChanged():
+                return self._on_maintenance(event.on, now)
+            case SyncFault():
+                return self._on_sync_fault(event, now)
+            case SyncState():
+                return self._on_sync_state(event, now)
+            case Reconfigure():
+                return self._on_reconfigure(event.params, event.priority, now)
+            case Startup():
+                return self._on_startup(now)
+            case Shutdown():
+                return self._on_shutdown(event.immediate, now)
+            case _:
+                _unknown(event)
 
     # ------------------------------------------------------------------ the machine
 
@@ -304,7 +278,7 @@ class VirtualRouter:
     def _on_startup(self, now: int) -> list[Action]:
         # RFC 9568 §6.4.1
         if self._state is not State.INITIALIZE or self._stopping:
-            raise RouterError("Startup is only valid once, in Initialize")
+            raise UsageError("Startup is only valid once, in Initialize")
         if self.params.preempt_delay_us:
             self._preempt_until = now + self.params.preempt_delay_us
         if self._in_fault():
@@ -346,7 +320,8 @@ class VirtualRouter:
             return [self._drop(DropReason.UNKNOWN_VRID, source, f"VRID {advert.vrid}")]
         if source == self.params.local_address:
             return [self._drop(DropReason.OWN_ADVERT, source, "our own advertisement")]
-        if self.params.unicast_peers and source not in self.params.unicast_peers:
+        peers = self.params.unicast_peers
+        if peers and self.params.unicast_peers_only and source not in peers:
             return [self._drop(DropReason.NOT_A_PEER, source, f"{source} is not in unicast_peers")]
         self._received += 1
         if advert.priority == 0:
@@ -434,7 +409,7 @@ class VirtualRouter:
 
     def _on_health(self, event: HealthChanged, now: int) -> list[Action]:
         if not self.params.owner:
-            _check_range("priority", event.priority, 1, 254)
+            check_range("priority", event.priority, 1, 254)
             old_priority, self._effective_priority = self._effective_priority, event.priority
         else:
             old_priority = self._effective_priority
@@ -455,12 +430,14 @@ class VirtualRouter:
             old.family,
             old.local_address,
         ):
-            raise RouterError("Reconfigure cannot change the VRID, family or local address")
+            raise UsageError("Reconfigure cannot change the VRID, family or local address")
         self.params = params
+        if params != old:
+            self._send_advert = None  # what the bytes carry may have changed
         if params.owner:
             self._effective_priority = OWNER_PRIORITY
         elif priority is not None:
-            _check_range("priority", priority, 1, OWNER_PRIORITY - 1)
+            check_range("priority", priority, 1, OWNER_PRIORITY - 1)
             self._effective_priority = priority
         elif old.owner:
             # Trackers will follow with HealthChanged; until then, the base priority.
@@ -621,6 +598,8 @@ class VirtualRouter:
             self._timer = start + timers.master_down_interval(self._effective_priority, interval)
 
     def _set_state(self, new: State, cause: Cause, reason: str, now: int) -> StateChanged:
+        # The one place a state changes: checked against the table of allowed transitions.
+        check_transition(self._state, new, cause)
         old, self._state = self._state, new
         self._state_since = now
         return StateChanged(old, new, cause, reason, self._effective_priority)
@@ -629,13 +608,38 @@ class VirtualRouter:
         self._sent += 1
         if priority == 0:
             self._zero_sent += 1
+        send = self._send_advert
+        if send is None or send.advert.priority != priority:
+            # Built once per priority and parameters (Reconfigure clears it): a master sends
+            # the same bytes every Adver_Timer.
+            send = self._send_advert = self._build_advert(priority)
+        return send
+
+    def _build_advert(self, priority: int) -> SendAdvert:
+        """The advertisement at ``priority`` encoded for every destination, in order."""
+        params = self.params
+        advert = Advertisement(
+            vrid=params.vrid,
+            priority=priority,
+            max_advert_interval=params.advert_interval_cs,
+            addresses=params.addresses,
+        )
+        source = params.local_address
         return SendAdvert(
-            Advertisement(
-                vrid=self.params.vrid,
-                priority=priority,
-                max_advert_interval=self.params.advert_interval_cs,
-                addresses=self.params.addresses,
-            )
+            advert,
+            tuple(
+                Datagram(
+                    encode(
+                        advert,
+                        source=source,
+                        destination=destination,
+                        checksum_mode=params.checksum_mode,
+                    ),
+                    source,
+                    destination,
+                )
+                for destination in params.destinations
+            ),
         )
 
     def _drop(self, reason: DropReason, source: IPAddress, detail: str) -> Dropped:

@@ -1,6 +1,6 @@
 """Health tracking: effective priority and FAULT from tracked scripts and interfaces.
 
-This is keepalived's ``track_script`` / ``track_interface`` arithmetic (see keepalived.md,
+This is keepalived's ``track_script`` / ``track_interface`` arithmetic (see docs/keepalived.md,
 "Effective priority and FAULT"), with nothing else: results go in, a :class:`Health` per
 instance comes out. Running the scripts and watching the links is the runtime's job
 (:mod:`pyvrrp.runtime.trackers`); feeding the :class:`Health` to the router, as a
@@ -35,8 +35,10 @@ from typing import Final, Literal
 
 import attrs
 
-from pyvrrp.core.config import OWNER_PRIORITY, InstanceConfig, NodeConfig
+from pyvrrp.core.config import InstanceConfig, NodeConfig
+from pyvrrp.core.errors import UsageError
 from pyvrrp.core.events import HealthChanged
+from pyvrrp.core.params import OWNER_PRIORITY
 
 __all__ = [
     "MAX_PRIORITY",
@@ -167,7 +169,7 @@ class ScriptState:
 
     def __init__(self, *, fall: int = 1, rise: int = 1) -> None:
         if fall < 1 or rise < 1:
-            raise ValueError(f"fall and rise must be at least 1, got fall={fall} rise={rise}")
+            raise UsageError(f"fall and rise must be at least 1, got fall={fall} rise={rise}")
         self.fall = fall
         self.rise = rise
         self._state: ScriptStatus = "unknown"
@@ -214,7 +216,7 @@ class ScriptState:
         return ""
 
     def carry_over(self, previous: ScriptState) -> None:
-        """Take ``previous``'s state and position (a reload keeps them, keepalived.md)."""
+        """Take ``previous``'s state and position (a reload keeps them, docs/keepalived.md)."""
         self._state = previous._state
         self.successes = previous.successes
         self.failures = previous.failures
@@ -254,7 +256,7 @@ def _trackers(config: NodeConfig, instance: InstanceConfig) -> tuple[_Tracker, .
     for script in instance.track_scripts:
         configured = config.scripts.get(script.name)
         if configured is None:
-            raise ValueError(
+            raise UsageError(
                 f"instance {instance.name} tracks script {script.name}, which is not configured"
             )
         weight = script.weight if script.weight is not None else configured.weight

@@ -1,6 +1,6 @@
 """Sending the gratuitous ARP / unsolicited NA burst for an instance's addresses.
 
-:mod:`pyvrrp.runtime.announce` builds the frames and owns the AF_PACKET sockets; this module
+:mod:`pyvrrp.runtime.frames` builds the frames and owns the AF_PACKET sockets; this module
 decides which frames go out of which interface. Nothing here waits: the interface's MAC
 comes from the packet socket bound to it (no netlink round trip), and the first round of the
 burst leaves frame by frame as each is built, so the first GARP of a new master goes out
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv6Address
 from typing import Protocol
 
-from pyvrrp.runtime.announce import (
+from pyvrrp.runtime.frames import (
     AnnounceError,
     Announcer,
     gratuitous_arp,

@@ -19,9 +19,11 @@ malformed), ``unknown_instance``, ``timeout`` (nothing received in time), ``too_
 ``busy`` (too many connections), ``internal`` (a bug in the daemon, logged there).
 
 The server (:func:`serve_control`) runs in the daemon's nursery and calls a
-:class:`ControlHandler` (the daemon's Node). Nothing a client sends can crash or block it:
-every read has a deadline, lines are bounded, each connection is its own task. The client
-(:func:`request`) is a plain blocking socket, for the command line.
+:class:`ControlHandler` (the daemon's :class:`~pyvrrp.runtime.daemon.DaemonControl`, which
+wraps its Node). Nothing a client sends can crash or block it: every read has a deadline,
+lines are bounded, each connection is its own task (:mod:`pyvrrp.runtime.server`, shared
+with the metrics endpoint). The client (:func:`request`) is a plain blocking socket, for the
+command line.
 
 To add a command: write an ``async def _cmd_NAME(handler, args) -> result`` that takes its
 arguments from ``args`` (an :class:`Arguments`), calls ``args.done()`` before acting, and
@@ -40,11 +42,17 @@ import stat
 import struct
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import trio
 
-from pyvrrp.runtime.errors import EnvironmentProblem
+# UnknownInstance is re-exported: it was defined here before it joined the other errors.
+from pyvrrp.runtime.errors import EnvironmentProblem, UnknownInstance
+from pyvrrp.runtime.server import BoundedServer, Reply
+
+if TYPE_CHECKING:
+    # Types only: ``pyvrrp status`` and the other clients load no node machinery.
+    from pyvrrp.runtime.status import InstanceStatus, NodeStatus
 
 log = logging.getLogger("pyvrrp")
 
@@ -60,27 +68,6 @@ MAX_RESPONSE: Final = 16 * 1024 * 1024
 """The longest response line the client accepts, in bytes."""
 PROBE_TIMEOUT: Final = 2.0
 """Seconds the server waits, at start, for a daemon already on the path to accept."""
-
-# Accept errors that mean "out of resources for now": wait and accept again (as
-# trio.serve_listeners does) instead of letting a flood of clients stop the server.
-_ACCEPT_RETRY_ERRNOS: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
-_ACCEPT_RETRY_SLEEP: Final = 0.1
-
-
-class UnknownInstance(Exception):
-    """A request named instances the daemon does not have.
-
-    ``names`` are the unknown names as given, ``known`` every instance the daemon runs.
-    """
-
-    def __init__(self, names: Sequence[str], known: Sequence[str]) -> None:
-        self.names = tuple(names)
-        self.known = tuple(known)
-        plural = "s" if len(self.names) > 1 else ""
-        instances = ", ".join(self.known) if self.known else "none configured"
-        super().__init__(
-            f"unknown instance{plural} {', '.join(self.names)} (instances: {instances})"
-        )
 
 
 class ControlError(Exception):
@@ -101,10 +88,11 @@ class ControlSocketInUse(EnvironmentProblem):
 
 
 class ControlHandler(Protocol):
-    """What the control server needs from the daemon (the daemon's Node implements it)."""
+    """What the control server needs from the daemon (the daemon's
+    :class:`~pyvrrp.runtime.daemon.DaemonControl` implements it)."""
 
-    def status(self) -> dict[str, Any]:
-        """The daemon's state as JSON-able data (see docs/operations.md, ``pyvrrp status``)."""
+    def status(self) -> NodeStatus:
+        """The daemon's state (see docs/operations.md, ``pyvrrp status``)."""
         ...
 
     async def set_maintenance(self, on: bool, instances: Sequence[str]) -> list[str]:
@@ -190,9 +178,7 @@ Command = Callable[[ControlHandler, Arguments], Awaitable[object]]
 
 async def _cmd_status(handler: ControlHandler, args: Arguments) -> object:
     args.done()
-    result = dict(handler.status())
-    result.setdefault("pid", os.getpid())
-    return result
+    return handler.status().to_json()
 
 
 async def _cmd_maintenance(handler: ControlHandler, args: Arguments) -> object:
@@ -202,11 +188,9 @@ async def _cmd_maintenance(handler: ControlHandler, args: Arguments) -> object:
     # What each instance was doing before, so that the client can say what the change
     # means on the wire (a master sends priority 0, a backup just stops competing). Only a
     # courtesy: a failing status() must not stand in the way of maintenance.
-    before: Mapping[str, Any] = {}
+    before: Mapping[str, InstanceStatus] = {}
     try:
-        instances = handler.status().get("instances")
-        if isinstance(instances, Mapping):
-            before = instances
+        before = handler.status().instances
     except Exception:
         log.exception("control: status() failed while handling maintenance")
     changed = await handler.set_maintenance(on, requested)
@@ -221,11 +205,12 @@ async def _cmd_maintenance(handler: ControlHandler, args: Arguments) -> object:
     previous: dict[str, object] = {}
     for name in [*changed, *names]:
         info = before.get(name)
-        if isinstance(info, Mapping):
+        if info is not None:
             previous[name] = {
-                key: info[key]
-                for key in ("state", "effective_priority", "faults", "maintenance")
-                if key in info
+                "state": info.state,
+                "effective_priority": info.effective_priority,
+                "faults": info.faults,
+                "maintenance": info.maintenance,
             }
     return {
         "on": on,
@@ -334,63 +319,44 @@ def _peer(sock: trio.socket.SocketType | socket.socket) -> tuple[int, int] | Non
     return (pid, uid) if pid > 0 else None
 
 
-class _Server:
-    def __init__(self, handler: ControlHandler) -> None:
+class _Lines:
+    """The :class:`~pyvrrp.runtime.server.Service` of the control socket: JSON lines."""
+
+    def __init__(self, handler: ControlHandler, request_timeout: float) -> None:
         self.handler = handler
-        self.clients = 0
+        self.request_timeout = request_timeout
 
-    async def serve(self, listener: trio.SocketListener) -> None:
-        async with trio.open_nursery() as nursery:
-            while True:
-                try:
-                    stream = await listener.accept()
-                except OSError as exc:
-                    if exc.errno not in _ACCEPT_RETRY_ERRNOS:
-                        raise
-                    log.error("control: cannot accept a connection: %s", exc)
-                    await trio.sleep(_ACCEPT_RETRY_SLEEP)
-                    continue
-                nursery.start_soon(self.connection, stream)
-
-    async def connection(self, stream: trio.SocketStream) -> None:
-        async with stream:
-            if self.clients >= MAX_CLIENTS:
-                await self._send(stream, _error("pyvrrp is busy: too many control clients", "busy"))
-                return
-            self.clients += 1
-            try:
-                response = await self._respond(stream)
-                if response is not None:
-                    await self._send(stream, response)
-            finally:
-                self.clients -= 1
-
-    async def _respond(self, stream: trio.SocketStream) -> dict[str, object] | None:
-        line = b""
+    async def receive(self, stream: trio.SocketStream) -> bytes | Reply:
         try:
-            with trio.fail_after(REQUEST_TIMEOUT):
-                line = await _read_line(stream)
-        except trio.TooSlowError:
-            return _error(
-                f"no request line within {REQUEST_TIMEOUT:g} s; send one JSON object and a newline",
+            line = await _read_line(stream)
+        except _TooLong:
+            return _reply(_error(f"request line longer than {MAX_LINE} bytes", "too_long"))
+        if not line.strip():
+            return _reply(
+                _error('empty request; send one line like {"command": "status"}', "bad_request")
+            )
+        return line
+
+    def timed_out(self) -> Reply:
+        return _reply(
+            _error(
+                f"no request line within {self.request_timeout:g} s; send one JSON object and "
+                "a newline",
                 "timeout",
             )
-        except _TooLong:
-            return _error(f"request line longer than {MAX_LINE} bytes", "too_long")
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            return None  # the client went away
-        if not line.strip():
-            return _error('empty request; send one line like {"command": "status"}', "bad_request")
+        )
+
+    def busy(self) -> Reply:
+        return _reply(_error("pyvrrp is busy: too many control clients", "busy"))
+
+    async def answer(self, request: bytes, stream: trio.SocketStream) -> Reply:
         peer = _peer(stream.socket)
         client = f"pid {peer[0]} uid {peer[1]}" if peer else "an unknown process"
-        return await dispatch(self.handler, line, client=client)
+        return _reply(await dispatch(self.handler, request, client=client))
 
-    @staticmethod
-    async def _send(stream: trio.SocketStream, response: Mapping[str, object]) -> None:
-        # A client that never reads must not hold its task forever.
-        with trio.move_on_after(SEND_TIMEOUT):
-            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                await stream.send_all(_encode(response))
+
+def _reply(response: Mapping[str, object]) -> Reply:
+    return Reply(_encode(response))
 
 
 async def _probe(path: str) -> int | None:
@@ -510,7 +476,14 @@ async def serve_control(
     listener = trio.SocketListener(sock)
     try:
         task_status.started()
-        await _Server(handler).serve(listener)
+        server = BoundedServer(
+            "control",
+            _Lines(handler, REQUEST_TIMEOUT),
+            max_clients=MAX_CLIENTS,
+            request_timeout=REQUEST_TIMEOUT,
+            send_timeout=SEND_TIMEOUT,
+        )
+        await server.serve([listener])
     finally:
         _unlink_if_ours(path, identity)
         await trio.aclose_forcefully(listener)

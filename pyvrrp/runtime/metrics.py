@@ -7,10 +7,10 @@ Two halves:
   nothing else, so ``pyvrrp status`` and a scrape can never disagree. Every metric the
   renderer may emit is declared in :data:`METRICS` (name, type, labels, help), in output
   order; docs/metrics.md, the Grafana dashboard and the alert rules are tested against it.
-- :func:`serve_metrics` is a minimal HTTP/1.1 server on trio streams for ``GET /metrics``.
-  One task per connection, one request per connection (``Connection: close``); the request
-  head is bounded in size and time, and so is sending the answer, so a slow or malicious
-  client holds nothing for long.
+- :func:`serve_metrics` serves it on ``GET /metrics`` through :mod:`pyvrrp.runtime.httpserver`
+  (HTTP/1.1 on h11): one task per connection, one request per connection (``Connection:
+  close``); the request head is bounded in size and time, and so is sending the answer, so a
+  slow or malicious client holds nothing for long.
 
 Why no dependency on ``prometheus_client``: what pyvrrp needs from it is the text format, a
 few dozen lines. Its instrumentation model (a process-global registry of live counters) is the
@@ -27,30 +27,29 @@ target) to every series and would rename ours to ``exported_instance``. Which no
 comes from is the target's ``instance`` label; ``pyvrrp_build_info`` carries the node's
 ``router_id``. Known label values are filled in with zeros (every state, every drop reason)
 so that ``rate()`` and ``increase()`` see a counter's first increment.
+
+Why the module is over 700 lines: about 220 of them are :data:`METRICS`, the declaration of
+every metric with its help text, kept in one table because the docs and dashboards are
+tested against it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import email.utils
-import errno
-import http
 import logging
 import math
 import os
-import re
-import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final, Literal
-from urllib.parse import urlsplit
 
 import attrs
 import trio
 
-from pyvrrp import __version__
+from pyvrrp._version import __version__
 from pyvrrp.core.actions import State
 from pyvrrp.core.packet import DropReason
 from pyvrrp.runtime.errors import EnvironmentProblem
+from pyvrrp.runtime.httpserver import Page, display_address, listen, serve_pages
 
 __all__ = [
     "CONTENT_TYPE",
@@ -85,9 +84,6 @@ SEND_TIMEOUT: Final = 10.0
 """Seconds the server spends, at most, handing a client its answer."""
 MAX_CLIENTS: Final = 32
 """Connections served at once; more are answered 503 at once and closed."""
-_LINGER_TIMEOUT: Final = 1.0
-_LINGER_BYTES: Final = 64 * 1024
-_BUSY_TIMEOUT: Final = 1.0
 
 STATES: Final = tuple(state.value for state in State)
 """The values of ``pyvrrp_instance_state``'s ``state`` label, in output order."""
@@ -269,6 +265,42 @@ METRICS: Final[tuple[MetricSpec, ...]] = (
         "Notification scripts waiting to run (the running one not included).",
     ),
     MetricSpec(
+        "pyvrrp_email_sent_total",
+        "counter",
+        (),
+        "Alert mails the SMTP server accepted (one per burst of transitions).",
+    ),
+    MetricSpec(
+        "pyvrrp_email_failures_total",
+        "counter",
+        (),
+        "Attempts to send an alert mail that failed (each retry that fails counts).",
+    ),
+    MetricSpec(
+        "pyvrrp_email_retries_total",
+        "counter",
+        (),
+        "Attempts to send an alert mail again after a failure.",
+    ),
+    MetricSpec(
+        "pyvrrp_email_dropped_total",
+        "counter",
+        (),
+        "Alert mails given up: the queue was full while the server was unreachable.",
+    ),
+    MetricSpec(
+        "pyvrrp_email_pending",
+        "gauge",
+        (),
+        "Alert mails queued or being sent.",
+    ),
+    MetricSpec(
+        "pyvrrp_email_last_sent_timestamp_seconds",
+        "gauge",
+        (),
+        "Unix time the SMTP server last accepted an alert mail; absent before the first.",
+    ),
+    MetricSpec(
         "pyvrrp_script_good",
         "gauge",
         _SCRIPT,
@@ -366,6 +398,14 @@ _NOTIFICATIONS: Final = (
     ("timed_out", "pyvrrp_notification_timeouts_total"),
     ("dropped", "pyvrrp_notifications_dropped_total"),
     ("pending", "pyvrrp_notifications_pending"),
+)
+_EMAIL: Final = (
+    ("sent", "pyvrrp_email_sent_total"),
+    ("failures", "pyvrrp_email_failures_total"),
+    ("retries", "pyvrrp_email_retries_total"),
+    ("dropped", "pyvrrp_email_dropped_total"),
+    ("pending", "pyvrrp_email_pending"),
+    ("last_sent", "pyvrrp_email_last_sent_timestamp_seconds"),
 )
 _SCRIPT_VALUES: Final = (
     ("last_exit_status", "pyvrrp_script_last_exit_status"),
@@ -562,6 +602,10 @@ def _collect(status: Mapping[str, Any]) -> dict[str, _Family]:
         instance_labels = labels.get(name, (name, "", "", ""))
         for key, metric in _NOTIFICATIONS:
             families[metric].add(instance_labels, _number(counts.get(key)))
+    email = status.get("email")
+    if isinstance(email, Mapping):  # the daemon's mailer (a library's Node has none)
+        for key, metric in _EMAIL:
+            families[metric].add((), _number(email.get(key)))
     for name, script in _sorted_items(status.get("scripts")):
         _collect_script(families, name, _mapping(script))
     return families
@@ -660,241 +704,11 @@ class MetricsError(EnvironmentProblem):
     """
 
 
-class _HttpError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-@attrs.frozen
-class _Request:
-    method: str
-    path: str
-
-
-# RFC 9110 §5.6.2 token; RFC 9112 §3 request-line; RFC 9110 §5.5 field values (no CTLs but
-# HTAB; obs-text allowed).
-_TOKEN: Final = rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
-_REQUEST_LINE: Final = re.compile(
-    rb"(?P<method>" + _TOKEN + rb") (?P<target>[\x21-\x7e]+) HTTP/(?P<major>\d)\.(?P<minor>\d)"
-)
-_FIELD_LINE: Final = re.compile(
-    rb"(?P<name>" + _TOKEN + rb"):[ \t]*(?P<value>[^\x00-\x08\x0a-\x1f\x7f]*)"
-)
-_HEAD_END: Final = re.compile(rb"\r?\n\r?\n")
-_PATHS: Final = ("/", "/metrics")
-
 _INDEX: Final = (
     b"<!DOCTYPE html>\n<html><head><title>pyvrrp</title></head>\n"
     b'<body><h1>pyvrrp</h1><p>Prometheus metrics are at <a href="/metrics">/metrics</a>.</p>'
     b"</body></html>\n"
 )
-
-
-def _parse_head(head: bytes) -> _Request:
-    """The request line and headers (RFC 9112 §2-§5), without the blank line that ends them."""
-    request_line, *fields = re.split(rb"\r?\n", head)
-    match = _REQUEST_LINE.fullmatch(request_line)
-    if match is None:
-        raise _HttpError(400, "malformed request line; expected like: GET /metrics HTTP/1.1")
-    version = (int(match["major"]), int(match["minor"]))
-    if version[0] != 1:
-        raise _HttpError(505, "only HTTP/1.x is supported")
-    hosts = 0
-    for field in fields:
-        field_match = _FIELD_LINE.fullmatch(field)
-        if field_match is None:
-            # Includes obs-fold and whitespace before the colon, both errors (RFC 9112 §5).
-            raise _HttpError(400, "malformed header line")
-        hosts += field_match["name"].lower() == b"host"
-    # RFC 9112 §3.2: an HTTP/1.1 request without exactly one Host header is a 400.
-    if version >= (1, 1) and hosts != 1:
-        raise _HttpError(400, "an HTTP/1.1 request needs exactly one Host header")
-    method = match["method"].decode("ascii")
-    target = match["target"].decode("ascii")
-    # RFC 9112 §3.2: origin-form, absolute-form, or asterisk-form for OPTIONS (CONNECT's
-    # authority-form is no use here).
-    if target.startswith("/"):
-        path = target.partition("?")[0]
-    elif target.lower().startswith(("http://", "https://")):
-        path = urlsplit(target).path or "/"
-    elif target == "*" and method == "OPTIONS":
-        path = target
-    else:
-        raise _HttpError(400, f"bad request target {target[:100]!r}; use /metrics")
-    return _Request(method, path)
-
-
-class _HeadTooLarge(Exception):
-    pass
-
-
-async def _read_head(stream: trio.abc.ReceiveStream, limit: int) -> bytes | None:
-    """The request head (without its terminating blank line); None if the client sent nothing."""
-    buffer = bytearray()
-    start = 0
-    while True:
-        chunk = await stream.receive_some(limit + 4)
-        if not chunk:
-            if buffer.strip(b"\r\n"):
-                raise _HttpError(400, "the connection closed in the middle of the request")
-            return None
-        scanned = len(buffer)
-        buffer += chunk
-        if start == scanned:
-            # RFC 9112 §2.2: empty lines before the request line are ignored (they count
-            # towards the limit, so endless empty lines cannot grow the buffer).
-            start = len(buffer) - len(buffer.lstrip(b"\r\n"))
-        # Only the new bytes (and the 3 before them) can complete the blank line: a client
-        # sending a byte at a time costs linear work, not quadratic.
-        end = _HEAD_END.search(buffer, max(start, scanned - 3))
-        if end is not None and end.end() <= limit:
-            return bytes(buffer[start : end.start()])
-        if len(buffer) > limit:
-            raise _HeadTooLarge
-
-
-def _date() -> str:
-    return email.utils.formatdate(usegmt=True)
-
-
-def _response(
-    status: int,
-    body: bytes,
-    content_type: str = "text/plain; charset=utf-8",
-    *,
-    head_only: bool = False,
-    extra: Sequence[tuple[str, str]] = (),
-) -> bytes:
-    phrase = http.HTTPStatus(status).phrase
-    headers = [
-        ("Content-Type", content_type),
-        ("Content-Length", str(len(body))),
-        ("Date", _date()),
-        ("Connection", "close"),
-        *extra,
-    ]
-    lines = [f"HTTP/1.1 {status} {phrase}", *(f"{name}: {value}" for name, value in headers)]
-    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-    return head if head_only else head + body
-
-
-def _error(status: int, message: str, **kwargs: Any) -> bytes:
-    return _response(status, f"{message}\n".encode(), **kwargs)
-
-
-def _display(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-class _Server:
-    def __init__(
-        self,
-        status: Callable[[], Mapping[str, Any]],
-        *,
-        process_metrics: bool,
-        request_timeout: float,
-        send_timeout: float,
-        max_clients: int,
-        max_request_head: int,
-    ) -> None:
-        self.status = status
-        self.process_metrics = process_metrics
-        self.request_timeout = request_timeout
-        self.send_timeout = send_timeout
-        self.max_clients = max_clients
-        self.max_request_head = max_request_head
-        self.clients = 0
-
-    async def connection(self, stream: trio.SocketStream) -> None:
-        if self.clients >= self.max_clients:
-            await self._send(stream, _error(503, "too many clients; retry"), _BUSY_TIMEOUT)
-            return
-        self.clients += 1
-        try:
-            response = await self._respond(stream)
-            if response is not None:
-                await self._send(stream, response, self.send_timeout)
-        finally:
-            self.clients -= 1
-
-    async def _respond(self, stream: trio.SocketStream) -> bytes | None:
-        try:
-            with trio.fail_after(self.request_timeout):
-                head = await _read_head(stream, self.max_request_head)
-            if head is None:
-                return None
-            request = _parse_head(head)
-        except trio.TooSlowError:
-            return _error(408, f"no complete request within {self.request_timeout:g} s")
-        except _HeadTooLarge:
-            return _error(431, f"request line and headers longer than {self.max_request_head} B")
-        except _HttpError as exc:
-            return _error(exc.status, exc.message)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            return None  # the client went away
-        return self._route(request)
-
-    def _route(self, request: _Request) -> bytes:
-        # RFC 9110 §9.3.2: HEAD answers with GET's headers and no content, whatever the status.
-        head_only = request.method == "HEAD"
-        if request.path not in _PATHS:
-            return _error(404, "not found; Prometheus metrics are at /metrics", head_only=head_only)
-        if request.method not in ("GET", "HEAD"):
-            return _error(405, "only GET and HEAD are allowed", extra=[("Allow", "GET, HEAD")])
-        if request.path == "/":
-            return _response(200, _INDEX, "text/html; charset=utf-8", head_only=head_only)
-        try:
-            process = read_process_stats() if self.process_metrics else None
-            body = render(self.status(), process=process).encode("utf-8")
-        except Exception:
-            # A bug in the status provider: the scrape fails (Prometheus sets up to 0) and
-            # the log says why, but the daemon keeps routing.
-            log.exception("metrics: rendering the status failed")
-            return _error(500, "internal error; see the pyvrrp log", head_only=head_only)
-        return _response(200, body, CONTENT_TYPE, head_only=head_only)
-
-    @staticmethod
-    async def _send(stream: trio.SocketStream, response: bytes, timeout: float) -> None:
-        with (
-            trio.move_on_after(timeout),
-            contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
-        ):
-            await stream.send_all(response)
-            # Lingering close: closing with unread request bytes in the kernel's buffer
-            # sends a RST that can destroy the response before the client reads it. Say
-            # we are done, then let the client close first (bounded in time and bytes).
-            await stream.send_eof()
-            with trio.move_on_after(_LINGER_TIMEOUT):
-                drained = 0
-                while drained <= _LINGER_BYTES:
-                    chunk = await stream.receive_some(_LINGER_BYTES)
-                    if not chunk:
-                        break
-                    drained += len(chunk)
-
-
-async def _listen(host: str, port: int) -> list[trio.SocketListener]:
-    where = _display(host, port)
-    advice = "change global.metrics_listen"
-    try:
-        return await trio.open_tcp_listeners(port, host=host)
-    except socket.gaierror as exc:
-        raise MetricsError(
-            f"cannot listen on {where} for metrics: cannot resolve {host!r} ({exc.strerror}); "
-            f"{advice}"
-        ) from None
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            reason = "address in use"
-        elif exc.errno == errno.EADDRNOTAVAIL:
-            reason = "no interface of this host has that address"
-        elif exc.errno == errno.EACCES:
-            reason = "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
-        else:
-            reason = exc.strerror or str(exc)
-        raise MetricsError(f"cannot listen on {where} for metrics: {reason}; {advice}") from None
 
 
 async def serve_metrics(
@@ -918,22 +732,35 @@ async def serve_metrics(
     to it; other paths 404; other methods 405; a malformed request 400, a head larger than
     ``max_request_head`` bytes 431, one not complete within ``request_timeout`` seconds 408;
     more than ``max_clients`` connections at once 503. ``HEAD`` works; every connection
-    closes after one answer.
+    closes after one answer (:mod:`pyvrrp.runtime.httpserver`).
 
     Reports itself started (``nursery.start``) with the bound (address, port) pairs once
     clients can connect. Raises :class:`MetricsError` when it cannot listen (the port is in
     use, the address is not local, the name does not resolve).
     """
-    listeners = await _listen(host, port)
-    server = _Server(
-        status,
-        process_metrics=process_metrics,
+    listeners = await listen(
+        host, port, purpose="metrics", advice="change global.metrics_listen", error=MetricsError
+    )
+
+    def metrics() -> bytes:
+        process = read_process_stats() if process_metrics else None
+        return render(status(), process=process).encode("utf-8")
+
+    pages = {
+        "/": Page("text/html; charset=utf-8", lambda: _INDEX),
+        "/metrics": Page(CONTENT_TYPE, metrics, what="the status"),
+    }
+    bound = [listener.socket.getsockname()[:2] for listener in listeners]
+    log.info("metrics: serving http://%s/metrics", ", ".join(display_address(*b) for b in bound))
+    task_status.started(bound)
+    await serve_pages(
+        listeners,
+        pages,
+        name="metrics",
+        home="/metrics",
+        not_found="not found; Prometheus metrics are at /metrics",
         request_timeout=request_timeout,
         send_timeout=send_timeout,
         max_clients=max_clients,
         max_request_head=max_request_head,
     )
-    bound = [listener.socket.getsockname()[:2] for listener in listeners]
-    log.info("metrics: serving http://%s/metrics", ", ".join(_display(*b) for b in bound))
-    task_status.started(bound)
-    await trio.serve_listeners(server.connection, listeners)

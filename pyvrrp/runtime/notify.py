@@ -12,7 +12,7 @@ matching ``notify_<state>`` runs first, then the generic ``notify`` with keepali
 arguments appended (``INSTANCE <name> <state> <priority>``). Every script gets the
 ``PYVRRP_*`` environment variables and a ``PATH`` (nothing else of the daemon's environment)
 and a timeout. Processes are run by the health checks'
-:class:`~pyvrrp.runtime.trackers.ProcessRunner` (its own process group, SIGTERM then SIGKILL
+:class:`~pyvrrp.runtime.process.ProcessRunner` (its own process group, SIGTERM then SIGKILL
 to the group on timeout, output to /dev/null), which is given that environment.
 docs/notifications.md is the user's description.
 """
@@ -33,7 +33,7 @@ import trio
 from pyvrrp.core.actions import Cause, State
 from pyvrrp.core.config import InstanceConfig, NotifyCommand
 from pyvrrp.runtime.logs import RateLimiter
-from pyvrrp.runtime.trackers import KILL_DELAY, ProcessRunner, ScriptOutcome
+from pyvrrp.runtime.process import KILL_DELAY, ProcessRunner, ScriptOutcome
 
 log = logging.getLogger("pyvrrp")
 
@@ -147,7 +147,7 @@ class Notifier:
     across instances, each with a timeout.
 
     ``instances`` is the node's ``NodeConfig.instances`` (or its values); ``runner`` runs
-    processes (``trackers.RealProcessRunner`` in the daemon, ``testing.fakeprocess``'s
+    processes (``process.RealProcessRunner`` in the daemon, ``testing.fakeprocess``'s
     ``FakeProcessRunner`` in tests); ``timeout`` bounds each script. Call :meth:`notify` (it
     never blocks) and run :meth:`run` in a nursery.
     """
@@ -230,7 +230,8 @@ class Notifier:
 
         ``state`` INITIALIZE with cause SHUTDOWN is a STOP; any other transition to
         INITIALIZE notifies nothing. ``priority`` is the effective priority at the
-        transition. Raises KeyError for an instance that was not configured (our bug).
+        transition. Raises KeyError for an instance the notifier does not know: one a reload
+        is adding or removing, whose transitions the node does not notify.
         """
         queue = self._queues[instance]
         if state is State.INITIALIZE:

@@ -30,6 +30,7 @@ from typing import Protocol
 import attrs
 import trio
 
+from pyvrrp.core.events import PacketReceived
 from pyvrrp.core.packet import (
     VRRP_PROTOCOL,
     VRRP_TTL,
@@ -55,16 +56,6 @@ _IPV6_ANCILLARY = socket.CMSG_SPACE(20) + socket.CMSG_SPACE(4)
 log = logging.getLogger("pyvrrp")
 
 
-@attrs.frozen
-class ReceivedPacket:
-    """A VRRP message as received: the bytes after the IP header and what the header said."""
-
-    message: bytes
-    source: IPAddress
-    destination: IPAddress
-    ttl: int
-
-
 class Transport(Protocol):
     """Sends and receives VRRP messages on one interface for one address family."""
 
@@ -75,8 +66,9 @@ class Transport(Protocol):
     async def send(self, message: bytes, source: IPAddress, destination: IPAddress) -> None:
         """Send one VRRP message; transient failures are counted, not raised."""
 
-    async def receive(self) -> ReceivedPacket:
-        """Wait for the next message; raises DecodeError for a malformed IP header."""
+    async def receive(self) -> PacketReceived:
+        """Wait for the next message (the core's event, handed to the router as is); raises
+        DecodeError for a malformed IP header."""
 
     def close(self) -> None: ...
 
@@ -128,7 +120,7 @@ class RawTransport:
         self.statistics = TransportStatistics()
         self._logs = RateLimiter()
         # Received and not yet handed out: a packet, or the DecodeError its header raised.
-        self._pending: deque[ReceivedPacket | DecodeError] = deque()
+        self._pending: deque[PacketReceived | DecodeError] = deque()
         try:
             self._ifindex = socket.if_nametoindex(interface)
         except OSError:
@@ -224,7 +216,7 @@ class RawTransport:
                 (str(destination), 0, 0, self._ifindex),
             )
 
-    async def receive(self) -> ReceivedPacket:
+    async def receive(self) -> PacketReceived:
         await trio.lowlevel.checkpoint_if_cancelled()
         while not self._pending:
             await trio.lowlevel.wait_readable(self._raw)
@@ -247,17 +239,17 @@ class RawTransport:
             self._pending.append(item)
 
     @staticmethod
-    def _parse_ipv4(data: bytes) -> ReceivedPacket | DecodeError:
+    def _parse_ipv4(data: bytes) -> PacketReceived | DecodeError:
         try:
             datagram = parse_ipv4(data)
         except DecodeError as exc:
             return exc
-        return ReceivedPacket(datagram.payload, datagram.source, datagram.destination, datagram.ttl)
+        return PacketReceived(datagram.payload, datagram.source, datagram.destination, datagram.ttl)
 
     @staticmethod
     def _parse_ipv6(
         data: bytes, ancdata: list[tuple[int, int, bytes]], _flags: int, address: object
-    ) -> ReceivedPacket | DecodeError:
+    ) -> PacketReceived | DecodeError:
         hop_limit = -1
         destination: IPAddress | None = None
         for level, kind, value in ancdata:
@@ -271,7 +263,7 @@ class RawTransport:
             return DecodeError(DropReason.IP_HEADER, "missing IPv6 ancillary data")
         # AF_INET6: (host, port, flowinfo, scope_id); the host may carry a %scope suffix.
         source = ip_address(str(address[0]).partition("%")[0])
-        return ReceivedPacket(data, source, destination, hop_limit)
+        return PacketReceived(data, source, destination, hop_limit)
 
     def close(self) -> None:
         self._sock.close()

@@ -39,9 +39,9 @@ from typing import Final, Self
 import attrs
 import trio
 
-from pyvrrp.core.config import IPAddress, IPInterface, RouteConfig, RuleConfig
-from pyvrrp.core.packet import Family
-from pyvrrp.runtime.netlink import (
+from pyvrrp.core.config import IPInterface, RouteConfig, RuleConfig
+from pyvrrp.core.packet import Family, IPAddress
+from pyvrrp.runtime.netlink.contract import (
     AddressEvent,
     AddressSpec,
     Change,

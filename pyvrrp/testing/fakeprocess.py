@@ -12,7 +12,7 @@ so a test can assert exactly when a script ran and when it turned bad::
     ...
     assert [call.started for call in runner.calls_of(CHECK)] == [0.0, 2.0, 4.0]
 
-Timeouts behave as :class:`~pyvrrp.runtime.trackers.RealProcessRunner`'s: a run longer than
+Timeouts behave as :class:`~pyvrrp.runtime.process.RealProcessRunner`'s: a run longer than
 its timeout gets SIGTERM at the timeout and ends ``term_delay`` later (killed by SIGTERM), or,
 if it ignores SIGTERM, ``kill_delay`` (2 s) later, killed by SIGKILL. Every call is recorded
 with its arguments (the environment it was given included), trio times and outcome in
@@ -29,7 +29,7 @@ from signal import SIGKILL, SIGSEGV, SIGTERM
 import attrs
 import trio
 
-from pyvrrp.runtime.trackers import KILL_DELAY, ScriptOutcome
+from pyvrrp.runtime.process import KILL_DELAY, ScriptOutcome
 
 __all__ = ["Command", "FakeCall", "FakeProcessRunner", "FakeRun"]
 

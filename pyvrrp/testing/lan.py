@@ -18,9 +18,10 @@ from collections.abc import Callable, Iterable, Sequence
 import attrs
 import trio
 
+from pyvrrp.core.events import PacketReceived
 from pyvrrp.core.packet import VRRP_TTL, DecodeError, Family, IPAddress
-from pyvrrp.runtime.netlink import AddressSpec
-from pyvrrp.runtime.transport import ReceivedPacket, Transport, TransportFactory
+from pyvrrp.runtime.netlink.contract import AddressSpec
+from pyvrrp.runtime.transport import Transport, TransportFactory
 
 
 @attrs.frozen
@@ -49,18 +50,18 @@ class MemoryTransport:
         self.family = family
         self.multicast = multicast
         self.closed = False
-        self._send, self._receive = trio.open_memory_channel[ReceivedPacket | DecodeError](math.inf)
+        self._send, self._receive = trio.open_memory_channel[PacketReceived | DecodeError](math.inf)
 
     async def send(self, message: bytes, source: IPAddress, destination: IPAddress) -> None:
         self.lan.transmit(self, message, source, destination)
 
-    async def receive(self) -> ReceivedPacket:
+    async def receive(self) -> PacketReceived:
         item = await self._receive.receive()
         if isinstance(item, DecodeError):
             raise item
         return item
 
-    def deliver(self, packet: ReceivedPacket | DecodeError) -> None:
+    def deliver(self, packet: PacketReceived | DecodeError) -> None:
         if not self.closed:
             self._send.send_nowait(packet)
 
@@ -109,7 +110,7 @@ class MemoryLan:
     def connected(self, a: str, b: str) -> bool:
         return self._groups is None or any(a in g and b in g for g in self._groups)
 
-    def inject(self, host: str, packet: ReceivedPacket | DecodeError, family: Family) -> None:
+    def inject(self, host: str, packet: PacketReceived | DecodeError, family: Family) -> None:
         """Deliver a packet (or a header error) to every transport of ``host`` and family."""
         for transport in self._transports:
             if transport.host == host and transport.family is family:
@@ -141,7 +142,7 @@ class MemoryLan:
             if delay is None:
                 self.dropped += 1
                 continue
-            packet = ReceivedPacket(message, source, destination, VRRP_TTL)
+            packet = PacketReceived(message, source, destination, VRRP_TTL)
             self.delivered += 1
             if delay <= 0 or self._nursery is None:
                 receiver.deliver(packet)
@@ -150,7 +151,7 @@ class MemoryLan:
 
     @staticmethod
     async def _deliver_later(
-        receiver: MemoryTransport, packet: ReceivedPacket, delay: float
+        receiver: MemoryTransport, packet: PacketReceived, delay: float
     ) -> None:
         await trio.sleep(delay)
         receiver.deliver(packet)

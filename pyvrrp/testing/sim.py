@@ -2,8 +2,9 @@
 
 Time is integer microseconds and advances only from event to event, so hours of protocol
 run in milliseconds and every run with the same seed is identical. Advertisements go through
-the real codec (encode, then ``PacketReceived``) so the simulator exercises what the daemon
-does with real packets.
+the real codec: the bytes each router's ``SendAdvert`` carries arrive as ``PacketReceived`` at
+the routers that own their destination (or at every router, for the multicast group), so the
+simulator exercises what the daemon does with real packets.
 
     lan = SimLan(delay=100)
     lan.add("A", RouterParams(vrid=1, addresses=(vip,), local_address=a, priority=200))
@@ -19,13 +20,25 @@ import heapq
 import itertools
 import random
 from collections.abc import Callable, Iterable
+from typing import assert_never
 
 import attrs
 
-from pyvrrp.core.actions import Action, SendAdvert, State, StateChanged
+from pyvrrp.core.actions import (
+    Action,
+    Announce,
+    Dropped,
+    InstallVirtual,
+    Notice,
+    RemoveVirtual,
+    SendAdvert,
+    State,
+    StateChanged,
+)
 from pyvrrp.core.events import Event, PacketReceived, Shutdown, Startup, Timeout
-from pyvrrp.core.packet import VRRP_TTL, IPAddress, encode
-from pyvrrp.core.router import RouterParams, VirtualRouter
+from pyvrrp.core.packet import VRRP_TTL
+from pyvrrp.core.params import RouterParams
+from pyvrrp.core.router import VirtualRouter
 from pyvrrp.core.sync import sync_events
 
 
@@ -187,10 +200,15 @@ class SimLan:
         changes: list[StateChanged] = []
         for action in node.router.handle(event, now):
             self.trace.append(TraceEntry(now, node.name, action))
-            if isinstance(action, SendAdvert):
-                self._broadcast(node, action)
-            elif isinstance(action, StateChanged):
-                changes.append(action)
+            match action:
+                case SendAdvert():
+                    self._broadcast(node, action)
+                case StateChanged():
+                    changes.append(action)
+                case InstallVirtual() | RemoveVirtual() | Announce() | Dropped() | Notice():
+                    pass  # recorded in the trace; nothing on the simulated wire
+                case _:
+                    assert_never(action)
         group = self._sync_of.get(node.name)
         if group is not None:
             members = {n: self.nodes[n].router for n in self._sync_groups[group]}
@@ -209,32 +227,29 @@ class SimLan:
 
     def _broadcast(self, sender: SimNode, action: SendAdvert) -> None:
         params = sender.router.params
+        by_destination = {d.destination: d for d in action.datagrams}
+        group = params.family.multicast_group
         for receiver in self.nodes.values():
             if receiver is sender or receiver.vrid != params.vrid:
                 continue
             if receiver.router.params.family is not params.family:
                 continue
-            if params.unicast_peers:
-                if receiver.router.params.local_address not in params.unicast_peers:
-                    continue
-                destination: IPAddress = receiver.router.params.local_address
-            else:
-                destination = params.family.multicast_group
+            # The multicast group reaches everyone; a unicast datagram the router that owns
+            # its destination.
+            datagram = by_destination.get(group) or by_destination.get(
+                receiver.router.params.local_address
+            )
+            if datagram is None:
+                continue
             if not self.connected(sender.name, receiver.name):
                 continue
             if self.loss and self._random.random() < self.loss:
                 continue
             if self.drop is not None and self.drop(self.now, sender.name, receiver.name):
                 continue
-            message = encode(
-                action.advert,
-                source=params.local_address,
-                destination=destination,
-                checksum_mode=params.checksum_mode,
-            )
             latency = self.delay + (self._random.randint(0, self.jitter) if self.jitter else 0)
             self._push(
                 self.now + latency,
                 receiver.name,
-                PacketReceived(message, params.local_address, destination, VRRP_TTL),
+                PacketReceived(datagram.message, datagram.source, datagram.destination, VRRP_TTL),
             )

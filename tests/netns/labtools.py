@@ -21,6 +21,7 @@ from nslab import ClusterSpec, DaemonKind, Lab, Probe, ProbeReport, seed_cluster
 from nslab.sniff import Advert, AdvertWatch
 from nslab.system import pid_alive
 
+from pyvrrp.core import timers
 from tests.conftest import netns_unavailable_reason
 
 V4 = {"A": "1.2.3.58", "B": "1.2.3.59", "C": "1.2.3.60"}
@@ -30,20 +31,24 @@ V6 = {
     "C": "2a03:4444:fff0:59:88::60",
 }
 VRID = {"A": 58, "B": 59, "C": 60}
-# seed-setup.md: each node is master of its own VIP and excluded address.
+# docs/hetzner-vswitch.md: each node is master of its own VIP and excluded address.
 SEED_TABLE = {addr[n]: [n] for addr in (V4, V6) for n in "ABC"}
-# Priorities of vip58 (seed-setup.md): A 100, C 75, B 50.
+# Priorities of vip58 (docs/hetzner-vswitch.md): A 100, C 75, B 50.
 PRIO_58 = {"A": 100, "B": 50, "C": 75}
 
 
 def skew_time(priority: int, advert_interval: float = 1.0) -> float:
-    """Skew_Time = ((256 - Priority) * Master_Adver_Interval) / 256 (RFC 9568 §6.1)."""
-    return (256 - priority) * advert_interval / 256
+    """Skew_Time (RFC 9568 §6.1) in seconds, as the core computes it (pyvrrp.core.timers)."""
+    return timers.skew_time(priority, _us(advert_interval)) / timers.US_PER_SECOND
 
 
 def master_down_interval(priority: int, advert_interval: float = 1.0) -> float:
-    """Master_Down_Interval = 3 * Master_Adver_Interval + Skew_Time (RFC 9568 §6.1)."""
-    return 3 * advert_interval + skew_time(priority, advert_interval)
+    """Master_Down_Interval (RFC 9568 §6.1) in seconds, as the core computes it."""
+    return timers.master_down_interval(priority, _us(advert_interval)) / timers.US_PER_SECOND
+
+
+def _us(seconds: float) -> int:
+    return round(seconds * timers.US_PER_SECOND)
 
 
 def require_lab_environment(*, keepalived: bool = False) -> None:

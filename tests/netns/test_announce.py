@@ -2,7 +2,7 @@
 
 Two throw-away namespaces joined by a veth: ``eth0.4000`` in the node, ``vswitch0`` in the
 switch, where an AF_PACKET socket records every frame. The frames come from the pure
-builders, whose fields tests/unit/test_announce.py checks with scapy.
+builders, whose fields tests/unit/test_frames.py checks with scapy.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from ipaddress import IPv4Address, IPv6Address
 import attrs
 import pytest
 
-from pyvrrp.runtime.announce import AnnounceError, Announcer, gratuitous_arp, unsolicited_na
+from pyvrrp.runtime.frames import AnnounceError, Announcer, gratuitous_arp, unsolicited_na
 from pyvrrp.runtime.netlink import in_netns
 
 ETH_P_ALL = 0x0003

@@ -64,6 +64,8 @@ from pyvrrp.core.packet import decode
 from pyvrrp.runtime.daemon import missing_capabilities
 from pyvrrp.runtime.netlink import in_netns
 from tests.conftest import netns_unavailable_reason
+from tests.mailserver import HOST, Server, free_port
+from tests.netns.labtools import master_down_interval, skew_time
 
 ROOT = Path(__file__).resolve().parents[2]
 INTERFACE = "eth0.4000"
@@ -117,16 +119,6 @@ IPV4_GROUP_MAC = "01:00:5e:00:00:12"  # RFC 1112 §6.4
 IPV6_GROUP_MAC = "33:33:00:00:00:12"  # RFC 2464 §7
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
-
-
-def skew_time(priority: int, interval: float = INTERVAL) -> float:
-    """RFC 9568 §6.1."""
-    return (256 - priority) * interval / 256
-
-
-def master_down_interval(priority: int, interval: float = INTERVAL) -> float:
-    """RFC 9568 §6.1."""
-    return 3 * interval + skew_time(priority, interval)
 
 
 def node_toml(lab: Lab, node: str) -> str:
@@ -466,9 +458,14 @@ def test_new_master_announces_each_address_garp_repeat_times_with_its_mac(lab: L
 
 @contextlib.contextmanager
 def own_daemon(
-    lab: Lab, node: str, config_text: str, name: str, wrapper: Sequence[str] = ()
+    lab: Lab,
+    node: str,
+    config_text: str,
+    name: str,
+    wrapper: Sequence[str] = (),
+    args: Sequence[str] = (),
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """``python -m pyvrrp -c FILE`` in ``node``'s namespace, started by the test itself
+    """``python -m pyvrrp -c FILE ARGS`` in ``node``'s namespace, started by the test itself
     (``wrapper``: a command that execs it, such as ``private_run_dirs``).
 
     For when a test needs what the Lab does not give: the daemon's exit status. Killed (its
@@ -479,7 +476,7 @@ def own_daemon(
     argv = ["ip", "netns", "exec", lab.ns(node), *wrapper, sys.executable, "-m", "pyvrrp"]
     with (lab.node_dir(node) / f"{name}.log").open("ab") as log:
         popen = subprocess.Popen(
-            [*argv, "-c", str(conf)],
+            [*argv, "-c", str(conf), *args],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -529,6 +526,78 @@ def test_the_daemon_tells_systemd_when_it_is_ready_reloading_and_stopping(lab: L
     log = own_log(lab, "B", "notify")
     assert "received SIGHUP: reloading" in log
     assert "configuration reloaded" in log
+
+
+def test_the_daemon_mails_its_transitions_and_logs_them_as_json(lab: Lab) -> None:
+    """[global.email] and email = true on a real daemon, with --log-format json and
+    --log-level debug: B's start (three instances to BACKUP) is one mail, its stop (three
+    STOPs) another, sent before it exits; the SMTP server runs in B's namespace."""
+    lab.stop("B")
+    server = Server(free_port())
+    in_netns(lab.ns("B"), server.start)  # the server's thread inherits the namespace
+    try:
+        email = (
+            "\n[global.email]\n"
+            f'server = "{HOST}:{server.port}"\n'
+            'from = "pyvrrp@b.example.com"\n'
+            'to = ["ops@example.com"]\n'
+        )
+        config = node_toml(lab, "B").replace("\n[instances.", f"{email}\n[instances.", 1)
+        config = config.replace(
+            f"vrid = {VRIDS['mc4']}\n", f"vrid = {VRIDS['mc4']}\nemail = true\n"
+        )
+        config = config.replace(
+            f"vrid = {VRIDS['uc4']}\n", f"vrid = {VRIDS['uc4']}\nemail = true\n"
+        )
+        config = config.replace(f"vrid = {VRIDS['v6']}\n", f"vrid = {VRIDS['v6']}\nemail = true\n")
+        args = ("--log-format", "json", "--log-level", "debug")
+        with own_daemon(lab, "B", config, "email", args=args) as daemon:
+            wait_until(lambda: len(server.inbox.received) == 1, 20, "the start's mail")
+            status = json.loads(
+                subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "pyvrrp",
+                        "status",
+                        "--json",
+                        "-s",
+                        str(lab.node_dir("B") / "pyvrrp.sock"),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    timeout=15,
+                    cwd=ROOT,
+                ).stdout
+            )
+            assert status["email"]["sent"] == 1
+            assert status["email"]["failures"] == 0
+            daemon.send_signal(signal.SIGTERM)
+            assert daemon.wait(20) == 0
+    finally:
+        server.stop()
+    start, stop = (mail.message for mail in server.inbox.received)
+    assert start["Subject"] == "[B] VRRP Instances mc4, uc4, v6 - Entering BACKUP state"
+    assert start["From"] == "pyvrrp@b.example.com"
+    assert "[B] uc4: INIT -> BACKUP (startup), priority 50" in start.get_content()
+    # The instances stop concurrently: in any order.
+    stopped = re.fullmatch(r"\[B\] VRRP Instances (.+) - Entering STOP state", stop["Subject"])
+    assert stopped is not None, stop["Subject"]
+    assert sorted(stopped.group(1).split(", ")) == ["mc4", "uc4", "v6"]
+    assert "[B] uc4: BACKUP -> STOP (shutdown), priority 50" in stop.get_content()
+    lines = [json.loads(line) for line in own_log(lab, "B", "email").splitlines()]
+    moves = [
+        (line["instance"], line["vrid"], line["from"], line["to"], line["priority"])
+        for line in lines
+        if line.get("event") == "transition"
+    ]
+    assert sorted(moves) == sorted(
+        [(name, VRIDS[name], "INIT", "BACKUP", PRIORITY["B"]) for name in VRIDS]
+        + [(name, VRIDS[name], "BACKUP", "INIT", PRIORITY["B"]) for name in VRIDS]
+    )
+    assert any(line["level"] == "debug" for line in lines)
+    assert any(line["message"].startswith("e-mail sent to ops@example.com: ") for line in lines)
 
 
 def test_sigterm_on_the_master_hands_the_vips_over_within_skew_time(lab: Lab) -> None:

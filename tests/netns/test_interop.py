@@ -1,5 +1,5 @@
 """pyvrrp and keepalived 2.2.7 (`version 3`) in one cluster: a user can swap one node of a
-keepalived cluster for pyvrrp and have the cluster behave the same (keepalived.md).
+keepalived cluster for pyvrrp and have the cluster behave the same (docs/keepalived.md).
 
 Two mixes of the seed cluster run every test of the `mixed` group, one after the other on one
 lab (`mix` is a module-scoped parameter, so pytest runs every test with the first mix before

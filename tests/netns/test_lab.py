@@ -33,6 +33,7 @@ from nslab import (
 from nslab.system import pid_alive
 
 from tests.conftest import netns_unavailable_reason
+from tests.netns.labtools import master_down_interval
 
 V4 = {"A": "1.2.3.58", "B": "1.2.3.59", "C": "1.2.3.60"}
 V6 = {
@@ -40,18 +41,8 @@ V6 = {
     "B": "2a03:4444:fff0:59:88::59",
     "C": "2a03:4444:fff0:59:88::60",
 }
-# seed-setup.md: each node is master of its own VIP and excluded address.
+# docs/hetzner-vswitch.md: each node is master of its own VIP and excluded address.
 SEED_TABLE = {addr[n]: [n] for addr in (V4, V6) for n in "ABC"}
-
-
-def skew_time(priority: int, advert_interval: float = 1.0) -> float:
-    """RFC 9568 §6.1."""
-    return (256 - priority) * advert_interval / 256
-
-
-def master_down_interval(priority: int, advert_interval: float = 1.0) -> float:
-    """RFC 9568 §6.1."""
-    return 3 * advert_interval + skew_time(priority, advert_interval)
 
 
 def _require_lab_environment() -> None:
@@ -235,7 +226,7 @@ def test_dummy0_down_faults_master_and_dummy0_up_brings_vip_back(lab: Lab) -> No
     with lab.probe(targets) as probe:
         time.sleep(0.3)
         lab.dummy_down("A")
-        # FAULT removes A's addresses at once and sends priority 0 (keepalived.md): C takes
+        # FAULT removes A's addresses at once and sends priority 0 (docs/keepalived.md): C takes
         # over after Skew_Time instead of Master_Down_Interval.
         lab.wait_holders({V4["A"]: ["C"], V6["A"]: ["C"], V4["B"]: ["B"]}, timeout=10)
         for target in targets:

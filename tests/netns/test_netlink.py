@@ -23,7 +23,6 @@ import trio
 
 from pyvrrp.core.config import IPInterface, RouteConfig, RuleConfig
 from pyvrrp.core.packet import Family
-from pyvrrp.runtime import netlink
 from pyvrrp.runtime.netlink import (
     AddressEvent,
     AddressSpec,
@@ -32,6 +31,7 @@ from pyvrrp.runtime.netlink import (
     Netlink,
     NetlinkError,
     PyrouteNetlink,
+    monitor,
     open_netlink,
 )
 from tests.runtime.test_fakenetlink import (
@@ -399,7 +399,7 @@ async def test_removing_an_address_from_a_deleted_interface_is_not_an_error(
 async def test_events_lost_by_the_kernel_end_subscriptions_so_they_resync(
     netns: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(netlink, "_MONITOR_RCVBUF", 1)  # the kernel rounds up to its minimum
+    monkeypatch.setattr(monitor, "_MONITOR_RCVBUF", 1)  # the kernel rounds up to its minimum
     async with open_netlink(netns=netns) as nl:
         world = KernelWorld(netns, nl)
         await world.add_veth(VSWITCH)

@@ -1,9 +1,9 @@
 """Operating pyvrrp on the real kernel: metrics, reload, SIGHUP, cleanup after SIGKILL,
 re-assertion of what was removed behind its back, and a second daemon refused.
 
-The seed cluster (seed-setup.md) with pyvrrp on A, B and C, each node's generated node.toml
-plus `metrics_listen = "127.0.0.1:9650"` (in the node's own namespace) and, on vip58, a
-virtual route and rule (docs/configuration.md, "Virtual routes and rules") so that cleanup and
+The seed cluster (docs/hetzner-vswitch.md) with pyvrrp on A, B and C, each node's generated
+node.toml plus `metrics_listen = "127.0.0.1:9650"` (in the node's own namespace) and, on vip58,
+a virtual route and rule (docs/configuration.md, "Virtual routes and rules") so that cleanup and
 re-assertion have routes and rules to work on:
 
     virtual_routes = [{ to = "198.51.100.0/24", dev = "eth0.4000", table = 101 }]

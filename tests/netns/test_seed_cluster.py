@@ -40,7 +40,7 @@ from tests.netns.labtools import (
 # Scheduling slack on a busy 2-core machine: a daemon or the probe may be descheduled for a
 # few hundred milliseconds; the protocol's own deadlines are added to this.
 SLACK = 1.0
-# garp_delay's default: a new master repeats its announcements 5 s later (keepalived.md).
+# garp_delay's default: a new master repeats its announcements 5 s later (docs/keepalived.md).
 GARP_DELAY = 5.0
 
 
@@ -359,7 +359,7 @@ def test_split_brain_heals_to_one_master_when_the_real_master_hears_the_intruder
     lab: Lab,
 ) -> None:
     """C's advert crosses first: A (100) hears a lower priority, re-asserts at once and
-    re-announces (RFC 9568 §6.4.3, keepalived.md), C hears A and yields. The client, whose
+    re-announces (RFC 9568 §6.4.3, docs/keepalived.md), C hears A and yields. The client, whose
     neighbour cache C's announcements had moved, follows A's announcements within one
     advert interval of the heal."""
     _split_brain_heals(lab, first="C")

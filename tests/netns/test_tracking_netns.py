@@ -1,6 +1,6 @@
 """Health tracking, FAULT, maintenance and notifications of pyvrrp on the real kernel.
 
-The seed cluster (seed-setup.md) with pyvrrp on A, B and C: vip58 is mastered by A (100),
+The seed cluster (docs/hetzner-vswitch.md) with pyvrrp on A, B and C: vip58 is mastered by A (100),
 backed by C (75) and B (50); every instance tracks `eth0`, `dummy0` (weight 0: down = FAULT)
 and the ingress check (`curl` of the lab's /healthz every 2 s, fall 2, rise 2, weight -60).
 One lab serves the module; before each test `Lab.reset("pyvrrp", default_configs=True)`

@@ -29,10 +29,11 @@ import trio.testing
 
 from pyvrrp.core.actions import State
 from pyvrrp.core.config import DEFAULT_STATE_DIR, NodeConfig, parse_node
+from pyvrrp.core.events import PacketReceived
 from pyvrrp.core.packet import VRRP_TTL, Advertisement, Family, IPAddress, decode
 from pyvrrp.runtime.node import Node, ReloadResult, Transition
 from pyvrrp.runtime.statefile import MaintenanceStore
-from pyvrrp.runtime.transport import ReceivedPacket, Transport, TransportFactory
+from pyvrrp.runtime.transport import Transport, TransportFactory
 from pyvrrp.testing.fakenetlink import FakeNetlink
 from pyvrrp.testing.fakeprocess import FakeProcessRunner
 from pyvrrp.testing.lan import MemoryLan, RecordingAnnouncements
@@ -117,7 +118,7 @@ class RecordingTransport:
         self.sent.append(Sent(trio.current_time(), self.host, source, destination, advert))
         await self.inner.send(message, source, destination)
 
-    async def receive(self) -> ReceivedPacket:
+    async def receive(self) -> PacketReceived:
         return await self.inner.receive()
 
     def close(self) -> None:

@@ -1,6 +1,6 @@
 """LinkAnnouncements: which frames leave which interface, in which order, with fake sockets.
 
-The frames themselves are checked against scapy in tests/unit/test_announce.py and on the
+The frames themselves are checked against scapy in tests/unit/test_frames.py and on the
 wire in tests/netns (test_announce.py, test_daemon.py); here an Announcer stand-in records
 what it is asked to send.
 """
@@ -15,8 +15,8 @@ import attrs
 import pytest
 
 from pyvrrp.runtime import announcer as announcer_module
-from pyvrrp.runtime.announce import AnnounceError, gratuitous_arp, unsolicited_na
 from pyvrrp.runtime.announcer import LinkAnnouncements
+from pyvrrp.runtime.frames import AnnounceError, gratuitous_arp, unsolicited_na
 from pyvrrp.runtime.netlink import AddressSpec
 
 MAC = bytes.fromhex("020000005801")

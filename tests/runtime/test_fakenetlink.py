@@ -40,7 +40,8 @@ VSWITCH = "eth0.4000"
 DUMMY = "dummy0"
 VIP = AddressSpec(ip_interface("1.2.3.58/29"), VSWITCH, label="eth0.4000:vip")
 VIP6 = AddressSpec.from_config(AddressConfig(ip_interface("2001:db8:58::1/128")), VSWITCH)
-# seed-setup.md: `default via 1.2.3.57 dev eth0.4000 table 100`, rules to and from the subnet.
+# docs/hetzner-vswitch.md: `default via 1.2.3.57 dev eth0.4000 table 100`, rules to and from
+# the subnet.
 DEFAULT_ROUTE = RouteConfig(
     to=ip_network("0.0.0.0/0"), via=ip_address("1.2.3.57"), dev=VSWITCH, table=100
 )

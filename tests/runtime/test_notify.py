@@ -629,7 +629,7 @@ async def test_statistics_start_at_zero_for_every_instance() -> None:
     }
 
 
-def test_an_unknown_instance_is_a_bug_and_raises() -> None:
+def test_an_unknown_instance_raises_key_error() -> None:
     notifier = Notifier([instance()], FakeProcessRunner())
     with pytest.raises(KeyError):
         to(notifier, State.MASTER, name="vip99")

@@ -179,3 +179,55 @@ def test_python_m_pyvrrp_check_valid_file(tmp_path: Path) -> None:
     result = run_module("check", "-c", "node.toml", cwd=tmp_path)
     assert (result.returncode, result.stderr) == (0, "")
     assert result.stdout == "node.toml: OK: 2 instances (vip58, vip59), 1 script, 1 sync group\n"
+
+
+def test_a_file_without_instances_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, "# rendered from an empty template\n")
+    assert main(["check", "-c", path]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith(f"{path}: instances: missing: no instance is configured")
+
+
+def test_warnings_go_to_stderr_and_the_check_passes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(
+        tmp_path, VALID.replace("vrid = 59", 'vrid = 59\nstate = "master"\npreempt = false')
+    )
+    assert main(["check", "-c", path]) == 0
+    out, err = capsys.readouterr()
+    assert out == f"{path}: OK: 2 instances (vip58, vip59), 1 script, 1 sync group\n"
+    assert err.startswith(f"{path}: instances.vip59.preempt: warning: false is ignored")
+    assert err.count("\n") == 1
+
+
+def test_problems_are_capped_at_100(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Top-level keys must come before the tables: put them first.
+    path = write(tmp_path, "".join(f"unknown{i} = 1\n" for i in range(300)) + VALID)
+    assert main(["check", "-c", path]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 101
+    assert lines[0].startswith(f"{path}: unknown0: unknown key")
+    assert lines[-1] == f"{path}: and 200 more problems"
+
+
+def test_a_huge_file_is_refused_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, "x = 1\n" * 2_000_000)  # 12 MB
+    assert main(["check", "-c", path]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith(f"{path}: is larger than 1024 KiB")
+
+
+def test_the_daemon_refuses_to_start_without_instances(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, '[global]\nrouter_id = "a"\n')
+    assert main(["-c", path]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"{path}: instances: missing: no instance is configured")

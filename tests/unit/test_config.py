@@ -54,6 +54,19 @@ def parse(text: str) -> NodeConfig:
     return parse_node(tomllib.loads(text))
 
 
+def parse_other(text: str) -> NodeConfig:
+    """``text`` (no instance in it) parsed with a valid instance added."""
+    return parse(with_an_instance(text))
+
+
+def with_an_instance(text: str) -> str:
+    """``text`` with a valid instance added if it has none (a node without is an error)."""
+    if "[instances" in text or text.startswith("instances"):
+        return text
+    # Last: a table header ends the tables before it, and top-level keys must come first.
+    return text + "\n" + instance_toml("other", vrid="200", addresses='["10.9.9.9/24"]')
+
+
 def problems(text: str) -> list[Problem]:
     with pytest.raises(ConfigError) as caught:
         parse(text)
@@ -99,10 +112,18 @@ def test_minimal_instance_gets_keepalived_defaults() -> None:
     assert node.rules == ()
 
 
-def test_empty_file_is_a_node_without_instances() -> None:
-    node = parse("")
-    assert node == NodeConfig()
-    assert summary(node) == "0 instances, 0 scripts, 0 sync groups"
+@pytest.mark.parametrize(
+    "text", ["", "# rendered from an empty template\n", '[global]\nrouter_id = "a"', "[instances]"]
+)
+def test_a_node_without_instances_is_an_error(text: str) -> None:
+    # An empty file (a template that rendered empty) must not pass check, nor a reload.
+    (problem,) = problems(text)
+    assert problem.path == "instances"
+    assert "no instance is configured" in problem.message
+
+
+def test_summary_counts_instances_scripts_and_groups() -> None:
+    assert summary(NodeConfig()) == "0 instances, 0 scripts, 0 sync groups"
 
 
 def test_state_master_without_priority_is_the_owner_as_in_keepalived() -> None:
@@ -148,7 +169,7 @@ def test_largest_advert_interval_fits_the_12_bit_field() -> None:
 
 
 def test_script_defaults_match_keepalived() -> None:
-    script = parse('[scripts.s]\ncommand = "true"').scripts["s"]
+    script = parse_other('[scripts.s]\ncommand = "true"').scripts["s"]
     assert script == ScriptConfig("s", "true", 1_000_000, 1_000_000, 1, 1, 0, None)
 
 
@@ -204,7 +225,7 @@ def test_virtual_default_route_takes_the_instance_family() -> None:
 
 def test_default_route_takes_the_family_of_its_gateway() -> None:
     text = '[[routes]]\nto = "default"\nvia = "fe80::1"\ndev = "eth0"\ntable = 100\nmetric = 5'
-    route = parse(text).routes[0]
+    route = parse_other(text).routes[0]
     assert route.to == IPv6Network("::/0")
     assert route.metric == 5
 
@@ -216,7 +237,7 @@ def test_virtual_rule_without_networks_takes_the_instance_family() -> None:
 
 
 def test_static_rule_with_explicit_family() -> None:
-    rule = parse('[[rules]]\nfamily = "ipv6"\noif = "eth0"\ntable = 7\npriority = 0').rules[0]
+    rule = parse_other('[[rules]]\nfamily = "ipv6"\noif = "eth0"\ntable = 7\npriority = 0').rules[0]
     assert rule == RuleConfig(6, 7, oif="eth0", priority=0)
 
 
@@ -242,7 +263,7 @@ state_dir = "/srv/pyvrrp"
 metrics_listen = "[::1]:9650"
 log_format = "json"
 """
-    assert parse(text).global_ == GlobalConfig(
+    assert parse_other(text).global_ == GlobalConfig(
         "machine-a", "/run/pv.sock", "/srv/pyvrrp", ("::1", 9650), "json"
     )
 
@@ -252,7 +273,7 @@ log_format = "json"
     [("127.0.0.1:9650", ("127.0.0.1", 9650)), ("localhost:1", ("localhost", 1))],
 )
 def test_metrics_listen_host_and_port(listen: str, expected: tuple[str, int]) -> None:
-    assert parse(f'[global]\nmetrics_listen = "{listen}"').global_.metrics_listen == expected
+    assert parse_other(f'[global]\nmetrics_listen = "{listen}"').global_.metrics_listen == expected
 
 
 def test_owner_may_track_with_weight_zero() -> None:
@@ -438,8 +459,8 @@ INVALID: list[tuple[str, str, str, str]] = [
      "keepalived's virtual_ipaddress is addresses in pyvrrp"),
     ("instance-nopreempt", I(nopreempt="true"), "instances.vip58.nopreempt",
      "keepalived's nopreempt is preempt = false in pyvrrp"),
-    ("instance-version", I(version="3"), "instances.vip58.version",
-     "pyvrrp always speaks VRRPv3"),
+    ("instance-version", I(version="4"), "instances.vip58.version",
+     '4 is not a VRRP version pyvrrp speaks; expected 3, 2 or "2+3"'),
     ("instance-unknown-no-close-match", I(zzz="1"), "instances.vip58.zzz",
      "unknown key; valid keys here: interface, vrid,"),
     ("instance-bad-name", I('"vip 58"'), 'instances."vip 58"',
@@ -579,10 +600,6 @@ INVALID: list[tuple[str, str, str, str]] = [
      "instances.vip58.track_scripts[0]",
      "script chk_nginx has weight -60, which cannot change an address owner's priority 255 "
      '(state = "master" without priority); track it as { name = "chk_nginx", weight = 0 }'),
-    ("owner-no-preempt", I(priority="255", preempt="false"), "instances.vip58.preempt",
-     "false is not allowed here: the address owner (priority 255) always preempts"),
-    ("master-no-preempt", I(state='"master"', priority="100", preempt="false"),
-     "instances.vip58.preempt", "keepalived's nopreempt only works with state \"backup\""),
     ("owner-as-backup", I(priority="255", state='"backup"'), "instances.vip58.state",
      '"backup" contradicts priority 255: the address owner always starts as master'),
     # virtual routes and rules, static routes and rules
@@ -603,7 +620,7 @@ INVALID: list[tuple[str, str, str, str]] = [
     ("route-table-zero", '[[routes]]\nto = "10.0.0.0/8"\ntable = 0', "routes[0].table",
      "0 is out of range 1..4294967295"),
     ("route-table-name", '[[routes]]\nto = "10.0.0.0/8"\ntable = "vswitch"', "routes[0].table",
-     'expected an integer 1..4294967295, got a string ("vswitch")'),
+     '"vswitch" is not a routing table this host names'),
     ("route-metric", '[[routes]]\nto = "10.0.0.0/8"\nmetric = -1', "routes[0].metric",
      "-1 is out of range 0..4294967295"),
     ("route-scope", '[[routes]]\nto = "10.0.0.0/8"\nscope = "nowhere"', "routes[0].scope",
@@ -687,7 +704,7 @@ INVALID: list[tuple[str, str, str, str]] = [
 def test_invalid_configuration_is_reported_with_path_and_fix(
     text: str, path: str, message: str
 ) -> None:
-    found = problems(text)
+    found = problems(with_an_instance(text))
     assert [p.path for p in found] == [path], found
     assert message in found[0].message
 
@@ -715,8 +732,9 @@ def test_every_problem_is_reported_together() -> None:
         "global.log_format",
         "scripts.chk_nginx.weight",
         "instances.vip58.vrid",
-        "instances.vip58.advert_interval",
         "instances.vip58.addresses[0]",
+        # after the addresses: their family decides the version, which decides the range
+        "instances.vip58.advert_interval",
         "instances.vip59.addresses[0]",
         "instances.vip59.unicast_source",
         "instances.vip59.unicast_source",

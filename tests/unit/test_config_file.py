@@ -17,13 +17,23 @@ from pathlib import Path
 
 import pytest
 
-from pyvrrp.configfile import ConfigFileError, check_environment, load
+from pyvrrp.configfile import (
+    MAX_CONFIG_BYTES,
+    MAX_PROBLEMS_SHOWN,
+    ConfigFileError,
+    check_environment,
+    load,
+    problem_lines,
+    table_names,
+    warning_lines,
+)
 from pyvrrp.core.config import (
     AddressConfig,
     ConfigError,
     GlobalConfig,
     InstanceConfig,
     NodeConfig,
+    Problem,
     RouteConfig,
     RuleConfig,
     ScriptConfig,
@@ -117,7 +127,7 @@ def test_seed_example_node_a_loads_with_every_important_field() -> None:
 
 
 def test_seed_example_health_weight_moves_the_vip() -> None:
-    # seed-setup.md: the weight must overturn the 100/75/50 gaps, or the VIP never moves.
+    # docs/hetzner-vswitch.md: the weight must overturn the 100/75/50 gaps, or the VIP never moves.
     node = load(EXAMPLE)
     weight = node.scripts["chk_nginx_ingress"].weight
     priorities = sorted(i.priority for i in node.instances.values())
@@ -146,18 +156,18 @@ def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     # The tests run as root, who can read a mode-0 file: simulate the kernel's refusal.
     path = write(tmp_path, VALID)
 
-    def refuse(self: Path) -> bytes:
+    def refuse(self: Path, *args: object) -> bytes:
         raise PermissionError(13, "Permission denied", str(self))
 
-    monkeypatch.setattr(Path, "read_bytes", refuse)
+    monkeypatch.setattr(Path, "open", refuse)
     assert file_problem(path) == "permission denied: cannot read it (check its mode and owner)"
 
 
 def test_other_read_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def fail(self: Path) -> bytes:
+    def fail(self: Path, *args: object) -> bytes:
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(Path, "read_bytes", fail)
+    monkeypatch.setattr(Path, "open", fail)
     assert file_problem(tmp_path / "x.toml") == "cannot read it: Input/output error"
 
 
@@ -279,7 +289,7 @@ notify_user = "no-such-user-pyvrrp"
 
 def test_environment_check_uses_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     executable(tmp_path, "my-check")
-    node = load(write(tmp_path, '[scripts.s]\ncommand = ["my-check"]\n'))
+    node = load(write(tmp_path, '[scripts.s]\ncommand = ["my-check"]\n' + VALID))
     monkeypatch.setenv("PATH", "/nonexistent")
     assert [p.path for p in check_environment(node)] == ["scripts.s.command[0]"]
     monkeypatch.setenv("PATH", str(tmp_path))
@@ -297,7 +307,7 @@ def test_configuration_md_examples_are_valid_together() -> None:
     assert node.instances["web6"].family is Family.IPV6
 
 
-# The example of the configuration contract (node-toml.md), comments shortened, plus the
+# The example of the configuration contract (docs/configuration.md), comments shortened, plus the
 # script and instance it refers to without defining them.
 CONTRACT = """
 [global]
@@ -406,3 +416,123 @@ def test_every_key_of_the_configuration_contract_means_what_it_says() -> None:
     assert node.rules == (
         RuleConfig(Family.IPV4, 100, from_=IPv4Network("1.2.3.56/29"), priority=1000),
     )
+
+
+# ----------------------------------------------------------- size cap and problem cap
+
+
+def test_a_file_over_1_mib_is_refused_before_parsing(tmp_path: Path) -> None:
+    # Valid TOML full of problems: parsed, it would list a problem per line.
+    path = write(tmp_path, VALID + "x = 1\n" * (MAX_CONFIG_BYTES // 6 + 1))
+    assert path.stat().st_size > MAX_CONFIG_BYTES
+    with pytest.raises(ConfigFileError) as caught:
+        load(path)
+    (problem,) = caught.value.problems
+    assert problem.path == str(path)
+    assert "is larger than 1024 KiB (1048576 bytes)" in problem.message
+
+
+def test_a_file_of_exactly_1_mib_is_read(tmp_path: Path) -> None:
+    text = VALID + "#" * (MAX_CONFIG_BYTES - len(VALID) - 1) + "\n"
+    path = write(tmp_path, text)
+    assert path.stat().st_size == MAX_CONFIG_BYTES
+    assert list(load(path).instances) == ["vip58"]
+
+
+def test_problem_lines_are_capped_with_a_count_of_the_rest() -> None:
+    problems = [Problem(f"k{i}", "bad") for i in range(250)]
+    lines = problem_lines("node.toml", problems)
+    assert len(lines) == MAX_PROBLEMS_SHOWN + 1
+    assert lines[0] == "node.toml: k0: bad"
+    assert lines[MAX_PROBLEMS_SHOWN - 1] == "node.toml: k99: bad"
+    assert lines[-1] == "node.toml: and 150 more problems"
+    assert problem_lines("f", problems[:101])[-1] == "f: and 1 more problem"
+    assert len(problem_lines("f", problems[:100])) == 100
+
+
+def test_warning_lines_name_the_file_and_key(tmp_path: Path) -> None:
+    path = write(tmp_path, VALID.replace("vrid = 58", "vrid = 58\npriority = 255\npreempt = false"))
+    config = load(path)
+    (line,) = warning_lines(path, config)
+    assert line.startswith(f"{path}: instances.vip58.preempt: warning: false is ignored")
+
+
+# --------------------------------------------------------------------- rt_tables files
+
+
+def rt_dir(root: Path, name: str, main: str | None = None, **conf: str) -> str:
+    directory = root / name
+    (directory / "rt_tables.d").mkdir(parents=True)
+    if main is not None:
+        (directory / "rt_tables").write_text(main)
+    for file, text in conf.items():
+        (directory / "rt_tables.d" / f"{file}.conf").write_text(text)
+    return str(directory)
+
+
+def test_table_names_read_as_ip_reads_them(tmp_path: Path) -> None:
+    etc = rt_dir(
+        tmp_path,
+        "etc",
+        "#\n# reserved values\n255\tlocal\n254 main\n  100 vswitch # the seed's table\n0x20 hex\n",
+        extra="300 extra\n",
+    )
+    usr = rt_dir(tmp_path, "usr", "7 only_in_usr\n", vendor="400 vendor\n100 vswitch_too\n")
+    names = table_names([etc, usr])
+    # /etc's rt_tables hides /usr's; both rt_tables.d directories count.
+    assert names == {
+        "local": 255,
+        "main": 254,
+        "vswitch": 100,
+        "hex": 32,
+        "extra": 300,
+        "vendor": 400,
+        "vswitch_too": 100,
+    }
+
+
+def test_rt_tables_falls_back_to_usr_share(tmp_path: Path) -> None:
+    etc = rt_dir(tmp_path, "etc")
+    usr = rt_dir(tmp_path, "usr", "100 vswitch\n")
+    assert table_names([etc, usr]) == {"vswitch": 100}
+
+
+def test_rt_tables_first_definition_wins_and_a_corrupt_line_ends_the_file(tmp_path: Path) -> None:
+    etc = rt_dir(tmp_path, "etc", "100 a\n101 a\nnot-a-number b\n102 c\n")
+    assert table_names([etc]) == {"a": 100}
+
+
+def test_missing_iproute2_directories_give_no_names(tmp_path: Path) -> None:
+    assert table_names([str(tmp_path / "none")]) == {}
+
+
+def test_load_resolves_table_names_from_the_env_directories(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = write(tmp_path, VALID + '[[rules]]\nfrom = "1.2.3.56/29"\nlookup = "vswitch"\n')
+    etc = rt_dir(tmp_path, "etc")
+    monkeypatch.setenv("PYVRRP_IPROUTE2_DIRS", etc)
+    with pytest.raises(ConfigError) as caught:
+        load(config)
+    assert "known: unspec (0), default (253), main (254), local (255)" in str(caught.value)
+    Path(etc, "rt_tables.d", "seed.conf").write_text("100 vswitch\n")
+    assert load(config).rules[0].table == 100
+    # An explicit argument wins over the environment.
+    with pytest.raises(ConfigError):
+        load(config, iproute2_dirs=[str(tmp_path / "none")])
+
+
+def test_environment_check_names_a_missing_script_user_and_group(tmp_path: Path) -> None:
+    text = '[global]\nscript_user = "no-such-user-pyvrrp"\nscript_group = "no-such-group-pyvrrp"\n'
+    node = load(write(tmp_path, text + VALID))
+    found = {p.path: p.message for p in check_environment(node)}
+    assert found == {
+        "global.script_user": "user 'no-such-user-pyvrrp' does not exist on this host; create "
+        "it or change user",
+        "global.script_group": "group 'no-such-group-pyvrrp' does not exist on this host; "
+        "create it or change script_group",
+    }
+    existing = load(
+        write(tmp_path, '[global]\nscript_user = "root"\nscript_group = "root"\n' + VALID)
+    )
+    assert check_environment(existing) == []

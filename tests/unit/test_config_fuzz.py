@@ -31,6 +31,8 @@ KEYS = [
     "virtual_routes", "virtual_rules", "notify_master", "notify", "notify_user", "garp_repeat",
     "garp_delay", "garp_refresh", "address", "dev", "label", "scope", "name", "to", "via",
     "src", "table", "metric", "from", "iif", "oif", "family", "vip58", "chk",
+    "version", "auth_pass", "unicast_peers_only", "email", "log_level", "watch_config",
+    "script_user", "script_group", "server", "starttls", "username", "password_file", "lookup",
 ]  # fmt: skip
 
 SCALARS = st.one_of(
@@ -45,6 +47,7 @@ SCALARS = st.one_of(
             "default", "master", "backup", "eth0", "fe80::1/64", "1.2.3.58/29", "10.0.0.0/8",
             "2001:db8::1", "192.168.200.1", "127.0.0.1:9650", "[::1]:0", "/run/x", "ipv6",
             "message-only", "chk", "vip58", "eth0:1", "global", "json", "", "1.2.3.63/29",
+            "2+3", "main", "vswitch", "unspec", "ops@example.com", "secret12", "debug",
         ]
     ),
     st.datetimes(),
@@ -86,6 +89,16 @@ def test_random_documents_give_a_node_or_a_config_error(data: object) -> None:
     _parses_or_config_error(data)
 
 
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(KEYS), VALUES, VALUES)
+def test_random_global_and_email_around_a_valid_instance(
+    key: str, value: object, email: object
+) -> None:
+    instance = {**EXAMPLE["instances"]["vip58"], "email": True, "version": 2}
+    data = {**EXAMPLE, "global": {key: value, "email": email}, "instances": {"vip58": instance}}
+    _parses_or_config_error(data)
+
+
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(KEYS), VALUES)
 def test_one_random_value_in_a_valid_instance(key: str, value: object) -> None:
@@ -112,4 +125,4 @@ def test_one_random_value_in_a_valid_route_rule_and_script(key: str, value: obje
 def test_dates_and_times_are_type_errors() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_node({"global": {"router_id": datetime.date(2024, 4, 1)}})
-    assert str(caught.value) == "global.router_id: expected a string, got a date"
+    assert str(caught.value.problems[0]) == "global.router_id: expected a string, got a date"

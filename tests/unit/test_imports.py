@@ -36,7 +36,7 @@ def imported_modules(path: Path) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("path", sorted(CORE.glob("*.py")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(CORE.rglob("*.py")), ids=lambda p: str(p.relative_to(CORE)))
 def test_core_module_does_no_io_imports(path: Path) -> None:
     bad = {
         name
@@ -50,6 +50,120 @@ def test_core_has_modules_to_check() -> None:
     assert {"packet.py", "router.py", "timers.py", "config.py"} <= {
         p.name for p in CORE.glob("*.py")
     }
+
+
+PACKAGE = ROOT / "pyvrrp"
+
+
+def module_name(path: Path) -> str:
+    name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+    return name.removesuffix(".__init__")
+
+
+MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def project_imports(name: str, path: Path) -> set[str]:
+    """The pyvrrp modules ``name`` imports anywhere in its source: at the top, inside
+    functions and under ``if TYPE_CHECKING:`` alike (a type-only import is still a
+    dependency a reader has to follow)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name in MODULES)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parts, base] if base else parts)
+            for alias in node.names:
+                submodule = f"{base}.{alias.name}"
+                if submodule in MODULES:
+                    found.add(submodule)
+                elif base in MODULES:
+                    found.add(base)
+    found.discard(name)
+    return found
+
+
+def import_circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        for other in sorted(graph[module]):
+            if other not in index:
+                visit(other)
+                low[module] = min(low[module], low[other])
+            elif other in stack:
+                low[module] = min(low[module], index[other])
+        if low[module] == index[module]:
+            component = [stack.pop()]
+            while component[-1] != module:
+                component.append(stack.pop())
+            if len(component) > 1:
+                circles.append(sorted(component))
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    return circles
+
+
+GRAPH = {name: project_imports(name, path) for name, path in MODULES.items()}
+
+
+def test_the_import_graph_sees_type_only_and_relative_imports() -> None:
+    assert "pyvrrp.runtime.node" in GRAPH["pyvrrp"]  # under TYPE_CHECKING
+    assert "pyvrrp.core.params" in GRAPH["pyvrrp.core.events"]
+    assert import_circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_no_import_circle_among_core_modules() -> None:
+    core = {n: {d for d in deps if d.startswith("pyvrrp.core")} for n, deps in GRAPH.items()}
+    core = {n: deps for n, deps in core.items() if n.startswith("pyvrrp.core")}
+    assert import_circles(core) == []
+
+
+def test_no_import_circle_among_pyvrrp_modules() -> None:
+    assert import_circles(GRAPH) == []
+
+
+def layer(module: str) -> int:
+    """The layer a module belongs to: it may import only from its own layer or lower ones.
+
+    The core (sans-I/O) is at the bottom with the version and the config file reader (which
+    only uses the core); the runtime above it; the test doubles may use the runtime's
+    contracts; the command line, the status text and the package face are on top.
+    """
+    if module.startswith("pyvrrp.core") or module in {"pyvrrp._version", "pyvrrp.configfile"}:
+        return 0
+    if module.startswith("pyvrrp.runtime"):
+        return 1
+    if module.startswith("pyvrrp.testing"):
+        return 2
+    return 3  # pyvrrp, pyvrrp.__main__, pyvrrp.cli, pyvrrp.status_format
+
+
+def test_the_layer_function_knows_the_layers() -> None:
+    assert layer("pyvrrp.core.router") < layer("pyvrrp.runtime.node") < layer("pyvrrp.cli")
+    assert layer("pyvrrp.runtime.node") < layer("pyvrrp.testing.lan") < layer("pyvrrp")
+
+
+def test_no_module_imports_from_a_layer_above_it() -> None:
+    upward = sorted(
+        f"{module} imports {other}"
+        for module, deps in GRAPH.items()
+        for other in deps
+        if layer(other) > layer(module)
+    )
+    assert upward == []
 
 
 def loaded_after(statement: str) -> set[str]:

@@ -270,6 +270,9 @@ EXPECTED_SAMPLES = [
     f'pyvrrp_adverts_dropped_total{{{L},reason="not_link_local"}} 0',
     f'pyvrrp_adverts_dropped_total{{{L},reason="not_a_peer"}} 0',
     f'pyvrrp_adverts_dropped_total{{{L},reason="own_advert"}} 0',
+    f'pyvrrp_adverts_dropped_total{{{L},reason="auth_type"}} 0',
+    f'pyvrrp_adverts_dropped_total{{{L},reason="auth_pass"}} 0',
+    f'pyvrrp_adverts_dropped_total{{{L},reason="interval_mismatch"}} 0',
     'pyvrrp_interface_adverts_dropped_total{interface="eth0.4000",family="ipv4",'
     'reason="ip_header"} 0',
     'pyvrrp_interface_adverts_dropped_total{interface="eth0.4000",family="ipv4",'
@@ -599,6 +602,38 @@ def test_notification_counters_carry_the_instance_labels() -> None:
     # An instance missing from "instances" still shows, with empty labels.
     assert families["pyvrrp_notifications_total"].value(vrrp_instance="gone", vrid="") == 5
     assert not families["pyvrrp_notifications_pending"].samples.keys() - {tuple(expected.items())}
+
+
+def test_email_counters_are_rendered_from_the_email_section() -> None:
+    status = snapshot()
+    status["email"] = {
+        "enabled": True,
+        "sent": 4,
+        "failures": 3,
+        "retries": 2,
+        "dropped": 1,
+        "pending": 1,
+        "transitions": 9,
+        "last_sent": 1764250000.25,
+        "last_error": "127.0.0.1:25: Connection refused",
+    }
+    families = parse_exposition(render(status))
+    assert families["pyvrrp_email_sent_total"].value() == 4
+    assert families["pyvrrp_email_failures_total"].value() == 3
+    assert families["pyvrrp_email_retries_total"].value() == 2
+    assert families["pyvrrp_email_dropped_total"].value() == 1
+    assert families["pyvrrp_email_pending"].value() == 1
+    assert families["pyvrrp_email_last_sent_timestamp_seconds"].value() == 1764250000.25
+
+
+def test_email_families_have_no_samples_without_a_mailer_nor_before_the_first_mail() -> None:
+    families = parse_exposition(render(snapshot()))  # a library Node: no "email" section
+    assert not families["pyvrrp_email_sent_total"].samples
+    status = snapshot()
+    status["email"] = {"enabled": False, "sent": 0, "failures": 0, "last_sent": None}
+    families = parse_exposition(render(status))
+    assert families["pyvrrp_email_sent_total"].value() == 0
+    assert not families["pyvrrp_email_last_sent_timestamp_seconds"].samples
 
 
 # ---------------------------------------------------------------------------- process

@@ -17,6 +17,7 @@ from pyvrrp.core.actions import (
     Action,
     Announce,
     Cause,
+    Datagram,
     Dropped,
     InstallVirtual,
     Notice,
@@ -26,6 +27,7 @@ from pyvrrp.core.actions import (
     State,
     StateChanged,
 )
+from pyvrrp.core.errors import UsageError
 from pyvrrp.core.events import (
     AdvertReceived,
     HealthChanged,
@@ -46,7 +48,6 @@ from pyvrrp.core.packet import (
 )
 from pyvrrp.core.router import (
     HANDOVER_GRACE,
-    RouterError,
     RouterParams,
     RouterStatistics,
     VirtualRouter,
@@ -106,8 +107,21 @@ def rx(
     return AdvertReceived(source, adv(priority, interval_cs=interval_cs, addresses=addresses))
 
 
-def send(priority: int, interval_cs: int = 100) -> SendAdvert:
-    return SendAdvert(adv(priority, interval_cs=interval_cs))
+def send(
+    priority: int,
+    interval_cs: int = 100,
+    *,
+    source: IPAddress = LOCAL,
+    destinations: tuple[IPAddress, ...] = (IPV4_MULTICAST,),
+) -> SendAdvert:
+    """The SendAdvert the test router makes: the advertisement and its encoded datagrams."""
+    advert = adv(priority, interval_cs=interval_cs)
+    return SendAdvert(
+        advert,
+        tuple(
+            Datagram(encode(advert, source=source, destination=d), source, d) for d in destinations
+        ),
+    )
 
 
 def changed(old: State, new: State, cause: Cause, reason: str, priority: int = 100) -> StateChanged:
@@ -256,22 +270,22 @@ def test_health_before_startup_sets_the_priority_startup_uses() -> None:
     assert router.deadline() == MDI_200
 
 
-def test_startup_twice_is_a_router_error() -> None:
+def test_startup_twice_is_a_usage_error() -> None:
     router = backup()
-    with pytest.raises(RouterError):
+    with pytest.raises(UsageError):
         router.handle(Startup(), 1)
 
 
-def test_startup_after_shutdown_is_a_router_error() -> None:
+def test_startup_after_shutdown_is_a_usage_error() -> None:
     router = make()
     assert router.handle(Shutdown(), 0) == []
     assert stopped(router)
-    with pytest.raises(RouterError):
+    with pytest.raises(UsageError):
         router.handle(Startup(), 1)
 
 
-def test_an_unknown_event_is_a_router_error() -> None:
-    with pytest.raises(RouterError):
+def test_an_unknown_event_is_a_usage_error() -> None:
+    with pytest.raises(UsageError):
         make().handle(object(), 0)  # type: ignore[arg-type]
 
 
@@ -641,6 +655,14 @@ def test_unicast_mode_accepts_only_listed_peers() -> None:
     assert router.handle(rx(150, HIGHER), S) == []
     assert router.deadline() == S + MDI_100
     assert router.statistics().drops == {DropReason.NOT_A_PEER: 1}
+
+
+def test_unicast_peers_only_false_accepts_other_routers() -> None:
+    # keepalived-style unicast where the peer list is where we send, not whom we hear.
+    router = backup(unicast_peers=frozenset({HIGHER}), unicast_peers_only=False)
+    assert router.handle(rx(150, LOWER), S) == []
+    assert router.deadline() == S + MDI_100
+    assert router.statistics().drops == {}
 
 
 def packet(
@@ -1092,7 +1114,7 @@ def test_master_shutdown_releases_after_release_timeout() -> None:
 def test_immediate_or_non_graceful_master_shutdown_releases_at_once(
     immediate: bool, graceful: bool
 ) -> None:
-    # keepalived.md: priority-0 advert, then remove addresses, then the STOP notification.
+    # docs/keepalived.md: priority-0 advert, then remove addresses, then the STOP notification.
     router, t = master(graceful_handover=graceful)
     assert router.handle(Shutdown(immediate=immediate), t + 1) == [
         send(0),

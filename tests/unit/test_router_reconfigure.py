@@ -9,8 +9,9 @@ import attrs
 import pytest
 
 from pyvrrp.core.actions import SendAdvert, State
-from pyvrrp.core.events import Reconfigure, Startup, Timeout
-from pyvrrp.core.router import RouterError, RouterParams, VirtualRouter
+from pyvrrp.core.errors import UsageError
+from pyvrrp.core.events import HealthChanged, Reconfigure, Startup, Timeout
+from pyvrrp.core.router import RouterParams, VirtualRouter
 
 VIP = IPv4Address("192.0.2.100")
 NEW_VIP = IPv4Address("192.0.2.101")
@@ -88,7 +89,7 @@ def test_becoming_the_owner_and_back() -> None:
 )
 def test_identity_cannot_change(change: dict[str, Any]) -> None:
     router = master()
-    with pytest.raises(RouterError, match="cannot change the VRID"):
+    with pytest.raises(UsageError, match="cannot change the VRID"):
         router.handle(Reconfigure(attrs.evolve(BASE, **change)), 4 * S)
 
 
@@ -96,3 +97,14 @@ def test_an_out_of_range_priority_is_a_bug() -> None:
     router = master()
     with pytest.raises(ValueError, match=r"priority must be in 1\.\.254"):
         router.handle(Reconfigure(BASE, 255), 4 * S)
+
+
+def test_a_router_in_fault_takes_new_parameters_silently_and_stays_in_fault() -> None:
+    router = VirtualRouter(BASE)
+    router.handle(HealthChanged(100, frozenset({"eth0"})), 0)
+    router.handle(Startup(), 0)
+    assert router.state is State.FAULT
+    new = attrs.evolve(BASE, addresses=(VIP, NEW_VIP))
+    assert router.handle(Reconfigure(new, 90), S) == []
+    assert (router.state, router.deadline()) == (State.FAULT, None)
+    assert (router.params, router.priority) == (new, 90)

@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
-from pyvrrp.runtime import rtnl
-from pyvrrp.runtime.rtnl import (
+from pyvrrp.runtime.netlink import rtnl
+from pyvrrp.runtime.netlink.rtnl import (
     Ack,
     AddressMessage,
     AddressRequest,

@@ -243,6 +243,28 @@ def test_only_non_zero_drops_are_shown() -> None:
     assert "dropped before" not in text
 
 
+def test_email_counters_are_shown_when_email_is_configured() -> None:
+    email = {
+        "enabled": True,
+        "sent": 3,
+        "failures": 2,
+        "retries": 2,
+        "dropped": 0,
+        "pending": 1,
+        "transitions": 7,
+        "last_sent": 1764250000.5,
+        "last_error": "127.0.0.1:25: Connection refused",
+    }
+    text = format_status({**status_with(vip=seed_instance()), "email": email})
+    assert text.endswith(
+        "\n\ne-mail:\n"
+        "  3 sent, 1 pending; 2 failed attempts, 2 retries, 0 dropped\n"
+        "  last failure: 127.0.0.1:25: Connection refused"
+    )
+    email.update(enabled=False)
+    assert "e-mail" not in format_status({**status_with(vip=seed_instance()), "email": email})
+
+
 def test_unknown_counters_are_shown_and_unknown_keys_ignored() -> None:
     counters = {**seed_instance()["counters"], "queue_overflows": 7, "note": "x"}
     instance = seed_instance(counters=counters, future_field={"a": 1})

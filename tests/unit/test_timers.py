@@ -22,7 +22,7 @@ def test_centiseconds_converts_wire_intervals_to_microseconds() -> None:
 
 
 def test_protocol_example_priority_100_one_second() -> None:
-    # protocol.md: (256 - 100) * 1 s / 256 = 0.609375 s; 3 s + that = 3.609375 s.
+    # docs/protocol.md: (256 - 100) * 1 s / 256 = 0.609375 s; 3 s + that = 3.609375 s.
     assert timers.skew_time(100, ONE_SECOND) == 609_375
     assert timers.master_down_interval(100, ONE_SECOND) == 3_609_375
 

@@ -449,7 +449,7 @@ def test_instances_outside_the_sync_group_keep_their_weights() -> None:
     assert tracking.health("vip59").sync_group is None
 
 
-# The seed deployment's worked example (seed-setup.md): vip58 is MASTER 100 on node A,
+# The seed deployment's worked example (docs/hetzner-vswitch.md): vip58 is MASTER 100 on node A,
 # BACKUP 75 on C and 50 on B.
 
 

@@ -2,7 +2,7 @@
 
 A new master installs its addresses between its first advertisement and its first gratuitous
 ARP, so the time an address add takes is the time the segment waits to learn the new MAC.
-Through pyroute2 on the netlink owner thread (:mod:`pyvrrp.runtime.netlink`) an add cost
+Through pyroute2 on the netlink owner thread (:mod:`pyvrrp.runtime.netlink.kernel`) an add cost
 0.7-1 ms of CPU in a daemon that has been idle for a second (pyroute2 runs about a thousand
 Python calls and an asyncio loop per request; an idle process runs them cold), plus two
 thread hand-overs: two adds put the first GARP about 2 ms after the advertisement
@@ -35,6 +35,8 @@ from typing import Final
 
 import attrs
 import trio
+
+from pyvrrp.core.linux import IFNAMSIZ
 
 __all__ = [
     "Ack",
@@ -88,7 +90,6 @@ _IFADDRMSG: Final = struct.Struct("=BBBBi")  # family, prefix length, flags, sco
 _IFINFOMSG: Final = struct.Struct("=BxHiII")  # family, type, index, flags, change
 _NLA: Final = struct.Struct("=HH")  # length, type
 _IFREQ: Final = struct.Struct("=16si20x")  # ifr_name, ifr_ifindex; sizeof(struct ifreq) 40
-IFNAMSIZ: Final = 16
 _ERROR: Final = struct.Struct("=i")
 
 #: How long to wait for an acknowledgement the kernel did not queue at once (it always does
@@ -325,7 +326,7 @@ def decode_acks(data: bytes) -> list[Ack]:
 class AddressSocket:
     """A NETLINK_ROUTE socket for address requests, used from trio's thread.
 
-    Create it in the namespace it must act in (``pyvrrp.runtime.netlink.in_netns``): the
+    Create it in the namespace it must act in (``pyvrrp.runtime.netlink.netns.in_netns``): the
     interface index lookup goes through the same socket, so both follow its namespace.
     """
 

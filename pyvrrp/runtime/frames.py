@@ -160,7 +160,7 @@ class Announcer:
             if netns is None:
                 self._socket = self._open()
             else:
-                from pyvrrp.runtime.netlink import in_netns  # only for the lab and tests
+                from pyvrrp.runtime.netlink.netns import in_netns  # only for the lab and tests
 
                 self._socket = in_netns(netns, self._open)
         except PermissionError:

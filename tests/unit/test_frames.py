@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6NDOptDstLLAddr, IPv6, in6_chksum
 from scapy.layers.l2 import ARP, Ether
 
-from pyvrrp.runtime.announce import gratuitous_arp, ipv6_forwarding, unsolicited_na
+from pyvrrp.runtime.frames import gratuitous_arp, ipv6_forwarding, unsolicited_na
 
 EXAMPLES = settings(max_examples=200, deadline=None)
 

@@ -1,0 +1,236 @@
+"""Running scripts: health checks and notifications share this process runner.
+
+Processes are started by a :class:`ProcessRunner`: :class:`RealProcessRunner` in the daemon,
+``pyvrrp.testing.fakeprocess.FakeProcessRunner`` in virtual-time tests; both
+:mod:`pyvrrp.runtime.trackers` and :mod:`pyvrrp.runtime.notify` use them. The real one never
+blocks trio's thread: the fork/exec and the user lookup run in worker threads, waiting for the
+exit uses a pidfd. Health checks inherit the daemon's environment, as keepalived's
+``vrrp_script`` does (a check may need what the service unit sets, a proxy for instance); the
+notifier passes an ``env`` of its own, which is then the whole environment. Standard streams
+go to /dev/null, so a chatty script cannot block on a full pipe, and each run gets its own
+process group (a new session), so a timeout kills everything the script started: SIGTERM to
+the group, then SIGKILL to whatever is left of the group when the script has exited or 2 s
+later (keepalived's timeout handling). A run that times out counts as a failure when it is
+over, whatever its exit status.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import pwd
+import signal
+import subprocess
+from collections.abc import Mapping
+from typing import Final, Protocol
+
+import attrs
+import trio
+
+__all__ = [
+    "KILL_DELAY",
+    "SHELL",
+    "ProcessRunner",
+    "RealProcessRunner",
+    "ScriptOutcome",
+    "shell_argv",
+]
+
+#: Seconds between the SIGTERM and the SIGKILL of a script that timed out (keepalived's).
+KILL_DELAY: Final = 2.0
+SHELL: Final = "/bin/sh"
+
+
+@attrs.frozen
+class ScriptOutcome:
+    """How one run of a script ended.
+
+    Exactly one of these describes the end: ``exit_status`` (it exited), ``signal`` (a
+    signal killed it; with ``timed_out`` it was our SIGTERM or SIGKILL) or ``error`` (it
+    could not be started: missing program, not executable, unknown user...). ``duration`` is
+    seconds from start to end, the kill included.
+    """
+
+    exit_status: int | None = None
+    signal: int | None = None
+    timed_out: bool = False
+    error: str | None = None
+    duration: float = 0.0
+
+    @property
+    def success(self) -> bool:
+        """Exit status 0, in time. Anything else is a failure (docs/keepalived.md)."""
+        return self.exit_status == 0 and not self.timed_out and self.error is None
+
+    def describe(self) -> str:
+        """For logs and status: ``exit status 1``, ``killed by SIGSEGV``,
+        ``timed out: killed by SIGTERM after 2.01 s``, or why it could not start."""
+        if self.error is not None:
+            return self.error
+        if self.timed_out:
+            return f"timed out: {_ending(self)} after {self.duration:.3g} s"
+        return _ending(self)
+
+    @classmethod
+    def from_returncode(
+        cls, returncode: int, *, duration: float, timed_out: bool = False
+    ) -> ScriptOutcome:
+        """From a ``subprocess`` return code (negative: killed by that signal)."""
+        if returncode < 0:
+            return cls(signal=-returncode, timed_out=timed_out, duration=duration)
+        return cls(exit_status=returncode, timed_out=timed_out, duration=duration)
+
+
+def _ending(outcome: ScriptOutcome) -> str:
+    if outcome.signal is not None:
+        try:
+            name = signal.Signals(outcome.signal).name
+        except ValueError:
+            name = f"signal {outcome.signal}"
+        return f"killed by {name}"
+    return f"exit status {outcome.exit_status}"
+
+
+class ProcessRunner(Protocol):
+    """Runs a script's command once (see the module docstring)."""
+
+    async def run(
+        self,
+        command: tuple[str, ...] | str,
+        *,
+        timeout: float,
+        user: str | None,
+        env: Mapping[str, str] | None = None,
+    ) -> ScriptOutcome:
+        """Run ``command`` (argv, or a string for ``/bin/sh -c``) as ``user`` (None: as
+        ourselves), killing it after ``timeout`` seconds. ``env`` is the whole environment
+        of the process (its ``PATH`` also finds a bare program name); None inherits ours.
+        Never raises for a failing or missing command: that is an outcome."""
+        ...
+
+
+def shell_argv(command: tuple[str, ...] | str) -> list[str]:
+    """The argv to execute: a string runs through ``/bin/sh -c``."""
+    if isinstance(command, str):
+        return [SHELL, "-c", command]
+    return list(command)
+
+
+class _CannotStart(Exception):
+    """The run cannot start; the message says why and what to do."""
+
+
+@attrs.frozen
+class _Credentials:
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+
+
+def _lookup_user(user: str) -> _Credentials:
+    # Runs in a worker thread: NSS may ask LDAP or sssd, which can take long.
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        raise _CannotStart(f"cannot run as user {user}: no such user") from None
+    groups = tuple(os.getgrouplist(user, entry.pw_gid))
+    return _Credentials(entry.pw_uid, entry.pw_gid, groups)
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # the whole group is gone already
+        os.killpg(pgid, signum)
+
+
+class RealProcessRunner:
+    """Runs scripts as real processes (see the module docstring for how)."""
+
+    def __init__(self, *, kill_delay: float = KILL_DELAY) -> None:
+        self.kill_delay = kill_delay
+
+    async def run(
+        self,
+        command: tuple[str, ...] | str,
+        *,
+        timeout: float,
+        user: str | None,
+        env: Mapping[str, str] | None = None,
+    ) -> ScriptOutcome:
+        """See :meth:`ProcessRunner.run`."""
+        started = trio.current_time()
+        argv = shell_argv(command)
+        try:
+            process = await self._spawn(argv, user, env)
+        except _CannotStart as cannot:
+            return ScriptOutcome(error=str(cannot), duration=trio.current_time() - started)
+        timed_out = False
+        try:
+            with trio.move_on_after(timeout) as waiting:
+                await process.wait()
+            if waiting.cancelled_caught:
+                timed_out = True
+                await self._stop(process)
+        finally:
+            if process.returncode is None:
+                # We are being cancelled (shutdown): leave no process behind.
+                with trio.CancelScope(shield=True):
+                    await self._stop(process)
+        assert process.returncode is not None
+        return ScriptOutcome.from_returncode(
+            process.returncode, duration=trio.current_time() - started, timed_out=timed_out
+        )
+
+    async def _spawn(
+        self, argv: list[str], user: str | None, env: Mapping[str, str] | None
+    ) -> trio.Process:
+        credentials: _Credentials | None = None
+        if user is not None:
+            credentials = await trio.to_thread.run_sync(_lookup_user, user)
+            if credentials.uid == os.geteuid():
+                credentials = None  # already that user: nothing to switch
+            elif os.geteuid() != 0:
+                raise _CannotStart(
+                    f"cannot run as user {user}: pyvrrp is not running as root "
+                    "(remove user, or run pyvrrp as root)"
+                )
+        program = argv[0]
+        try:
+            # trio runs the fork/exec in a worker thread.
+            return await trio.lowlevel.open_process(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,  # its own process group, killed as a whole
+                cwd="/",  # never depend on the daemon's working directory
+                # subprocess searches a bare program name in this env's PATH, as execvpe.
+                env=dict(env) if env is not None else None,
+                user=credentials.uid if credentials else None,
+                group=credentials.gid if credentials else None,
+                extra_groups=credentials.groups if credentials else None,
+            )
+        except FileNotFoundError:
+            where = "" if "/" in program else " in PATH"
+            raise _CannotStart(f"cannot run {program}: not found{where}") from None
+        except PermissionError:
+            raise _CannotStart(
+                f"cannot run {program}: permission denied (is it executable? chmod +x)"
+            ) from None
+        except OSError as exc:
+            if exc.errno == errno.ENOEXEC:
+                raise _CannotStart(
+                    f"cannot run {program}: not an executable format (a script needs a #! line)"
+                ) from None
+            raise _CannotStart(f"cannot run {program}: {exc.strerror or exc}") from None
+
+    async def _stop(self, process: trio.Process) -> None:
+        """SIGTERM to the process group; SIGKILL to what is left once the script has exited
+        or after ``kill_delay``."""
+        # start_new_session=True: the process group id is the script's pid, and the kernel
+        # does not reuse it while any member of the group lives.
+        _signal_group(process.pid, signal.SIGTERM)
+        with trio.move_on_after(self.kill_delay):
+            await process.wait()
+        _signal_group(process.pid, signal.SIGKILL)
+        await process.wait()
