@@ -242,10 +242,16 @@ class Capture:
                 stderr=errors,
                 start_new_session=True,
             )
+        try:
+            self._wait_listening()
+        except BaseException:  # Ctrl-C too: the caller never gets this object to stop
+            self.stop()
+            raise
+
+    def _wait_listening(self) -> None:
         deadline = time.monotonic() + 10
         while "listening on" not in self.log.read_text():
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
                 raise LabError(f"tcpdump did not start: {self.log.read_text().strip()}")
             time.sleep(0.02)
 
