@@ -62,7 +62,7 @@ bench-failover: install system-deps
 bench-announce: install system-deps
 	$(PY) bench/announce.py
 
-# The full matrix (about 15 minutes); bench/scale.py --help for a subset.
+# The full matrix (about 14 minutes); bench/scale.py --help for a subset.
 bench-scale: install system-deps
 	$(PY) bench/scale.py
 
