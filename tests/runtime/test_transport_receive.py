@@ -1,7 +1,7 @@
 """RawTransport's receive path on a datagram socket pair (no root, no raw socket).
 
-One wake-up drains what the socket holds; the queued datagrams are then handed out without
-a trip through trio's scheduler each, in order, header errors in their place.
+One wake-up drains what the socket holds; the queued datagrams are then handed out one per
+scheduler turn, in order, header errors in their place.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def transport(sock: socket.socket, family: Family = Family.IPV4) -> RawTransport
     return RawTransport("lo", family, multicast=False, raw_socket=sock)
 
 
-async def test_queued_datagrams_are_handed_out_in_order_without_a_yield_each(
+async def test_one_wake_up_reads_every_queued_datagram_and_hands_them_out_in_turn(
     pair: tuple[socket.socket, socket.socket],
 ) -> None:
     ours, theirs = pair
@@ -68,10 +68,16 @@ async def test_queued_datagrams_are_handed_out_in_order_without_a_yield_each(
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(other)
-        first = await t.receive()  # the one wake-up: it reads all five
+        first = await t.receive()
+        # The first wake-up read all five: the socket is empty already.
+        with pytest.raises(BlockingIOError):
+            ours.recv(65535, socket.MSG_DONTWAIT)
         before = other_ran
         rest = [await t.receive() for _ in range(4)]
-        assert other_ran == before  # handed out without going back to the scheduler
+        # ...and each one is handed out in its own scheduler turn (the other task runs in
+        # each, before or after us): a driver taking one event per turn keeps up, and a
+        # flood stays in the socket instead of the inboxes.
+        assert other_ran - before >= 3
         nursery.cancel_scope.cancel()
     assert [peek_vrid(p.message) for p in [first, *rest]] == [1, 2, 3, 4, 5]
     assert {(p.source, p.destination, p.ttl) for p in rest} == {(SOURCE, GROUP, 255)}
@@ -92,7 +98,7 @@ async def test_a_bad_header_is_raised_in_its_place_and_the_rest_still_arrive(
     assert peek_vrid((await t.receive()).message) == 8
 
 
-async def test_more_than_a_batch_arrives_whole_and_lets_others_run_between_batches(
+async def test_more_than_a_batch_arrives_whole_and_in_order(
     pair: tuple[socket.socket, socket.socket],
 ) -> None:
     ours, theirs = pair
@@ -115,9 +121,8 @@ async def test_more_than_a_batch_arrives_whole_and_lets_others_run_between_batch
             received.append(peek_vrid((await t.receive()).message))
         nursery.cancel_scope.cancel()
     assert received == [1 + i % 255 for i in range(count)]
-    # The other task ran between batches (a flood does not starve the node), but not
-    # between every two datagrams: one wake-up per batch.
-    assert 2 <= other_ran <= count // RECEIVE_BATCH + 2
+    # The other task ran in the turn of (about) every datagram, batch or not.
+    assert other_ran >= count // 2
 
 
 async def test_receive_waits_for_a_datagram_and_can_be_cancelled(
