@@ -8,7 +8,7 @@ STAMP := $(VENV)/.pyvrrp-installed
 DEB_PACKAGES := keepalived tshark tcpdump nftables iproute2 iputils-ping procps curl openssl
 PYTEST_ARGS ?=
 
-.PHONY: all install system-deps lint typecheck test unit test-lowest deb demo bench-codec bench-failover bench-announce clean
+.PHONY: all install system-deps lint typecheck test unit test-lowest deb demo bench-codec bench-failover bench-announce bench-scale clean
 
 all: test
 
@@ -87,6 +87,10 @@ bench-failover: install system-deps
 
 bench-announce: install system-deps
 	$(PY) bench/announce.py
+
+# The full matrix (about 14 minutes); bench/scale.py --help for a subset.
+bench-scale: install system-deps
+	$(PY) bench/scale.py
 
 clean:
 	rm -rf $(VENV) $(LOWEST_VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage \

@@ -53,9 +53,11 @@ class RateLimiter:
 
     A flood of bad packets must not flood the log: the first one of a kind is logged, the
     following ones within the window are counted and reported with the next logged one.
-    Uses the wall-clock monotonic time (logging is not protocol behaviour). At most
-    ``max_keys`` keys are remembered: when that many are within their window, a new key
-    shares the limit of :data:`OTHER_KEY` (one line per window for all of them).
+    Uses the wall-clock monotonic time (logging is not protocol behaviour). At a level the
+    logger does not emit, a call costs one level check: no clock, no bookkeeping (these calls
+    sit on per-packet paths). At most ``max_keys`` keys are remembered: when that many are
+    within their window, a new key shares the limit of :data:`OTHER_KEY` (one line per window
+    for all of them).
     """
 
     def __init__(self, window: float = SUPPRESS_WINDOW, max_keys: int = RATE_LIMIT_KEYS) -> None:
@@ -84,6 +86,10 @@ class RateLimiter:
     def log(
         self, logger: logging.Logger, level: int, key: Hashable, message: str, *args: object
     ) -> bool:
+        """Log ``message % args`` at ``level`` unless ``key`` was logged within the window;
+        True if it was logged."""
+        if not logger.isEnabledFor(level):
+            return False
         now = time.monotonic()
         key = self._room_for(key, now)
         last = self._last.get(key)
