@@ -5,10 +5,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.pyvrrp-installed
 # Debian packages the netns tests, the lab and the benchmarks use.
-DEB_PACKAGES := keepalived tshark tcpdump nftables iproute2 iputils-ping procps curl
+DEB_PACKAGES := keepalived tshark tcpdump nftables iproute2 iputils-ping procps curl faketime
 PYTEST_ARGS ?=
 
-.PHONY: all install system-deps lint typecheck test unit demo bench-codec bench-failover bench-announce clean
+.PHONY: all install system-deps lint typecheck test unit demo bench-codec bench-failover bench-announce bench-soak bench-flood clean
 
 all: test
 
@@ -61,6 +61,15 @@ bench-failover: install system-deps
 
 bench-announce: install system-deps
 	$(PY) bench/announce.py
+
+# 30 minutes of random faults (SOAK_ARGS="--duration 600 --seed 3" for another run).
+SOAK_ARGS ?=
+bench-soak: install system-deps
+	$(PY) bench/soak.py $(SOAK_ARGS)
+
+FLOOD_ARGS ?=
+bench-flood: install system-deps
+	$(PY) bench/flood.py $(FLOOD_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage
