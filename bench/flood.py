@@ -75,7 +75,7 @@ from nslab import (  # noqa: E402
     pyvrrp_config,
     seed_cluster,
 )
-from nslab.system import python  # noqa: E402
+from nslab.system import ns_argv, python, run  # noqa: E402
 
 TARGET = "A"
 VRIDS = (58, 59)  # A is the master of 58 and a backup of 59
@@ -466,7 +466,21 @@ def kernel_counters(lab: Lab) -> dict[str, int]:
     link = json.loads(lab.run_in(TARGET, "ip", "-j", "-s", "link", "show", "eth0.4000").stdout)
     found["rx_packets"] = int(link[0]["stats64"]["rx"]["packets"])
     found["rx_dropped"] = int(link[0]["stats64"]["rx"]["dropped"])
+    # veth counts what its peer could not queue (the per-CPU backlog full) as a TX drop of
+    # the sender: A's own adverts lost on the way to the bridge show here.
+    found["tx_dropped"] = int(link[0]["stats64"]["tx"]["dropped"])
+    found["tx_packets"] = int(link[0]["stats64"]["tx"]["packets"])
     return found
+
+
+def adverts_sent(lab: Lab) -> dict[str, int]:
+    """pyvrrp's count of adverts sent by A's VRID 58 instances, per family."""
+    status = lab.status(TARGET)
+    return {
+        inst["family"]: int(inst["counters"]["adverts_sent"])
+        for inst in status["instances"].values()
+        if inst["vrid"] == 58
+    }
 
 
 def cpu_and_rss(pids: list[int]) -> tuple[float, int]:
@@ -560,6 +574,7 @@ class Phase:
     counted: dict[str, int]
     mismatches: list[str]
     advert_interval: dict[str, Any]
+    master_adverts: dict[str, Any]
 
 
 def expected_counts(frames: list[Frame], counts: dict[str, int]) -> Counter[str]:
@@ -644,6 +659,7 @@ class Flood:
         before_k = kernel_counters(lab)
         before_c = pyvrrp_counts(lab) if daemon == "pyvrrp" else keepalived_counts(lab)
         cpu0, rss0 = cpu_and_rss(pids)
+        sent0 = adverts_sent(lab) if daemon == "pyvrrp" else {}
         peak = [rss0]
         stop = threading.Event()
 
@@ -658,7 +674,8 @@ class Flood:
                 "--interface", "eth0", "--rate", repr(rate), "--count", str(count),
                 "--seed", str(seed)]  # fmt: skip
         try:
-            done = lab.run_in("client", *argv)
+            bound = 120 + (count / rate if rate else count / 5_000)
+            done = run(ns_argv(lab.client_ns, argv), timeout=bound)
         finally:
             time.sleep(1.0)  # the daemon drains its queue
             watch.stop()
@@ -687,6 +704,14 @@ class Flood:
         kernel["raw_sockets"] = after_k["raw_sockets"]
         counted = {k: v - before_c.get(k, 0) for k, v in after_c.items() if v - before_c.get(k, 0)}
         expected = expected_counts(self.frames, sent["counts"])
+        sent1 = adverts_sent(lab) if daemon == "pyvrrp" else {}
+        master_adverts = {
+            fam: {
+                "daemon_sent": sent1[fam] - sent0.get(fam, 0),
+                "captured": sum(1 for _, f in adverts if f == fam),
+            }
+            for fam in sent1
+        }
         pattern = r" -> |Entering (MASTER|BACKUP|FAULT) STATE"
         changes = [
             f"{n}: {line}"
@@ -718,6 +743,7 @@ class Flood:
             counted=dict(sorted(counted.items())),
             mismatches=mismatches,
             advert_interval=interval_figures(adverts),
+            master_adverts=master_adverts,
         )
 
     def compare(
