@@ -17,20 +17,27 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
+from functools import partial
 from typing import Any
 
+import attrs
 import trio
 
 from pyvrrp import configfile
-from pyvrrp.core.config import ConfigError, NodeConfig
+from pyvrrp.core.config import ConfigError, InstanceConfig, NodeConfig, VrrpVersion
 from pyvrrp.runtime import sdnotify
 from pyvrrp.runtime.announcer import LinkAnnouncements
 from pyvrrp.runtime.control import ReloadRejected, serve_control
 from pyvrrp.runtime.errors import EnvironmentProblem
-from pyvrrp.runtime.logs import setup_logging
-from pyvrrp.runtime.netlink import NetlinkError, open_netlink
+from pyvrrp.runtime.events import Subscription
+from pyvrrp.runtime.hostcheck import check_host
+from pyvrrp.runtime.logs import set_level, setup_logging
+from pyvrrp.runtime.mailer import Mailer, MailSettings
+from pyvrrp.runtime.netlink import Netlink, NetlinkError, open_netlink
 from pyvrrp.runtime.node import Node
+from pyvrrp.runtime.status import NodeStatus
 from pyvrrp.runtime.transport import open_raw_transport
+from pyvrrp.runtime.watch import ConfigWatcher
 
 log = logging.getLogger("pyvrrp")
 
@@ -58,15 +65,51 @@ def missing_capabilities(status: str = "/proc/self/status") -> list[str]:
     return [name for name, bit in REQUIRED_CAPABILITIES.items() if not effective >> bit & 1]
 
 
-def run_daemon(config_path: str | os.PathLike[str]) -> int:
-    """Run the daemon in the foreground; returns the process exit status."""
+def mail_settings(config: NodeConfig) -> MailSettings | None:
+    """The mailer's settings from ``[global.email]`` (None: e-mail alerts are off)."""
+    email = config.global_.email
+    if email is None:
+        return None
+    return MailSettings(
+        host=email.host,
+        port=email.port,
+        sender=email.sender,
+        recipients=tuple(email.recipients),
+        starttls=email.starttls,
+        username=email.username or None,
+        password_file=email.password_file or None,
+    )
+
+
+def router_id(config: NodeConfig) -> str:
+    """``[global] router_id``, else the host's name (as ``pyvrrp status`` says it)."""
+    return config.global_.router_id or os.uname().nodename
+
+
+def _wants_mail(node: Node, instance: str) -> bool:
+    # An instance a reload removed is no longer in the configuration: its STOP is not mailed.
+    config = node.config.instances.get(instance)
+    return config is not None and config.email
+
+
+def run_daemon(
+    config_path: str | os.PathLike[str],
+    *,
+    log_level: str | None = None,
+    log_format: str | None = None,
+) -> int:
+    """Run the daemon in the foreground; returns the process exit status.
+
+    ``log_level`` and ``log_format`` (the command line's) win over ``[global] log_level`` and
+    ``log_format``.
+    """
     try:
         config = configfile.load(config_path)
     except ConfigError as exc:
         for line in configfile.problem_lines(config_path, exc):
             print(line, file=sys.stderr)
         return EXIT_CONFIG
-    setup_logging(config.global_.log_format)
+    setup_logging(log_format or config.global_.log_format, log_level or config.global_.log_level)
     # Checked before anything runs: without CAP_NET_ADMIN every socket opens and the daemon
     # would elect itself master, then fail to install a single address (a silent black hole).
     missing = missing_capabilities()
@@ -80,11 +123,9 @@ def run_daemon(config_path: str | os.PathLike[str]) -> int:
         return EXIT_ENVIRONMENT
     for line in configfile.warning_lines(config_path, config):
         log.warning("%s", line)
-    for warning in configfile.check_environment(config):
-        log.warning("%s", warning)
     failures: list[Exception] = []
     try:
-        trio.run(serve, config, os.fspath(config_path))
+        trio.run(partial(serve, config, os.fspath(config_path), log_level=log_level))
     except* (EnvironmentProblem, NetlinkError) as group:
         failures.extend(_leaves(group))
     for failure in failures:
@@ -100,18 +141,45 @@ def _leaves(group: BaseExceptionGroup[Exception]) -> list[Exception]:
 
 
 class DaemonControl:
-    """What the control socket asks of the daemon: the node, plus reloading its file."""
+    """What the control socket asks of the daemon: the node, plus reloading its file.
 
-    def __init__(self, node: Node, config_path: str) -> None:
+    ``log_level`` is the command line's (None: ``[global] log_level`` rules, and a reload
+    applies its new value).
+    """
+
+    def __init__(
+        self,
+        node: Node,
+        config_path: str,
+        *,
+        mailer: Mailer | None = None,
+        log_level: str | None = None,
+    ) -> None:
         self.node = node
         self.config_path = config_path
+        self.mailer = mailer
+        self.log_level = log_level
+        self.watcher: ConfigWatcher | None = None
         self._reloading = trio.Lock()
 
-    def status(self) -> dict[str, Any]:
-        return self.node.status()
+    def status(self) -> NodeStatus:
+        return self.node.snapshot()
 
     async def set_maintenance(self, on: bool, instances: Sequence[str]) -> list[str]:
         return await self.node.set_maintenance(on, list(instances))
+
+    def subscribe_events(self) -> Subscription:
+        """The node's transitions and priority changes (``pyvrrp events``)."""
+        return self.node.events.subscribe()
+
+    async def reload_if_valid(self) -> bool:
+        """:meth:`reload`, for the config watcher: True when applied, False when rejected
+        (logged)."""
+        try:
+            await self.reload()
+        except ReloadRejected:
+            return False
+        return True
 
     async def reload(self) -> dict[str, Any]:
         """Validate the file first; apply it only if it is valid (else keep the old one)."""
@@ -125,6 +193,7 @@ class DaemonControl:
                 raise ReloadRejected(lines) from None
             for line in configfile.warning_lines(self.config_path, config):
                 log.warning("reload: %s", line)
+            await warn_host(config, self.config_path, self.node.netlink, "reload: ")
             _warn_restart_only(self.node.config, config)
             sdnotify.reloading()
             try:
@@ -134,6 +203,9 @@ class DaemonControl:
                 raise ReloadRejected([str(exc)]) from None
             finally:
                 sdnotify.ready(_describe(self.node))
+            self._apply_global(config)
+            if self.watcher is not None:
+                self.watcher.rebase()  # what the file holds now runs: no second reload
             return {
                 "kept": list(result.kept),
                 "changed": list(result.changed),
@@ -142,6 +214,27 @@ class DaemonControl:
                 "summary": result.summary(),
             }
 
+    def _apply_global(self, config: NodeConfig) -> None:
+        """What a reload changes at once in ``[global]``: the log level and e-mail."""
+        if self.log_level is None:
+            set_level(config.global_.log_level)
+        if self.mailer is not None:
+            self.mailer.settings = mail_settings(config)
+            self.mailer.router_id = router_id(config)
+
+
+async def warn_host(config: NodeConfig, path: str, netlink: Netlink, prefix: str = "") -> None:
+    """Log what ``pyvrrp check --host`` would report, as warnings: the daemon runs anyway
+    (an interface may appear later), but the log says what will not work."""
+    try:
+        problems = await check_host(config, netlink)
+    except NetlinkError as exc:
+        # Only a check: what it could not read, starting or reloading will report.
+        log.warning("%shost check: cannot read the interfaces: %s", prefix, exc)
+        return
+    for line in configfile.problem_lines(path, problems):
+        log.warning("%shost check: %s", prefix, line)
+
 
 def _warn_restart_only(old: NodeConfig, new: NodeConfig) -> None:
     for key in ("control_socket", "state_dir", "metrics_listen", "log_format"):
@@ -149,15 +242,26 @@ def _warn_restart_only(old: NodeConfig, new: NodeConfig) -> None:
             log.warning("reload: global.%s changed: it takes effect at the next restart", key)
 
 
+def _version_note(config: InstanceConfig) -> str:
+    """``, VRRPv2`` or ``, VRRPv2+v3`` for the start-up line; nothing for the default v3."""
+    return {VrrpVersion.V2: ", VRRPv2", VrrpVersion.V2_AND_V3: ", VRRPv2+v3"}.get(
+        config.version, ""
+    )
+
+
 def _describe(node: Node) -> str:
     return ", ".join(f"{name} {i.state.value}" for name, i in node.instances.items())
 
 
-async def serve(config: NodeConfig, config_path: str = "") -> None:
-    """Run one node on the real network until SIGTERM/SIGINT; SIGHUP reloads."""
+async def serve(config: NodeConfig, config_path: str = "", *, log_level: str | None = None) -> None:
+    """Run one node on the real network until SIGTERM/SIGINT; SIGHUP reloads.
+
+    ``log_level`` is the command line's, which a reload keeps.
+    """
     signals_to_catch = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
     with trio.open_signal_receiver(*signals_to_catch) as signals:
         async with open_netlink() as netlink:
+            await warn_host(config, config_path, netlink)
             announcements = LinkAnnouncements()
             node = Node(
                 config,
@@ -166,7 +270,13 @@ async def serve(config: NodeConfig, config_path: str = "") -> None:
                 announcements=announcements,
                 timer_lead=TIMER_LEAD,
             )
-            control = DaemonControl(node, config_path)
+            mailer = Mailer(
+                mail_settings(config),
+                router_id=router_id(config),
+                wanted=partial(_wants_mail, node),
+            )
+            node.status_sections["email"] = lambda: attrs.asdict(mailer.statistics())
+            control = DaemonControl(node, config_path, mailer=mailer, log_level=log_level)
             try:
                 async with trio.open_nursery() as nursery:
                     # The control socket first: a second daemon must fail here, before its
@@ -178,12 +288,20 @@ async def serve(config: NodeConfig, config_path: str = "") -> None:
 
                         host, port = config.global_.metrics_listen
                         await nursery.start(serve_metrics, host, port, node.status)
+                    # Subscribed before the routers start: their first transitions are mailed.
+                    await nursery.start(mailer.run, node.subscribe())
                     await nursery.start(node.run)
+                    control.watcher = ConfigWatcher(
+                        config_path,
+                        control.reload_if_valid,
+                        enabled=lambda: node.config.global_.watch_config,
+                    )
+                    await nursery.start(control.watcher.run)
                     log.info(
                         "pyvrrp started: %s",
                         ", ".join(
                             f"{name} (VRID {i.config.vrid} on {i.config.interface}, "
-                            f"priority {i.config.priority})"
+                            f"priority {i.config.priority}{_version_note(i.config)})"
                             for name, i in node.instances.items()
                         ),
                     )
@@ -219,4 +337,6 @@ async def _serve_signals(signals: AsyncIterator[int], node: Node, control: Daemo
 
         nursery.start_soon(second_signal)
         await node.stop()
+        if control.mailer is not None:
+            await control.mailer.flush()  # the instances' STOP, bounded by STOP_FLUSH
         nursery.cancel_scope.cancel()

@@ -45,7 +45,7 @@ from typing import Any, Final, Literal
 import attrs
 import trio
 
-from pyvrrp import __version__
+from pyvrrp._version import __version__
 from pyvrrp.core.actions import State
 from pyvrrp.core.packet import DropReason
 from pyvrrp.runtime.errors import EnvironmentProblem
@@ -196,7 +196,7 @@ METRICS: Final[tuple[MetricSpec, ...]] = (
         "pyvrrp_adverts_sent_total",
         "counter",
         (),
-        "Advertisements sent (unicast: counted once per advertisement, not per peer).",
+        "Advertisements sent (once per advertisement, not per unicast peer or version).",
     ),
     _instance(
         "pyvrrp_adverts_received_total",
@@ -227,6 +227,19 @@ METRICS: Final[tuple[MetricSpec, ...]] = (
         "counter",
         ("reason",),
         "Packets for the instance dropped by a receive rule (RFC 9568 7.1) or a full queue.",
+    ),
+    _instance(
+        "pyvrrp_peer_adverts_received_total",
+        "counter",
+        ("peer", "version"),
+        "Advertisements accepted from one peer (its source address), by VRRP version (2, 3);"
+        " at most 32 peers per instance.",
+    ),
+    _instance(
+        "pyvrrp_peer_last_advert_timestamp_seconds",
+        "gauge",
+        ("peer", "version"),
+        "Unix time of the last advertisement accepted from a peer in this VRRP version.",
     ),
     MetricSpec(
         "pyvrrp_interface_adverts_dropped_total",
@@ -263,6 +276,42 @@ METRICS: Final[tuple[MetricSpec, ...]] = (
         "gauge",
         (),
         "Notification scripts waiting to run (the running one not included).",
+    ),
+    MetricSpec(
+        "pyvrrp_email_sent_total",
+        "counter",
+        (),
+        "Alert mails the SMTP server accepted (one per burst of transitions).",
+    ),
+    MetricSpec(
+        "pyvrrp_email_failures_total",
+        "counter",
+        (),
+        "Attempts to send an alert mail that failed (each retry that fails counts).",
+    ),
+    MetricSpec(
+        "pyvrrp_email_retries_total",
+        "counter",
+        (),
+        "Attempts to send an alert mail again after a failure.",
+    ),
+    MetricSpec(
+        "pyvrrp_email_dropped_total",
+        "counter",
+        (),
+        "Alert mails given up: the queue was full while the server was unreachable.",
+    ),
+    MetricSpec(
+        "pyvrrp_email_pending",
+        "gauge",
+        (),
+        "Alert mails queued or being sent.",
+    ),
+    MetricSpec(
+        "pyvrrp_email_last_sent_timestamp_seconds",
+        "gauge",
+        (),
+        "Unix time the SMTP server last accepted an alert mail; absent before the first.",
     ),
     MetricSpec(
         "pyvrrp_script_good",
@@ -362,6 +411,14 @@ _NOTIFICATIONS: Final = (
     ("timed_out", "pyvrrp_notification_timeouts_total"),
     ("dropped", "pyvrrp_notifications_dropped_total"),
     ("pending", "pyvrrp_notifications_pending"),
+)
+_EMAIL: Final = (
+    ("sent", "pyvrrp_email_sent_total"),
+    ("failures", "pyvrrp_email_failures_total"),
+    ("retries", "pyvrrp_email_retries_total"),
+    ("dropped", "pyvrrp_email_dropped_total"),
+    ("pending", "pyvrrp_email_pending"),
+    ("last_sent", "pyvrrp_email_last_sent_timestamp_seconds"),
 )
 _SCRIPT_VALUES: Final = (
     ("last_exit_status", "pyvrrp_script_last_exit_status"),
@@ -510,6 +567,17 @@ def _collect_instance(
         families["pyvrrp_adverts_dropped_total"].add(
             (*labels, QUEUE_OVERFLOW), _number(counters.get("queue_overflows"))
         )
+    # Which versions each peer speaks (migration from VRRPv2: docs/operations.md).
+    for peer, item in _sorted_items(instance.get("peers")):
+        entry = _mapping(item)
+        for version, count in _sorted_items(entry.get("adverts")):
+            families["pyvrrp_peer_adverts_received_total"].add(
+                (*labels, peer, version), _number(count)
+            )
+        for version, at in _sorted_items(entry.get("last_seen")):
+            families["pyvrrp_peer_last_advert_timestamp_seconds"].add(
+                (*labels, peer, version), _number(at)
+            )
     return labels
 
 
@@ -558,6 +626,10 @@ def _collect(status: Mapping[str, Any]) -> dict[str, _Family]:
         instance_labels = labels.get(name, (name, "", "", ""))
         for key, metric in _NOTIFICATIONS:
             families[metric].add(instance_labels, _number(counts.get(key)))
+    email = status.get("email")
+    if isinstance(email, Mapping):  # the daemon's mailer (a library's Node has none)
+        for key, metric in _EMAIL:
+            families[metric].add((), _number(email.get(key)))
     for name, script in _sorted_items(status.get("scripts")):
         _collect_script(families, name, _mapping(script))
     return families

@@ -64,6 +64,7 @@ from pyvrrp.core.packet import decode
 from pyvrrp.runtime.daemon import missing_capabilities
 from pyvrrp.runtime.netlink import in_netns
 from tests.conftest import netns_unavailable_reason
+from tests.mailserver import HOST, Server, free_port
 from tests.netns.labtools import master_down_interval, skew_time
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -457,9 +458,14 @@ def test_new_master_announces_each_address_garp_repeat_times_with_its_mac(lab: L
 
 @contextlib.contextmanager
 def own_daemon(
-    lab: Lab, node: str, config_text: str, name: str, wrapper: Sequence[str] = ()
+    lab: Lab,
+    node: str,
+    config_text: str,
+    name: str,
+    wrapper: Sequence[str] = (),
+    args: Sequence[str] = (),
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """``python -m pyvrrp -c FILE`` in ``node``'s namespace, started by the test itself
+    """``python -m pyvrrp -c FILE ARGS`` in ``node``'s namespace, started by the test itself
     (``wrapper``: a command that execs it, such as ``private_run_dirs``).
 
     For when a test needs what the Lab does not give: the daemon's exit status. Killed (its
@@ -470,7 +476,7 @@ def own_daemon(
     argv = ["ip", "netns", "exec", lab.ns(node), *wrapper, sys.executable, "-m", "pyvrrp"]
     with (lab.node_dir(node) / f"{name}.log").open("ab") as log:
         popen = subprocess.Popen(
-            [*argv, "-c", str(conf)],
+            [*argv, "-c", str(conf), *args],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -520,6 +526,78 @@ def test_the_daemon_tells_systemd_when_it_is_ready_reloading_and_stopping(lab: L
     log = own_log(lab, "B", "notify")
     assert "received SIGHUP: reloading" in log
     assert "configuration reloaded" in log
+
+
+def test_the_daemon_mails_its_transitions_and_logs_them_as_json(lab: Lab) -> None:
+    """[global.email] and email = true on a real daemon, with --log-format json and
+    --log-level debug: B's start (three instances to BACKUP) is one mail, its stop (three
+    STOPs) another, sent before it exits; the SMTP server runs in B's namespace."""
+    lab.stop("B")
+    server = Server(free_port())
+    in_netns(lab.ns("B"), server.start)  # the server's thread inherits the namespace
+    try:
+        email = (
+            "\n[global.email]\n"
+            f'server = "{HOST}:{server.port}"\n'
+            'from = "pyvrrp@b.example.com"\n'
+            'to = ["ops@example.com"]\n'
+        )
+        config = node_toml(lab, "B").replace("\n[instances.", f"{email}\n[instances.", 1)
+        config = config.replace(
+            f"vrid = {VRIDS['mc4']}\n", f"vrid = {VRIDS['mc4']}\nemail = true\n"
+        )
+        config = config.replace(
+            f"vrid = {VRIDS['uc4']}\n", f"vrid = {VRIDS['uc4']}\nemail = true\n"
+        )
+        config = config.replace(f"vrid = {VRIDS['v6']}\n", f"vrid = {VRIDS['v6']}\nemail = true\n")
+        args = ("--log-format", "json", "--log-level", "debug")
+        with own_daemon(lab, "B", config, "email", args=args) as daemon:
+            wait_until(lambda: len(server.inbox.received) == 1, 20, "the start's mail")
+            status = json.loads(
+                subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "pyvrrp",
+                        "status",
+                        "--json",
+                        "-s",
+                        str(lab.node_dir("B") / "pyvrrp.sock"),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    timeout=15,
+                    cwd=ROOT,
+                ).stdout
+            )
+            assert status["email"]["sent"] == 1
+            assert status["email"]["failures"] == 0
+            daemon.send_signal(signal.SIGTERM)
+            assert daemon.wait(20) == 0
+    finally:
+        server.stop()
+    start, stop = (mail.message for mail in server.inbox.received)
+    assert start["Subject"] == "[B] VRRP Instances mc4, uc4, v6 - Entering BACKUP state"
+    assert start["From"] == "pyvrrp@b.example.com"
+    assert "[B] uc4: INIT -> BACKUP (startup), priority 50" in start.get_content()
+    # The instances stop concurrently: in any order.
+    stopped = re.fullmatch(r"\[B\] VRRP Instances (.+) - Entering STOP state", stop["Subject"])
+    assert stopped is not None, stop["Subject"]
+    assert sorted(stopped.group(1).split(", ")) == ["mc4", "uc4", "v6"]
+    assert "[B] uc4: BACKUP -> STOP (shutdown), priority 50" in stop.get_content()
+    lines = [json.loads(line) for line in own_log(lab, "B", "email").splitlines()]
+    moves = [
+        (line["instance"], line["vrid"], line["from"], line["to"], line["priority"])
+        for line in lines
+        if line.get("event") == "transition"
+    ]
+    assert sorted(moves) == sorted(
+        [(name, VRIDS[name], "INIT", "BACKUP", PRIORITY["B"]) for name in VRIDS]
+        + [(name, VRIDS[name], "BACKUP", "INIT", PRIORITY["B"]) for name in VRIDS]
+    )
+    assert any(line["level"] == "debug" for line in lines)
+    assert any(line["message"].startswith("e-mail sent to ops@example.com: ") for line in lines)
 
 
 def test_sigterm_on_the_master_hands_the_vips_over_within_skew_time(lab: Lab) -> None:
@@ -599,6 +677,89 @@ def test_sigterm_on_the_master_hands_the_vips_over_within_skew_time(lab: Lab) ->
         assert t.last_node == "B", t.timeline_text()
         assert t.max_gap_s < skew_b / 4, (target, t.max_gap_s, t.timeline_text())
     assert holding(lab, "A") == set()
+
+
+def test_events_stream_a_takeover_and_status_keeps_it_in_the_history(lab: Lab) -> None:
+    """`pyvrrp events` on B's control socket while A stops: B's three takeovers arrive as
+    JSON lines; Ctrl-C (SIGINT) ends the command with 0 and nothing on stderr; B's status
+    lists the takeovers last in each instance's history."""
+    sock = str(lab.node_dir("B") / "pyvrrp.sock")
+    with subprocess.Popen(
+        [sys.executable, "-m", "pyvrrp", "events", "-s", sock],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        start_new_session=True,
+    ) as events:  # leaving it waits for the process and closes the pipes
+        try:
+            time.sleep(1.5)  # subscribed (a Python start on a busy machine, generously)
+            lab.stop("A")
+            taken: dict[str, dict[str, Any]] = {}
+            deadline = time.monotonic() + master_down_interval(PRIORITY["B"]) + 10
+            assert events.stdout is not None and events.stderr is not None
+            pending = b""
+            while set(taken) != set(VRIDS) and time.monotonic() < deadline:
+                # Raw reads: a buffered readline() would hide lines select() cannot see.
+                ready, _, _ = select.select([events.stdout], [], [], 0.5)
+                if not ready:
+                    continue
+                chunk = os.read(events.stdout.fileno(), 65536)
+                assert chunk, f"the events stream ended: {events.stderr.read()!r}"
+                *lines, pending = (pending + chunk).split(b"\n")
+                for line in lines:
+                    event = json.loads(line)
+                    if event["type"] == "transition" and event["to"] == "MASTER":
+                        taken[event["instance"]] = event
+            assert set(taken) == set(VRIDS), taken
+            for name, event in taken.items():
+                assert (event["vrid"], event["from"], event["cause"]) == (
+                    VRIDS[name],
+                    "BACKUP",
+                    "master_left",  # A's priority-0 advertisement on its way out
+                )
+            events.send_signal(signal.SIGINT)
+            assert events.wait(10) == 0
+            assert events.stderr.read() == b""
+        finally:
+            if events.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(events.pid, signal.SIGKILL)
+    status = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "pyvrrp", "status", "--json", "-s", sock],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=15,
+            cwd=ROOT,
+        ).stdout
+    )
+    for name in VRIDS:
+        last = status["instances"][name]["history"][-1]
+        assert (last["from"], last["to"], last["cause"]) == ("BACKUP", "MASTER", "master_left")
+        assert last["time"] == taken[name]["time"]
+
+
+def test_the_daemon_logs_host_problems_at_start_and_runs_anyway(lab: Lab) -> None:
+    """What `pyvrrp check --host` would refuse (here a tracked interface this host lacks) is
+    a warning in the daemon's log, which still starts and stops cleanly."""
+    lab.stop("B")
+    config = node_toml(lab, "B").replace(
+        f"vrid = {VRIDS['mc4']}\n",
+        f'vrid = {VRIDS["mc4"]}\ntrack_interfaces = [{{ name = "nope0", weight = -10 }}]\n',
+    )
+    with own_daemon(lab, "B", config, "hostcheck") as daemon:
+        wait_until(lambda: "pyvrrp started" in own_log(lab, "B", "hostcheck"), 20, "the start")
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(20) == 0
+    log = own_log(lab, "B", "hostcheck")
+    conf = lab.node_dir("B") / "hostcheck.toml"
+    assert (
+        f"host check: {conf}: instances.mc4.track_interfaces[0]: interface nope0 does not "
+        "exist on this host (its weight -10 applies as if it were down)"
+    ) in log, log
+    assert "Traceback" not in log
 
 
 def test_cutting_the_masters_link_moves_the_vips_to_the_backup(lab: Lab) -> None:
