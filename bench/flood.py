@@ -10,7 +10,7 @@ keepalived 2.2.7 (with `check_unicast_src`, the equivalent of pyvrrp's default
 prebuilt Ethernet frames to an AF_PACKET socket on the vSwitch, addressed to node A (MAC and
 unicast address): A is the master of VRID 58 and a backup of VRID 59, in both families.
 
-The frames come from one table built once from `--seed` (see `build_table`): random bytes;
+The frames come from one table built once from `--seed` (see `TableBuilder.build`): random bytes;
 every field of a valid advertisement mutated, with the checksum left stale (from a peer) or
 recomputed (from a host that is not a peer); wrong VRIDs; the other checksum forms (IPv4
 without the pseudo-header, or with 224.0.0.18 as the destination); TTL / hop limit below 255;
