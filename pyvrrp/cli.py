@@ -208,8 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pyvrrp",
         description=(
-            "A VRRPv3 router (RFC 9568). With no command, run the daemon in the foreground "
-            "with the configuration given by -c."
+            "A VRRP router: VRRPv3 (RFC 9568), VRRPv2 (RFC 3768), or both while migrating. "
+            "With no command, run the daemon in the foreground with the configuration given "
+            "by -c."
         ),
     )
     parser.add_argument("--version", action="version", version=f"pyvrrp {__version__}")
