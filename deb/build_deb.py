@@ -217,8 +217,9 @@ def control(installed_size_kib: int) -> str:
          pyvrrp runs VRRPv3 (RFC 9568) and VRRPv2 (RFC 3768) virtual routers on
          Linux, both at once while migrating, speaking with keepalived peers
          over multicast or unicast: IPv4 and IPv6 virtual addresses, routes
-         and rules, gratuitous ARP and unsolicited neighbour advertisements, health-check scripts and tracked interfaces, notify
-         scripts, graceful handovers, validated reloads that never flap a master,
+         and rules, gratuitous ARP and unsolicited neighbour advertisements,
+         health-check scripts and tracked interfaces, notify scripts, graceful
+         handovers, validated reloads that never flap a master,
          a status command and Prometheus metrics.
          .
          This package is a single-file program run by the system python3, with
