@@ -463,6 +463,7 @@ class Node:
             self.config = config
             self.instances = {name: (matched.get(name) or added[name]) for name in config.instances}
             self._maintenance = maintenance
+            self._reasserter.config_changed()
             grouped = {name for g in config.sync_groups.values() for name in g.instances}
             for name, instance in matched.items():
                 if name not in grouped:
