@@ -312,7 +312,7 @@ class PyrouteNetlink:
         try:
             if self._netns is not None:
                 enter_netns(self._netns)
-            from pyroute2 import IPRoute
+            from pyroute2 import IPRoute  # about 12 MB: only for routes and rules
 
             ipr = IPRoute(groups=0, ext_ack=True)
         except NetlinkError as exc:
