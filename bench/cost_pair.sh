@@ -48,6 +48,7 @@ for node in A B; do
     done
   } > "$RUN/$node/node.toml"
 done
+cd "$RUN"  # python -m puts the working directory first on sys.path: not a checkout
 ip netns exec $A env PYTHONPATH="$TREE" "$PY" -m pyvrrp -c "$RUN/A/node.toml" 2>"$RUN/A/log" &
 PA=$!; PIDS+=($PA)
 ip netns exec $B env PYTHONPATH="$TREE" "$PY" -m pyvrrp -c "$RUN/B/node.toml" 2>"$RUN/B/log" &
