@@ -14,6 +14,9 @@ Exit codes follow design.md: 0 success, 1 failure, 2 bad configuration or bad us
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import os
 import sys
 import tomllib
 from collections.abc import Callable
@@ -23,12 +26,11 @@ from typing import Any
 from pyvrrp._version import __version__
 from pyvrrp.configfile import (
     ConfigFileError,
-    check_environment,
     load,
     problem_lines,
     warning_lines,
 )
-from pyvrrp.core.config import DEFAULT_CONTROL_SOCKET, ConfigError, summary
+from pyvrrp.core.config import DEFAULT_CONTROL_SOCKET, ConfigError, Problem, summary
 from pyvrrp.runtime.logs import LOG_FORMATS, LOG_LEVELS  # stdlib only: no trio for `check`
 
 EXIT_OK = 0
@@ -37,7 +39,7 @@ EXIT_CONFIG = 2
 
 _CONFIG_HELP = "the node configuration file (node.toml)"
 _SOCKET_HELP = (
-    "the daemon's control socket, for status, maintenance and reload "
+    "the daemon's control socket, for status, maintenance, reload and events "
     f"(default: control_socket from -c FILE, else {DEFAULT_CONTROL_SOCKET})"
 )
 
@@ -72,11 +74,21 @@ def _add_check_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
             "Validate FILE: print each problem as 'FILE: key.path: message' (the first 100, "
             "then how many more) and exit 2, or print a one-line summary and exit 0, with "
             "any warnings ('FILE: key.path: warning: message') on stderr. A file without "
-            "instances, or over 1 MiB, is a problem. Also checks that the programs, users "
-            "and groups it names exist on this host."
+            "instances, or over 1 MiB, is a problem. Without --host the check does not "
+            "depend on the machine it runs on."
         ),
     )
     _add_config_option(check, in_subcommand=True)
+    check.add_argument(
+        "--host",
+        action="store_true",
+        help=(
+            "also check FILE against this machine: interfaces and tracked interfaces exist, "
+            "unicast_source is an address of its interface, scripts and notify programs "
+            "exist and are executable, their users and groups exist, and a program run as "
+            "root cannot be changed by another user (unless [global] script_security = false)"
+        ),
+    )
 
 
 def _add_status_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -130,6 +142,21 @@ def _add_reload_parser(commands: argparse._SubParsersAction[argparse.ArgumentPar
     _add_socket_option(reload, in_subcommand=True)
 
 
+def _add_events_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    events = commands.add_parser(
+        "events",
+        help="print transitions and priority changes as JSON lines, as they happen",
+        description=(
+            "Subscribe to the running daemon and print one JSON object per line for each "
+            "transition and each change of effective priority, until interrupted (Ctrl-C "
+            "exits 0). Exits 1 if the daemon is not running, stops, or cuts this reader off "
+            "for falling behind. The fields are described in docs/operations.md."
+        ),
+    )
+    _add_config_option(events, in_subcommand=True)
+    _add_socket_option(events, in_subcommand=True)
+
+
 def _add_cleanup_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cleanup = commands.add_parser(
         "cleanup",
@@ -140,6 +167,40 @@ def _add_cleanup_parser(commands: argparse._SubParsersAction[argparse.ArgumentPa
         ),
     )
     _add_config_option(cleanup, in_subcommand=True)
+
+
+def _add_import_keepalived_parser(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
+    importer = commands.add_parser(
+        "import-keepalived",
+        help="convert a keepalived.conf to node.toml",
+        description=(
+            "Convert KEEPALIVED.CONF (with its includes) to a node.toml that behaves the same, "
+            "written to stdout or to -o FILE. What cannot be expressed exactly is listed on "
+            "stderr and at the top of the output. Exit 0: faithful; 1: something was dropped "
+            "(-o FILE is written only with --force); 2: the file cannot be read or parsed, or "
+            "holds no vrrp_instance to import."
+        ),
+    )
+    importer.add_argument("keepalived_conf", metavar="KEEPALIVED.CONF", help="the file to convert")
+    importer.add_argument("-o", "--output", metavar="FILE", help="write node.toml here")
+    importer.add_argument(
+        "--force", action="store_true", help="write -o FILE even when something was dropped"
+    )
+    importer.add_argument(
+        "--vrrp-version",
+        choices=("2", "3", "2+3"),
+        help=(
+            "the version IPv4 instances speak instead of keepalived's (2 unless vrrp_version 3): "
+            '"2+3" for a node joining a keepalived cluster during a migration, 3 after it'
+        ),
+    )
+    importer.add_argument(
+        "--config-id",
+        metavar="ID",
+        help="keepalived's -i ID: keep the lines starting with @ID (default: skip @ lines)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -172,7 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_status_parser(commands)
     _add_maintenance_parser(commands)
     _add_reload_parser(commands)
+    _add_events_parser(commands)
     _add_cleanup_parser(commands)
+    _add_import_keepalived_parser(commands)
     return parser
 
 
@@ -189,7 +252,18 @@ def _cmd_check(args: argparse.Namespace) -> int:
         _print_lines(problem_lines(file, error))
         return EXIT_CONFIG
     _print_lines(warning_lines(file, config))
-    problems = check_environment(config)
+    problems: list[Problem] = []
+    if args.host:
+        import trio  # only when needed, as the runtime
+
+        from pyvrrp.runtime.hostcheck import check_host_now
+        from pyvrrp.runtime.netlink import NetlinkError
+
+        try:
+            problems = trio.run(check_host_now, config)
+        except NetlinkError as error:
+            print(f"{file}: cannot check the host: {error}", file=sys.stderr)
+            return EXIT_FAILURE
     if problems:
         _print_lines(problem_lines(file, problems))
         return EXIT_CONFIG
@@ -228,6 +302,14 @@ def _control_socket_of(file: str) -> str | None:
     return path
 
 
+def _socket_path(args: argparse.Namespace) -> str | None:
+    """The control socket from -s, -c or the default; None after printing why not."""
+    path: str | None = args.socket
+    if path is None:
+        path = DEFAULT_CONTROL_SOCKET if args.config is None else _control_socket_of(args.config)
+    return path
+
+
 def _control(args: argparse.Namespace, payload: dict[str, Any]) -> tuple[int, Any]:
     """Send a request to the daemon: (EXIT_OK, result), or (exit code, None) after saying why.
 
@@ -236,11 +318,9 @@ def _control(args: argparse.Namespace, payload: dict[str, Any]) -> tuple[int, An
     """
     from pyvrrp.runtime.control import ControlError, request  # trio only when needed
 
-    path: str | None = args.socket
+    path = _socket_path(args)
     if path is None:
-        path = DEFAULT_CONTROL_SOCKET if args.config is None else _control_socket_of(args.config)
-        if path is None:
-            return EXIT_CONFIG, None
+        return EXIT_CONFIG, None
     try:
         response = request(path, payload)
     except ControlError as error:
@@ -290,10 +370,100 @@ def _cmd_reload(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_events(args: argparse.Namespace) -> int:
+    from pyvrrp.runtime.control import ControlError
+    from pyvrrp.runtime.eventsclient import receive_events
+
+    path = _socket_path(args)
+    if path is None:
+        return EXIT_CONFIG
+    try:
+        for event in receive_events(path):
+            print(json.dumps(event, separators=(",", ":")), flush=True)
+    except ControlError as error:
+        print(error, file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return EXIT_OK  # Ctrl-C is how a stream is meant to end
+    except BrokenPipeError:
+        # The reader (| head) left: nothing more to say, and nowhere to say it.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    raise AssertionError("receive_events ends only by raising")  # pragma: no cover
+
+
 def _cmd_cleanup(args: argparse.Namespace) -> int:
     from pyvrrp.runtime.cleanup import run_cleanup  # trio and pyroute2 only when needed
 
     return run_cleanup(args.config)
+
+
+def _cmd_import_keepalived(args: argparse.Namespace) -> int:
+    from pyvrrp.keepalived import KeepalivedSyntaxError, NothingToImportError, import_keepalived
+
+    try:
+        version = args.vrrp_version
+        result = import_keepalived(
+            args.keepalived_conf,
+            args.config_id,
+            int(version) if version in ("2", "3") else version,
+        )
+    except KeepalivedSyntaxError as error:
+        print(error, file=sys.stderr)
+        return EXIT_CONFIG
+    except NothingToImportError as error:
+        for report in error.dropped:
+            print(f"dropped: {report}", file=sys.stderr)
+        print(error, file=sys.stderr)
+        return EXIT_CONFIG
+    for report in result.dropped:
+        print(f"dropped: {report}", file=sys.stderr)
+    for report in result.notes:
+        print(f"note: {report}", file=sys.stderr)
+    code = EXIT_OK if result.faithful else EXIT_FAILURE
+    if args.output is None:
+        return code if _write_stdout(result.text) else EXIT_CONFIG
+    if not result.faithful and not args.force:
+        print(
+            f"{args.output}: not written: {len(result.dropped)} item(s) could not be converted "
+            "(listed above); review them, then run again with --force to write it anyway",
+            file=sys.stderr,
+        )
+        return code
+    try:
+        _write_atomically(args.output, result.text)
+    except OSError as error:
+        print(f"{args.output}: cannot write it: {error.strerror or error}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"{args.output}: written; check it with: pyvrrp check -c {args.output}", file=sys.stderr)
+    return code
+
+
+def _write_stdout(text: str) -> bool:
+    """Write ``text`` to stdout; False after saying why when it cannot (a full disk, a closed
+    pipe)."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except OSError as error:
+        print(f"cannot write to stdout: {error.strerror or error}", file=sys.stderr)
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            # The interpreter flushes stdout again at exit: what is left must go nowhere.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return False
+    return True
+
+
+def _write_atomically(path: str, text: str) -> None:
+    """Write ``path`` through a temporary file and a rename: never half a file."""
+    target = Path(path)
+    temporary = target.with_name(f".{target.name}.tmp")
+    try:
+        temporary.write_text(text, "utf-8")
+        temporary.replace(target)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def _run_daemon(args: argparse.Namespace) -> int:
@@ -310,7 +480,9 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "status": _cmd_status,
     "maintenance": _cmd_maintenance,
     "reload": _cmd_reload,
+    "events": _cmd_events,
     "cleanup": _cmd_cleanup,
+    "import-keepalived": _cmd_import_keepalived,
 }
 
 

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from pyvrrp.core.tracking import explain_priority
 
 _LABEL_WIDTH: Final = 13
+HISTORY_SHOWN: Final = 5
+"""Transitions of each instance the text status shows (the JSON has every one kept)."""
 _KNOWN_COUNTERS: Final = (
     "adverts_sent",
     "adverts_received",
@@ -29,6 +32,10 @@ _KNOWN_COUNTERS: Final = (
     "became_master",
     "drops",
 )
+
+
+# The instance's "vrrp_version" (node.toml's version key) as the header shows it.
+_VERSIONS: Final = {"2": "VRRPv2", "3": "VRRPv3", "2+3": "VRRPv2+v3 (migration)"}
 
 
 def format_status_json(status: Mapping[str, Any]) -> str:
@@ -160,6 +167,8 @@ def _instance_block(name: str, instance: Mapping[str, Any]) -> list[str]:
     where = [f"VRID {_text(instance.get('vrid'))} on {_text(instance.get('interface'))}"]
     if "family" in instance:
         where.append(_family(instance["family"]))
+    if "vrrp_version" in instance:
+        where.append(_VERSIONS.get(str(instance["vrrp_version"]), _text(instance["vrrp_version"])))
     lines = [
         f"{name}  {state} for {format_duration(instance.get('in_state_for'))}  ({', '.join(where)})"
     ]
@@ -178,6 +187,9 @@ def _instance_block(name: str, instance: Mapping[str, Any]) -> list[str]:
     for index, tracker in enumerate(trackers):
         lines.append(_line("tracking" if index == 0 else "", _tracker_line(tracker)))
     lines.append(_line("master", _master(instance)))
+    peers = _mapping(instance.get("peers"))
+    for index, (address, peer) in enumerate(peers.items()):
+        lines.append(_line("peers" if index == 0 else "", _peer(address, _mapping(peer))))
     lines.extend(_addresses(instance))
     counters = _mapping(instance.get("counters"))
     if counters:
@@ -185,6 +197,37 @@ def _instance_block(name: str, instance: Mapping[str, Any]) -> list[str]:
         drops = _nonzero(_mapping(counters.get("drops")))
         if drops:
             lines.append(_line("drops", drops))
+    lines.extend(_history(_list(instance.get("history"))))
+    return lines
+
+
+def _when(value: object) -> str:
+    """A wall-clock time as local date and time, to the second (as journalctl shows them)."""
+    seconds = _number(value)
+    if seconds is None or not math.isfinite(seconds):
+        return "?"
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
+    except (OverflowError, OSError, ValueError):
+        return "?"
+
+
+def _history(history: Sequence[Any]) -> list[str]:
+    """The last :data:`HISTORY_SHOWN` transitions, oldest first, and how many more are kept."""
+    lines = []
+    shown = history[-HISTORY_SHOWN:]
+    for index, item in enumerate(shown):
+        entry = _mapping(item)
+        text = f"{_when(entry.get('time'))}  {_text(entry.get('from'))} -> {_text(entry.get('to'))}"
+        if entry.get("reason"):
+            text += f" ({_text(entry.get('reason'))})"
+        elif entry.get("cause"):
+            text += f" ({_text(entry.get('cause'))})"
+        text += f", priority {_text(entry.get('priority'))}"
+        lines.append(_line("history" if index == 0 else "", text))
+    earlier = len(history) - len(shown)
+    if earlier:
+        lines.append(_line("", f"and {earlier} earlier (pyvrrp status --json shows them)"))
     return lines
 
 
@@ -203,6 +246,23 @@ def _master(instance: Mapping[str, Any]) -> str:
     elif ours is not None:
         text += f", advert interval {_interval(ours)}"
     return text
+
+
+def _peer(address: str, peer: Mapping[str, Any]) -> str:
+    """``192.168.200.3: v2 12s ago (10 adverts), v3 0.4s ago (25 adverts)``: which versions
+    a peer speaks, and whether it still does (migration mode)."""
+    adverts = _mapping(peer.get("adverts"))
+    ago = _mapping(peer.get("last_seen_ago"))
+    versions = [str(v) for v in _list(peer.get("versions"))] or list(adverts)
+    parts = []
+    for version in versions:
+        count = _int(adverts.get(version))
+        noun = "advert" if count == 1 else "adverts"
+        part = f"v{version} {format_duration(ago.get(version))} ago"
+        if count is not None:
+            part += f" ({count} {noun})"
+        parts.append(part)
+    return f"{address}: {', '.join(parts) or 'no advertisement accepted'}"
 
 
 def _addresses(instance: Mapping[str, Any]) -> list[str]:

@@ -73,7 +73,7 @@ def file_problem(path: str | os.PathLike[str]) -> str:
 def test_seed_example_node_a_loads_with_every_important_field() -> None:
     node = load(EXAMPLE)
     assert node.global_.router_id == "node-a"
-    assert node.global_.metrics_listen == ("127.0.0.1", 9650)
+    assert node.global_.metrics_listen == ("192.168.200.1", 9650)
     assert list(node.instances) == ["vip58", "vip59", "vip60"]
 
     assert node.scripts["chk_nginx_ingress"] == ScriptConfig(
@@ -188,8 +188,8 @@ def test_invalid_toml_keeps_line_and_column(tmp_path: Path) -> None:
 def test_keepalived_conf_is_recognised(tmp_path: Path) -> None:
     path = write(tmp_path, "global_defs {\n    router_id a\n}\nvrrp_instance VI_1 {\n}\n")
     assert file_problem(path).endswith(
-        "this looks like a keepalived.conf: pyvrrp reads TOML (see docs/configuration.md, "
-        '"Coming from keepalived")'
+        f"this looks like a keepalived.conf: pyvrrp reads TOML; convert it with "
+        f"`pyvrrp import-keepalived {path} -o node.toml` (docs/import-keepalived.md)"
     )
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -226,6 +228,35 @@ def test_a_learned_advert_interval_is_shown_next_to_ours() -> None:
     )
 
 
+def test_the_vrrp_version_and_each_peers_versions_are_shown() -> None:
+    peers = {
+        "192.168.200.2": {
+            "versions": [2, 3],
+            "adverts": {"2": 40, "3": 41},
+            "last_seen_ago": {"2": 12.5, "3": 0.4},
+        },
+        "192.168.200.3": {"versions": [2], "adverts": {"2": 1}, "last_seen_ago": {"2": 0.7}},
+    }
+    instance = seed_instance(vrrp_version="2+3", peers=peers)
+    text = format_status(status_with(vip=instance))
+    assert block(text, "vip")[0].endswith("(VRID 58 on eth0.4000, IPv4, VRRPv2+v3 (migration))")
+    rows = block(text, "vip")
+    at = next(i for i, row in enumerate(rows) if row.startswith("  peers "))
+    assert rows[at : at + 2] == [
+        "  peers        192.168.200.2: v2 12s ago (40 adverts), v3 0.4s ago (41 adverts)",
+        "               192.168.200.3: v2 0.7s ago (1 advert)",
+    ]
+    for version, shown in (("2", "VRRPv2"), ("3", "VRRPv3"), ("4", "4")):
+        text = format_status(status_with(vip=seed_instance(vrrp_version=version)))
+        assert block(text, "vip")[0].endswith(f", IPv4, {shown})")
+
+
+@pytest.mark.parametrize("peer", [None, {}, {"versions": "2"}, {"adverts": {"2": "x"}}])
+def test_odd_peer_entries_never_break_the_output(peer: object) -> None:
+    text = format_status(status_with(vip=seed_instance(peers={"192.0.2.1": peer})))
+    assert "192.0.2.1: " in text
+
+
 def test_only_non_zero_drops_are_shown() -> None:
     counters = seed_instance()["counters"]
     counters["drops"] = {"checksum": 0, "ttl": 4, "auth": 0}
@@ -397,8 +428,19 @@ def operations_status() -> dict[str, Any]:
             holding_addresses=False,
             addresses=[f"1.2.3.{vrid}/29"],
             excluded_addresses=[f"2a03:4444:fff0:59:88::{vrid}/64"],
+            vrrp_version="3",
             **changes,
         )
+
+    def heard(adverts: int) -> dict[str, Any]:
+        return {
+            "192.168.200.3": {
+                "versions": [3],
+                "adverts": {"3": adverts},
+                "last_seen": {"3": 1765000000.4},
+                "last_seen_ago": {"3": 0.4},
+            }
+        }
 
     def counters(sent: int, received: int, became_master: int) -> dict[str, Any]:
         return {
@@ -419,6 +461,33 @@ def operations_status() -> dict[str, Any]:
             in_state_for=95.2,
             master={"address": "192.168.200.3", "priority": 75},
             counters=counters(271210, 96, 2),
+            peers=heard(96),
+            history=[
+                {
+                    "time": 1796256725.02,
+                    "from": "INIT",
+                    "to": "BACKUP",
+                    "cause": "startup",
+                    "reason": "startup",
+                    "priority": 100,
+                },
+                {
+                    "time": 1796256728.631,
+                    "from": "BACKUP",
+                    "to": "MASTER",
+                    "cause": "master_down",
+                    "reason": "no advertisement for Master_Down_Interval",
+                    "priority": 100,
+                },
+                {
+                    "time": 1796534077.5,
+                    "from": "MASTER",
+                    "to": "BACKUP",
+                    "cause": "higher_priority",
+                    "reason": "192.168.200.3 advertises priority 75 (ours 40)",
+                    "priority": 40,
+                },
+            ],
         ),
         "vip60": instance(
             60,
@@ -429,12 +498,14 @@ def operations_status() -> dict[str, Any]:
             maintenance=True,
             master=None,
             counters=counters(0, 269460, 0),
+            peers=heard(269460),
         ),
     }
     status["scripts"]["chk_nginx_ingress"].update(runs=135650, failures=49)
     return status
 
 
+@pytest.mark.usefixtures("utc")
 def test_the_status_example_in_the_operations_guide_is_what_the_command_prints() -> None:
     assert doc_example("`pyvrrp status`") == format_status(operations_status())
 
@@ -447,3 +518,51 @@ def test_the_maintenance_example_in_the_operations_guide_is_what_the_command_pri
         "previous": {"vip58": {"state": "MASTER"}, "vip59": {"state": "BACKUP"}},
     }
     assert doc_example("`pyvrrp maintenance`") == "\n".join(format_maintenance(result))
+
+
+@pytest.fixture
+def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Local time is UTC (the history shows local times)."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def history_entry(seconds: int, old: str, new: str, reason: str, priority: int) -> dict[str, Any]:
+    return {
+        "time": 1_765_000_000 + seconds,  # 2025-12-06 05:46:40 UTC
+        "from": old,
+        "to": new,
+        "cause": "x",
+        "reason": reason,
+        "priority": priority,
+    }
+
+
+@pytest.mark.usefixtures("utc")
+def test_the_last_transitions_are_shown_oldest_first_with_how_many_more_are_kept() -> None:
+    history = [
+        history_entry(
+            n, "BACKUP" if n % 2 else "MASTER", "MASTER" if n % 2 else "BACKUP", f"r{n}", 100
+        )
+        for n in range(7)
+    ]
+    text = format_status(status_with(vip58=seed_instance(history=history)))
+    rows = block(text, "vip58")
+    start = next(i for i, row in enumerate(rows) if row.startswith("  history"))
+    assert rows[start:] == [
+        "  history      2025-12-06 05:46:42  MASTER -> BACKUP (r2), priority 100",
+        "               2025-12-06 05:46:43  BACKUP -> MASTER (r3), priority 100",
+        "               2025-12-06 05:46:44  MASTER -> BACKUP (r4), priority 100",
+        "               2025-12-06 05:46:45  BACKUP -> MASTER (r5), priority 100",
+        "               2025-12-06 05:46:46  MASTER -> BACKUP (r6), priority 100",
+        "               and 2 earlier (pyvrrp status --json shows them)",
+    ]
+
+
+def test_no_history_shows_no_history_lines_and_odd_entries_do_not_break_it() -> None:
+    assert "history" not in format_status(status_with(vip58=seed_instance(history=[])))
+    odd = format_status(status_with(vip58=seed_instance(history=[None, {"time": "x"}, 5])))
+    assert "  history      ?  ? -> ?, priority ?" in odd
