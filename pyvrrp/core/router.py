@@ -402,7 +402,12 @@ class VirtualRouter:
             else:  # only BACKUP and MASTER run this timer
                 # RFC 9568 §6.4.3: Adver_Timer fired.
                 actions.append(self._advertise(self._effective_priority))
-                self._timer = now + timers.centiseconds(self.params.advert_interval_cs)
+                # From the deadline, not from when the Timeout was handled: a runtime that
+                # wakes late must not push every later advertisement back by as much (the
+                # interval would drift). Late by a whole interval or more: from now, no burst.
+                interval = timers.centiseconds(self.params.advert_interval_cs)
+                following = self._timer + interval
+                self._timer = following if following > now else now + interval
         if self._state is State.MASTER:
             if self._announce_at is not None and self._announce_at <= now:
                 self._announce_at = None
