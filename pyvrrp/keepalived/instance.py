@@ -189,8 +189,7 @@ class _Instance:
                 elif key in _INSTANCE_DROPPED:
                     self.drop(child, f"{key}: {_INSTANCE_DROPPED[key]}")
                 elif key in _INSTANCE_NOTES:
-                    if _INSTANCE_NOTES[key]:
-                        self.note(child, f"{key}: {_INSTANCE_NOTES[key]}")
+                    self.note(child, f"{key}: {_INSTANCE_NOTES[key]}")
                 else:
                     self.drop(child, f"{key}: not converted (pyvrrp has no equivalent)")
             except _Bad as bad:
