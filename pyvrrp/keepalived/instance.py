@@ -121,7 +121,7 @@ class _Instance:
                 elif key == "advert_int":
                     if c._args(child, 1, "the interval") is not None:
                         values["advert_interval"] = _number(args[0], "advert_int", 0.01, 255)
-                elif key in ("version", "vrrp_version"):
+                elif key == "version":
                     if c._args(child, 1, "the version") is not None:
                         values["version"] = _integer(args[0], "version", 2, 3)
                 elif key == "nopreempt":
@@ -307,7 +307,7 @@ class _Instance:
         if self.family == 6:
             if version == 2:
                 self.drop(
-                    seen.get("version") or seen["vrrp_version"],
+                    seen["version"],
                     "VRRPv2 over IPv6 is not supported (RFC 3768 is IPv4 only); imported as "
                     "version 3",
                 )
