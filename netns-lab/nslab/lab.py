@@ -607,9 +607,11 @@ class Lab:
         config_text: str | None = None,
         *,
         notify: str | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         """Start `daemon` in `node`'s namespace with `config_text` (default: generated from
-        the cluster spec); output goes to `log(node)`."""
+        the cluster spec); output goes to `log(node)`. `env` adds to the daemon's environment
+        (e.g. libfaketime's LD_PRELOAD for one node)."""
         if node in self._daemons and self._daemons[node].proc.alive():
             raise LabError(f"a daemon already runs on {node}: stop it first")
         d = self.node_dir(node)
@@ -644,7 +646,12 @@ class Lab:
             children = ()
         else:
             raise LabError(f"unknown daemon {daemon!r}: keepalived or pyvrrp")
-        proc = spawn(f"{daemon}-{node}", ns_argv(self.ns(node), argv), log=log, env=python_env())
+        proc = spawn(
+            f"{daemon}-{node}",
+            ns_argv(self.ns(node), argv),
+            log=log,
+            env={**python_env(), **(env or {})},
+        )
         self._daemons[node] = _Daemon(daemon, proc, conf, children)
         self._last_daemon[node] = (daemon, config_text)
         self.save_state()

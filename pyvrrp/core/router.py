@@ -31,6 +31,11 @@ state machine; what differs is in one place each (docs/design.md, "VRRPv2 and mi
 mode"): the datagrams built (:meth:`VirtualRouter._build_advert`), the versions and password
 decoded, a fixed interval (an advertisement carrying another is dropped, RFC 3768 §7.1, so
 nothing is learned) and RFC 3768's Skew_Time (:meth:`VirtualRouter._skew_time`).
+
+Why the module is over the project's ~700 lines: it is the state machine, and its rule is that
+every decision about a transition lives here and nowhere else (as h11's ``_state.py``); the
+parts that do not decide (the transition table, parameters, timers, the codec, the events
+and actions) already live in their own modules.
 """
 
 from __future__ import annotations
