@@ -673,8 +673,8 @@ def test_sigterm_on_the_master_hands_the_vips_over_within_skew_time(lab: Lab) ->
     # What clients feel: no outage beyond a few probe intervals (keepalived, which releases
     # at once, leaves them without an answer for Skew_Time: 0.8 s here). Half of that is the
     # bound: a client that re-resolves the address during the 0.1 s overlap (both A and B
-    # hold it) may take A's answer and lose a few hundred ms once A lets go (seen about once
-    # in ten runs on a busy machine; docs/design.md, "Graceful handover").
+    # hold it) may take A's answer until B announces again (HANDOVER_REANNOUNCE, 0.3 s;
+    # docs/design.md, "Graceful handover").
     for target in PROBED:
         t = report[target]
         assert t.last_node == "B", t.timeline_text()
