@@ -8,7 +8,7 @@ STAMP := $(VENV)/.pyvrrp-installed
 DEB_PACKAGES := keepalived tshark tcpdump nftables iproute2 iputils-ping procps curl openssl
 PYTEST_ARGS ?=
 
-.PHONY: all install system-deps lint typecheck test unit demo bench-codec bench-failover bench-announce clean
+.PHONY: all install system-deps lint typecheck test unit demo demo-migration bench-codec bench-failover bench-announce clean
 
 all: test
 
@@ -52,6 +52,10 @@ unit: install
 
 demo: install system-deps
 	$(PY) netns-lab/demo.py
+
+# The seed cluster moved from keepalived (VRRPv2) to pyvrrp one node at a time (~45 s).
+demo-migration: install system-deps
+	$(PY) netns-lab/demo_migration.py
 
 bench-codec: install
 	$(PY) bench/codec.py
