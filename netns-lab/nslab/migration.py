@@ -331,6 +331,8 @@ class MigrationReport:
     addresses: dict[str, AddressResult] = field(default_factory=dict)
     sigterm_gaps: dict[str, float] = field(default_factory=dict)  # address: in its master's stop
     bound_s: float = field(default_factory=sigterm_gap_bound)
+    # Where each node's daemon log ended once every node had spoken VRRPv3 only for 3 s.
+    log_marks: dict[str, int] = field(default_factory=dict)
     duration_s: float = 0.0
 
     def failures(self) -> list[str]:
@@ -525,6 +527,7 @@ class Rehearsal:
                     self.swap(node, probe)
                 for node in lab.nodes:
                     self.to_v3(node, probe)
+                self.report.log_marks = {n: len(lab.log(n)) for n in lab.nodes}
                 time.sleep(self.settle_s)
                 self.step("end")
             watch.stop()

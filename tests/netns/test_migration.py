@@ -1,0 +1,136 @@
+"""The keepalived -> pyvrrp migration, rehearsed on the seed cluster (nslab.migration, the same
+run as `make demo-migration`), against the goals of docs/migrating-from-keepalived.md.
+
+The seed's real keepalived.conf files run under keepalived 2.2.7 in its default VRRP version
+(v2); each node in turn is imported with `pyvrrp import-keepalived`, set to `version = "2+3"`,
+checked, stopped (SIGTERM) and started as pyvrrp; then each node in turn goes to `version = 3`
+by an edit and `pyvrrp reload`. A client probes every VIP and IPv6 twin every 5 ms throughout;
+`ip monitor address` in every node records who holds what.
+
+Goals:
+- never two holders of an address after the first advert exchange. A preemption (pyvrrp
+  taking its VIP back from the keepalived or pyvrrp backup that covered for it) makes the new
+  master add the address right after its advertisement and the old one remove it when that
+  advertisement arrives (RFC 9568 §6.4.3): an overlap of the advert's transit, milliseconds.
+  Anything over 250 ms (`HANDOVER_OVERLAP_S`) is two masters: a version mismatch or a lost
+  election lasts at least an advert interval. The client must never be answered by two nodes
+  in turn (the probe's split-brain check).
+- the client's total outage per address, over the whole migration, is at most one keepalived
+  SIGTERM gap. The bound (`sigterm_gap_bound`): keepalived drops its addresses at once and
+  sends priority 0, so the best backup (priority 75 in the seed) takes over after its
+  Skew_Time, (256 - 75) / 256 s = 0.707 s (RFC 3768 §6.1, advert_int 1 as in the seed), plus
+  0.3 s for the new master's gratuitous ARP / NA to reach the client on a busy 2-core machine:
+  1.007 s. Each VIP pays that gap once, when its own master's keepalived stops; nothing else
+  in the migration (pyvrrp taking the VIP back, the reloads to VRRPv3) may cost more than the
+  slack.
+
+The seed's advert interval (1 s) is kept: VRRPv2 only has whole seconds, and keepalived speaks
+v2 here. The run takes about 45 s.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from collections.abc import Iterator
+
+import pytest
+from nslab import Lab, seed_cluster
+from nslab.migration import (
+    BEST_BACKUP_PRIORITY,
+    SEED_DATA,
+    SEED_FILE,
+    MigrationReport,
+    Rehearsal,
+    keepalived_skew_time,
+    lab_keepalived_conf,
+    sigterm_gap_bound,
+)
+from nslab.spec import HealthCheckSpec
+
+from tests.netns.labtools import SEED_TABLE, V4, V6, lab_context, pyvrrp_problems
+
+
+@pytest.fixture(scope="module")
+def rehearsed() -> Iterator[tuple[Lab, MigrationReport]]:
+    """One rehearsal for the whole module (it takes ~45 s); the lab stays up for inspection."""
+    with lab_context(seed_cluster(), None, keepalived=True) as lab:
+        yield lab, Rehearsal(lab).run()
+
+
+def test_the_lab_runs_the_seed_files_changed_only_where_it_must() -> None:
+    seed = (SEED_DATA / SEED_FILE["B"]).read_text()
+    text, changes = lab_keepalived_conf(seed, HealthCheckSpec().command)
+    diff = list(difflib.ndiff(seed.splitlines(), text.splitlines()))
+    removed = [line[2:].strip() for line in diff if line.startswith("- ")]
+    added = [line[2:].strip() for line in diff if line.startswith("+ ")]
+    assert added == ['script "/usr/bin/curl -fsS -o /dev/null http://127.0.0.1:80/healthz"']
+    # Mail, SNMP and the health check's command: nothing else.
+    assert sorted(removed) == sorted(
+        [
+            "notification_email {",
+            "ops@example.com",
+            "}",
+            "notification_email_from infra+keepalived@dtone.com",
+            "smtp_server 127.0.0.1",
+            "smtp_connect_timeout 30",
+            "snmp_socket unix:/var/agentx/master",
+            'script    "/usr/bin/curl GET http://localhost:80/healthz"',
+            *["smtp_alert"] * 3,
+        ]
+    )
+    assert "router_id machine-c" in text  # machine-b's copy-paste error, as deployed
+    assert "vrrp_version" not in text and "version 3" not in text  # keepalived's default: v2
+    assert len(changes) == 7
+
+
+def test_every_node_imports_faithfully_and_runs_pyvrrp_with_vrrpv3_at_the_end(
+    rehearsed: tuple[Lab, MigrationReport],
+) -> None:
+    lab, report = rehearsed
+    for node in "ABC":
+        outcome = report.imports[node]
+        assert (outcome.exit_status, outcome.dropped) == (0, ()), outcome
+        assert any("nopreempt is cleared because of state MASTER" in n for n in outcome.notes)
+        assert lab.daemon_kind(node) == "pyvrrp"
+        config = tomllib.loads((lab.node_dir(node) / "node.toml").read_text())
+        assert {i["version"] for i in config["instances"].values()} == {3}
+        # The import keeps machine-b's router_id as deployed (the guide says to fix it).
+        router_id = {"A": "machine-a", "B": "machine-c", "C": "machine-c"}[node]
+        assert config["global"]["router_id"] == router_id
+        # A node on `version = 3` drops the v2 adverts of the peers still in 2+3 (and says
+        # so); once all are on 3, nothing is dropped. Nothing else is ever a problem.
+        pyvrrp_log = lab.log(node).split("starting pyvrrp")[-1]
+        problems = pyvrrp_problems(pyvrrp_log)
+        assert [p for p in problems if "sent a VRRPv2 advertisement" not in p] == []
+        assert pyvrrp_problems(lab.log(node)[report.log_marks[node] :]) == []
+    assert lab.holders() == SEED_TABLE
+
+
+def test_no_address_ever_has_two_holders_after_the_first_advert_exchange(
+    rehearsed: tuple[Lab, MigrationReport],
+) -> None:
+    _, report = rehearsed
+    for result in report.addresses.values():
+        assert result.two_holders == (), report.format()
+        assert result.split_brain == 0, report.format()
+
+
+def test_each_address_loses_at_most_one_keepalived_sigterm_gap_over_the_whole_migration(
+    rehearsed: tuple[Lab, MigrationReport],
+) -> None:
+    _, report = rehearsed
+    assert report.bound_s == pytest.approx(keepalived_skew_time(BEST_BACKUP_PRIORITY) + 0.3)
+    assert report.bound_s == sigterm_gap_bound()
+    assert set(report.addresses) == {*V4.values(), *V6.values()}
+    for node in "ABC":
+        for addr in (V4[node], V6[node]):
+            result = report.addresses[addr]
+            assert result.outage_s <= report.bound_s, report.format()
+            # The measurement is real: keepalived's SIGTERM of this VIP's master did cost the
+            # client about a Skew_Time (keepalived has no graceful handover).
+            gap = report.sigterm_gaps[addr]
+            assert gap >= keepalived_skew_time(BEST_BACKUP_PRIORITY + 2) - 0.2, report.format()
+            # Everything else (pyvrrp taking the VIP back, the reloads) costs at most the slack.
+            assert result.outage_s - gap <= 0.3, report.format()
+    assert not report.failures()
