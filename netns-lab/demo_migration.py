@@ -2,20 +2,24 @@
 """`make demo-migration`: the seed cluster moved from keepalived to pyvrrp, one node at a time.
 
 Runs the seed's real keepalived.conf files (tests/data/keepalived/) under keepalived 2.2.7 in
-its default VRRP version (v2), with a client probing every VIP and IPv6 twin every 5 ms; then
-each node in turn: `pyvrrp import-keepalived`, `version = "2+3"`, `pyvrrp check`, keepalived
-stopped (SIGTERM), pyvrrp started; then each node in turn switched to `version = 3` by an edit
-and `pyvrrp reload`. Prints a timeline, then per address the client's outage over the whole
-migration (and per step) and whether two nodes ever held it after the first advert exchange
-(see nslab/migration.py). About 45 s. Exit status: 0 when the migration met its goals (outage
-per address at most one keepalived SIGTERM gap, never two holders), 1 when not, 3 when the
-machine cannot run the lab, 130 after Ctrl-C.
+its default VRRP version (v2), on nodes set up as deployed (the `vswitch` routing table made
+by the seed's if-up.d hooks, a firewall letting VRRP in from the unicast peers only), with a
+client probing every VIP and IPv6 twin every 5 ms. Then each node in turn: `pyvrrp
+import-keepalived`, the hooks' routes and rules into node.toml, `version = "2+3"`, `pyvrrp
+check`, keepalived stopped (SIGTERM), pyvrrp started; node A is rolled back to keepalived and
+forward again on the way (`--no-rollback` skips that); then each node in turn switched to
+`version = 3` by an edit and `pyvrrp reload`. Prints a timeline, then per address the client's
+outage over the migration (and per step) and whether two nodes ever held it after the first
+advert exchange (see nslab/migration.py). About 50 s. Exit status: 0 when the migration met
+its goals (outage per address at most one keepalived SIGTERM gap, never two holders), 1 when
+not, 3 when the machine cannot run the lab, 130 after Ctrl-C.
 
-    sudo .venv/bin/python netns-lab/demo_migration.py
+    sudo .venv/bin/python netns-lab/demo_migration.py [--no-rollback]
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import signal
@@ -66,6 +70,12 @@ def print_report(report: MigrationReport, out: Timeline) -> None:
     out.say(f"the migration took {report.duration_s:.1f} s; what the client and the kernel saw:")
     for line in report.format().splitlines():
         out.more(line)
+    if report.rollback_steps:
+        out.more(
+            "rollback: the outage of the steps "
+            + ", ".join(f"'{s}'" for s in report.rollback_steps)
+            + " (node A back to keepalived, then forward again), each within one SIGTERM gap too"
+        )
     gaps = ", ".join(f"{a} {g * 1000:.0f} ms" for a, g in report.sigterm_gaps.items())
     out.more(f"keepalived SIGTERM gaps measured (each VIP when its master stopped): {gaps}")
     out.more(
@@ -82,9 +92,16 @@ def print_report(report: MigrationReport, out: Timeline) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `make demo-migration`."""
-    if argv:
-        print("demo_migration.py takes no arguments", file=sys.stderr)
-        return 2
+    parser = argparse.ArgumentParser(
+        prog="demo_migration.py",
+        description="The seed cluster moved from keepalived to pyvrrp, and what a client feels.",
+    )
+    parser.add_argument(
+        "--no-rollback",
+        action="store_true",
+        help="skip rolling node A back to keepalived (and forward again) after its swap",
+    )
+    args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("demo_migration.py: needs root (network namespaces)", file=sys.stderr)
         return EXIT_ENVIRONMENT
@@ -96,10 +113,14 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _raise_interrupt)
     out = Timeline()
     out.say("pyvrrp migration demo: the seed cluster from keepalived (VRRPv2) to pyvrrp (VRRPv3)")
+    lab = Lab(seed_cluster())
+    rehearsal = Rehearsal(
+        lab, say=out.say, more=out.more, rollback=None if args.no_rollback else "A"
+    )
     try:
-        with Lab(seed_cluster()) as lab:
+        with lab:
             out.say(f"built lab {lab.id}: a vSwitch, nodes A, B, C, and a client")
-            report = Rehearsal(lab, say=out.say, more=out.more).run()
+            report = rehearsal.run()
             print_report(report, out)
             out.say("tearing down")
     except KeyboardInterrupt:
@@ -109,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         out.say(f"failed: {exc}")
         out.more("the lab has been torn down")
         return EXIT_FAILED
+    finally:
+        rehearsal.close()
     failures = report.failures()
     if failures:
         out.say("the migration missed its goals:")
@@ -120,4 +143,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    raise SystemExit(main())

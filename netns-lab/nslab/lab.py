@@ -607,9 +607,10 @@ class Lab:
         config_text: str | None = None,
         *,
         notify: str | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         """Start `daemon` in `node`'s namespace with `config_text` (default: generated from
-        the cluster spec); output goes to `log(node)`."""
+        the cluster spec) and `env` added to its environment; output goes to `log(node)`."""
         if node in self._daemons and self._daemons[node].proc.alive():
             raise LabError(f"a daemon already runs on {node}: stop it first")
         d = self.node_dir(node)
@@ -644,7 +645,8 @@ class Lab:
             children = ()
         else:
             raise LabError(f"unknown daemon {daemon!r}: keepalived or pyvrrp")
-        proc = spawn(f"{daemon}-{node}", ns_argv(self.ns(node), argv), log=log, env=python_env())
+        environment = {**python_env(), **(env or {})}
+        proc = spawn(f"{daemon}-{node}", ns_argv(self.ns(node), argv), log=log, env=environment)
         self._daemons[node] = _Daemon(daemon, proc, conf, children)
         self._last_daemon[node] = (daemon, config_text)
         self.save_state()

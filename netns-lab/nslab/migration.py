@@ -26,8 +26,10 @@ few milliseconds of overlap are seen).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import shutil
 import subprocess
 import time
 import tomllib
@@ -38,7 +40,7 @@ from pathlib import Path
 
 from nslab.lab import Lab, Probe
 from nslab.spec import HealthCheckSpec
-from nslab.system import LabError, Proc, python, python_env, run, spawn, terminate
+from nslab.system import LabError, Proc, ns_argv, python, python_env, run, spawn, terminate
 
 __all__ = [
     "SEED_DATA",
@@ -57,6 +59,34 @@ __all__ = [
 # `router_id machine-c`).
 SEED_DATA = Path(__file__).resolve().parents[2] / "tests" / "data" / "keepalived"
 SEED_FILE = {"A": "machine-a.conf", "B": "machine-b.conf", "C": "machine-c.conf"}
+# The ifupdown hooks that made the `vswitch` table's routes and rules (if-up.d/, if-down.d/).
+SEED_HOOKS = SEED_DATA.parent / "hooks"
+HOOKS = ("z90-route-eth0", "z90-rule-eth0")
+
+# What the hooks did, in node.toml: pyvrrp installs these at start and removes them at stop
+# (docs/configuration.md, "Routes and rules"). docs/migrating-from-keepalived.md shows this
+# text as it is.
+HOOK_ROUTES_TOML = """\
+# The vswitch table and its rules, from /etc/network/if-up.d/z90-route-eth0 and z90-rule-eth0
+[[routes]]
+to = "1.2.3.57/32"
+dev = "eth0.4000"
+table = "vswitch"
+
+[[routes]]
+to = "default"
+via = "1.2.3.57"
+dev = "eth0.4000"
+table = "vswitch"
+
+[[rules]]
+to = "1.2.3.56/29"
+table = "vswitch"
+
+[[rules]]
+from = "1.2.3.56/29"
+table = "vswitch"
+"""
 
 # The seed: advert_int 1; the best backup of every VIP has priority 75 (docs/hetzner-vswitch.md).
 ADVERT_INTERVAL_S = 1.0
@@ -291,13 +321,17 @@ def outage_by_step(
 
 @dataclass(frozen=True)
 class ImportOutcome:
-    """What `pyvrrp import-keepalived` said about one node's file."""
+    """What `pyvrrp import-keepalived` said about one node's file: the seed's file as deployed
+    (with SNMP, mail), and the lab's (without them) that the lab then runs."""
 
     node: str
-    exit_status: int
+    seed_exit: int  # the seed's file without --force
+    seed_dropped: tuple[str, ...]
+    seed_forced_exit: int  # then with --force
+    seed_checked: bool  # `pyvrrp check` passed on what --force wrote
+    exit_status: int  # the lab's file
     dropped: tuple[str, ...]
     notes: tuple[str, ...]
-    forced: bool
 
 
 @dataclass(frozen=True)
@@ -310,6 +344,10 @@ class AddressResult:
     per_step: dict[str, float]
     overlaps: tuple[Overlap, ...]
     split_brain: int  # the probe's view: two nodes answering interleaved (nslab.probe)
+
+    def outage_in(self, steps: Iterable[str]) -> float:
+        """The outage during `steps` (labels)."""
+        return sum(self.per_step.get(label, 0.0) for label in steps)
 
     @property
     def two_holders(self) -> tuple[Overlap, ...]:
@@ -333,18 +371,34 @@ class MigrationReport:
     bound_s: float = field(default_factory=sigterm_gap_bound)
     # Where each node's daemon log ended once every node had spoken VRRPv3 only for 3 s.
     log_marks: dict[str, int] = field(default_factory=dict)
+    # The steps of the rollback (a node back to keepalived, then to pyvrrp again): not part
+    # of the migration's outage, measured on their own.
+    rollback_steps: list[str] = field(default_factory=list)
+
+    def migration_outage(self, address: str) -> float:
+        """The client's outage of `address` over the migration, the rollback left out."""
+        result = self.addresses[address]
+        return result.outage_s - result.outage_in(self.rollback_steps)
+
     duration_s: float = 0.0
 
     def failures(self) -> list[str]:
         """The goals not met, one line each (empty: the migration met its goals)."""
         problems = []
         for a in self.addresses.values():
-            if a.outage_s > self.bound_s:
+            migration = self.migration_outage(a.address)
+            if migration > self.bound_s:
                 worst = max(a.per_step, key=lambda s: a.per_step[s])
                 problems.append(
-                    f"{a.address}: {a.outage_s:.3f} s without service in total, more than one "
-                    f"keepalived SIGTERM gap ({self.bound_s:.3f} s); worst step: {worst} "
-                    f"({a.per_step[worst]:.3f} s)"
+                    f"{a.address}: {migration:.3f} s without service over the migration, more "
+                    f"than one keepalived SIGTERM gap ({self.bound_s:.3f} s); worst step: "
+                    f"{worst} ({a.per_step[worst]:.3f} s)"
+                )
+            rollback = a.outage_in(self.rollback_steps)
+            if rollback > self.bound_s:
+                problems.append(
+                    f"{a.address}: {rollback:.3f} s without service in the rollback, more than "
+                    f"one keepalived SIGTERM gap ({self.bound_s:.3f} s)"
                 )
             for o in a.two_holders:
                 problems.append(
@@ -355,16 +409,33 @@ class MigrationReport:
                 problems.append(f"{a.address}: the client was answered by two nodes in turn")
         return problems
 
+    def step_at(self, at_s: float) -> str:
+        """The label of the step under way `at_s` seconds after the start."""
+        label = self.steps[0][0] if self.steps else ""
+        for name, start in self.steps:
+            if start <= at_s:
+                label = name
+        return label
+
     def format(self) -> str:
         """The per-address table and the per-step outages."""
         lines = [
-            f"{'address':<26} {'outage':>8} {'longest':>8} {'overlaps':>8} {'max ovl':>8} "
-            f"{'2 holders':>9}",
+            f"{'address':<26} {'migration':>9} {'rollback':>8} {'longest':>8} {'overlaps':>8} "
+            f"{'max ovl':>8} {'2 holders':>9}",
         ]
         for a in self.addresses.values():
             lines.append(
-                f"{a.address:<26} {a.outage_s * 1000:>6.0f}ms {a.longest_s * 1000:>6.0f}ms "
+                f"{a.address:<26} {self.migration_outage(a.address) * 1000:>7.0f}ms "
+                f"{a.outage_in(self.rollback_steps) * 1000:>6.0f}ms {a.longest_s * 1000:>6.0f}ms "
                 f"{len(a.overlaps):>8} {a.max_overlap_s * 1000:>6.1f}ms {len(a.two_holders):>9}"
+            )
+        overlaps = sorted((o for a in self.addresses.values() for o in a.overlaps), key=_start)
+        if overlaps:
+            lines.append("every overlap (two holders for a moment: a preemption's handover):")
+        for o in overlaps:
+            lines.append(
+                f"  {o.address:<26} {'+'.join(o.nodes):<5} {o.duration_s * 1000:>6.1f}ms at "
+                f"{o.start_s:6.2f}s ({self.step_at(o.start_s)})"
             )
         lines.append("outage per step (ms), addresses in the order above:")
         for label, _ in self.steps:
@@ -387,29 +458,39 @@ class Rehearsal:
         more: Callable[[str], None] | None = None,
         seed_data: Path = SEED_DATA,
         settle_s: float = 1.0,
+        rollback: str | None = None,
     ) -> None:
         self.lab = lab
         self.say = say or (lambda _text: None)
         self.more = more or (lambda _text: None)
         self.seed_data = seed_data
         self.settle_s = settle_s
+        self.rollback = rollback
         self.report = MigrationReport()
+        self._etc_netns: list[Path] = []
+        self._lab_texts: dict[str, str] = {}
         self._start_ns = time.monotonic_ns()
         self._steps: list[tuple[str, int]] = []
 
     # ---- helpers
 
-    def step(self, label: str) -> None:
+    def step(self, label: str, *, rollback: bool = False) -> None:
         """Start a step of the timeline: outages are charged to the current step."""
+        if rollback:
+            self.report.rollback_steps.append(label)
         now = time.monotonic_ns()
         self._steps.append((label, now))
         self.report.steps.append((label, (now - self._start_ns) / 1e9))
         self.say(label)
 
-    def pyvrrp(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """`pyvrrp ARGS` with the lab's interpreter (the project's virtualenv)."""
+    def pyvrrp(
+        self, *args: str, node: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """`pyvrrp ARGS` with the lab's interpreter (the project's virtualenv), on `node` (in
+        its namespace, where `vswitch` names table 100) or on the machine."""
+        argv = [python(), "-m", "pyvrrp", *args]
         done = subprocess.run(
-            [python(), "-m", "pyvrrp", *args],
+            ns_argv(self.lab.ns(node), argv) if node else argv,
             capture_output=True,
             text=True,
             env=python_env(),
@@ -449,6 +530,56 @@ class Rehearsal:
         for addr, nodes in expected.items():
             probe.wait_answered_by(addr, nodes[0], timeout=timeout)
 
+    # ---- the node's surroundings: routing table names, hooks, firewall
+
+    def name_vswitch_table(self) -> None:
+        """Make `vswitch` name the lab's table 100 in every node namespace, as the seed's
+        /etc/iproute2/rt_tables does: `ip netns exec` mounts /etc/netns/NS/iproute2 over
+        /etc/iproute2 for what it runs (the daemons, the hooks, `pyvrrp check`). Removed by
+        `forget_vswitch_table`."""
+        for n in self.lab.nodes:
+            etc = Path("/etc/netns") / self.lab.ns(n)
+            self._etc_netns.append(etc)
+            if Path("/etc/iproute2").is_dir():
+                shutil.copytree("/etc/iproute2", etc / "iproute2", symlinks=True)
+            (etc / "iproute2" / "rt_tables.d").mkdir(parents=True, exist_ok=True)
+            table = self.lab.cluster.routing_table
+            (etc / "iproute2" / "rt_tables.d" / "vswitch.conf").write_text(f"{table} vswitch\n")
+
+    def forget_vswitch_table(self) -> None:
+        """Undo `name_vswitch_table` (only the lab's own directories)."""
+        for etc in self._etc_netns:
+            shutil.rmtree(etc, ignore_errors=True)
+        self._etc_netns.clear()
+        with contextlib.suppress(OSError):
+            Path("/etc/netns").rmdir()  # only if empty: someone else's stay
+
+    def run_hooks(self, node: str) -> None:
+        """The seed's if-up.d hooks, as ifupdown runs them at boot (`IFACE=--all`)."""
+        for hook in HOOKS:
+            script = SEED_HOOKS / "if-up.d" / hook
+            argv = ns_argv(self.lab.ns(node), ["env", "IFACE=--all", "bash", str(script)])
+            run(argv)
+
+    def firewall(self, node: str) -> list[str]:
+        """The host firewall of docs/migrating-from-keepalived.md: VRRP (IP protocol 112)
+        accepted from the unicast peers. The lab's input policy stays accept (the probe and the
+        health check need it), so a last rule drops every other VRRP packet, as a drop policy
+        would: the migration then runs through exactly these rules."""
+        own = self.lab.cluster.node(node).vswitch_ip
+        peers = ", ".join(n.vswitch_ip for n in self.lab.cluster.nodes if n.vswitch_ip != own)
+        commands = [
+            ["nft", "add", "table", "inet", "filter"],
+            ["nft", "add", "chain", "inet", "filter", "input",
+             "{ type filter hook input priority 0; policy accept; }"],
+            ["nft", "add", "rule", "inet", "filter", "input",
+             "ip", "saddr", f"{{ {peers} }}", "ip", "protocol", "vrrp", "accept"],
+            ["nft", "add", "rule", "inet", "filter", "input", "ip", "protocol", "vrrp", "drop"],
+        ]  # fmt: skip
+        for argv in commands:
+            run(ns_argv(self.lab.ns(node), argv))
+        return [" ".join(a if " " not in a else f"'{a}'" for a in argv) for argv in commands]
+
     # ---- the steps
 
     def start_keepalived(self) -> None:
@@ -457,6 +588,7 @@ class Rehearsal:
         for n in self.lab.nodes:
             seed = self.seed_data / SEED_FILE[n]
             text, changes = lab_keepalived_conf(seed.read_text(), health.command)
+            self._lab_texts[n] = text
             self.lab.start(n, "keepalived", text)
             if n == self.lab.nodes[0]:
                 self.more(f"the lab's changes to the seed's files ({seed.name} shown):")
@@ -464,16 +596,35 @@ class Rehearsal:
                     self.more(f"  {change}")
 
     def import_node(self, node: str) -> ImportOutcome:
-        """`pyvrrp import-keepalived keepalived.conf -o node.toml` (again with --force if it
-        reports something dropped); the lab's socket and state dir; `version = "2+3"`; check."""
+        """`pyvrrp import-keepalived` of the seed's file as deployed (exit 1: SNMP dropped;
+        then --force) and of the lab's, which the lab runs: the lab's socket and state dir,
+        the hooks' routes and rules, `version = "2+3"`, `pyvrrp check`."""
+        seed = self.seed_data / SEED_FILE[node]
+        seed_toml = self.lab.node_dir(node) / "seed-node.toml"
+        first = self.pyvrrp("import-keepalived", str(seed), "-o", str(seed_toml), check=False)
+        seed_dropped = tuple(x for x in first.stderr.splitlines() if x.startswith("dropped"))
+        self.more(
+            f"the seed's file as deployed: pyvrrp import-keepalived {seed.name} -o node.toml: "
+            f"exit {first.returncode}"
+        )
+        for line in seed_dropped:
+            self.more(f"  {line.replace(str(seed), seed.name)}")
+        forced = self.pyvrrp(
+            "import-keepalived", str(seed), "-o", str(seed_toml), "--force", check=False
+        )
+        # --force writes the file and still exits 1: something was dropped.
+        seed_checked = (
+            seed_toml.exists()
+            and self.pyvrrp("check", "-c", str(seed_toml), node=node, check=False).returncode == 0
+        )
+        self.more(
+            f"  with --force: exit {forced.returncode}, node.toml written; "
+            f"pyvrrp check -c node.toml: {'OK' if seed_checked else 'FAILED'}"
+        )
+
         conf, toml = self.keepalived_conf(node), self.node_toml(node)
         toml.unlink(missing_ok=True)
-        args = ["import-keepalived", str(conf), "-o", str(toml)]
-        done = self.pyvrrp(*args, check=False)
-        forced = False
-        if done.returncode == 1:
-            forced = True
-            done = self.pyvrrp(*args, "--force", check=False)
+        done = self.pyvrrp("import-keepalived", str(conf), "-o", str(toml), check=False)
         if done.returncode != 0 or not toml.exists():
             raise LabError(
                 f"pyvrrp import-keepalived {conf} exited {done.returncode}: {done.stderr.strip()}"
@@ -481,15 +632,17 @@ class Rehearsal:
         stderr = done.stderr.splitlines()
         outcome = ImportOutcome(
             node=node,
-            exit_status=1 if forced else 0,
+            seed_exit=first.returncode,
+            seed_dropped=seed_dropped,
+            seed_forced_exit=forced.returncode,
+            seed_checked=seed_checked,
+            exit_status=done.returncode,
             dropped=tuple(x for x in stderr if x.startswith("dropped")),
             notes=tuple(x for x in stderr if x.startswith("note")),
-            forced=forced,
         )
         self.more(
-            f"pyvrrp import-keepalived keepalived.conf -o node.toml{' --force' if forced else ''}"
-            f": exit {outcome.exit_status}, {len(outcome.dropped)} dropped, "
-            f"{len(outcome.notes)} notes"
+            f"the lab's file: pyvrrp import-keepalived keepalived.conf -o node.toml: exit "
+            f"{outcome.exit_status}, {len(outcome.dropped)} dropped, {len(outcome.notes)} notes"
         )
         for line in outcome.dropped + outcome.notes:
             self.more(f"  {line.replace(str(conf), 'keepalived.conf')}")
@@ -503,10 +656,12 @@ class Rehearsal:
         text = toml.read_text()
         if "\n[global]\n" not in text:
             raise LabError(f"{toml}: the import wrote no [global] table")
-        toml.write_text(text.replace("\n[global]\n", f"\n[global]\n{lab_keys}", 1))
+        text = text.replace("\n[global]\n", f"\n[global]\n{lab_keys}", 1)
+        toml.write_text(f"{text.rstrip()}\n\n{HOOK_ROUTES_TOML}")
+        self.more("the if-up.d hooks' routes and rules appended as [[routes]] and [[rules]]")
         self.set_version(node, '"2+3"')
         self.more("sed -i 's/^version = .*/version = \"2+3\"/' node.toml")
-        summary = self.pyvrrp("check", "-c", str(toml)).stdout.strip()
+        summary = self.pyvrrp("check", "-c", str(toml), node=node).stdout.strip()
         self.more(f"pyvrrp check -c node.toml: {summary.replace(str(toml), 'node.toml')}")
         return outcome
 
@@ -516,6 +671,12 @@ class Rehearsal:
         watch = AddressWatch(lab, lab.cluster.vip_addresses()).start()
         origin = time.time() - (time.monotonic_ns() - self._start_ns) / 1e9
         try:
+            self.step("the nodes as deployed: vswitch table, if-up.d hooks, VRRP firewall")
+            self.name_vswitch_table()
+            for node in lab.nodes:
+                self.run_hooks(node)
+                rules = self.firewall(node)
+            self.more(f"on C: {'; '.join(rules)}")
             self.step("keepalived 2.2.7 on A, B, C (the seed's files, VRRPv2: its default)")
             self.start_keepalived()
             lab.wait_converged(timeout=30)
@@ -525,6 +686,8 @@ class Rehearsal:
                 self.step("converged: each node master of its VIP; client probing every 5 ms")
                 for node in lab.nodes:
                     self.swap(node, probe)
+                    if node == self.rollback:
+                        self.roll_back(node, probe)
                 for node in lab.nodes:
                     self.to_v3(node, probe)
                 self.report.log_marks = {n: len(lab.log(n)) for n in lab.nodes}
@@ -536,6 +699,11 @@ class Rehearsal:
             watch.stop()
         self.report.duration_s = (time.monotonic_ns() - self._start_ns) / 1e9
         return self.report
+
+    def close(self) -> None:
+        """Remove what the rehearsal put outside the lab (/etc/netns/NS); call after the lab
+        is down (`ip netns exec` no longer runs anything there)."""
+        self.forget_vswitch_table()
 
     def swap(self, node: str, probe: Probe) -> None:
         """`node` from keepalived to pyvrrp in migration mode."""
@@ -549,17 +717,34 @@ class Rehearsal:
         time.sleep(self.settle_s)
         self.more(f"{node} is master of its VIP again, the client reaches it")
 
+    def roll_back(self, node: str, probe: Probe) -> None:
+        """Going back: pyvrrp stopped (it removes its routes and rules), the hooks run again,
+        keepalived started; then forward again (keepalived SIGTERM, pyvrrp)."""
+        self.step(f"{node}: rollback: pyvrrp SIGTERM, hooks, keepalived", rollback=True)
+        self.lab.stop(node)
+        self.run_hooks(node)
+        self.lab.start(node, "keepalived", self._lab_texts[node])
+        self.wait_seed_table(probe, timeout=15)
+        time.sleep(self.settle_s)
+        self.more(f"{node} runs keepalived again, master of its VIP; the others still 2+3")
+        self.step(f"{node}: forward again: keepalived SIGTERM", rollback=True)
+        self.lab.stop(node)
+        self.step(f"{node}: forward again: pyvrrp started (2+3)", rollback=True)
+        self.lab.start(node, "pyvrrp", self.node_toml(node).read_text())
+        self.wait_seed_table(probe, timeout=15)
+        time.sleep(self.settle_s)
+
     def to_v3(self, node: str, probe: Probe) -> None:
         """`node` from migration mode to VRRPv3: edit, check, reload."""
         self.step(f"{node}: version = 3, reload")
         self.set_version(node, "3")
         toml = str(self.node_toml(node))
         self.more("sed -i 's/^version = .*/version = 3/' node.toml")
-        self.pyvrrp("check", "-c", toml)
-        reply = self.pyvrrp("reload", "-c", toml).stdout.strip()
+        # No separate `pyvrrp check`: reload validates first and refuses a bad file (exit 2).
+        reply = self.pyvrrp("reload", "-c", toml, node=node).stdout.strip()
         self.more(f"pyvrrp reload -c node.toml: {reply or 'ok'}")
         # Three advert intervals: a peer that stopped hearing this node would take over by now.
-        time.sleep(3 * ADVERT_INTERVAL_S + 0.5)
+        time.sleep(3 * ADVERT_INTERVAL_S + 0.2)
         self.wait_seed_table(probe, timeout=5)
 
     def _analyse(self, probe: Probe, watch: AddressWatch, *, since: float, origin: float) -> None:
@@ -582,6 +767,10 @@ class Rehearsal:
                 self.report.sigterm_gaps[addr] = self.report.addresses[addr].per_step.get(
                     f"{node}: keepalived SIGTERM", 0.0
                 )
+
+
+def _start(overlap: Overlap) -> float:
+    return overlap.start_s
 
 
 def _by_owner(lab: Lab) -> dict[str, list[str]]:
