@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.pyvrrp-installed
 # Debian packages the netns tests, the lab and the benchmarks use.
-DEB_PACKAGES := keepalived tshark tcpdump nftables iproute2 iputils-ping procps curl openssl
+DEB_PACKAGES := keepalived tshark tcpdump nftables iptables iproute2 iputils-ping procps curl openssl
 PYTEST_ARGS ?=
 
 .PHONY: all install system-deps lint typecheck test unit demo demo-migration bench-codec bench-failover bench-announce clean

@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("demo_migration.py: needs root (network namespaces)", file=sys.stderr)
         return EXIT_ENVIRONMENT
-    for tool in ("ip", "nft", "curl", "keepalived", "sed"):
+    for tool in ("ip", "nft", "iptables", "curl", "keepalived", "sed"):
         if shutil.which(tool) is None:
             print(f"demo_migration.py: `{tool}` is missing: `make system-deps`", file=sys.stderr)
             return EXIT_ENVIRONMENT

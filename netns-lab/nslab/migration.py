@@ -374,6 +374,8 @@ class MigrationReport:
     # The steps of the rollback (a node back to keepalived, then to pyvrrp again): not part
     # of the migration's outage, measured on their own.
     rollback_steps: list[str] = field(default_factory=list)
+    # `pyvrrp status` of each node right after its swap.
+    status: dict[str, str] = field(default_factory=dict)
 
     def migration_outage(self, address: str) -> float:
         """The client's outage of `address` over the migration, the rollback left out."""
@@ -563,19 +565,26 @@ class Rehearsal:
 
     def firewall(self, node: str) -> list[str]:
         """The host firewall of docs/migrating-from-keepalived.md: VRRP (IP protocol 112)
-        accepted from the unicast peers. The lab's input policy stays accept (the probe and the
-        health check need it), so a last rule drops every other VRRP packet, as a drop policy
-        would: the migration then runs through exactly these rules."""
+        accepted from the unicast peers, with nftables (iptables on node B, so both of the
+        guide's examples are rehearsed). The lab's input policy stays accept (the probe and
+        the health check need it), so a last rule drops every other VRRP packet, as a drop
+        policy would: the migration then runs through exactly these rules."""
         own = self.lab.cluster.node(node).vswitch_ip
-        peers = ", ".join(n.vswitch_ip for n in self.lab.cluster.nodes if n.vswitch_ip != own)
-        commands = [
-            ["nft", "add", "table", "inet", "filter"],
-            ["nft", "add", "chain", "inet", "filter", "input",
-             "{ type filter hook input priority 0; policy accept; }"],
-            ["nft", "add", "rule", "inet", "filter", "input",
-             "ip", "saddr", f"{{ {peers} }}", "ip", "protocol", "vrrp", "accept"],
-            ["nft", "add", "rule", "inet", "filter", "input", "ip", "protocol", "vrrp", "drop"],
-        ]  # fmt: skip
+        peers = [n.vswitch_ip for n in self.lab.cluster.nodes if n.vswitch_ip != own]
+        if node == "B":
+            commands = [
+                ["iptables", "-A", "INPUT", "-p", "vrrp", "-s", ",".join(peers), "-j", "ACCEPT"],
+                ["iptables", "-A", "INPUT", "-p", "vrrp", "-j", "DROP"],
+            ]
+        else:
+            commands = [
+                ["nft", "add", "table", "inet", "filter"],
+                ["nft", "add", "chain", "inet", "filter", "input",
+                 "{ type filter hook input priority 0; policy accept; }"],
+                ["nft", "add", "rule", "inet", "filter", "input",
+                 "ip", "saddr", f"{{ {', '.join(peers)} }}", "ip", "protocol", "vrrp", "accept"],
+                ["nft", "add", "rule", "inet", "filter", "input", "ip", "protocol", "vrrp", "drop"],
+            ]  # fmt: skip
         for argv in commands:
             run(ns_argv(self.lab.ns(node), argv))
         return [" ".join(a if " " not in a else f"'{a}'" for a in argv) for argv in commands]
@@ -676,7 +685,7 @@ class Rehearsal:
             for node in lab.nodes:
                 self.run_hooks(node)
                 rules = self.firewall(node)
-            self.more(f"on C: {'; '.join(rules)}")
+                self.more(f"firewall of {node}: {'; '.join(rules)}")
             self.step("keepalived 2.2.7 on A, B, C (the seed's files, VRRPv2: its default)")
             self.start_keepalived()
             lab.wait_converged(timeout=30)
@@ -716,6 +725,12 @@ class Rehearsal:
         self.wait_seed_table(probe, timeout=15)
         time.sleep(self.settle_s)
         self.more(f"{node} is master of its VIP again, the client reaches it")
+        status = self.pyvrrp("status", "-c", str(self.node_toml(node)), node=node).stdout
+        self.report.status[node] = status
+        self.more("pyvrrp status -c node.toml (the headline of each instance):")
+        for line in status.splitlines():
+            if line.strip() and (not line.startswith(" ") or "version" in line):
+                self.more(f"  {line}")
 
     def roll_back(self, node: str, probe: Probe) -> None:
         """Going back: pyvrrp stopped (it removes its routes and rules), the hooks run again,

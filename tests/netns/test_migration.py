@@ -35,6 +35,7 @@ v2 here. The run takes about 60-65 s.
 from __future__ import annotations
 
 import difflib
+import re
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -123,6 +124,13 @@ def test_every_node_imports_faithfully_and_runs_pyvrrp_with_vrrpv3_at_the_end(
         assert [p for p in problems if "sent a VRRPv2 advertisement" not in p] == []
         assert pyvrrp_problems(lab.log(node)[report.log_marks[node] :]) == []
     assert lab.holders() == SEED_TABLE
+    # Right after its swap, each node was master of its own VIP, under the router_id its file
+    # gave it (machine-b's says machine-c).
+    for node, vip in V4.items():
+        status = report.status[node]
+        router_id = {"A": "machine-a", "B": "machine-c", "C": "machine-c"}[node]
+        assert status.startswith(f"{router_id}: pyvrrp"), status
+        assert re.search(rf"^{re.escape(vip)}\s+MASTER\b", status, re.MULTILINE), status
 
 
 def test_pyvrrp_owns_the_routes_and_rules_the_if_up_hooks_made(
@@ -134,9 +142,10 @@ def test_pyvrrp_owns_the_routes_and_rules_the_if_up_hooks_made(
         routes = lab.run_in(node, "ip", "route", "show", "table", table).stdout
         assert "1.2.3.57 dev eth0.4000" in routes, routes
         assert "default via 1.2.3.57 dev eth0.4000" in routes, routes
+        # Run in the node's namespace, `ip` names table 100 `vswitch`, as on the seed's nodes.
         rules = lab.run_in(node, "ip", "-4", "rule", "show").stdout
-        assert f"from 1.2.3.56/29 lookup {table}" in rules, rules
-        assert f"to 1.2.3.56/29 lookup {table}" in rules, rules
+        assert "from 1.2.3.56/29 lookup vswitch" in rules, rules
+        assert "from all to 1.2.3.56/29 lookup vswitch" in rules, rules
         config = tomllib.loads((lab.node_dir(node) / "node.toml").read_text())
         assert {r["table"] for r in config["routes"] + config["rules"]} == {"vswitch"}
 
