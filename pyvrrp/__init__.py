@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from pyvrrp._version import __version__ as __version__
 from pyvrrp.configfile import load as load_config
 from pyvrrp.core.actions import Cause, State
 from pyvrrp.core.config import ConfigError, InstanceConfig, NodeConfig, parse_node
@@ -26,8 +27,6 @@ from pyvrrp.core.config import ConfigError, InstanceConfig, NodeConfig, parse_no
 if TYPE_CHECKING:
     from pyvrrp.runtime.errors import EnvironmentProblem
     from pyvrrp.runtime.node import Instance, Node, Transition, open_node
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Cause",

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pyvrrp import __version__
+from pyvrrp._version import __version__
 from pyvrrp.configfile import (
     ConfigFileError,
     check_environment,

@@ -12,8 +12,9 @@ import sys
 
 import trio
 
-from pyvrrp.core.config import NodeConfig, RouteConfig, RuleConfig
-from pyvrrp.runtime.netlink import AddressSpec, Change, Netlink, NetlinkError, describe_item
+from pyvrrp.core.config import NodeConfig
+from pyvrrp.runtime.holdings import Holdings, Item, remove_items
+from pyvrrp.runtime.netlink import Netlink, NetlinkError, describe_item
 
 
 async def cleanup(config: NodeConfig, netlink: Netlink) -> tuple[list[str], list[str]]:
@@ -22,24 +23,17 @@ async def cleanup(config: NodeConfig, netlink: Netlink) -> tuple[list[str], list
     Returns (what was removed, problems), one line each. Objects that are absent, or whose
     interface does not exist, are skipped silently: cleanup is idempotent.
     """
-    labelled: list[tuple[str, Change]] = []
+    labelled: list[tuple[str, Item]] = []
     for instance in config.instances.values():
-        items: list[AddressSpec | RouteConfig | RuleConfig] = [
-            *reversed(instance.virtual_rules),
-            *reversed(instance.virtual_routes),
-            *(
-                AddressSpec.from_config(address, instance.interface)
-                for address in (*instance.excluded_addresses, *instance.addresses)
-            ),
-        ]
-        labelled += [(f"{instance.name}: ", Change(False, item)) for item in items]
-    labelled += [("", Change(False, rule)) for rule in reversed(config.rules)]
-    labelled += [("", Change(False, route)) for route in reversed(config.routes)]
-    results = await netlink.apply([change for _, change in labelled])
+        items = Holdings.of(instance).removal_order()
+        labelled += [(f"{instance.name}: ", item) for item in items]
+    labelled += [("", rule) for rule in reversed(config.rules)]
+    labelled += [("", route) for route in reversed(config.routes)]
+    results = await remove_items(netlink, [item for _, item in labelled])
     removed: list[str] = []
     problems: list[str] = []
-    for (label, change), result in zip(labelled, results, strict=True):
-        what = label + describe_item(change.item)
+    for (label, item), result in zip(labelled, results, strict=True):
+        what = label + describe_item(item)
         if isinstance(result, NetlinkError):
             problems.append(f"cannot remove {what}: {result}")
         elif result:

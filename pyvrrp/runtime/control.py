@@ -42,13 +42,17 @@ import stat
 import struct
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import trio
 
 # UnknownInstance is re-exported: it was defined here before it joined the other errors.
 from pyvrrp.runtime.errors import EnvironmentProblem, UnknownInstance
 from pyvrrp.runtime.server import BoundedServer, Reply
+
+if TYPE_CHECKING:
+    # Types only: ``pyvrrp status`` and the other clients load no node machinery.
+    from pyvrrp.runtime.status import InstanceStatus, NodeStatus
 
 log = logging.getLogger("pyvrrp")
 
@@ -87,8 +91,8 @@ class ControlHandler(Protocol):
     """What the control server needs from the daemon (the daemon's
     :class:`~pyvrrp.runtime.daemon.DaemonControl` implements it)."""
 
-    def status(self) -> dict[str, Any]:
-        """The daemon's state as JSON-able data (see docs/operations.md, ``pyvrrp status``)."""
+    def status(self) -> NodeStatus:
+        """The daemon's state (see docs/operations.md, ``pyvrrp status``)."""
         ...
 
     async def set_maintenance(self, on: bool, instances: Sequence[str]) -> list[str]:
@@ -174,9 +178,7 @@ Command = Callable[[ControlHandler, Arguments], Awaitable[object]]
 
 async def _cmd_status(handler: ControlHandler, args: Arguments) -> object:
     args.done()
-    result = dict(handler.status())
-    result.setdefault("pid", os.getpid())
-    return result
+    return handler.status().to_json()
 
 
 async def _cmd_maintenance(handler: ControlHandler, args: Arguments) -> object:
@@ -186,11 +188,9 @@ async def _cmd_maintenance(handler: ControlHandler, args: Arguments) -> object:
     # What each instance was doing before, so that the client can say what the change
     # means on the wire (a master sends priority 0, a backup just stops competing). Only a
     # courtesy: a failing status() must not stand in the way of maintenance.
-    before: Mapping[str, Any] = {}
+    before: Mapping[str, InstanceStatus] = {}
     try:
-        instances = handler.status().get("instances")
-        if isinstance(instances, Mapping):
-            before = instances
+        before = handler.status().instances
     except Exception:
         log.exception("control: status() failed while handling maintenance")
     changed = await handler.set_maintenance(on, requested)
@@ -205,11 +205,12 @@ async def _cmd_maintenance(handler: ControlHandler, args: Arguments) -> object:
     previous: dict[str, object] = {}
     for name in [*changed, *names]:
         info = before.get(name)
-        if isinstance(info, Mapping):
+        if info is not None:
             previous[name] = {
-                key: info[key]
-                for key in ("state", "effective_priority", "faults", "maintenance")
-                if key in info
+                "state": info.state,
+                "effective_priority": info.effective_priority,
+                "faults": info.faults,
+                "maintenance": info.maintenance,
             }
     return {
         "on": on,

@@ -33,6 +33,7 @@ from pyvrrp.runtime.logs import set_level, setup_logging
 from pyvrrp.runtime.mailer import Mailer, MailSettings
 from pyvrrp.runtime.netlink import NetlinkError, open_netlink
 from pyvrrp.runtime.node import Node
+from pyvrrp.runtime.status import NodeStatus
 from pyvrrp.runtime.transport import open_raw_transport
 
 log = logging.getLogger("pyvrrp")
@@ -159,8 +160,8 @@ class DaemonControl:
         self.log_level = log_level
         self._reloading = trio.Lock()
 
-    def status(self) -> dict[str, Any]:
-        return self.node.status()
+    def status(self) -> NodeStatus:
+        return self.node.snapshot()
 
     async def set_maintenance(self, on: bool, instances: Sequence[str]) -> list[str]:
         return await self.node.set_maintenance(on, list(instances))

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Final
 import attrs
 import trio
 
-from pyvrrp import __version__
+from pyvrrp._version import __version__
 from pyvrrp.core.actions import Cause, State
 
 if TYPE_CHECKING:

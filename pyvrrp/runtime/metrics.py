@@ -45,7 +45,7 @@ from typing import Any, Final, Literal
 import attrs
 import trio
 
-from pyvrrp import __version__
+from pyvrrp._version import __version__
 from pyvrrp.core.actions import State
 from pyvrrp.core.packet import DropReason
 from pyvrrp.runtime.errors import EnvironmentProblem

@@ -1,12 +1,12 @@
 """A node: every virtual router of one configuration, running on trio.
 
-The node opens one transport per (interface, family), demultiplexes received packets to the
-instance with that VRID, and runs one driver task per instance. The driver is the only reader
-of the clock for its router: it feeds events to the core router with the current time,
-carries out the actions it returns in order, and waits for the router's next deadline.
-Around the drivers run the trackers (health scripts, interfaces), the notifier, and a watch
-on netlink that puts back addresses someone else removed from a master. Nothing here decides
-protocol behaviour; that happens in :mod:`pyvrrp.core`.
+The node is the mediator around its instances (:mod:`pyvrrp.runtime.instance`, one driver
+task each): it creates them, routes their packets (:mod:`pyvrrp.runtime.demux`), feeds them
+health (:mod:`pyvrrp.runtime.trackers`), propagates sync group changes, publishes their
+transitions (subscribers, :mod:`pyvrrp.runtime.notify`), puts back what someone removed from
+a master (:mod:`pyvrrp.runtime.reassert`), reports its status
+(:mod:`pyvrrp.runtime.status`) and applies a reload. Nothing here decides protocol
+behaviour; that happens in :mod:`pyvrrp.core`.
 """
 
 from __future__ import annotations
@@ -16,101 +16,53 @@ import logging
 import math
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import TYPE_CHECKING, Any, assert_never
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
 
-from pyvrrp import __version__
-from pyvrrp.core.actions import (
-    Action,
-    Announce,
-    Cause,
-    Dropped,
-    InstallVirtual,
-    Notice,
-    RemoveVirtual,
-    SendAdvert,
-    State,
-    StateChanged,
-)
+from pyvrrp.core.actions import State, StateChanged
 from pyvrrp.core.config import InstanceConfig, NodeConfig, RouteConfig, RuleConfig
-from pyvrrp.core.events import (
-    Event,
-    MaintenanceChanged,
-    PacketReceived,
-    Reconfigure,
-    Shutdown,
-    Startup,
-    SyncFault,
-    Timeout,
-)
-from pyvrrp.core.packet import DecodeError, DropReason, Family, IPAddress, peek_vrid
-from pyvrrp.core.router import RouterParams, RouterStatistics, VirtualRouter
+from pyvrrp.core.events import MaintenanceChanged, Reconfigure, Shutdown, SyncFault
+from pyvrrp.core.packet import Family, IPAddress
+from pyvrrp.core.router import VirtualRouter
 from pyvrrp.core.sync import sync_events
 from pyvrrp.core.timers import release_timeout
 from pyvrrp.core.tracking import Health, Tracking
+from pyvrrp.runtime.demux import Demux
 from pyvrrp.runtime.errors import EnvironmentProblem, UnknownInstance
-from pyvrrp.runtime.logs import RateLimiter, fields
-from pyvrrp.runtime.netlink import (
-    AddressEvent,
-    AddressSpec,
-    Change,
-    LinkEvent,
-    Netlink,
-    NetlinkError,
-    describe_address,
-    describe_item,
-    describe_route,
-    describe_rule,
+from pyvrrp.runtime.holdings import remove_stale
+from pyvrrp.runtime.instance import (
+    PACKET_QUEUE,
+    Instance,
+    InstanceKey,
+    Transition,
+    instance_key,
+    now_us,
+    router_params,
 )
+from pyvrrp.runtime.logs import fields
+from pyvrrp.runtime.netlink import Netlink, NetlinkError, describe_route, describe_rule
 from pyvrrp.runtime.notify import Notifier
 from pyvrrp.runtime.process import ProcessRunner, RealProcessRunner
+from pyvrrp.runtime.reassert import REASSERT_INTERVAL, Reasserter
 from pyvrrp.runtime.statefile import MaintenanceStore, StateDirStore, StateFileError
+from pyvrrp.runtime.status import InstanceStatus, NodeStatus, ScriptStatus
 from pyvrrp.runtime.trackers import Trackers
-from pyvrrp.runtime.transport import Transport, TransportFactory
+from pyvrrp.runtime.transport import TransportFactory
 
 if TYPE_CHECKING:
     from pyvrrp.runtime.announcer import Announcements
 
 log = logging.getLogger("pyvrrp")
 
-PACKET_QUEUE = 256
 # How long a graceful stop may wait for routers to hand over, beyond the longest
 # release_timeout of any instance.
 STOP_MARGIN = 0.5
 # How long startup waits for an interface's source address to appear (IPv6 DAD takes ~1 s).
 SOURCE_ADDRESS_WAIT = 5.0
-# How often a master checks that its addresses, routes and rules are still installed
-# (address removals are also noticed at once through netlink events).
-REASSERT_INTERVAL = 10.0
-
-InstanceKey = tuple[int, Family, str, IPAddress | None]
-
-
-def now_us() -> int:
-    """The current trio time in integer microseconds."""
-    return round(trio.current_time() * 1_000_000)
-
-
-def instance_key(config: InstanceConfig) -> InstanceKey:
-    """What identifies an instance across a reload (keepalived's rule), not its name."""
-    return (config.vrid, config.family, config.interface, config.unicast_source)
-
-
-@attrs.frozen
-class Transition:
-    """A state change of one instance, as published to subscribers."""
-
-    instance: str
-    old: State
-    new: State
-    cause: Cause
-    reason: str
-    priority: int
-    time: float  # when it happened: the trio time the router decided it (seconds)
 
 
 @attrs.frozen
@@ -136,245 +88,6 @@ class ReloadResult:
         return "; ".join([*parts, f"{unchanged} unchanged"])
 
 
-def router_params(instance: InstanceConfig, local_address: IPAddress) -> RouterParams:
-    """The core router's parameters for a configured instance."""
-    return RouterParams(
-        vrid=instance.vrid,
-        addresses=tuple(a.address.ip for a in instance.addresses),
-        local_address=local_address,
-        priority=instance.priority,
-        advert_interval_cs=instance.advert_interval_cs,
-        preempt=instance.preempt,
-        preempt_delay_us=instance.preempt_delay_us,
-        unicast_peers=instance.unicast_peers,
-        unicast_peers_only=instance.unicast_peers_only,
-        checksum_mode=instance.ipv4_checksum,
-        garp_delay_us=instance.garp_delay_us,
-        garp_refresh_us=instance.garp_refresh_us,
-        graceful_handover=instance.graceful_handover,
-    )
-
-
-def _specs(config: InstanceConfig) -> tuple[list[AddressSpec], list[AddressSpec]]:
-    return (
-        [AddressSpec.from_config(a, config.interface) for a in config.addresses],
-        [AddressSpec.from_config(a, config.interface) for a in config.excluded_addresses],
-    )
-
-
-class Instance:
-    """One configured instance at run time: its router, its inbox and its resources."""
-
-    def __init__(self, node: Node, config: InstanceConfig, router: VirtualRouter) -> None:
-        self.node = node
-        self.router = router
-        self.local_address = router.params.local_address
-        self.health: Health | None = None
-        self.transport: Transport | None = None
-        self.queue_overflows = 0
-        self.retiring = False  # removed by a reload: stops, then its driver ends
-        self.stopped = trio.Event()
-        self._inbox_send, self._inbox = trio.open_memory_channel[Event](math.inf)
-        self._queued_packets = 0
-        self._logs = RateLimiter()
-        self._apply_config(config)
-
-    def _apply_config(self, config: InstanceConfig) -> None:
-        self.config = config
-        self.name = config.name
-        self.address_specs, self.excluded_specs = _specs(config)
-
-    @property
-    def state(self) -> State:
-        return self.router.state
-
-    @property
-    def all_specs(self) -> list[AddressSpec]:
-        return [*self.address_specs, *self.excluded_specs]
-
-    def statistics(self) -> RouterStatistics:
-        return self.router.statistics()
-
-    def post(self, event: Event) -> None:
-        """Queue an event for the driver (control events are never dropped)."""
-        self._inbox_send.send_nowait(event)
-
-    def post_packet(self, event: PacketReceived) -> None:
-        """Queue a received packet, or drop it when a flood has filled the queue."""
-        if self._queued_packets >= PACKET_QUEUE:
-            self.queue_overflows += 1
-            self._logs.log(
-                log,
-                logging.WARNING,
-                ("queue_overflow",),
-                "%s: dropped a packet from %s: %d already queued (a flood?)",
-                self.name,
-                event.source,
-                PACKET_QUEUE,
-            )
-            return
-        self._queued_packets += 1
-        self._inbox_send.send_nowait(event)
-
-    async def prime(self) -> bool:
-        """Record the events queued before the start, in Initialize; True if there were any.
-
-        The trackers' first health, a maintenance flag kept across a restart and the sync
-        group's faults must be known when Startup comes: a node restarted in maintenance
-        never becomes master, not even for a moment. Packets queued so early are dropped.
-        """
-        handled = False
-        while True:
-            try:
-                event = self._inbox.receive_nowait()
-            except trio.WouldBlock:
-                return handled
-            if isinstance(event, PacketReceived):
-                self._queued_packets -= 1
-                continue
-            await self._handle(event, now_us())
-            handled = True
-
-    async def drive(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """The driver task: the only reader of the clock for this router.
-
-        Events queued before the start are recorded first (:meth:`prime`), then Startup.
-        """
-        await self.prime()
-        await self._handle(Startup(), now_us())
-        task_status.started()
-        router = self.router
-        while not (self.retiring and router.stopped):
-            deadline = router.deadline()
-            event_or_none: Event | None = None
-            # Wake a little early: trio rounds its sleep up to the millisecond and Python
-            # adds its own latency; max(deadline, now) below treats the early wake-up as the
-            # deadline itself (aioquic's rule), so the router never sees an early time.
-            at = math.inf if deadline is None else deadline / 1_000_000 - self.node.timer_lead
-            with trio.move_on_at(at):
-                event_or_none = await self._inbox.receive()
-            now = now_us()
-            if event_or_none is None:
-                assert deadline is not None
-                event_or_none, now = Timeout(), max(deadline, now)
-            elif isinstance(event_or_none, PacketReceived):
-                self._queued_packets -= 1
-            await self._handle(event_or_none, now)
-
-    async def _handle(self, event: Event, now: int) -> None:
-        actions = self.router.handle(event, now)
-        await self.execute(actions, now)
-        self.node.after_handle(self, [a for a in actions if isinstance(a, StateChanged)])
-        if self.router.stopped:
-            self.stopped.set()
-
-    async def execute(self, actions: Sequence[Action], now: int) -> None:
-        """Carry out a router's actions, in order; ``now`` is the time they were decided."""
-        for action in actions:
-            match action:
-                case SendAdvert():
-                    await self._send_advert(action)
-                case InstallVirtual():
-                    await self.install(
-                        self.all_specs, self.config.virtual_routes, self.config.virtual_rules
-                    )
-                case RemoveVirtual():
-                    await self.remove(
-                        self.all_specs, self.config.virtual_routes, self.config.virtual_rules
-                    )
-                case Announce():
-                    await self.node.announcements.announce(self.all_specs, self.config.garp_repeat)
-                case StateChanged():
-                    self.node.publish(self, action, now)
-                case Dropped():
-                    self._logs.log(
-                        log,
-                        logging.INFO,
-                        ("drop", action.reason),
-                        "%s: dropped advertisement from %s: %s (%s)",
-                        self.name,
-                        action.source,
-                        action.reason.value,
-                        action.detail,
-                    )
-                case Notice():
-                    self._logs.log(
-                        log,
-                        logging.WARNING,
-                        ("notice", action.kind, action.source),
-                        "%s: %s %s",
-                        self.name,
-                        action.source,
-                        action.detail,
-                    )
-                case _:
-                    assert_never(action)
-
-    async def _send_advert(self, action: SendAdvert) -> None:
-        # The router encoded the datagrams (destinations, checksum mode): only send them.
-        assert self.transport is not None
-        for datagram in action.datagrams:
-            await self.transport.send(datagram.message, datagram.source, datagram.destination)
-
-    async def install(
-        self,
-        specs: Iterable[AddressSpec],
-        routes: Iterable[RouteConfig],
-        rules: Iterable[RuleConfig],
-        *,
-        reassert: bool = False,
-    ) -> list[AddressSpec]:
-        """Add addresses (virtual, then excluded), routes, rules, in one netlink request;
-        return the addresses that were missing. With ``reassert`` each one that had to be
-        added back is logged."""
-        items: list[AddressSpec | RouteConfig | RuleConfig] = [*specs, *routes, *rules]
-        changes = [Change(True, item) for item in items]
-        added: list[AddressSpec] = []
-        for change, done in zip(changes, await self._apply(changes), strict=True):
-            if not done:
-                continue
-            if isinstance(change.item, AddressSpec):
-                added.append(change.item)
-            if reassert:
-                log.warning(
-                    "%s: %s had been removed by someone else: put it back",
-                    self.name,
-                    describe_item(change.item),
-                )
-        return added
-
-    async def remove(
-        self,
-        specs: Sequence[AddressSpec],
-        routes: Sequence[RouteConfig],
-        rules: Sequence[RuleConfig],
-    ) -> None:
-        """Remove rules, routes, then addresses: the reverse of :meth:`install`."""
-        items: list[AddressSpec | RouteConfig | RuleConfig] = [
-            *reversed(rules),
-            *reversed(routes),
-            *reversed(specs),
-        ]
-        await self._apply([Change(False, item) for item in items])
-
-    async def _apply(self, changes: Sequence[Change]) -> list[bool]:
-        """Apply ``changes``; log each failure (the rest still happen). True: it changed."""
-        if not changes:
-            return []
-        try:
-            results = await self.node.netlink.apply(changes)
-        except NetlinkError as exc:
-            log.error("%s: netlink failed: %s", self.name, exc)
-            return [False] * len(changes)
-        for change, result in zip(changes, results, strict=True):
-            if isinstance(result, NetlinkError):
-                verb = "add" if change.add else "remove"
-                log.error(
-                    "%s: cannot %s %s: %s", self.name, verb, describe_item(change.item), result
-                )
-        return [result is True for result in results]
-
-
 class Node:
     """Every virtual router of one :class:`NodeConfig`, with its sockets, netlink, trackers
     and notifications."""
@@ -398,18 +111,18 @@ class Node:
         self.store: MaintenanceStore = (
             store if store is not None else StateDirStore(config.global_.state_dir)
         )
-        self._transport_factory = transport_factory
         self.instances: dict[str, Instance] = {}
         self._retiring: list[Instance] = []
-        self._transports: dict[tuple[str, Family], Transport] = {}
-        self._receivers: dict[tuple[str, Family], trio.CancelScope] = {}
-        self._demux: dict[tuple[str, Family], dict[int, Instance]] = {}
+        self._demux = Demux(transport_factory)
+        # Through lambdas: a reload replaces self.instances and self.config.
+        self._reasserter = Reasserter(
+            netlink,
+            announcements,
+            lambda: self.instances.values(),  # noqa: PLW0108
+            lambda: self.config,
+        )
         self._subscribers: list[trio.MemorySendChannel[Transition]] = []
-        self._unknown_vrid: dict[tuple[str, Family], int] = {}
-        self._header_errors: dict[tuple[str, Family], int] = {}
-        self._logs = RateLimiter()
         self._maintenance: set[str] = set()
-        self._links_up: dict[str, bool] = {}
         # trio time (monotonic) when run() started: uptime must not jump with the wall clock
         # (an NTP step at boot would make it negative or hours long).
         self._started_at: float | None = None
@@ -513,98 +226,33 @@ class Node:
         except StateFileError as exc:
             log.error("maintenance is in effect but cannot be kept across a restart: %s", exc)
 
-    def status(self) -> dict[str, Any]:
-        """The JSON-able snapshot ``pyvrrp status --json`` prints and metrics are made of."""
+    def snapshot(self) -> NodeStatus:
+        """The status as typed records (see :mod:`pyvrrp.runtime.status`)."""
         now = trio.current_time()
         wall = time.time()
-        instances = {}
-        for name, instance in self.instances.items():
-            stats = instance.statistics()
-            config = instance.config
-            in_state = now - stats.state_since / 1_000_000
-            master = None
-            if stats.master_address is not None:
-                master = {"address": str(stats.master_address), "priority": stats.master_priority}
-            health = instance.health
-            instances[name] = {
-                "state": stats.state.value,
-                "in_state_for": round(in_state, 3),
-                "last_transition": round(wall - in_state, 3),
-                "interface": config.interface,
-                "vrid": config.vrid,
-                "family": f"ipv{config.family.value}",
-                "base_priority": stats.base_priority,
-                "effective_priority": stats.effective_priority,
-                "maintenance": stats.maintenance,
-                "faults": sorted(stats.faults),
-                "trackers": [attrs.asdict(c) for c in health.contributions] if health else [],
-                "master": master,
-                "advert_interval": config.advert_interval_cs / 100,
-                "master_advert_interval": stats.master_adver_interval / 1_000_000,
-                "holding_addresses": stats.holding_addresses,
-                "addresses": [str(a.address) for a in config.addresses],
-                "excluded_addresses": [str(a.address) for a in config.excluded_addresses],
-                "unicast_peers": [str(p) for p in config.unicast_peers],
-                "counters": {
-                    "adverts_sent": stats.adverts_sent,
-                    "adverts_received": stats.adverts_received,
-                    "priority_zero_sent": stats.priority_zero_sent,
-                    "priority_zero_received": stats.priority_zero_received,
-                    "became_master": stats.became_master,
-                    "drops": {
-                        r.value: n for r, n in sorted(stats.drops.items(), key=lambda i: i[0].value)
-                    },
-                    "queue_overflows": instance.queue_overflows,
-                },
-            }
-        scripts = {}
-        for name in self.config.scripts:
-            s = self._trackers.script_statistics(name)
-            outcome = s.last_outcome
-            scripts[name] = {
-                "state": s.state,
-                "good": s.state != "bad",
-                "tracked": s.tracked,
-                "position": s.position,
-                "consecutive_successes": s.consecutive_successes,
-                "consecutive_failures": s.consecutive_failures,
-                "rise": s.rise,
-                "fall": s.fall,
-                "last_result": outcome.describe() if outcome is not None else None,
-                "last_exit_status": s.last_exit_status,
-                "last_duration": None if s.last_duration is None else round(s.last_duration, 6),
-                "last_run": None if s.last_run is None else round(wall - (now - s.last_run), 3),
-                "last_run_ago": None if s.last_run is None else round(now - s.last_run, 3),
-                "runs": s.runs,
-                "failures": s.failures,
-                "timeouts": s.timeouts,
-                "skipped": s.skipped,
-            }
-        notifications = {
-            name: attrs.asdict(stats) for name, stats in self.notifier.statistics().items()
-        }
-        return {
-            "router_id": self.config.global_.router_id or os.uname().nodename,
-            "pid": os.getpid(),
-            "version": __version__,
-            "uptime": 0.0 if self._started_at is None else round(now - self._started_at, 3),
-            "instances": instances,
-            "scripts": scripts,
-            "notifications": notifications,
-            "interface_drops": self.drops(),
-            **{key: section() for key, section in self.status_sections.items()},
-        }
+        return NodeStatus.of(
+            router_id=self.config.global_.router_id,
+            uptime=0.0 if self._started_at is None else round(now - self._started_at, 3),
+            instances={
+                name: InstanceStatus.of(instance, now, wall)
+                for name, instance in self.instances.items()
+            },
+            scripts=(
+                (name, ScriptStatus.of(self._trackers.script_statistics(name), now, wall))
+                for name in self.config.scripts
+            ),
+            notifications=self.notifier.statistics(),
+            interface_drops=self.drops(),
+            sections={key: section() for key, section in self.status_sections.items()},
+        )
+
+    def status(self) -> dict[str, Any]:
+        """The JSON-able snapshot ``pyvrrp status --json`` prints and metrics are made of."""
+        return self.snapshot().to_json()
 
     def drops(self) -> dict[str, dict[str, int]]:
         """Packets dropped before reaching an instance, per interface and reason."""
-        result: dict[str, dict[str, int]] = {}
-        for counts, reason in (
-            (self._unknown_vrid, DropReason.UNKNOWN_VRID),
-            (self._header_errors, DropReason.IP_HEADER),
-        ):
-            for (interface, family), count in counts.items():
-                result.setdefault(f"{interface}/ipv{family.value}", {})[reason.value] = count
-        return result
+        return self._demux.drops()
 
     # ------------------------------------------------------------------ running
 
@@ -628,8 +276,8 @@ class Node:
                 self._nursery = nursery
                 self._trackers_scope = await self._start_cancellable(self._trackers.run)
                 await nursery.start(self.notifier.run)
-                nursery.start_soon(self._watch_netlink)
-                nursery.start_soon(self._reassert_loop)
+                nursery.start_soon(self._reasserter.watch_netlink)
+                nursery.start_soon(self._reasserter.reassert_loop)
                 self._update_transports()
                 await self._prime(list(self.instances.values()))
                 for instance in self.instances.values():
@@ -638,8 +286,7 @@ class Node:
                 await trio.sleep_forever()
         finally:
             self._nursery = None
-            for transport in self._transports.values():
-                transport.close()
+            self._demux.close_all()
             with trio.CancelScope(shield=True):
                 await self._remove_static(self.config.routes, self.config.rules)
 
@@ -726,7 +373,15 @@ class Node:
                 f"instance {config.name}: interface {config.interface} has no {kind} to send "
                 "advertisements from; configure one or set unicast_source"
             )
-        return Instance(self, config, VirtualRouter(router_params(config, local)))
+        return Instance(
+            config,
+            VirtualRouter(router_params(config, local)),
+            netlink=self.netlink,
+            announcements=self.announcements,
+            publish=self.publish,
+            after_handle=self.after_handle,
+            timer_lead=self.timer_lead,
+        )
 
     async def _wait_for_source(self, config: InstanceConfig) -> IPAddress | None:
         """The interface's primary address, waiting a little for one being set up.
@@ -744,24 +399,7 @@ class Node:
 
     async def _remove_stale(self, instance: Instance) -> None:
         """Remove addresses, routes and rules a crashed previous run left behind."""
-        netlink = self.netlink
-        for rule in instance.config.virtual_rules:
-            if await netlink.remove_rule(rule):
-                log.warning(
-                    "%s: removed %s, left by a previous run", instance.name, describe_rule(rule)
-                )
-        for route in instance.config.virtual_routes:
-            if await netlink.remove_route(route):
-                log.warning(
-                    "%s: removed %s, left by a previous run", instance.name, describe_route(route)
-                )
-        for spec in instance.all_specs:
-            if await netlink.link(spec.dev) is not None and await netlink.remove_address(spec):
-                log.warning(
-                    "%s: removed %s, left by a previous run (we start as backup)",
-                    instance.name,
-                    describe_address(spec),
-                )
+        await remove_stale(self.netlink, instance.name, instance.holdings)
 
     async def _static(self, verb: str, what: str, operation: Awaitable[bool]) -> None:
         try:
@@ -780,136 +418,7 @@ class Node:
     def _update_transports(self) -> None:
         """Open (or reopen) one transport per (interface, family) in use; close the rest."""
         assert self._nursery is not None
-        wanted: dict[tuple[str, Family], bool] = {}
-        live = [*self.instances.values(), *self._retiring]
-        for instance in live:
-            key = (instance.config.interface, instance.config.family)
-            wanted[key] = wanted.get(key, False) or not instance.config.unicast_peers
-        for key in list(self._transports):
-            if key not in wanted:
-                self._close_transport(key)
-        self._demux = {key: {} for key in wanted}
-        for key, multicast in wanted.items():
-            transport = self._transports.get(key)
-            if transport is not None and transport.multicast != multicast:
-                self._close_transport(key)
-                transport = None
-            if transport is None:
-                transport = self._transport_factory(key[0], key[1], multicast=multicast)
-                self._transports[key] = transport
-                scope = trio.CancelScope()
-                self._receivers[key] = scope
-                self._nursery.start_soon(self._receive_loop, key, transport, scope)
-        for instance in live:
-            key = (instance.config.interface, instance.config.family)
-            instance.transport = self._transports[key]
-            self._demux[key][instance.config.vrid] = instance
-
-    def _close_transport(self, key: tuple[str, Family]) -> None:
-        self._receivers.pop(key).cancel()
-        self._transports.pop(key).close()
-
-    async def _receive_loop(
-        self, key: tuple[str, Family], transport: Transport, scope: trio.CancelScope
-    ) -> None:
-        with scope:
-            while True:
-                try:
-                    packet = await transport.receive()
-                except DecodeError as exc:
-                    self._header_errors[key] = self._header_errors.get(key, 0) + 1
-                    self._logs.log(
-                        log, logging.INFO, ("header", key), "%s: dropped a packet: %s", key[0], exc
-                    )
-                    continue
-                vrid = peek_vrid(packet.message)
-                routes = self._demux.get(key, {})
-                instance = routes.get(vrid) if vrid is not None else None
-                if instance is None:
-                    self._unknown_vrid[key] = self._unknown_vrid.get(key, 0) + 1
-                    self._logs.log(
-                        log,
-                        logging.INFO,
-                        ("vrid", key),  # one line per interface, not per VRID: floods
-                        "%s: dropped an advertisement from %s for VRID %s: %s",
-                        key[0],
-                        packet.source,
-                        vrid,
-                        "no instance has this VRID here",
-                    )
-                    continue
-                instance.post_packet(packet)
-
-    async def _watch_netlink(self) -> None:
-        """Forget cached link details on link changes; put back addresses removed from a
-        master by someone else (NetworkManager, systemd-networkd, an operator)."""
-        while True:
-            channel = self.netlink.subscribe()
-            async with channel:
-                async for event in channel:
-                    if isinstance(event, LinkEvent):
-                        was_up = self._links_up.get(event.name, True)
-                        up = event.state is not None and event.state.up
-                        self._links_up[event.name] = up
-                        self.announcements.forget(event.name)
-                        if up and not was_up:
-                            # The kernel flushed the link's IPv6 addresses and routes when it
-                            # went down; a master still holding them puts them back now,
-                            # not at the next periodic check, and announces them all again
-                            # (neighbours may have forgotten us while the link was down).
-                            await self._reassert_all(announce_all=True)
-                    elif not event.present:
-                        await self._address_removed(event)
-            # The subscription was closed (overflow): subscribe again, re-check everything.
-            await self._reassert_all()
-
-    async def _address_removed(self, event: AddressEvent) -> None:
-        if not self._links_up.get(event.interface, True):
-            return  # a link going down flushes its IPv6 addresses; trackers handle that
-        for instance in self.instances.values():
-            if not instance.router.holding_addresses:
-                continue
-            specs = [
-                s
-                for s in instance.all_specs
-                if s.dev == event.interface and s.address == event.address
-            ]
-            added = await instance.install(specs, (), (), reassert=True)
-            if added:
-                await self.announcements.announce(added, instance.config.garp_repeat)
-
-    async def _reassert_loop(self) -> None:
-        while True:
-            await trio.sleep(REASSERT_INTERVAL)
-            await self._reassert_all()
-
-    async def _reassert_all(self, *, announce_all: bool = False) -> None:
-        """Put back what a master holds and someone removed; announce what was put back
-        (everything with ``announce_all``)."""
-        for instance in list(self.instances.values()):
-            if not instance.router.holding_addresses:
-                continue
-            specs = [s for s in instance.all_specs if self._links_up.get(s.dev, True)]
-            added = await instance.install(
-                specs,
-                instance.config.virtual_routes,
-                instance.config.virtual_rules,
-                reassert=True,
-            )
-            if announce_all or added:
-                announce = specs if announce_all else added
-                await self.announcements.announce(announce, instance.config.garp_repeat)
-        for route in self.config.routes:
-            await self._reassert_static(describe_route(route), self.netlink.add_route(route))
-        for rule in self.config.rules:
-            await self._reassert_static(describe_rule(rule), self.netlink.add_rule(rule))
-
-    async def _reassert_static(self, what: str, operation: Awaitable[bool]) -> None:
-        try:
-            if await operation:
-                log.warning("static %s had been removed by someone else: put it back", what)
-        except NetlinkError as exc:
-            log.error("cannot put back static %s: %s", what, exc)
+        self._demux.update([*self.instances.values(), *self._retiring], self._nursery)
 
     # ------------------------------------------------------------------ reload
 
@@ -976,23 +485,15 @@ class Node:
             return result
 
     async def _reconfigure(self, instance: Instance, new: InstanceConfig, priority: int) -> None:
-        old = instance.config
-        old_specs, old_routes, old_rules = instance.all_specs, old.virtual_routes, old.virtual_rules
-        instance._apply_config(new)
+        old = instance.holdings
+        instance.apply_config(new)
         params = router_params(new, instance.local_address)
         if instance.router.holding_addresses:
-            new_specs = instance.all_specs
-            add_specs = [s for s in new_specs if s not in old_specs]
-            add_routes = [r for r in new.virtual_routes if r not in old_routes]
-            add_rules = [r for r in new.virtual_rules if r not in old_rules]
-            await instance.install(add_specs, add_routes, add_rules)
-            await instance.remove(
-                [s for s in old_specs if s not in new_specs],
-                [r for r in old_routes if r not in new.virtual_routes],
-                [r for r in old_rules if r not in new.virtual_rules],
-            )
-            if add_specs:
-                await self.announcements.announce(add_specs, new.garp_repeat)
+            added = instance.holdings.minus(old)
+            await instance.install(added)
+            await instance.remove(old.minus(instance.holdings))
+            if added.specs:
+                await instance.announce(list(added.specs))
         instance.post(Reconfigure(params, None if params.owner else priority))
 
     async def _forget_when_stopped(self, instance: Instance) -> None:
@@ -1082,7 +583,10 @@ async def open_node(
 
 
 __all__ = [
+    "PACKET_QUEUE",
+    "REASSERT_INTERVAL",
     "Instance",
+    "InstanceKey",
     "Node",
     "ReloadResult",
     "Transition",

@@ -12,7 +12,6 @@ import shutil
 import socket
 import stat
 import tempfile
-import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,8 +30,34 @@ from pyvrrp.runtime.control import (
     serve_control,
 )
 from pyvrrp.runtime.errors import EnvironmentProblem
+from pyvrrp.runtime.status import CountersStatus, InstanceStatus, NodeStatus
 
 STATES = {"vip58": "MASTER", "vip59": "BACKUP", "vip60": "FAULT"}
+
+
+def instance_status(state: str, *, faults: list[str], maintenance: bool) -> InstanceStatus:
+    """An instance's status, with what the control server reads set from the arguments."""
+    return InstanceStatus(
+        state=state,
+        in_state_for=3.0,
+        last_transition=1_700_000_000.0,
+        interface="eth0.4000",
+        vrid=58,
+        family="ipv4",
+        base_priority=100,
+        effective_priority=100,
+        maintenance=maintenance,
+        faults=faults,
+        trackers=[],
+        master=None,
+        advert_interval=1.0,
+        master_advert_interval=1.0,
+        holding_addresses=state == "MASTER",
+        addresses=["1.2.3.58/29"],
+        excluded_addresses=[],
+        unicast_peers=[],
+        counters=CountersStatus(0, 0, 0, 0, 0, {}, 0),
+    )
 
 
 class FakeHandler:
@@ -44,20 +69,24 @@ class FakeHandler:
         self.reloads = 0
         self.reject_reload = False
 
-    def status(self) -> dict[str, Any]:
-        return {
-            "router_id": "node-a",
-            "version": "0.1.0",
-            "instances": {
-                name: {
-                    "state": state,
-                    "effective_priority": 100,
-                    "faults": ["chk_other"] if state == "FAULT" else [],
-                    "maintenance": name in self.maintenance,
-                }
+    def status(self) -> NodeStatus:
+        return NodeStatus(
+            router_id="node-a",
+            pid=os.getpid(),
+            version="0.1.0",
+            uptime=12.5,
+            instances={
+                name: instance_status(
+                    state,
+                    faults=["chk_other"] if state == "FAULT" else [],
+                    maintenance=name in self.maintenance,
+                )
                 for name, state in STATES.items()
             },
-        }
+            scripts={},
+            notifications={},
+            interface_drops={},
+        )
 
     async def set_maintenance(self, on: bool, instances: Sequence[str]) -> list[str]:
         unknown = [name for name in instances if name not in STATES]
@@ -81,7 +110,7 @@ class FakeHandler:
 class BrokenHandler(FakeHandler):
     """A daemon with a bug in status()."""
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> NodeStatus:
         raise AssertionError("a bug")
 
 
@@ -145,7 +174,7 @@ async def test_status_round_trip_returns_the_handlers_status_with_the_daemons_pi
     handler: FakeHandler, path: str
 ) -> None:
     response = await call(path, {"command": "status"})
-    assert response == {"ok": True, "result": {**handler.status(), "pid": os.getpid()}}
+    assert response == {"ok": True, "result": handler.status().to_json()}
 
 
 async def test_reload_returns_the_handlers_summary(handler: FakeHandler, path: str) -> None:
@@ -310,28 +339,30 @@ async def test_a_line_of_exactly_the_limit_is_read(handler: FakeHandler, path: s
 
 
 async def test_a_silent_client_is_answered_with_a_timeout_and_blocks_no_one(
-    path: str, monkeypatch: pytest.MonkeyPatch
+    path: str, monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock
 ) -> None:
     monkeypatch.setattr(control, "REQUEST_TIMEOUT", 0.5)
     async with trio.open_nursery() as nursery:
         await nursery.start(serve_control, path, FakeHandler())
         silent = await trio.open_unix_socket(path)
         async with silent:
-            start = time.monotonic()
+            start = trio.current_time()
             # Others are served at once while the silent client holds its connection.
             for _ in range(3):
                 assert (await call(path, {"command": "status"}))["ok"] is True
             with trio.fail_after(10):
                 raw = await silent.receive_some()
                 assert await silent.receive_some() == b""  # then the server closes
-            elapsed = time.monotonic() - start
+            elapsed = trio.current_time() - start
         nursery.cancel_scope.cancel()
     assert json.loads(raw) == {
         "ok": False,
         "error": "no request line within 0.5 s; send one JSON object and a newline",
         "code": "timeout",
     }
-    assert 0.4 < elapsed < 5
+    # Virtual time: the others were served without the clock moving; the silent one is
+    # answered at exactly its timeout.
+    assert elapsed == pytest.approx(0.5, abs=1e-6)
 
 
 async def test_a_client_that_leaves_early_does_not_disturb_the_server(

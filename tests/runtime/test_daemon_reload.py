@@ -9,7 +9,6 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-import trio
 
 from pyvrrp import configfile
 from pyvrrp.runtime.daemon import DaemonControl, _wants_mail, mail_settings
@@ -52,35 +51,35 @@ def node_toml(state_dir: Path, *, level: str | None = None, email: bool = False)
 
 @pytest.mark.parametrize(("command_line", "after"), [(None, logging.DEBUG), ("error", None)])
 async def test_a_reload_applies_log_level_and_email_at_once(
-    tmp_path: Path, command_line: str | None, after: int | None
+    tmp_path: Path,
+    command_line: str | None,
+    after: int | None,
+    cluster: Cluster,
 ) -> None:
     path = tmp_path / "node.toml"
     path.write_text(node_toml(tmp_path / "state"))
     set_level(command_line or "info")
     before = logging.getLogger("pyvrrp").level
-    async with trio.open_nursery() as nursery:
-        cluster = Cluster(nursery)
-        a = await cluster.start("A", configfile.load(path))
-        mailer = Mailer(mail_settings(a.node.config), router_id="A")
-        mailer.wanted = partial(_wants_mail, a.node)
-        control = DaemonControl(a.node, str(path), mailer=mailer, log_level=command_line)
-        assert mailer.settings is None
-        assert not mailer.wanted("vip58")
-        path.write_text(node_toml(tmp_path / "state", level="debug", email=True))
-        await control.reload()
-        assert logging.getLogger("pyvrrp").level == (before if after is None else after)
-        applied: MailSettings | None = mailer.settings  # not narrowed by the assert above
-        assert applied == MailSettings(
-            host="mail.example.com",
-            port=587,
-            sender="pyvrrp@example.com",
-            recipients=("ops@example.com",),
-            starttls=True,
-        )
-        assert mailer.wanted("vip58")
-        # Back without [global.email]: e-mail is off again.
-        path.write_text(node_toml(tmp_path / "state", level="warning"))
-        await control.reload()
-        assert mailer.settings is None
-        assert not mailer.wanted("vip58")
-        nursery.cancel_scope.cancel()
+    a = await cluster.start("A", configfile.load(path))
+    mailer = Mailer(mail_settings(a.node.config), router_id="A")
+    mailer.wanted = partial(_wants_mail, a.node)
+    control = DaemonControl(a.node, str(path), mailer=mailer, log_level=command_line)
+    assert mailer.settings is None
+    assert not mailer.wanted("vip58")
+    path.write_text(node_toml(tmp_path / "state", level="debug", email=True))
+    await control.reload()
+    assert logging.getLogger("pyvrrp").level == (before if after is None else after)
+    applied: MailSettings | None = mailer.settings  # not narrowed by the assert above
+    assert applied == MailSettings(
+        host="mail.example.com",
+        port=587,
+        sender="pyvrrp@example.com",
+        recipients=("ops@example.com",),
+        starttls=True,
+    )
+    assert mailer.wanted("vip58")
+    # Back without [global.email]: e-mail is off again.
+    path.write_text(node_toml(tmp_path / "state", level="warning"))
+    await control.reload()
+    assert mailer.settings is None
+    assert not mailer.wanted("vip58")

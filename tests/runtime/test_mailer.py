@@ -297,25 +297,24 @@ VIP = "1.2.3.58/29"
 
 async def test_a_node_is_never_held_up_by_a_hanging_mail_server(
     autojump_clock: trio.testing.MockClock,
+    cluster: Cluster,
+    nursery: trio.Nursery,
 ) -> None:
-    async with trio.open_nursery() as nursery:
-        cluster = Cluster(nursery)
-        a = await cluster.start("A", config({"vip58": instance(58, 100, VIP)}))
-        outbox = Outbox(cluster.t0)
-        outbox.delay = 1000.0  # the server accepts the connection and never answers
-        mailer = Mailer(SETTINGS, router_id="A", transport=outbox)
-        await nursery.start(mailer.run, a.node.subscribe())
-        await cluster.sleep_until(60)
-        # Master after Master_Down_Interval, then an advertisement every second, on time,
-        # while the mail of the BACKUP -> MASTER transition hangs from 3.6 + 5 s on.
-        assert a.state("vip58") is State.MASTER
-        times = [t for t, _ in cluster.adverts("A")]
-        assert times[0] == pytest.approx(3.609375)
-        assert len(times) == 57
-        assert all(b - a == pytest.approx(1.0) for a, b in itertools.pairwise(times))
-        assert outbox.times() == [pytest.approx(3.609375 + COALESCE_WINDOW)]
-        assert mailer.statistics().pending == 1
-        nursery.cancel_scope.cancel()
+    a = await cluster.start("A", config({"vip58": instance(58, 100, VIP)}))
+    outbox = Outbox(cluster.t0)
+    outbox.delay = 1000.0  # the server accepts the connection and never answers
+    mailer = Mailer(SETTINGS, router_id="A", transport=outbox)
+    await nursery.start(mailer.run, a.node.subscribe())
+    await cluster.sleep_until(60)
+    # Master after Master_Down_Interval, then an advertisement every second, on time,
+    # while the mail of the BACKUP -> MASTER transition hangs from 3.6 + 5 s on.
+    assert a.state("vip58") is State.MASTER
+    times = [t for t, _ in cluster.adverts("A")]
+    assert times[0] == pytest.approx(3.609375)
+    assert len(times) == 57
+    assert all(b - a == pytest.approx(1.0) for a, b in itertools.pairwise(times))
+    assert outbox.times() == [pytest.approx(3.609375 + COALESCE_WINDOW)]
+    assert mailer.statistics().pending == 1
 
 
 # ---------------------------------------------------------------------------- text

@@ -12,7 +12,6 @@ import functools
 import logging
 import re
 import socket
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -374,22 +373,28 @@ async def test_unread_request_bytes_do_not_reset_the_connection_before_the_answe
 # ---------------------------------------------------------------------------- slow clients
 
 
-async def test_a_silent_client_gets_408_after_the_request_timeout(nursery: trio.Nursery) -> None:
+async def test_a_silent_client_gets_408_after_the_request_timeout(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    # Virtual time: the clock jumps only when every task waits, so the answer comes at
+    # exactly the request timeout, not earlier and not later.
     port = await start(nursery, request_timeout=0.3)
-    start_time = time.monotonic()
+    start_time = trio.current_time()
     with trio.fail_after(DEADLINE):
         stream = await trio.open_tcp_stream(LOCALHOST, port)
         async with stream:
             await stream.send_all(b"GET /metr")
             response = Response(await read_until_closed(stream))
-    elapsed = time.monotonic() - start_time
+    elapsed = trio.current_time() - start_time
     assert response.status == 408
-    assert 0.3 <= elapsed < 3.0
+    assert elapsed == pytest.approx(0.3, abs=1e-6)
 
 
-async def test_a_trickling_client_cannot_extend_its_deadline(nursery: trio.Nursery) -> None:
+async def test_a_trickling_client_cannot_extend_its_deadline(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
     port = await start(nursery, request_timeout=0.3)
-    start_time = time.monotonic()
+    start_time = trio.current_time()
     with trio.fail_after(DEADLINE):
         stream = await trio.open_tcp_stream(LOCALHOST, port)
         async with stream, trio.open_nursery() as client:
@@ -406,13 +411,14 @@ async def test_a_trickling_client_cannot_extend_its_deadline(nursery: trio.Nurse
             client.start_soon(trickle)
             response = Response(await read_until_closed(stream))
             client.cancel_scope.cancel()
-    elapsed = time.monotonic() - start_time
+    elapsed = trio.current_time() - start_time
     assert response.status == 408
-    assert elapsed < 3.0
+    # Cut off at the request timeout, on the first byte sent after it (every 50 ms).
+    assert 0.3 <= elapsed < 0.3 + 0.05 + 1e-6
 
 
 async def test_concurrent_scrapes_are_served_while_slow_clients_wait(
-    nursery: trio.Nursery,
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
     port = await start(nursery, request_timeout=3.0)
     slow = [await trio.open_tcp_stream(LOCALHOST, port) for _ in range(5)]
@@ -423,13 +429,15 @@ async def test_concurrent_scrapes_are_served_while_slow_clients_wait(
     async def scrape() -> None:
         statuses.append((await exchange(port, GET)).status)
 
-    start_time = time.monotonic()
+    start_time = trio.current_time()
     async with trio.open_nursery() as scrapers:
         for _ in range(20):
             scrapers.start_soon(scrape)
-    elapsed = time.monotonic() - start_time
+    elapsed = trio.current_time() - start_time
     assert statuses == [200] * 20
-    assert elapsed < 2.0, "scrapes must not wait behind the slow clients (3 s timeout)"
+    # Virtual time: had a scrape waited behind a slow client, the clock would have jumped
+    # to that client's 3 s timeout.
+    assert elapsed < 3.0, "scrapes must not wait behind the slow clients (3 s timeout)"
     for stream in slow:
         await stream.aclose()
 

@@ -44,131 +44,121 @@ async def start_three(cluster: Cluster, **extra: object) -> None:
 
 async def test_highest_priority_wins_the_election_after_its_master_down_interval(
     autojump_clock: trio.testing.MockClock,
+    cluster: Cluster,
 ) -> None:
-    async with trio.open_nursery() as nursery:
-        cluster = Cluster(nursery)
-        t0 = trio.current_time()
-        await start_three(cluster)
-        await trio.sleep(10)
-        assert cluster.masters("vip58") == ["A"]
-        a = cluster.hosts["A"]
-        assert [(t.old, t.new) for t in a.transitions] == [
-            (State.INITIALIZE, State.BACKUP),
-            (State.BACKUP, State.MASTER),
-        ]
-        assert a.transitions[-1].time - t0 == pytest.approx(3.609375, abs=1e-9)
-        assert a.holds(VIP) and a.holds(EXCLUDED)
-        assert not cluster.hosts["B"].holds(VIP) and not cluster.hosts["C"].holds(VIP)
-        for name in "BC":
-            assert [t.new for t in cluster.hosts[name].transitions] == [State.BACKUP]
-        nursery.cancel_scope.cancel()
+    t0 = trio.current_time()
+    await start_three(cluster)
+    await trio.sleep(10)
+    assert cluster.masters("vip58") == ["A"]
+    a = cluster.hosts["A"]
+    assert [(t.old, t.new) for t in a.transitions] == [
+        (State.INITIALIZE, State.BACKUP),
+        (State.BACKUP, State.MASTER),
+    ]
+    assert a.transitions[-1].time - t0 == pytest.approx(3.609375, abs=1e-9)
+    assert a.holds(VIP) and a.holds(EXCLUDED)
+    assert not cluster.hosts["B"].holds(VIP) and not cluster.hosts["C"].holds(VIP)
+    for name in "BC":
+        assert [t.new for t in cluster.hosts[name].transitions] == [State.BACKUP]
 
 
 async def test_master_killed_next_priority_takes_over_after_its_down_interval(
     autojump_clock: trio.testing.MockClock,
+    cluster: Cluster,
 ) -> None:
-    async with trio.open_nursery() as nursery:
-        cluster = Cluster(nursery)
-        t0 = trio.current_time()
-        await start_three(cluster)
-        await trio.sleep_until(t0 + 10)
-        cluster.crash("A")
-        await trio.sleep(10)
-        b = cluster.hosts["B"]
-        assert cluster.masters("vip58") == ["B"]
-        # A's last advertisement left at 9.609375; B (75) waits its Master_Down_Interval:
-        # 3 s + Skew_Time 181/256 s, floored to the microsecond.
-        assert master_down_interval(75, SECOND) == 3_707_031
-        assert b.transitions[-1].new is State.MASTER
-        assert b.transitions[-1].cause is Cause.MASTER_DOWN
-        assert b.transitions[-1].time - t0 == pytest.approx(9.609375 + 3.707031, abs=1e-9)
-        assert b.holds(VIP) and b.holds(EXCLUDED)
-        assert cluster.hosts["A"].holds(VIP)  # a crash leaves its addresses behind
-        nursery.cancel_scope.cancel()
+    t0 = trio.current_time()
+    await start_three(cluster)
+    await trio.sleep_until(t0 + 10)
+    cluster.crash("A")
+    await trio.sleep(10)
+    b = cluster.hosts["B"]
+    assert cluster.masters("vip58") == ["B"]
+    # A's last advertisement left at 9.609375; B (75) waits its Master_Down_Interval:
+    # 3 s + Skew_Time 181/256 s, floored to the microsecond.
+    assert master_down_interval(75, SECOND) == 3_707_031
+    assert b.transitions[-1].new is State.MASTER
+    assert b.transitions[-1].cause is Cause.MASTER_DOWN
+    assert b.transitions[-1].time - t0 == pytest.approx(9.609375 + 3.707031, abs=1e-9)
+    assert b.holds(VIP) and b.holds(EXCLUDED)
+    assert cluster.hosts["A"].holds(VIP)  # a crash leaves its addresses behind
 
 
 async def test_graceful_stop_hands_over_after_skew_time_without_a_gap(
     autojump_clock: trio.testing.MockClock,
+    cluster: Cluster,
 ) -> None:
-    async with trio.open_nursery() as nursery:
-        cluster = Cluster(nursery)
-        t0 = trio.current_time()
-        await start_three(cluster)
-        await trio.sleep_until(t0 + 10)
-        await cluster.stop("A")
-        stopped = trio.current_time() - t0
-        b = cluster.hosts["B"]
-        takeover = b.transitions[-1]
-        assert takeover.new is State.MASTER and takeover.cause is Cause.MASTER_LEFT
-        # Priority 0 at 10.0; B's Skew_Time at priority 75 is 181/256 s (floored to a µs).
-        assert skew_time(75, SECOND) == 707_031
-        assert takeover.time - t0 == pytest.approx(10.707031, abs=1e-9)
-        # A kept its addresses until it heard B and a grace more (while B installs and
-        # announces them), then removed them: no gap.
-        assert stopped == pytest.approx(10.707031 + HANDOVER_GRACE / SECOND, abs=1e-9)
-        a = cluster.hosts["A"]
-        assert not a.holds(VIP) and not a.holds(EXCLUDED)
-        assert a.transitions[-1].new is State.INITIALIZE
-        await trio.sleep(5)
-        assert cluster.masters("vip58") == ["B"]
-        nursery.cancel_scope.cancel()
+    t0 = trio.current_time()
+    await start_three(cluster)
+    await trio.sleep_until(t0 + 10)
+    await cluster.stop("A")
+    stopped = trio.current_time() - t0
+    b = cluster.hosts["B"]
+    takeover = b.transitions[-1]
+    assert takeover.new is State.MASTER and takeover.cause is Cause.MASTER_LEFT
+    # Priority 0 at 10.0; B's Skew_Time at priority 75 is 181/256 s (floored to a µs).
+    assert skew_time(75, SECOND) == 707_031
+    assert takeover.time - t0 == pytest.approx(10.707031, abs=1e-9)
+    # A kept its addresses until it heard B and a grace more (while B installs and
+    # announces them), then removed them: no gap.
+    assert stopped == pytest.approx(10.707031 + HANDOVER_GRACE / SECOND, abs=1e-9)
+    a = cluster.hosts["A"]
+    assert not a.holds(VIP) and not a.holds(EXCLUDED)
+    assert a.transitions[-1].new is State.INITIALIZE
+    await trio.sleep(5)
+    assert cluster.masters("vip58") == ["B"]
 
 
 async def test_graceful_handover_off_removes_addresses_with_the_priority_zero_advert(
     autojump_clock: trio.testing.MockClock,
+    cluster: Cluster,
 ) -> None:
-    async with trio.open_nursery() as nursery:
-        cluster = Cluster(nursery)
-        t0 = trio.current_time()
-        await start_three(cluster, graceful_handover=False)
-        await trio.sleep_until(t0 + 10)
-        await cluster.stop("A")
-        assert trio.current_time() - t0 == pytest.approx(10.0, abs=1e-9)
-        assert not cluster.hosts["A"].holds(VIP)
-        await trio.sleep(1)
-        assert cluster.masters("vip58") == ["B"]
-        nursery.cancel_scope.cancel()
+    t0 = trio.current_time()
+    await start_three(cluster, graceful_handover=False)
+    await trio.sleep_until(t0 + 10)
+    await cluster.stop("A")
+    assert trio.current_time() - t0 == pytest.approx(10.0, abs=1e-9)
+    assert not cluster.hosts["A"].holds(VIP)
+    await trio.sleep(1)
+    assert cluster.masters("vip58") == ["B"]
 
 
 async def test_unicast_mode_elects_among_peers_and_ignores_strangers(
     autojump_clock: trio.testing.MockClock,
+    cluster: Cluster,
 ) -> None:
     addresses = {name: HOSTS[name] for name in PRIORITIES}
-    async with trio.open_nursery() as nursery:
-        cluster = Cluster(nursery)
-        deliveries: list[Delivery] = []
+    deliveries: list[Delivery] = []
 
-        def route(delivery: Delivery) -> float:
-            deliveries.append(delivery)
-            return 0.0
+    def route(delivery: Delivery) -> float:
+        deliveries.append(delivery)
+        return 0.0
 
-        cluster.lan.route = route
-        for name, priority in PRIORITIES.items():
-            peers = [a for other, a in addresses.items() if other != name]
-            extra = {"unicast_source": addresses[name], "unicast_peers": peers}
-            await cluster.start(name, config({"vip58": seed_instance(priority, **extra)}))
-        await trio.sleep(10)
-        assert cluster.masters("vip58") == ["A"]
-        # Only unicast deliveries, only to A's peers.
-        assert deliveries
-        assert {str(d.destination) for d in deliveries if d.sender == "A"} == {
-            "192.168.200.2",
-            "192.168.200.3",
-        }
-        # A stranger with a higher priority sends to A, B and C: nobody listens to it.
-        stranger = ip_address("192.168.200.9")
-        transport = cluster.lan.factory("S", [stranger])(INTERFACE, Family.IPV4, multicast=False)
-        advert = Advertisement(58, 200, 100, (ip_address("1.2.3.58"),))
-        for address in addresses.values():
-            destination = ip_address(address)
-            await transport.send(
-                encode(advert, source=stranger, destination=destination), stranger, destination
-            )
-        await trio.sleep(5)
-        assert cluster.masters("vip58") == ["A"]
-        drops = cluster.hosts["A"].node.instances["vip58"].statistics().drops
-        assert drops[DropReason.NOT_A_PEER] == 1
-        nursery.cancel_scope.cancel()
+    cluster.lan.route = route
+    for name, priority in PRIORITIES.items():
+        peers = [a for other, a in addresses.items() if other != name]
+        extra = {"unicast_source": addresses[name], "unicast_peers": peers}
+        await cluster.start(name, config({"vip58": seed_instance(priority, **extra)}))
+    await trio.sleep(10)
+    assert cluster.masters("vip58") == ["A"]
+    # Only unicast deliveries, only to A's peers.
+    assert deliveries
+    assert {str(d.destination) for d in deliveries if d.sender == "A"} == {
+        "192.168.200.2",
+        "192.168.200.3",
+    }
+    # A stranger with a higher priority sends to A, B and C: nobody listens to it.
+    stranger = ip_address("192.168.200.9")
+    transport = cluster.lan.factory("S", [stranger])(INTERFACE, Family.IPV4, multicast=False)
+    advert = Advertisement(58, 200, 100, (ip_address("1.2.3.58"),))
+    for address in addresses.values():
+        destination = ip_address(address)
+        await transport.send(
+            encode(advert, source=stranger, destination=destination), stranger, destination
+        )
+    await trio.sleep(5)
+    assert cluster.masters("vip58") == ["A"]
+    drops = cluster.hosts["A"].node.instances["vip58"].statistics().drops
+    assert drops[DropReason.NOT_A_PEER] == 1
 
 
 class _OrderedNetlink(FakeNetlink):
@@ -246,6 +236,7 @@ async def test_becoming_master_runs_advert_addresses_routes_rules_announce_in_or
 
 async def test_startup_removes_addresses_left_by_a_crash(
     autojump_clock: trio.testing.MockClock,
+    cluster: Cluster,
 ) -> None:
     netlink = FakeNetlink()
     netlink.add_link(
@@ -253,12 +244,9 @@ async def test_startup_removes_addresses_left_by_a_crash(
         addresses=[IPv4Interface("192.168.200.2/24"), IPv4Interface(VIP)],
         ipv6_link_local=True,
     )
-    async with trio.open_nursery() as nursery:
-        cluster = Cluster(nursery)
-        host = await cluster.start("B", config({"vip58": seed_instance(75)}), netlink=netlink)
-        assert not host.holds(VIP)
-        assert host.state("vip58") is State.BACKUP
-        nursery.cancel_scope.cancel()
+    host = await cluster.start("B", config({"vip58": seed_instance(75)}), netlink=netlink)
+    assert not host.holds(VIP)
+    assert host.state("vip58") is State.BACKUP
 
 
 @pytest.mark.parametrize(
@@ -287,35 +275,33 @@ async def test_an_unusable_interface_is_an_environment_problem(
 
 async def test_garbage_changes_no_state_and_is_counted_by_reason(
     autojump_clock: trio.testing.MockClock,
+    cluster: Cluster,
 ) -> None:
-    async with trio.open_nursery() as nursery:
-        cluster = Cluster(nursery)
-        await start_three(cluster)
-        await trio.sleep(10)
-        a = cluster.hosts["A"]
-        source, destination = ip_address("192.168.200.7"), ip_address("224.0.0.18")
-        good = bytes.fromhex("313a6401006405720102033a")  # VRID 58 with a wrong checksum
-        bad = [
-            PacketReceived(good, source, destination, 255),  # checksum
-            PacketReceived(good, source, destination, 64),  # TTL
-            PacketReceived(b"\x21" + good[1:], source, destination, 255),  # VRRPv2
-            PacketReceived(b"\x31\x07" + good[2:], source, destination, 255),  # unknown VRID
-            PacketReceived(b"\x31", source, destination, 255),  # too short to demultiplex
-        ]
-        for _ in range(100):
-            for packet in bad:
-                cluster.lan.inject("A", packet, Family.IPV4)
-            cluster.lan.inject("A", DecodeError(DropReason.IP_HEADER, "bad header"), Family.IPV4)
-            await trio.sleep(0.01)
-        await trio.sleep(5)
-        assert cluster.masters("vip58") == ["A"]
-        assert [t.new for t in a.transitions] == [State.BACKUP, State.MASTER]
-        drops = a.node.instances["vip58"].statistics().drops
-        assert drops[DropReason.CHECKSUM] == 100
-        assert drops[DropReason.TTL] == 100
-        assert drops[DropReason.VERSION] == 100
-        assert a.node.drops() == {"eth0.4000/ipv4": {"unknown_vrid": 200, "ip_header": 100}}
-        nursery.cancel_scope.cancel()
+    await start_three(cluster)
+    await trio.sleep(10)
+    a = cluster.hosts["A"]
+    source, destination = ip_address("192.168.200.7"), ip_address("224.0.0.18")
+    good = bytes.fromhex("313a6401006405720102033a")  # VRID 58 with a wrong checksum
+    bad = [
+        PacketReceived(good, source, destination, 255),  # checksum
+        PacketReceived(good, source, destination, 64),  # TTL
+        PacketReceived(b"\x21" + good[1:], source, destination, 255),  # VRRPv2
+        PacketReceived(b"\x31\x07" + good[2:], source, destination, 255),  # unknown VRID
+        PacketReceived(b"\x31", source, destination, 255),  # too short to demultiplex
+    ]
+    for _ in range(100):
+        for packet in bad:
+            cluster.lan.inject("A", packet, Family.IPV4)
+        cluster.lan.inject("A", DecodeError(DropReason.IP_HEADER, "bad header"), Family.IPV4)
+        await trio.sleep(0.01)
+    await trio.sleep(5)
+    assert cluster.masters("vip58") == ["A"]
+    assert [t.new for t in a.transitions] == [State.BACKUP, State.MASTER]
+    drops = a.node.instances["vip58"].statistics().drops
+    assert drops[DropReason.CHECKSUM] == 100
+    assert drops[DropReason.TTL] == 100
+    assert drops[DropReason.VERSION] == 100
+    assert a.node.drops() == {"eth0.4000/ipv4": {"unknown_vrid": 200, "ip_header": 100}}
 
 
 async def test_a_timer_lead_wakes_early_but_the_router_decides_at_the_exact_deadline(
@@ -355,11 +341,9 @@ async def test_a_timer_lead_wakes_early_but_the_router_decides_at_the_exact_dead
 
 async def test_an_action_the_runtime_does_not_know_is_an_error_not_ignored(
     autojump_clock: trio.testing.MockClock,
+    cluster: Cluster,
 ) -> None:
-    async with trio.open_nursery() as nursery:
-        cluster = Cluster(nursery)
-        await start_three(cluster)
-        instance = cluster.hosts["A"].node.instances["vip58"]
-        with pytest.raises(AssertionError):  # typing.assert_never: mypy proves it unreachable
-            await instance.execute([object()], 0)  # type: ignore[list-item]
-        nursery.cancel_scope.cancel()
+    await start_three(cluster)
+    instance = cluster.hosts["A"].node.instances["vip58"]
+    with pytest.raises(AssertionError):  # typing.assert_never: mypy proves it unreachable
+        await instance.execute([object()], 0)  # type: ignore[list-item]

@@ -248,30 +248,29 @@ async def test_owner_restarted_in_maintenance_never_installs_its_addresses(
 
 
 async def test_a_failed_save_is_logged_and_maintenance_still_applies(
-    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+    cluster: Cluster,
 ) -> None:
     store = MemoryMaintenanceStore()
     store.fail_saves = True
-    async with trio.open_nursery() as nursery:
-        cluster = Cluster(nursery)
-        a = await cluster.start("A", seed_config(100), store=store)
-        await cluster.sleep_until(10)
-        with caplog.at_level(logging.ERROR, logger="pyvrrp"):
-            assert await a.node.set_maintenance(True, ["vip58"]) == ["vip58"]
-        assert cluster.at(trio.current_time()) == 10.0  # no thread: the clock stood still
-        assert caplog.messages == [
-            "maintenance is in effect but cannot be kept across a restart: "
-            "cannot write maintenance.json: read-only file system"
-        ]
-        await cluster.sleep_until(11)
-        assert a.state("vip58") is State.FAULT
-        assert a.node.status()["instances"]["vip58"]["maintenance"] is True
-        # Shared between two runs, a working store is a restart's memory.
-        store.fail_saves = False
-        assert await a.node.set_maintenance(False) == ["vip58"]
-        assert await a.node.set_maintenance(True) == ["vip58"]
-        assert store.instances == {"vip58"}
-        nursery.cancel_scope.cancel()
+    a = await cluster.start("A", seed_config(100), store=store)
+    await cluster.sleep_until(10)
+    with caplog.at_level(logging.ERROR, logger="pyvrrp"):
+        assert await a.node.set_maintenance(True, ["vip58"]) == ["vip58"]
+    assert cluster.at(trio.current_time()) == 10.0  # no thread: the clock stood still
+    assert caplog.messages == [
+        "maintenance is in effect but cannot be kept across a restart: "
+        "cannot write maintenance.json: read-only file system"
+    ]
+    await cluster.sleep_until(11)
+    assert a.state("vip58") is State.FAULT
+    assert a.node.status()["instances"]["vip58"]["maintenance"] is True
+    # Shared between two runs, a working store is a restart's memory.
+    store.fail_saves = False
+    assert await a.node.set_maintenance(False) == ["vip58"]
+    assert await a.node.set_maintenance(True) == ["vip58"]
+    assert store.instances == {"vip58"}
 
 
 class _GatedNetlink(FakeNetlink):
@@ -289,37 +288,35 @@ class _GatedNetlink(FakeNetlink):
 
 async def test_maintenance_requested_during_a_reload_is_kept(
     autojump_clock: trio.testing.MockClock,
+    cluster: Cluster,
 ) -> None:
     netlink = _GatedNetlink()
     netlink.add_link(INTERFACE, addresses=[IPv4Interface("192.168.200.1/24")])
     store = MemoryMaintenanceStore()
-    async with trio.open_nursery() as nursery:
-        cluster = Cluster(nursery)
-        a = await cluster.start("A", seed_config(100), netlink=netlink, store=store)
-        await cluster.sleep_until(10.25)
-        # A reload that adds an address to the master waits on netlink; meanwhile an
-        # operator asks for maintenance.
-        netlink.gate = trio.Event()
-        bigger = config({"vip58": instance(58, 100, VIP, addresses=[VIP, "1.2.3.61/29"])})
-        changed: list[list[str]] = []
+    a = await cluster.start("A", seed_config(100), netlink=netlink, store=store)
+    await cluster.sleep_until(10.25)
+    # A reload that adds an address to the master waits on netlink; meanwhile an
+    # operator asks for maintenance.
+    netlink.gate = trio.Event()
+    bigger = config({"vip58": instance(58, 100, VIP, addresses=[VIP, "1.2.3.61/29"])})
+    changed: list[list[str]] = []
 
-        async def maintenance() -> None:
-            changed.append(await a.node.set_maintenance(True, ["vip58"]))
+    async def maintenance() -> None:
+        changed.append(await a.node.set_maintenance(True, ["vip58"]))
 
-        async with trio.open_nursery() as inner:
-            inner.start_soon(cluster.reload, "A", bigger)
-            await trio.testing.wait_all_tasks_blocked()
-            inner.start_soon(maintenance)
-            await trio.testing.wait_all_tasks_blocked()
-            netlink.gate.set()
+    async with trio.open_nursery() as inner:
+        inner.start_soon(cluster.reload, "A", bigger)
         await trio.testing.wait_all_tasks_blocked()
-        assert changed == [["vip58"]]
-        assert a.state("vip58") is State.FAULT
-        # The flag is known and kept: status says so, the store has it, and turning it off
-        # works (a lost flag would make "off" a no-op and leave vip58 in FAULT for good).
-        assert a.node.status()["instances"]["vip58"]["maintenance"] is True
-        assert store.instances == {"vip58"}
-        assert await a.node.set_maintenance(False) == ["vip58"]
-        await cluster.sleep_until(11)
-        assert a.state("vip58") is State.BACKUP
-        nursery.cancel_scope.cancel()
+        inner.start_soon(maintenance)
+        await trio.testing.wait_all_tasks_blocked()
+        netlink.gate.set()
+    await trio.testing.wait_all_tasks_blocked()
+    assert changed == [["vip58"]]
+    assert a.state("vip58") is State.FAULT
+    # The flag is known and kept: status says so, the store has it, and turning it off
+    # works (a lost flag would make "off" a no-op and leave vip58 in FAULT for good).
+    assert a.node.status()["instances"]["vip58"]["maintenance"] is True
+    assert store.instances == {"vip58"}
+    assert await a.node.set_maintenance(False) == ["vip58"]
+    await cluster.sleep_until(11)
+    assert a.state("vip58") is State.BACKUP

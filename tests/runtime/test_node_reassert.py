@@ -53,153 +53,142 @@ def announced(cluster: Cluster, records: list[AnnouncementRecord]) -> list[tuple
 
 
 async def test_address_removed_from_a_master_is_put_back_at_once_logged_and_announced(
-    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+    cluster: Cluster,
 ) -> None:
-    async with trio.open_nursery() as nursery:
-        cluster = Cluster(nursery)
-        a, _ = await start(cluster)
-        await cluster.sleep_until(12.25)
-        announcements = len(a.announcements.records)
-        with caplog.at_level(logging.WARNING, logger="pyvrrp"):
-            a.netlink.remove_address_externally(INTERFACE, IPv4Interface(VIP))
-            await trio.testing.wait_all_tasks_blocked()
-            assert cluster.at(trio.current_time()) == 12.25
-            assert a.holds(VIP)
-            a.netlink.remove_address_externally(INTERFACE, IPv6Interface(EXCLUDED))
-            await trio.testing.wait_all_tasks_blocked()
-            assert a.holds(EXCLUDED)
-        assert caplog.messages == [
-            f"vip58: {VIP} dev {INTERFACE} had been removed by someone else: put it back",
-            f"vip58: {EXCLUDED} dev {INTERFACE} had been removed by someone else: put it back",
-        ]
-        # Each comes back with its own options (IPv6: NODAD) and is announced alone.
-        [spec] = [s for s in a.netlink.address_specs[INTERFACE] if str(s.address) == EXCLUDED]
-        assert spec.nodad
-        assert announced(cluster, a.announcements.records[announcements:]) == [
-            (12.25, ["1.2.3.58"]),
-            (12.25, ["2a03:4444:fff0:59:88::58"]),
-        ]
-        assert cluster.masters("vip58") == ["A"]
-        assert [t.new for t in a.transitions] == [State.BACKUP, State.MASTER]
-        nursery.cancel_scope.cancel()
+    a, _ = await start(cluster)
+    await cluster.sleep_until(12.25)
+    announcements = len(a.announcements.records)
+    with caplog.at_level(logging.WARNING, logger="pyvrrp"):
+        a.netlink.remove_address_externally(INTERFACE, IPv4Interface(VIP))
+        await trio.testing.wait_all_tasks_blocked()
+        assert cluster.at(trio.current_time()) == 12.25
+        assert a.holds(VIP)
+        a.netlink.remove_address_externally(INTERFACE, IPv6Interface(EXCLUDED))
+        await trio.testing.wait_all_tasks_blocked()
+        assert a.holds(EXCLUDED)
+    assert caplog.messages == [
+        f"vip58: {VIP} dev {INTERFACE} had been removed by someone else: put it back",
+        f"vip58: {EXCLUDED} dev {INTERFACE} had been removed by someone else: put it back",
+    ]
+    # Each comes back with its own options (IPv6: NODAD) and is announced alone.
+    [spec] = [s for s in a.netlink.address_specs[INTERFACE] if str(s.address) == EXCLUDED]
+    assert spec.nodad
+    assert announced(cluster, a.announcements.records[announcements:]) == [
+        (12.25, ["1.2.3.58"]),
+        (12.25, ["2a03:4444:fff0:59:88::58"]),
+    ]
+    assert cluster.masters("vip58") == ["A"]
+    assert [t.new for t in a.transitions] == [State.BACKUP, State.MASTER]
 
 
 async def test_backup_does_not_put_back_an_address_it_does_not_hold(
     autojump_clock: trio.testing.MockClock,
+    cluster: Cluster,
 ) -> None:
-    async with trio.open_nursery() as nursery:
-        cluster = Cluster(nursery)
-        _, c = await start(cluster)
-        await cluster.sleep_until(12.25)
-        # Someone adds the VIP on the backup, then removes it: not ours to put back.
-        c.netlink.add_address_externally(INTERFACE, IPv4Interface(VIP))
-        c.netlink.remove_address_externally(INTERFACE, IPv4Interface(VIP))
-        await cluster.sleep_until(25)
-        assert not c.holds(VIP)
-        assert adds(c) == []
-        assert c.announcements.records == []
-        assert c.state("vip58") is State.BACKUP
-        nursery.cancel_scope.cancel()
+    _, c = await start(cluster)
+    await cluster.sleep_until(12.25)
+    # Someone adds the VIP on the backup, then removes it: not ours to put back.
+    c.netlink.add_address_externally(INTERFACE, IPv4Interface(VIP))
+    c.netlink.remove_address_externally(INTERFACE, IPv4Interface(VIP))
+    await cluster.sleep_until(25)
+    assert not c.holds(VIP)
+    assert adds(c) == []
+    assert c.announcements.records == []
+    assert c.state("vip58") is State.BACKUP
 
 
 async def test_removed_route_and_rule_are_put_back_within_the_reassert_interval(
-    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+    cluster: Cluster,
 ) -> None:
     assert REASSERT_INTERVAL == 10.0
-    async with trio.open_nursery() as nursery:
-        cluster = Cluster(nursery)
-        a, _ = await start(cluster, virtual_routes=[ROUTE], virtual_rules=[RULE])
-        await cluster.sleep_until(12.25)
-        [route] = a.netlink.routes
-        [rule] = a.netlink.rules
-        # Someone else (an `ip route flush table 100`) removes them; netlink tells us nothing.
-        assert await a.netlink.remove_route(route)
-        assert await a.netlink.remove_rule(rule)
-        announcements = len(a.announcements.records)
-        with caplog.at_level(logging.WARNING, logger="pyvrrp"):
-            await cluster.sleep_until(19.9)
-            assert (len(a.netlink.routes), len(a.netlink.rules)) == (0, 0)
-            # The periodic check runs every 10 s since the start: at 20.
-            await cluster.sleep_until(20.1)
-        assert (list(a.netlink.routes), list(a.netlink.rules)) == ([route], [rule])
-        assert caplog.messages == [
-            f"vip58: 10.58.0.0/16 via {GATEWAY} dev {INTERFACE} table 100 had been removed by "
-            "someone else: put it back",
-            "vip58: priority 1000 from 1.2.3.56/29 lookup 100 had been removed by someone "
-            "else: put it back",
-        ]
-        # The addresses never left: nothing to announce again.
-        assert a.announcements.records[announcements:] == []
-        nursery.cancel_scope.cancel()
+    a, _ = await start(cluster, virtual_routes=[ROUTE], virtual_rules=[RULE])
+    await cluster.sleep_until(12.25)
+    [route] = a.netlink.routes
+    [rule] = a.netlink.rules
+    # Someone else (an `ip route flush table 100`) removes them; netlink tells us nothing.
+    assert await a.netlink.remove_route(route)
+    assert await a.netlink.remove_rule(rule)
+    announcements = len(a.announcements.records)
+    with caplog.at_level(logging.WARNING, logger="pyvrrp"):
+        await cluster.sleep_until(19.9)
+        assert (len(a.netlink.routes), len(a.netlink.rules)) == (0, 0)
+        # The periodic check runs every 10 s since the start: at 20.
+        await cluster.sleep_until(20.1)
+    assert (list(a.netlink.routes), list(a.netlink.rules)) == ([route], [rule])
+    assert caplog.messages == [
+        f"vip58: 10.58.0.0/16 via {GATEWAY} dev {INTERFACE} table 100 had been removed by "
+        "someone else: put it back",
+        "vip58: priority 1000 from 1.2.3.56/29 lookup 100 had been removed by someone "
+        "else: put it back",
+    ]
+    # The addresses never left: nothing to announce again.
+    assert a.announcements.records[announcements:] == []
 
 
 async def test_removed_static_route_and_rule_are_put_back_on_any_node(
-    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+    cluster: Cluster,
 ) -> None:
     static = {"routes": [ROUTE], "rules": [RULE]}
-    async with trio.open_nursery() as nursery:
-        cluster = Cluster(nursery)
-        await cluster.start("A", config({"vip58": seed(100)}))
-        c = await cluster.start("C", config({"vip58": seed(75)}, **static))
-        await cluster.sleep_until(12.25)
-        assert c.state("vip58") is State.BACKUP  # static ones are not a master's business
-        [route] = c.netlink.routes
-        [rule] = c.netlink.rules
-        assert await c.netlink.remove_route(route)
-        assert await c.netlink.remove_rule(rule)
-        with caplog.at_level(logging.WARNING, logger="pyvrrp"):
-            await cluster.sleep_until(20.1)
-        assert (list(c.netlink.routes), list(c.netlink.rules)) == ([route], [rule])
-        assert caplog.messages == [
-            f"static 10.58.0.0/16 via {GATEWAY} dev {INTERFACE} table 100 had been removed by "
-            "someone else: put it back",
-            "static priority 1000 from 1.2.3.56/29 lookup 100 had been removed by someone "
-            "else: put it back",
-        ]
-        nursery.cancel_scope.cancel()
+    await cluster.start("A", config({"vip58": seed(100)}))
+    c = await cluster.start("C", config({"vip58": seed(75)}, **static))
+    await cluster.sleep_until(12.25)
+    assert c.state("vip58") is State.BACKUP  # static ones are not a master's business
+    [route] = c.netlink.routes
+    [rule] = c.netlink.rules
+    assert await c.netlink.remove_route(route)
+    assert await c.netlink.remove_rule(rule)
+    with caplog.at_level(logging.WARNING, logger="pyvrrp"):
+        await cluster.sleep_until(20.1)
+    assert (list(c.netlink.routes), list(c.netlink.rules)) == ([route], [rule])
+    assert caplog.messages == [
+        f"static 10.58.0.0/16 via {GATEWAY} dev {INTERFACE} table 100 had been removed by "
+        "someone else: put it back",
+        "static priority 1000 from 1.2.3.56/29 lookup 100 had been removed by someone "
+        "else: put it back",
+    ]
 
 
 async def test_addresses_flushed_by_a_link_going_down_are_not_fought_over(
     autojump_clock: trio.testing.MockClock,
+    cluster: Cluster,
 ) -> None:
-    async with trio.open_nursery() as nursery:
-        cluster = Cluster(nursery)
-        a, _ = await start(cluster)
-        await cluster.sleep_until(12.25)
-        added = len(adds(a))
-        # The link goes down: the kernel flushes the IPv6 address, the instance faults
-        # (its interface is tracked implicitly) and removes the rest. Nobody puts anything
-        # back while the link is down.
-        a.netlink.set_link_up(INTERFACE, False)
-        await cluster.sleep_until(25)
-        assert a.state("vip58") is State.FAULT
-        assert not a.holds(VIP) and not a.holds(EXCLUDED)
-        assert len(adds(a)) == added
-        nursery.cancel_scope.cancel()
+    a, _ = await start(cluster)
+    await cluster.sleep_until(12.25)
+    added = len(adds(a))
+    # The link goes down: the kernel flushes the IPv6 address, the instance faults
+    # (its interface is tracked implicitly) and removes the rest. Nobody puts anything
+    # back while the link is down.
+    a.netlink.set_link_up(INTERFACE, False)
+    await cluster.sleep_until(25)
+    assert a.state("vip58") is State.FAULT
+    assert not a.holds(VIP) and not a.holds(EXCLUDED)
+    assert len(adds(a)) == added
 
 
 async def test_master_puts_back_addresses_flushed_while_its_link_was_down_when_it_returns(
     autojump_clock: trio.testing.MockClock,
+    cluster: Cluster,
 ) -> None:
     # eth0.4000 tracked with a weight: down lowers A to 150, still above C, so A stays
     # master while the kernel flushes its IPv6 excluded address.
-    async with trio.open_nursery() as nursery:
-        cluster = Cluster(nursery)
-        a, _ = await start(
-            cluster, priority=200, track_interfaces=[{"name": INTERFACE, "weight": -50}]
-        )
-        await cluster.sleep_until(12.25)
-        a.netlink.set_link_up(INTERFACE, False)
-        await cluster.sleep_until(13.25)
-        assert a.state("vip58") is State.MASTER
-        assert a.holds(VIP) and not a.holds(EXCLUDED)
-        announcements = len(a.announcements.records)
-        a.netlink.set_link_up(INTERFACE, True)
-        await trio.testing.wait_all_tasks_blocked()
-        # Back with the link, not at the next periodic check (20).
-        assert cluster.at(trio.current_time()) == 13.25
-        assert a.holds(EXCLUDED)
-        assert announced(cluster, a.announcements.records[announcements:]) == [
-            (13.25, ["1.2.3.58", "2a03:4444:fff0:59:88::58"])
-        ]
-        nursery.cancel_scope.cancel()
+    a, _ = await start(cluster, priority=200, track_interfaces=[{"name": INTERFACE, "weight": -50}])
+    await cluster.sleep_until(12.25)
+    a.netlink.set_link_up(INTERFACE, False)
+    await cluster.sleep_until(13.25)
+    assert a.state("vip58") is State.MASTER
+    assert a.holds(VIP) and not a.holds(EXCLUDED)
+    announcements = len(a.announcements.records)
+    a.netlink.set_link_up(INTERFACE, True)
+    await trio.testing.wait_all_tasks_blocked()
+    # Back with the link, not at the next periodic check (20).
+    assert cluster.at(trio.current_time()) == 13.25
+    assert a.holds(EXCLUDED)
+    assert announced(cluster, a.announcements.records[announcements:]) == [
+        (13.25, ["1.2.3.58", "2a03:4444:fff0:59:88::58"])
+    ]

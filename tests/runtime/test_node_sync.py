@@ -48,75 +48,71 @@ def node_c() -> Any:
 
 async def test_a_tracker_fault_takes_the_whole_group_to_fault_and_back(
     autojump_clock: trio.testing.MockClock,
+    cluster: Cluster,
 ) -> None:
-    async with trio.open_nursery() as nursery:
-        cluster = Cluster(nursery)
-        a = await cluster.start("A", node_a())
-        c = await cluster.start("C", node_c())
-        await cluster.sleep_until(9.5)
-        assert a.node.states() == {"vip58": State.MASTER, "vip59": State.MASTER}
-        a.runner.set(COMMAND, FakeRun.fail())
-        await trio.testing.wait_all_tasks_blocked()
-        await cluster.sleep_until(10)
-        await trio.testing.wait_all_tasks_blocked()
-        # The check's run at 10 fails: vip58 FAULT (its weight ignored), vip59 follows at
-        # once; both send priority 0 and, a failure not being a planned departure, drop
-        # their addresses at once.
-        assert a.node.states() == {"vip58": State.FAULT, "vip59": State.FAULT}
-        [fault58] = [t for t in a.transitions_of("vip58") if t.new is State.FAULT]
-        [fault59] = [t for t in a.transitions_of("vip59") if t.new is State.FAULT]
-        assert (cluster.at(fault58.time), fault58.cause) == (10.0, Cause.FAULT)
-        assert (cluster.at(fault59.time), fault59.cause) == (10.0, Cause.SYNC_GROUP)
-        assert fault59.reason == "sync group edge: vip58 in FAULT"
-        assert (10.0, 0) in cluster.adverts("A", 58) and (10.0, 0) in cluster.adverts("A", 59)
-        assert not a.holds(VIP58) and not a.holds(VIP59)
-        status = a.node.status()["instances"]
-        assert status["vip58"]["faults"] == [f"script {CHK}"]
-        assert status["vip59"]["faults"] == []  # held by its group, not by a tracker
-        assert status["vip58"]["effective_priority"] == 100  # the weight does not apply
-        await cluster.sleep_until(12)
-        for name in ("vip58", "vip59"):
-            assert cluster.changes("C", name)[-1] == (10 + SKEW_75, State.BACKUP, State.MASTER)
-        assert c.holds(VIP58) and c.holds(VIP59)
-        # The check passes again at 20: both members leave FAULT together, then preempt C
-        # together when they hear it (20.707031), a Skew_Time later.
-        await cluster.sleep_until(19.5)
-        assert a.node.states() == {"vip58": State.FAULT, "vip59": State.FAULT}
-        a.runner.set(COMMAND, FakeRun.ok())
-        await cluster.sleep_until(25)
-        for name in ("vip58", "vip59"):
-            assert cluster.changes("A", name)[-2:] == [
-                (20.0, State.FAULT, State.BACKUP),
-                (20 + SKEW_75 + SKEW_100, State.BACKUP, State.MASTER),
-            ]
-        assert a.holds(VIP58) and a.holds(VIP59)
-        assert cluster.masters("vip58") == ["A"] and cluster.masters("vip59") == ["A"]
-        nursery.cancel_scope.cancel()
+    a = await cluster.start("A", node_a())
+    c = await cluster.start("C", node_c())
+    await cluster.sleep_until(9.5)
+    assert a.node.states() == {"vip58": State.MASTER, "vip59": State.MASTER}
+    a.runner.set(COMMAND, FakeRun.fail())
+    await trio.testing.wait_all_tasks_blocked()
+    await cluster.sleep_until(10)
+    await trio.testing.wait_all_tasks_blocked()
+    # The check's run at 10 fails: vip58 FAULT (its weight ignored), vip59 follows at
+    # once; both send priority 0 and, a failure not being a planned departure, drop
+    # their addresses at once.
+    assert a.node.states() == {"vip58": State.FAULT, "vip59": State.FAULT}
+    [fault58] = [t for t in a.transitions_of("vip58") if t.new is State.FAULT]
+    [fault59] = [t for t in a.transitions_of("vip59") if t.new is State.FAULT]
+    assert (cluster.at(fault58.time), fault58.cause) == (10.0, Cause.FAULT)
+    assert (cluster.at(fault59.time), fault59.cause) == (10.0, Cause.SYNC_GROUP)
+    assert fault59.reason == "sync group edge: vip58 in FAULT"
+    assert (10.0, 0) in cluster.adverts("A", 58) and (10.0, 0) in cluster.adverts("A", 59)
+    assert not a.holds(VIP58) and not a.holds(VIP59)
+    status = a.node.status()["instances"]
+    assert status["vip58"]["faults"] == [f"script {CHK}"]
+    assert status["vip59"]["faults"] == []  # held by its group, not by a tracker
+    assert status["vip58"]["effective_priority"] == 100  # the weight does not apply
+    await cluster.sleep_until(12)
+    for name in ("vip58", "vip59"):
+        assert cluster.changes("C", name)[-1] == (10 + SKEW_75, State.BACKUP, State.MASTER)
+    assert c.holds(VIP58) and c.holds(VIP59)
+    # The check passes again at 20: both members leave FAULT together, then preempt C
+    # together when they hear it (20.707031), a Skew_Time later.
+    await cluster.sleep_until(19.5)
+    assert a.node.states() == {"vip58": State.FAULT, "vip59": State.FAULT}
+    a.runner.set(COMMAND, FakeRun.ok())
+    await cluster.sleep_until(25)
+    for name in ("vip58", "vip59"):
+        assert cluster.changes("A", name)[-2:] == [
+            (20.0, State.FAULT, State.BACKUP),
+            (20 + SKEW_75 + SKEW_100, State.BACKUP, State.MASTER),
+        ]
+    assert a.holds(VIP58) and a.holds(VIP59)
+    assert cluster.masters("vip58") == ["A"] and cluster.masters("vip59") == ["A"]
 
 
 async def test_maintenance_of_one_member_hands_the_whole_group_over_gracefully(
     autojump_clock: trio.testing.MockClock,
+    cluster: Cluster,
 ) -> None:
-    async with trio.open_nursery() as nursery:
-        cluster = Cluster(nursery)
-        a = await cluster.start("A", node_a())
-        c = await cluster.start("C", node_c())
-        await cluster.sleep_until(10)
-        assert await cluster.set_maintenance("A", True, ["vip58"]) == ["vip58"]
-        await trio.testing.wait_all_tasks_blocked()
-        assert a.node.states() == {"vip58": State.FAULT, "vip59": State.FAULT}
-        assert a.transitions_of("vip59")[-1].cause is Cause.SYNC_GROUP
-        # A planned departure: both keep their addresses until C takes over.
-        await cluster.sleep_until(10 + SKEW_75 - 0.000001)
-        assert a.holds(VIP58) and a.holds(VIP59)
-        await cluster.sleep_until(11)
-        assert not a.holds(VIP58) and not a.holds(VIP59)
-        assert c.holds(VIP58) and c.holds(VIP59)
-        # Maintenance off: the group leaves FAULT together.
-        assert await cluster.set_maintenance("A", False, ["vip58"]) == ["vip58"]
-        await trio.testing.wait_all_tasks_blocked()
-        assert a.node.states() == {"vip58": State.BACKUP, "vip59": State.BACKUP}
-        nursery.cancel_scope.cancel()
+    a = await cluster.start("A", node_a())
+    c = await cluster.start("C", node_c())
+    await cluster.sleep_until(10)
+    assert await cluster.set_maintenance("A", True, ["vip58"]) == ["vip58"]
+    await trio.testing.wait_all_tasks_blocked()
+    assert a.node.states() == {"vip58": State.FAULT, "vip59": State.FAULT}
+    assert a.transitions_of("vip59")[-1].cause is Cause.SYNC_GROUP
+    # A planned departure: both keep their addresses until C takes over.
+    await cluster.sleep_until(10 + SKEW_75 - 0.000001)
+    assert a.holds(VIP58) and a.holds(VIP59)
+    await cluster.sleep_until(11)
+    assert not a.holds(VIP58) and not a.holds(VIP59)
+    assert c.holds(VIP58) and c.holds(VIP59)
+    # Maintenance off: the group leaves FAULT together.
+    assert await cluster.set_maintenance("A", False, ["vip58"]) == ["vip58"]
+    await trio.testing.wait_all_tasks_blocked()
+    assert a.node.states() == {"vip58": State.BACKUP, "vip59": State.BACKUP}
 
 
 async def test_restart_with_a_member_in_maintenance_starts_the_whole_group_in_fault(
@@ -154,6 +150,7 @@ async def test_restart_with_a_member_in_maintenance_starts_the_whole_group_in_fa
 
 async def test_reload_adding_a_member_to_a_group_in_fault_starts_it_in_fault(
     autojump_clock: trio.testing.MockClock,
+    cluster: Cluster,
 ) -> None:
     store = MemoryMaintenanceStore()
     alone = config(
@@ -163,36 +160,31 @@ async def test_reload_adding_a_member_to_a_group_in_fault_starts_it_in_fault(
         {"vip59": instance(59, 255, VIP59), "vip58": instance(58, 100, VIP58)},
         sync_groups={"edge": {"instances": ["vip58", "vip59"]}},
     )
-    async with trio.open_nursery() as nursery:
-        cluster = Cluster(nursery)
-        a = await cluster.start("A", alone, store=store)
-        await cluster.sleep_until(5)
-        await a.node.set_maintenance(True, ["vip58"])
-        await cluster.sleep_until(10)
-        await a.node.reload(grown)
-        await cluster.sleep_until(15)
-        # The new owner joins a group held in FAULT: it starts there, not as master.
-        assert cluster.changes("A", "vip59") == [(10.0, State.INITIALIZE, State.FAULT)]
-        assert not a.holds(VIP59)
-        assert [t.vrid for t in (s.advert for s in cluster.sent)].count(59) == 0
-        nursery.cancel_scope.cancel()
+    a = await cluster.start("A", alone, store=store)
+    await cluster.sleep_until(5)
+    await a.node.set_maintenance(True, ["vip58"])
+    await cluster.sleep_until(10)
+    await a.node.reload(grown)
+    await cluster.sleep_until(15)
+    # The new owner joins a group held in FAULT: it starts there, not as master.
+    assert cluster.changes("A", "vip59") == [(10.0, State.INITIALIZE, State.FAULT)]
+    assert not a.holds(VIP59)
+    assert [t.vrid for t in (s.advert for s in cluster.sent)].count(59) == 0
 
 
 async def test_reload_removing_the_faulty_member_releases_the_rest_of_the_group(
     autojump_clock: trio.testing.MockClock,
+    cluster: Cluster,
 ) -> None:
-    async with trio.open_nursery() as nursery:
-        cluster = Cluster(nursery)
-        a = await cluster.start("A", node_a(), store=MemoryMaintenanceStore())
-        await cluster.sleep_until(5)
-        await a.node.set_maintenance(True, ["vip58"])
-        await cluster.sleep_until(10)
-        assert a.node.states() == {"vip58": State.FAULT, "vip59": State.FAULT}
-        await a.node.reload(config({"vip59": instance(59, 100, VIP59)}))
-        await cluster.sleep_until(20)
-        # vip59 is no longer held: BACKUP at once, master after Master_Down_Interval(100).
-        assert cluster.changes("A", "vip59")[-2:] == [
-            (10.0, State.FAULT, State.BACKUP),
-            (10 + 3.609375, State.BACKUP, State.MASTER),
-        ]
-        nursery.cancel_scope.cancel()
+    a = await cluster.start("A", node_a(), store=MemoryMaintenanceStore())
+    await cluster.sleep_until(5)
+    await a.node.set_maintenance(True, ["vip58"])
+    await cluster.sleep_until(10)
+    assert a.node.states() == {"vip58": State.FAULT, "vip59": State.FAULT}
+    await a.node.reload(config({"vip59": instance(59, 100, VIP59)}))
+    await cluster.sleep_until(20)
+    # vip59 is no longer held: BACKUP at once, master after Master_Down_Interval(100).
+    assert cluster.changes("A", "vip59")[-2:] == [
+        (10.0, State.FAULT, State.BACKUP),
+        (10 + 3.609375, State.BACKUP, State.MASTER),
+    ]

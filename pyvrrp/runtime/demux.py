@@ -1,0 +1,115 @@
+"""The node's transports and their receive loops: one per (interface, family) in use, each
+handing a received packet to the instance with its VRID (what tells the virtual routers on
+one link apart).
+
+Packets that reach no instance (a header the transport rejected, a VRID nobody here runs)
+are counted per interface and reason: the status reports them as ``interface_drops``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+import trio
+
+from pyvrrp.core.packet import DecodeError, DropReason, Family, peek_vrid
+from pyvrrp.runtime.instance import Instance
+from pyvrrp.runtime.logs import RateLimiter
+from pyvrrp.runtime.transport import Transport, TransportFactory
+
+log = logging.getLogger("pyvrrp")
+
+LinkKey = tuple[str, Family]
+
+
+class Demux:
+    """Opens, reopens and closes transports as the instances change; routes packets."""
+
+    def __init__(self, transport_factory: TransportFactory) -> None:
+        self._transport_factory = transport_factory
+        self._transports: dict[LinkKey, Transport] = {}
+        self._receivers: dict[LinkKey, trio.CancelScope] = {}
+        self._demux: dict[LinkKey, dict[int, Instance]] = {}
+        self._unknown_vrid: dict[LinkKey, int] = {}
+        self._header_errors: dict[LinkKey, int] = {}
+        self._logs = RateLimiter()
+
+    def update(self, live: Iterable[Instance], nursery: trio.Nursery) -> None:
+        """Open (or reopen) one transport per (interface, family) ``live`` uses; close the
+        rest. Receive loops run in ``nursery``."""
+        live = list(live)
+        wanted: dict[LinkKey, bool] = {}
+        for instance in live:
+            key = (instance.config.interface, instance.config.family)
+            wanted[key] = wanted.get(key, False) or not instance.config.unicast_peers
+        for key in list(self._transports):
+            if key not in wanted:
+                self._close(key)
+        self._demux = {key: {} for key in wanted}
+        for key, multicast in wanted.items():
+            transport = self._transports.get(key)
+            if transport is not None and transport.multicast != multicast:
+                self._close(key)
+                transport = None
+            if transport is None:
+                transport = self._transport_factory(key[0], key[1], multicast=multicast)
+                self._transports[key] = transport
+                scope = trio.CancelScope()
+                self._receivers[key] = scope
+                nursery.start_soon(self._receive_loop, key, transport, scope)
+        for instance in live:
+            key = (instance.config.interface, instance.config.family)
+            instance.transport = self._transports[key]
+            self._demux[key][instance.config.vrid] = instance
+
+    def close_all(self) -> None:
+        """Close every transport (the node is stopping; its nursery cancels the loops)."""
+        for transport in self._transports.values():
+            transport.close()
+
+    def drops(self) -> dict[str, dict[str, int]]:
+        """Packets dropped before reaching an instance, per interface and reason."""
+        result: dict[str, dict[str, int]] = {}
+        for counts, reason in (
+            (self._unknown_vrid, DropReason.UNKNOWN_VRID),
+            (self._header_errors, DropReason.IP_HEADER),
+        ):
+            for (interface, family), count in counts.items():
+                result.setdefault(f"{interface}/ipv{family.value}", {})[reason.value] = count
+        return result
+
+    def _close(self, key: LinkKey) -> None:
+        self._receivers.pop(key).cancel()
+        self._transports.pop(key).close()
+
+    async def _receive_loop(
+        self, key: LinkKey, transport: Transport, scope: trio.CancelScope
+    ) -> None:
+        with scope:
+            while True:
+                try:
+                    packet = await transport.receive()
+                except DecodeError as exc:
+                    self._header_errors[key] = self._header_errors.get(key, 0) + 1
+                    self._logs.log(
+                        log, logging.INFO, ("header", key), "%s: dropped a packet: %s", key[0], exc
+                    )
+                    continue
+                vrid = peek_vrid(packet.message)
+                routes = self._demux.get(key, {})
+                instance = routes.get(vrid) if vrid is not None else None
+                if instance is None:
+                    self._unknown_vrid[key] = self._unknown_vrid.get(key, 0) + 1
+                    self._logs.log(
+                        log,
+                        logging.INFO,
+                        ("vrid", key),  # one line per interface, not per VRID: floods
+                        "%s: dropped an advertisement from %s for VRID %s: %s",
+                        key[0],
+                        packet.source,
+                        vrid,
+                        "no instance has this VRID here",
+                    )
+                    continue
+                instance.post_packet(packet)
