@@ -271,9 +271,11 @@ def outage_by_step(
 ) -> dict[str, tuple[float, float, dict[str, float]]]:
     """Per probed address: (total outage s, longest outage s, {step label: outage s}) from the
     prober's record (nslab.probe): every request without an answer is one probe interval
-    without service, charged to the step during which the last answer before it came.
-    `steps` are (label, time.monotonic_ns()) in order."""
-    start = interval = sent = 0
+    without service. A run of unanswered requests is charged to the step under way halfway
+    between the answers around it: a step's fault starts right after its mark, so the answer
+    before it may still come before the mark. `steps` are (label, time.monotonic_ns()) in
+    order."""
+    start = interval = sent = stopped = 0
     targets: list[str] = []
     answered: dict[str, dict[int, int]] = {}
     for line in record.read_text(errors="replace").splitlines():
@@ -286,7 +288,7 @@ def outage_by_step(
         elif f[0] == "A" and len(f) == 5 and f[4] in answered:
             answered[f[4]].setdefault(int(f[2]), int(f[1]))
         elif f[0] == "E" and len(f) == 3:
-            sent = int(f[2])
+            stopped, sent = int(f[1]), int(f[2])
     if not start or not sent:
         raise LabError(f"the probe record {record} is incomplete: was the probe stopped?")
 
@@ -301,17 +303,20 @@ def outage_by_step(
     for target in targets:
         got = answered[target]
         per_step = {label: 0.0 for label, _ in steps}
-        total = longest = run_len = 0
-        last_t = start
-        for seq in range(sent):
-            if seq in got:
-                last_t = got[seq]
-                run_len = 0
+        total = longest = 0
+        last_t, run_len = start, 0
+        for seq in range(sent + 1):
+            if seq < sent and seq not in got:
+                run_len += 1
                 continue
-            run_len += 1
-            total += 1
-            longest = max(longest, run_len)
-            per_step[step_of(last_t)] += interval / 1e9
+            if run_len:
+                after = got[seq] if seq < sent else stopped
+                per_step[step_of((last_t + after) // 2)] += run_len * interval / 1e9
+                total += run_len
+                longest = max(longest, run_len)
+                run_len = 0
+            if seq < sent:
+                last_t = got[seq]
         result[target] = (total * interval / 1e9, longest * interval / 1e9, per_step)
     return result
 
@@ -367,7 +372,9 @@ class MigrationReport:
     steps: list[tuple[str, float]] = field(default_factory=list)  # label, seconds since start
     imports: dict[str, ImportOutcome] = field(default_factory=dict)
     addresses: dict[str, AddressResult] = field(default_factory=dict)
-    sigterm_gaps: dict[str, float] = field(default_factory=dict)  # address: in its master's stop
+    # Per address, the outage of its master's swap: keepalived's SIGTERM gap, and pyvrrp taking
+    # the VIP back.
+    sigterm_gaps: dict[str, float] = field(default_factory=dict)
     bound_s: float = field(default_factory=sigterm_gap_bound)
     # Where each node's daemon log ended once every node had spoken VRRPv3 only for 3 s.
     log_marks: dict[str, int] = field(default_factory=dict)
@@ -718,10 +725,10 @@ class Rehearsal:
         """`node` from keepalived to pyvrrp in migration mode."""
         self.step(f"{node}: import, 2+3, check")
         self.report.imports[node] = self.import_node(node)
-        self.step(f"{node}: keepalived SIGTERM")
+        self.step(f"{node}: keepalived SIGTERM, pyvrrp started (2+3)")
         self.lab.stop(node)
-        self.step(f"{node}: pyvrrp started (2+3)")
         self.lab.start(node, "pyvrrp", self.node_toml(node).read_text())
+        self.more("keepalived has exited; pyvrrp started")
         self.wait_seed_table(probe, timeout=15)
         time.sleep(self.settle_s)
         self.more(f"{node} is master of its VIP again, the client reaches it")
@@ -742,9 +749,8 @@ class Rehearsal:
         self.wait_seed_table(probe, timeout=15)
         time.sleep(self.settle_s)
         self.more(f"{node} runs keepalived again, master of its VIP; the others still 2+3")
-        self.step(f"{node}: forward again: keepalived SIGTERM", rollback=True)
+        self.step(f"{node}: forward again: keepalived SIGTERM, pyvrrp", rollback=True)
         self.lab.stop(node)
-        self.step(f"{node}: forward again: pyvrrp started (2+3)", rollback=True)
         self.lab.start(node, "pyvrrp", self.node_toml(node).read_text())
         self.wait_seed_table(probe, timeout=15)
         time.sleep(self.settle_s)
@@ -780,7 +786,7 @@ class Rehearsal:
             node, addrs = owner_addrs
             for addr in addrs:
                 self.report.sigterm_gaps[addr] = self.report.addresses[addr].per_step.get(
-                    f"{node}: keepalived SIGTERM", 0.0
+                    f"{node}: keepalived SIGTERM, pyvrrp started (2+3)", 0.0
                 )
 
 
