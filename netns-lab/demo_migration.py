@@ -86,7 +86,7 @@ def print_report(report: MigrationReport, out: Timeline) -> None:
     out.more(
         f"two holders: overlaps longer than {HANDOVER_OVERLAP_S * 1000:.0f} ms (a preemption "
         "overlaps for the advert's transit: the new master adds first, the old one removes on "
-        "receipt)"
+        "receipt; a stopping pyvrrp keeps its VIP until 0.1 s after it hears the new master)"
     )
 
 

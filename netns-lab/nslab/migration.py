@@ -97,8 +97,10 @@ BEST_BACKUP_PRIORITY = 75
 SIGTERM_GAP_SLACK_S = 0.3
 # A handover by preemption makes the new master add the address right after sending its
 # advertisement, and the old one remove it when that advertisement arrives (RFC 9568 §6.4.3):
-# both hold it for the advert's transit and processing, a few milliseconds. Anything longer
-# than this is two masters, not one handover (a real split lasts at least an advert interval).
+# both hold it for the advert's transit and processing, a few milliseconds. A stopping pyvrrp
+# master keeps its addresses until 0.1 s after it hears the new master (graceful_handover,
+# docs/configuration.md). Anything longer than this is two masters, not one handover (a real
+# split lasts at least an advert interval).
 HANDOVER_OVERLAP_S = 0.25
 
 # What the lab drops from the seed's files: it runs no mail server and no SNMP agent.
@@ -440,7 +442,7 @@ class MigrationReport:
             )
         overlaps = sorted((o for a in self.addresses.values() for o in a.overlaps), key=_start)
         if overlaps:
-            lines.append("every overlap (two holders for a moment: a preemption's handover):")
+            lines.append("every overlap (two holders for a moment: a handover, see above):")
         for o in overlaps:
             lines.append(
                 f"  {o.address:<26} {'+'.join(o.nodes):<5} {o.duration_s * 1000:>6.1f}ms at "

@@ -19,9 +19,9 @@ Goals:
   Anything over 250 ms (`HANDOVER_OVERLAP_S`) is two masters: a version mismatch or a lost
   election lasts at least an advert interval. The client must never be answered by two nodes
   in turn (the probe's split-brain check). The longest overlap seen is in the rollback, about
-  100 ms: keepalived A, back, discards the lower-priority adverts of keepalived C (keepalived
-  2.2.7 in BACKUP does not preempt on them), becomes master when its own down timer runs out,
-  and C yields when A's first advert arrives; keepalived with keepalived, as at any restart.
+  100 ms, and it is pyvrrp's graceful handover (docs/configuration.md, "Handover"): stopped,
+  pyvrrp A sends priority 0 but keeps its addresses until 0.1 s after it hears the new master
+  C, so the client is served throughout.
 - the client's total outage per address, over the whole migration, is at most one keepalived
   SIGTERM gap. The bound (`sigterm_gap_bound`): keepalived drops its addresses at once and
   sends priority 0, so the best backup (priority 75 in the seed) takes over after its
