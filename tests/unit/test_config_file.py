@@ -73,7 +73,7 @@ def file_problem(path: str | os.PathLike[str]) -> str:
 def test_seed_example_node_a_loads_with_every_important_field() -> None:
     node = load(EXAMPLE)
     assert node.global_.router_id == "node-a"
-    assert node.global_.metrics_listen == ("127.0.0.1", 9650)
+    assert node.global_.metrics_listen == ("192.168.200.1", 9650)
     assert list(node.instances) == ["vip58", "vip59", "vip60"]
 
     assert node.scripts["chk_nginx_ingress"] == ScriptConfig(

@@ -20,7 +20,7 @@ def test_systemd_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     pyvrrp = Path(sys.executable).with_name("pyvrrp")
     assert pyvrrp.exists()
     unit = tmp_path / "pyvrrp.service"
-    unit.write_text(UNIT.read_text().replace("/usr/local/bin/pyvrrp", str(pyvrrp)))
+    unit.write_text(UNIT.read_text().replace("/usr/bin/pyvrrp", str(pyvrrp)))
     result = subprocess.run(
         [analyze, "verify", str(unit)], capture_output=True, text=True, check=False
     )

@@ -37,3 +37,38 @@ def test_containerfile_copies_what_the_package_needs() -> None:
         for path in copied.split():
             assert (ROOT / path).exists(), path
     assert 'ENTRYPOINT ["pyvrrp"]' in text
+
+
+def configmap_nodes() -> dict[str, str]:
+    """Key -> node.toml text of every key of the example's ConfigMap."""
+    text = (ROOT / "contrib" / "kubernetes" / "daemonset.yaml").read_text()
+    found = re.findall(r"^  ([\w.-]+\.toml): \|\n((?:    .*\n|\n)+)", text, re.MULTILINE)
+    return {key: textwrap.dedent(body) for key, body in found}
+
+
+def test_configmap_has_one_valid_node_toml_per_node_named_after_it() -> None:
+    nodes = configmap_nodes()
+    assert set(nodes) == {"node-a.toml", "node-b.toml", "node-c.toml"}
+    configs = {key: parse_node(tomllib.loads(body)) for key, body in nodes.items()}
+    for key, config in configs.items():
+        assert config.global_.router_id == key.removesuffix(".toml")
+    # One cluster: the same VRID everywhere, each node a peer of the two others, one
+    # priority per node.
+    sources = {}
+    for config in configs.values():
+        (instance,) = config.instances.values()
+        sources[str(instance.unicast_source)] = {str(p) for p in instance.unicast_peers}
+    for source, peers in sources.items():
+        assert peers == set(sources) - {source}
+    priorities = [next(iter(c.instances.values())).priority for c in configs.values()]
+    assert len(set(priorities)) == 3
+
+
+def test_each_pod_reads_the_key_of_its_own_node() -> None:
+    text = (ROOT / "contrib" / "kubernetes" / "daemonset.yaml").read_text()
+    assert 'args: ["-c", "/etc/pyvrrp/$(NODE_NAME).toml"]' in text
+    assert re.search(
+        r"- name: NODE_NAME\n\s+valueFrom:\n\s+fieldRef:\n\s+fieldPath: spec.nodeName", text
+    )
+    # Only on the labelled nodes: a node without a key would fail to start.
+    assert re.search(r"nodeSelector:\n\s+pyvrrp.example.com/vrrp: \"true\"", text)
