@@ -3,19 +3,23 @@ tests/netns/test_migration.py).
 
 The seed's three real keepalived.conf files (tests/data/keepalived/machine-{a,b,c}.conf) run in
 the lab with keepalived's default VRRP version (v2 for IPv4: the files say no `vrrp_version`),
-changed only where the lab must differ (`lab_keepalived_conf`). A client probes every VIP and
-IPv6 twin every 5 ms throughout. Then each node in turn goes from keepalived to pyvrrp as
+changed only where the lab must differ (`lab_keepalived_conf`), on nodes set up as deployed:
+the seed's if-up.d hooks (tests/data/hooks/) make the `vswitch` table's routes and rules, and
+a firewall lets VRRP in from the unicast peers only. A client probes every VIP and IPv6 twin
+every 5 ms throughout. Then each node in turn goes from keepalived to pyvrrp as
 docs/migrating-from-keepalived.md tells an operator to:
 
-    pyvrrp import-keepalived keepalived.conf -o node.toml    (--force if something is dropped)
+    pyvrrp import-keepalived keepalived.conf -o node.toml    (the seed's file as deployed:
+                                                              exit 1, SNMP dropped; --force)
+    the hooks' routes and rules appended to node.toml        (HOOK_ROUTES_TOML)
     sed -i 's/^version = .*/version = "2+3"/' node.toml      (migration mode, RFC 9568 §8.4)
     pyvrrp check -c node.toml
-    stop keepalived (SIGTERM), start pyvrrp
+    stop keepalived (SIGTERM), start pyvrrp, pyvrrp status
 
-and once all three run pyvrrp, each in turn switches to VRRPv3 by an edit and a reload:
+Optionally one node is rolled back (pyvrrp stopped, the hooks run again, keepalived started)
+and moved forward again. Once all three run pyvrrp, each in turn switches to VRRPv3:
 
     sed -i 's/^version = .*/version = 3/' node.toml
-    pyvrrp check -c node.toml
     pyvrrp reload -c node.toml                                (what SIGHUP does)
 
 What is measured: the client's outage per address in every step (from the probe's record:
@@ -43,7 +47,9 @@ from nslab.spec import HealthCheckSpec
 from nslab.system import LabError, Proc, ns_argv, python, python_env, run, spawn, terminate
 
 __all__ = [
+    "HOOK_ROUTES_TOML",
     "SEED_DATA",
+    "SEED_FILE",
     "AddressResult",
     "AddressWatch",
     "ImportOutcome",
