@@ -558,7 +558,9 @@ class Rehearsal:
             etc = Path("/etc/netns") / self.lab.ns(n)
             self._etc_netns.append(etc)
             if Path("/etc/iproute2").is_dir():
-                shutil.copytree("/etc/iproute2", etc / "iproute2", symlinks=True)
+                shutil.copytree(
+                    "/etc/iproute2", etc / "iproute2", symlinks=True, dirs_exist_ok=True
+                )
             (etc / "iproute2" / "rt_tables.d").mkdir(parents=True, exist_ok=True)
             table = self.lab.cluster.routing_table
             (etc / "iproute2" / "rt_tables.d" / "vswitch.conf").write_text(f"{table} vswitch\n")
