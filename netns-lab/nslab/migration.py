@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from nslab.lab import Lab, Probe
 from nslab.spec import HealthCheckSpec
@@ -389,8 +390,11 @@ class MigrationReport:
     # The steps of the rollback (a node back to keepalived, then to pyvrrp again): not part
     # of the migration's outage, measured on their own.
     rollback_steps: list[str] = field(default_factory=list)
-    # `pyvrrp status` of each node right after its swap.
+    # `pyvrrp status` of each node right after its swap, and `pyvrrp status --json` then and
+    # at the end (every node on VRRPv3 for 3 s or more).
     status: dict[str, str] = field(default_factory=dict)
+    status_json: dict[str, Any] = field(default_factory=dict)
+    final_status_json: dict[str, Any] = field(default_factory=dict)
 
     def migration_outage(self, address: str) -> float:
         """The client's outage of `address` over the migration, the rollback left out."""
@@ -520,6 +524,14 @@ class Rehearsal:
                 f"{(done.stderr or done.stdout).strip()}"
             )
         return done
+
+    def status_json(self, node: str) -> Any:
+        """`pyvrrp status --json` of `node`'s daemon, parsed."""
+        done = self.pyvrrp("status", "--json", "-c", str(self.node_toml(node)), node=node)
+        try:
+            return json.loads(done.stdout)
+        except json.JSONDecodeError as exc:
+            raise LabError(f"`pyvrrp status --json` on {node} printed no JSON: {exc}") from exc
 
     def node_toml(self, node: str) -> Path:
         """Where `node`'s imported node.toml lives (what pyvrrp runs and reloads)."""
@@ -718,6 +730,7 @@ class Rehearsal:
                     self.to_v3(node, probe)
                 self.report.log_marks = {n: len(lab.log(n)) for n in lab.nodes}
                 time.sleep(self.settle_s)
+                self.report.final_status_json = {n: self.status_json(n) for n in lab.nodes}
                 self.step("end")
             watch.stop()
             self._analyse(probe, watch, since=converged, origin=origin)
@@ -742,8 +755,10 @@ class Rehearsal:
         self.wait_seed_table(probe, timeout=15)
         time.sleep(self.settle_s)
         self.more(f"{node} is master of its VIP again, the client reaches it")
-        status = self.pyvrrp("status", "-c", str(self.node_toml(node)), node=node).stdout
+        toml = str(self.node_toml(node))
+        status = self.pyvrrp("status", "-c", toml, node=node).stdout
         self.report.status[node] = status
+        self.report.status_json[node] = self.status_json(node)
         self.more("pyvrrp status -c node.toml (the headline of each instance):")
         for line in status.splitlines():
             if line.strip() and (not line.startswith(" ") or "version" in line):

@@ -136,6 +136,33 @@ def test_every_node_imports_faithfully_and_runs_pyvrrp_with_vrrpv3_at_the_end(
         assert re.search(rf"^{re.escape(vip)}\s+MASTER\b", status, re.MULTILINE), status
 
 
+def test_migration_mode_speaks_vrrpv2_with_keepalived_and_the_cluster_ends_on_vrrpv3(
+    rehearsed: tuple[Lab, MigrationReport],
+) -> None:
+    _, report = rehearsed
+    node_of = {"192.168.200.1": "A", "192.168.200.2": "B", "192.168.200.3": "C"}
+    swapped: list[str] = []
+    for node in "ABC":
+        # Right after its swap, a node in "2+3" had heard the masters it met (only masters
+        # advertise): keepalived ones speaking VRRPv2 only, pyvrrp ones swapped before it both.
+        for name, inst in report.status_json[node]["instances"].items():
+            assert inst["vrrp_version"] == "2+3", (name, inst)
+            heard = {node_of[peer]: p["versions"] for peer, p in inst["peers"].items()}
+            assert heard, (node, name, inst)
+            for peer, versions in heard.items():
+                assert versions == ([2, 3] if peer in swapped else [2]), (node, name, heard)
+        swapped.append(node)
+    for node in "ABC":
+        # At the end, the master of every instance this node backs up has been speaking
+        # VRRPv3 only since its reload (3 s or more before; adverts come every second).
+        for name, inst in report.final_status_json[node]["instances"].items():
+            assert inst["vrrp_version"] == "3", (name, inst)
+            if inst["state"] == "MASTER":
+                continue
+            ago = inst["peers"][inst["master"]["address"]]["last_seen_ago"]
+            assert ago["3"] < 2.0 and ago.get("2", 1e9) > 2.0, (node, name, ago)
+
+
 def test_pyvrrp_owns_the_routes_and_rules_the_if_up_hooks_made(
     rehearsed: tuple[Lab, MigrationReport],
 ) -> None:
