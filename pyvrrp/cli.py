@@ -14,6 +14,9 @@ Exit codes follow design.md: 0 success, 1 failure, 2 bad configuration or bad us
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import os
 import sys
 import tomllib
 from collections.abc import Callable
@@ -23,12 +26,11 @@ from typing import Any
 from pyvrrp._version import __version__
 from pyvrrp.configfile import (
     ConfigFileError,
-    check_environment,
     load,
     problem_lines,
     warning_lines,
 )
-from pyvrrp.core.config import DEFAULT_CONTROL_SOCKET, ConfigError, summary
+from pyvrrp.core.config import DEFAULT_CONTROL_SOCKET, ConfigError, Problem, summary
 from pyvrrp.runtime.logs import LOG_FORMATS, LOG_LEVELS  # stdlib only: no trio for `check`
 
 EXIT_OK = 0
@@ -37,7 +39,7 @@ EXIT_CONFIG = 2
 
 _CONFIG_HELP = "the node configuration file (node.toml)"
 _SOCKET_HELP = (
-    "the daemon's control socket, for status, maintenance and reload "
+    "the daemon's control socket, for status, maintenance, reload and events "
     f"(default: control_socket from -c FILE, else {DEFAULT_CONTROL_SOCKET})"
 )
 
@@ -72,11 +74,21 @@ def _add_check_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
             "Validate FILE: print each problem as 'FILE: key.path: message' (the first 100, "
             "then how many more) and exit 2, or print a one-line summary and exit 0, with "
             "any warnings ('FILE: key.path: warning: message') on stderr. A file without "
-            "instances, or over 1 MiB, is a problem. Also checks that the programs, users "
-            "and groups it names exist on this host."
+            "instances, or over 1 MiB, is a problem. Without --host the check does not "
+            "depend on the machine it runs on."
         ),
     )
     _add_config_option(check, in_subcommand=True)
+    check.add_argument(
+        "--host",
+        action="store_true",
+        help=(
+            "also check FILE against this machine: interfaces and tracked interfaces exist, "
+            "unicast_source is an address of its interface, scripts and notify programs "
+            "exist and are executable, their users and groups exist, and a program run as "
+            "root cannot be changed by another user (unless [global] script_security = false)"
+        ),
+    )
 
 
 def _add_status_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -130,6 +142,21 @@ def _add_reload_parser(commands: argparse._SubParsersAction[argparse.ArgumentPar
     _add_socket_option(reload, in_subcommand=True)
 
 
+def _add_events_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    events = commands.add_parser(
+        "events",
+        help="print transitions and priority changes as JSON lines, as they happen",
+        description=(
+            "Subscribe to the running daemon and print one JSON object per line for each "
+            "transition and each change of effective priority, until interrupted (Ctrl-C "
+            "exits 0). Exits 1 if the daemon is not running, stops, or cuts this reader off "
+            "for falling behind. The fields are described in docs/operations.md."
+        ),
+    )
+    _add_config_option(events, in_subcommand=True)
+    _add_socket_option(events, in_subcommand=True)
+
+
 def _add_cleanup_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cleanup = commands.add_parser(
         "cleanup",
@@ -172,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_status_parser(commands)
     _add_maintenance_parser(commands)
     _add_reload_parser(commands)
+    _add_events_parser(commands)
     _add_cleanup_parser(commands)
     return parser
 
@@ -189,7 +217,18 @@ def _cmd_check(args: argparse.Namespace) -> int:
         _print_lines(problem_lines(file, error))
         return EXIT_CONFIG
     _print_lines(warning_lines(file, config))
-    problems = check_environment(config)
+    problems: list[Problem] = []
+    if args.host:
+        import trio  # only when needed, as the runtime
+
+        from pyvrrp.runtime.hostcheck import check_host_now
+        from pyvrrp.runtime.netlink import NetlinkError
+
+        try:
+            problems = trio.run(check_host_now, config)
+        except NetlinkError as error:
+            print(f"{file}: cannot check the host: {error}", file=sys.stderr)
+            return EXIT_FAILURE
     if problems:
         _print_lines(problem_lines(file, problems))
         return EXIT_CONFIG
@@ -228,6 +267,14 @@ def _control_socket_of(file: str) -> str | None:
     return path
 
 
+def _socket_path(args: argparse.Namespace) -> str | None:
+    """The control socket from -s, -c or the default; None after printing why not."""
+    path: str | None = args.socket
+    if path is None:
+        path = DEFAULT_CONTROL_SOCKET if args.config is None else _control_socket_of(args.config)
+    return path
+
+
 def _control(args: argparse.Namespace, payload: dict[str, Any]) -> tuple[int, Any]:
     """Send a request to the daemon: (EXIT_OK, result), or (exit code, None) after saying why.
 
@@ -236,11 +283,9 @@ def _control(args: argparse.Namespace, payload: dict[str, Any]) -> tuple[int, An
     """
     from pyvrrp.runtime.control import ControlError, request  # trio only when needed
 
-    path: str | None = args.socket
+    path = _socket_path(args)
     if path is None:
-        path = DEFAULT_CONTROL_SOCKET if args.config is None else _control_socket_of(args.config)
-        if path is None:
-            return EXIT_CONFIG, None
+        return EXIT_CONFIG, None
     try:
         response = request(path, payload)
     except ControlError as error:
@@ -290,6 +335,29 @@ def _cmd_reload(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_events(args: argparse.Namespace) -> int:
+    from pyvrrp.runtime.control import ControlError
+    from pyvrrp.runtime.eventsclient import receive_events
+
+    path = _socket_path(args)
+    if path is None:
+        return EXIT_CONFIG
+    try:
+        for event in receive_events(path):
+            print(json.dumps(event, separators=(",", ":")), flush=True)
+    except ControlError as error:
+        print(error, file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return EXIT_OK  # Ctrl-C is how a stream is meant to end
+    except BrokenPipeError:
+        # The reader (| head) left: nothing more to say, and nowhere to say it.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    raise AssertionError("receive_events ends only by raising")  # pragma: no cover
+
+
 def _cmd_cleanup(args: argparse.Namespace) -> int:
     from pyvrrp.runtime.cleanup import run_cleanup  # trio and pyroute2 only when needed
 
@@ -310,6 +378,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "status": _cmd_status,
     "maintenance": _cmd_maintenance,
     "reload": _cmd_reload,
+    "events": _cmd_events,
     "cleanup": _cmd_cleanup,
 }
 

@@ -19,7 +19,9 @@ import grp
 import os
 import pwd
 import re
+import shlex
 import shutil
+import stat
 import tomllib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -39,6 +41,7 @@ __all__ = [
     "ConfigError",
     "ConfigFileError",
     "check_environment",
+    "insecure_reason",
     "load",
     "problem_lines",
     "table_names",
@@ -213,11 +216,115 @@ def _program_problem(program: str) -> str | None:
 
 
 def _user_problem(user: str) -> str | None:
+    if user.isdigit():
+        return None  # a numeric uid needs no passwd entry
     try:
         pwd.getpwnam(user)
     except KeyError:
         return f"user {user!r} does not exist on this host; create it or change user"
     return None
+
+
+def _group_problem(group: str, key: str) -> str | None:
+    if group.isdigit():
+        return None
+    try:
+        grp.getgrnam(group)
+    except KeyError:
+        return f"group {group!r} does not exist on this host; create it or change {key}"
+    return None
+
+
+def _runs_as_root(user: str | None) -> bool:
+    """Whether a program run as ``user`` (None: as the daemon, which runs as root) is root."""
+    if user is None:
+        return True
+    if user.isdigit():
+        return int(user) == 0
+    try:
+        return pwd.getpwnam(user).pw_uid == 0
+    except KeyError:
+        return False  # reported as a missing user
+
+
+def _program_path(command: tuple[str, ...] | str) -> str | None:
+    """The file a command runs, when it can be known: argv[0] (searched in PATH when bare),
+    or the first word of a shell string when that is an absolute path."""
+    if isinstance(command, str):
+        try:
+            words = shlex.split(command)
+        except ValueError:
+            return None
+        return words[0] if words and words[0].startswith("/") else None
+    program = command[0]
+    return program if "/" in program else shutil.which(program)
+
+
+def _chain(path: str) -> list[str]:
+    """``path`` and every directory above it, for the path as written and as resolved
+    (a symlink's own directory matters as much as its target's)."""
+    chain: list[str] = []
+    for start in dict.fromkeys([os.path.abspath(path), os.path.realpath(path)]):
+        current = start
+        while True:
+            if current not in chain:
+                chain.append(current)
+            parent = os.path.dirname(current)
+            if parent == current:
+                break
+            current = parent
+    return chain
+
+
+def _owner(uid: int) -> str:
+    try:
+        return f"user {pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+def _group(gid: int) -> str:
+    try:
+        return f"group {grp.getgrgid(gid).gr_name} (gid {gid})"
+    except KeyError:
+        return f"gid {gid}"
+
+
+def insecure_reason(program: str) -> str | None:
+    """Why a non-root user could change what ``program`` is, or None when only root can.
+
+    keepalived's rule (enable_script_security): the file and every directory above it
+    must be owned by root, and none writable by a group other than root's or by everyone;
+    a directory with the sticky bit (/tmp) may be writable by everyone, as no one can replace
+    another user's file in it. A symbolic link is checked where it is and where it leads.
+    """
+    for path in _chain(program):
+        try:
+            info = os.lstat(path)
+        except OSError:
+            continue  # a missing program is reported as such
+        if stat.S_ISLNK(info.st_mode):
+            continue  # only its directory can re-point it; the target is in the chain too
+        if info.st_uid != 0:
+            return f"{path} is owned by {_owner(info.st_uid)}"
+        if stat.S_ISDIR(info.st_mode) and info.st_mode & stat.S_ISVTX:
+            continue
+        if info.st_mode & stat.S_IWOTH:
+            return f"{path} is writable by every user"
+        if info.st_gid != 0 and info.st_mode & stat.S_IWGRP:
+            return f"{path} is writable by {_group(info.st_gid)}"
+    return None
+
+
+def _security_problem(program: str, user_key: str) -> str | None:
+    reason = insecure_reason(program)
+    if reason is None:
+        return None
+    return (
+        f"{program} runs as root, but {reason}: that user could make it run anything as "
+        f"root; make it root's alone (chown root:root, chmod go-w), run it as another user "
+        f"({user_key}), or allow it with [global] script_security = false"
+    )
 
 
 def _instance_commands(instance: InstanceConfig) -> list[tuple[str, tuple[str, ...] | str]]:
@@ -232,46 +339,54 @@ def _instance_commands(instance: InstanceConfig) -> list[tuple[str, tuple[str, .
 
 
 def check_environment(config: NodeConfig) -> list[Problem]:
-    """Problems that depend on this host: missing or non-executable programs of scripts and
-    notifications given as argv arrays, and users that do not exist.
+    """Problems that depend on this host's files and accounts: missing or non-executable
+    programs of scripts and notifications, users and groups that do not exist, and programs
+    run as root that another user could change (unless ``[global] script_security`` is
+    false).
 
-    Shell-string commands are not checked: only the shell knows what they run.
+    A shell string's program is only known when its first word is an absolute path; a
+    program given by name is looked up in PATH.
     """
     problems: list[Problem] = []
+    global_ = config.global_
 
-    def check_command(path: str, command: tuple[str, ...] | str) -> None:
+    def check_command(
+        path: str, command: tuple[str, ...] | str, user: str | None, user_key: str
+    ) -> None:
+        where = f"{path}[0]" if isinstance(command, tuple) else path
         if isinstance(command, tuple):
             message = _program_problem(command[0])
             if message is not None:
-                problems.append(Problem(f"{path}[0]", message))
+                problems.append(Problem(where, message))
+                return
+        program = _program_path(command)
+        if program is None or not global_.script_security or not _runs_as_root(user):
+            return
+        message = _security_problem(program, user_key)
+        if message is not None:
+            problems.append(Problem(where, message))
 
-    def check_user(path: str, user: str | None) -> None:
-        if user is not None:
-            message = _user_problem(user)
-            if message is not None:
-                problems.append(Problem(path, message))
+    def check_account(path: str, name: str | None, kind: str) -> None:
+        if name is None:
+            return
+        key = path.rsplit(".", 1)[-1]
+        message = _user_problem(name) if kind == "user" else _group_problem(name, key)
+        if message is not None:
+            problems.append(Problem(path, message))
 
-    if config.global_.script_user is not None:
-        check_user(key_path("global", "script_user"), config.global_.script_user)
-    group = config.global_.script_group
-    if group is not None and not group.isdigit():
-        try:
-            grp.getgrnam(group)
-        except KeyError:
-            problems.append(
-                Problem(
-                    key_path("global", "script_group"),
-                    f"group {group!r} does not exist on this host; create it or change "
-                    "script_group",
-                )
-            )
+    check_account(key_path("global", "script_user"), global_.script_user, "user")
+    check_account(key_path("global", "script_group"), global_.script_group, "group")
     for name, script in config.scripts.items():
         path = key_path("scripts", name)
-        check_command(key_path(path, "command"), script.command)
-        check_user(key_path(path, "user"), script.user)
+        user, _ = global_.run_as(script.user, script.group)
+        check_command(key_path(path, "command"), script.command, user, 'user = "nobody"')
+        check_account(key_path(path, "user"), script.user, "user")
+        check_account(key_path(path, "group"), script.group, "group")
     for name, instance in config.instances.items():
         path = key_path("instances", name)
+        user, _ = global_.run_as(instance.notify_user, instance.notify_group)
         for key, command in _instance_commands(instance):
-            check_command(key_path(path, key), command)
-        check_user(key_path(path, "notify_user"), instance.notify_user)
+            check_command(key_path(path, key), command, user, 'notify_user = "nobody"')
+        check_account(key_path(path, "notify_user"), instance.notify_user, "user")
+        check_account(key_path(path, "notify_group"), instance.notify_group, "group")
     return problems

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from pyvrrp.core.tracking import explain_priority
 
 _LABEL_WIDTH: Final = 13
+HISTORY_SHOWN: Final = 5
+"""Transitions of each instance the text status shows (the JSON has every one kept)."""
 _KNOWN_COUNTERS: Final = (
     "adverts_sent",
     "adverts_received",
@@ -185,6 +188,37 @@ def _instance_block(name: str, instance: Mapping[str, Any]) -> list[str]:
         drops = _nonzero(_mapping(counters.get("drops")))
         if drops:
             lines.append(_line("drops", drops))
+    lines.extend(_history(_list(instance.get("history"))))
+    return lines
+
+
+def _when(value: object) -> str:
+    """A wall-clock time as local date and time, to the second (as journalctl shows them)."""
+    seconds = _number(value)
+    if seconds is None or not math.isfinite(seconds):
+        return "?"
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
+    except (OverflowError, OSError, ValueError):
+        return "?"
+
+
+def _history(history: Sequence[Any]) -> list[str]:
+    """The last :data:`HISTORY_SHOWN` transitions, oldest first, and how many more are kept."""
+    lines = []
+    shown = history[-HISTORY_SHOWN:]
+    for index, item in enumerate(shown):
+        entry = _mapping(item)
+        text = f"{_when(entry.get('time'))}  {_text(entry.get('from'))} -> {_text(entry.get('to'))}"
+        if entry.get("reason"):
+            text += f" ({_text(entry.get('reason'))})"
+        elif entry.get("cause"):
+            text += f" ({_text(entry.get('cause'))})"
+        text += f", priority {_text(entry.get('priority'))}"
+        lines.append(_line("history" if index == 0 else "", text))
+    earlier = len(history) - len(shown)
+    if earlier:
+        lines.append(_line("", f"and {earlier} earlier (pyvrrp status --json shows them)"))
     return lines
 
 

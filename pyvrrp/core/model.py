@@ -150,7 +150,9 @@ class GlobalConfig:
     ``metrics_listen`` is (host, port) with an IPv6 host written without brackets. ``version``
     is the default of IPv4 instances (each instance's resolved version is in
     :attr:`InstanceConfig.version`). ``script_user``/``script_group`` None: not set (scripts
-    run as the daemon's user unless they name one). ``email`` None: no ``[global.email]``.
+    and notify programs run as the daemon's user unless they name one; see :meth:`run_as`).
+    ``script_security`` False accepts scripts run as root that other users may write
+    (``pyvrrp check --host`` refuses them otherwise). ``email`` None: no ``[global.email]``.
     """
 
     router_id: str | None = None
@@ -163,7 +165,17 @@ class GlobalConfig:
     watch_config: bool = False
     script_user: str | None = None
     script_group: str | None = None
+    script_security: bool = True
     email: EmailConfig | None = None
+
+    def run_as(self, user: str | None, group: str | None) -> tuple[str | None, str | None]:
+        """The (user, group) a script or notify program with its own ``user`` and ``group``
+        keys runs as: its own user, with its own group or else that user's primary group;
+        without a user of its own, ``script_user`` with its own group or ``script_group``.
+        (None, None): as the daemon; a user with group None: the user's primary group."""
+        if user is not None:
+            return user, group
+        return self.script_user, group if group is not None else self.script_group
 
 
 @attrs.frozen
@@ -182,6 +194,7 @@ class ScriptConfig:
     rise: int = 1
     weight: int = 0
     user: str | None = None
+    group: str | None = None
 
     @timeout_us.default
     def _timeout_defaults_to_interval(self) -> int:
@@ -247,6 +260,7 @@ class InstanceConfig:
     garp_delay_us: int = 5 * US_PER_SECOND
     garp_refresh_us: int = 0
     notify_user: str | None = None
+    notify_group: str | None = None
     graceful_handover: bool = True
     version: VrrpVersion = VrrpVersion.V3
     auth_pass: str | None = None

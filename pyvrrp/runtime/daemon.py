@@ -29,12 +29,15 @@ from pyvrrp.runtime import sdnotify
 from pyvrrp.runtime.announcer import LinkAnnouncements
 from pyvrrp.runtime.control import ReloadRejected, serve_control
 from pyvrrp.runtime.errors import EnvironmentProblem
+from pyvrrp.runtime.events import Subscription
+from pyvrrp.runtime.hostcheck import check_host
 from pyvrrp.runtime.logs import set_level, setup_logging
 from pyvrrp.runtime.mailer import Mailer, MailSettings
-from pyvrrp.runtime.netlink import NetlinkError, open_netlink
+from pyvrrp.runtime.netlink import Netlink, NetlinkError, open_netlink
 from pyvrrp.runtime.node import Node
 from pyvrrp.runtime.status import NodeStatus
 from pyvrrp.runtime.transport import open_raw_transport
+from pyvrrp.runtime.watch import ConfigWatcher
 
 log = logging.getLogger("pyvrrp")
 
@@ -120,8 +123,6 @@ def run_daemon(
         return EXIT_ENVIRONMENT
     for line in configfile.warning_lines(config_path, config):
         log.warning("%s", line)
-    for warning in configfile.check_environment(config):
-        log.warning("%s", warning)
     failures: list[Exception] = []
     try:
         trio.run(partial(serve, config, os.fspath(config_path), log_level=log_level))
@@ -158,6 +159,7 @@ class DaemonControl:
         self.config_path = config_path
         self.mailer = mailer
         self.log_level = log_level
+        self.watcher: ConfigWatcher | None = None
         self._reloading = trio.Lock()
 
     def status(self) -> NodeStatus:
@@ -165,6 +167,19 @@ class DaemonControl:
 
     async def set_maintenance(self, on: bool, instances: Sequence[str]) -> list[str]:
         return await self.node.set_maintenance(on, list(instances))
+
+    def subscribe_events(self) -> Subscription:
+        """The node's transitions and priority changes (``pyvrrp events``)."""
+        return self.node.events.subscribe()
+
+    async def reload_if_valid(self) -> bool:
+        """:meth:`reload`, for the config watcher: True when applied, False when rejected
+        (logged)."""
+        try:
+            await self.reload()
+        except ReloadRejected:
+            return False
+        return True
 
     async def reload(self) -> dict[str, Any]:
         """Validate the file first; apply it only if it is valid (else keep the old one)."""
@@ -178,6 +193,7 @@ class DaemonControl:
                 raise ReloadRejected(lines) from None
             for line in configfile.warning_lines(self.config_path, config):
                 log.warning("reload: %s", line)
+            await warn_host(config, self.config_path, self.node.netlink, "reload: ")
             _warn_restart_only(self.node.config, config)
             sdnotify.reloading()
             try:
@@ -188,6 +204,8 @@ class DaemonControl:
             finally:
                 sdnotify.ready(_describe(self.node))
             self._apply_global(config)
+            if self.watcher is not None:
+                self.watcher.rebase()  # what the file holds now runs: no second reload
             return {
                 "kept": list(result.kept),
                 "changed": list(result.changed),
@@ -203,6 +221,19 @@ class DaemonControl:
         if self.mailer is not None:
             self.mailer.settings = mail_settings(config)
             self.mailer.router_id = router_id(config)
+
+
+async def warn_host(config: NodeConfig, path: str, netlink: Netlink, prefix: str = "") -> None:
+    """Log what ``pyvrrp check --host`` would report, as warnings: the daemon runs anyway
+    (an interface may appear later), but the log says what will not work."""
+    try:
+        problems = await check_host(config, netlink)
+    except NetlinkError as exc:
+        # Only a check: what it could not read, starting or reloading will report.
+        log.warning("%shost check: cannot read the interfaces: %s", prefix, exc)
+        return
+    for line in configfile.problem_lines(path, problems):
+        log.warning("%shost check: %s", prefix, line)
 
 
 def _warn_restart_only(old: NodeConfig, new: NodeConfig) -> None:
@@ -223,6 +254,7 @@ async def serve(config: NodeConfig, config_path: str = "", *, log_level: str | N
     signals_to_catch = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
     with trio.open_signal_receiver(*signals_to_catch) as signals:
         async with open_netlink() as netlink:
+            await warn_host(config, config_path, netlink)
             announcements = LinkAnnouncements()
             node = Node(
                 config,
@@ -252,6 +284,12 @@ async def serve(config: NodeConfig, config_path: str = "", *, log_level: str | N
                     # Subscribed before the routers start: their first transitions are mailed.
                     await nursery.start(mailer.run, node.subscribe())
                     await nursery.start(node.run)
+                    control.watcher = ConfigWatcher(
+                        config_path,
+                        control.reload_if_valid,
+                        enabled=lambda: node.config.global_.watch_config,
+                    )
+                    await nursery.start(control.watcher.run)
                     log.info(
                         "pyvrrp started: %s",
                         ", ".join(

@@ -3,8 +3,9 @@
 The node is the mediator around its instances (:mod:`pyvrrp.runtime.instance`, one driver
 task each): it creates them, routes their packets (:mod:`pyvrrp.runtime.demux`), feeds them
 health (:mod:`pyvrrp.runtime.trackers`), propagates sync group changes, publishes their
-transitions (subscribers, :mod:`pyvrrp.runtime.notify`), puts back what someone removed from
-a master (:mod:`pyvrrp.runtime.reassert`), reports its status
+transitions (subscribers, :mod:`pyvrrp.runtime.notify`, :mod:`pyvrrp.runtime.history`;
+with the priority changes, :mod:`pyvrrp.runtime.events`), puts back what someone removed
+from a master (:mod:`pyvrrp.runtime.reassert`), reports its status
 (:mod:`pyvrrp.runtime.status`) and applies a reload. Nothing here decides protocol
 behaviour; that happens in :mod:`pyvrrp.core`.
 """
@@ -33,6 +34,14 @@ from pyvrrp.core.timers import release_timeout
 from pyvrrp.core.tracking import Health, Tracking
 from pyvrrp.runtime.demux import Demux
 from pyvrrp.runtime.errors import EnvironmentProblem, UnknownInstance
+from pyvrrp.runtime.events import EventBus, priority_event, transition_event
+from pyvrrp.runtime.history import (
+    History,
+    HistoryEntry,
+    HistoryStore,
+    MemoryHistoryStore,
+    StateDirHistoryStore,
+)
 from pyvrrp.runtime.holdings import remove_stale
 from pyvrrp.runtime.instance import (
     PACKET_QUEUE,
@@ -90,7 +99,11 @@ class ReloadResult:
 
 class Node:
     """Every virtual router of one :class:`NodeConfig`, with its sockets, netlink, trackers
-    and notifications."""
+    and notifications.
+
+    ``store`` keeps the maintenance flags (None: ``state_dir``); ``history_store`` the
+    transition history (None: ``state_dir`` too when ``store`` is None, else in memory).
+    """
 
     def __init__(
         self,
@@ -101,6 +114,7 @@ class Node:
         announcements: Announcements,
         runner: ProcessRunner | None = None,
         store: MaintenanceStore | None = None,
+        history_store: HistoryStore | None = None,
         timer_lead: float = 0.0,
     ) -> None:
         self.config = config
@@ -129,7 +143,19 @@ class Node:
         self._nursery: trio.Nursery | None = None
         self._trackers = self._new_trackers(config, previous=None)
         self._trackers_scope: trio.CancelScope | None = None
-        self.notifier = Notifier(config.instances.values(), self.runner)
+        self.notifier = Notifier(config.instances.values(), self.runner, defaults=config.global_)
+        #: Every instance's last transitions, kept across restarts (see ``history_store``).
+        if history_store is None:
+            # Next to the maintenance flags: in state_dir for the daemon's store; with a
+            # store of the caller's (a test's fake), in memory, never on this host's disk.
+            history_store = (
+                StateDirHistoryStore(config.global_.state_dir)
+                if store is None
+                else MemoryHistoryStore()
+            )
+        self.history = History(history_store)
+        #: Transitions and priority changes for ``pyvrrp events`` (bounded per subscriber).
+        self.events = EventBus()
         self._reload_lock = trio.Lock()
         # More top-level keys of status(), each computed at every call: the daemon adds its
         # mailer's statistics as "email".
@@ -174,6 +200,32 @@ class Node:
         # KeyError: an instance a reload is adding or removing, unknown to the notifier.
         with contextlib.suppress(KeyError):
             self.notifier.notify_transition(transition)
+        # The wall clock when the router decided it (actions before this one took a moment).
+        wall = time.time() - max(0.0, trio.current_time() - transition.time)
+        self.history.record(
+            instance.name,
+            HistoryEntry(
+                wall,
+                change.old.value,
+                change.new.value,
+                change.cause.value,
+                change.reason,
+                change.priority,
+            ),
+        )
+        self.events.publish(
+            transition_event(
+                instance=instance.name,
+                vrid=instance.config.vrid,
+                interface=instance.config.interface,
+                old=change.old.value,
+                new=change.new.value,
+                cause=change.cause.value,
+                reason=change.reason,
+                priority=change.priority,
+                wall=wall,
+            )
+        )
         for send in list(self._subscribers):
             try:
                 send.send_nowait(transition)
@@ -234,7 +286,7 @@ class Node:
             router_id=self.config.global_.router_id,
             uptime=0.0 if self._started_at is None else round(now - self._started_at, 3),
             instances={
-                name: InstanceStatus.of(instance, now, wall)
+                name: InstanceStatus.of(instance, now, wall, self.history.entries(name))
                 for name, instance in self.instances.items()
             },
             scripts=(
@@ -271,9 +323,11 @@ class Node:
             await self._static("add", describe_route(route), self.netlink.add_route(route))
         for rule in self.config.rules:
             await self._static("add", describe_rule(rule), self.netlink.add_rule(rule))
+        await self.history.load(self.instances)
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
+                await nursery.start(self.history.run)
                 self._trackers_scope = await self._start_cancellable(self._trackers.run)
                 await nursery.start(self.notifier.run)
                 nursery.start_soon(self._reasserter.watch_netlink)
@@ -289,6 +343,7 @@ class Node:
             self._demux.close_all()
             with trio.CancelScope(shield=True):
                 await self._remove_static(self.config.routes, self.config.rules)
+                await self.history.flush()  # the stop's own transitions
 
     async def _prime(self, instances: Sequence[Instance]) -> None:
         """Let every instance about to start record what is already known before any starts.
@@ -344,8 +399,22 @@ class Node:
         instance = self.instances.get(name)
         if instance is None:
             return
+        # Before the first health: the router's own (its base priority, or an owner's 255).
+        before = instance.router.priority if instance.health is None else instance.health.priority
         instance.health = health
         instance.post(health.event())
+        if health.priority != before:
+            # Where the effective priority changes: the trackers' health reaching the router.
+            self.events.publish(
+                priority_event(
+                    instance=name,
+                    vrid=instance.config.vrid,
+                    interface=instance.config.interface,
+                    old=before,
+                    new=health.priority,
+                    reason=health.explain_priority(),
+                )
+            )
 
     def after_handle(self, instance: Instance, changes: Sequence[StateChanged]) -> None:
         """Propagate a member's change to its sync group."""
@@ -446,11 +515,13 @@ class Node:
                     matched[name] = instance
             removed = list(old_by_key.values())
             changed = [n for n, i in matched.items() if i.config != config.instances[n]]
+            renamed = {i.name: n for n, i in matched.items() if i.name != n}
             maintenance = {n for n, i in matched.items() if i.name in self._maintenance}
             # The new effective priorities (pure): a master advertises its new one once.
             tracking = Tracking(config, previous=self._trackers.tracking)
             # Before any instance takes its new name: a transition from now on finds a queue.
-            self.notifier.reconfigure(config.instances.values())
+            self.notifier.reconfigure(config.instances.values(), config.global_)
+            self.history.keep(config.instances, renamed=renamed)
             for name in changed:
                 priority = tracking.health(name).priority
                 await self._reconfigure(matched[name], config.instances[name], priority)
@@ -533,6 +604,7 @@ async def open_node(
     announcements: Announcements | None = None,
     runner: ProcessRunner | None = None,
     store: MaintenanceStore | None = None,
+    history_store: HistoryStore | None = None,
     timer_lead: float = 0.0,
 ) -> AsyncIterator[Node]:
     """Run a node for the duration of the ``async with`` block; stop it gracefully at exit.
@@ -540,9 +612,10 @@ async def open_node(
     ``config`` is a :class:`NodeConfig` or the path of a node.toml. Without the keyword
     arguments the node runs on the real network (raw sockets and netlink: root or
     CAP_NET_RAW + CAP_NET_ADMIN) and runs real scripts; tests pass :mod:`pyvrrp.testing`
-    fakes instead. ``timer_lead`` (seconds) wakes routers that much before their deadlines
-    to make up for the event loop's latency (the daemon uses 1 ms); their decisions still
-    happen at the exact deadline times.
+    fakes instead (a maintenance ``store`` of the test's keeps the history in memory too,
+    unless a ``history_store`` is given). ``timer_lead`` (seconds) wakes routers that much
+    before their deadlines to make up for the event loop's latency (the daemon uses 1 ms);
+    their decisions still happen at the exact deadline times.
     """
     if not isinstance(config, NodeConfig):
         from pyvrrp.configfile import load
@@ -570,6 +643,7 @@ async def open_node(
             announcements=announcements,
             runner=runner,
             store=store,
+            history_store=history_store,
             timer_lead=timer_lead,
         )
         async with trio.open_nursery() as nursery:

@@ -31,7 +31,7 @@ import attrs
 import trio
 
 from pyvrrp.core.actions import Cause, State
-from pyvrrp.core.config import InstanceConfig, NotifyCommand
+from pyvrrp.core.config import GlobalConfig, InstanceConfig, NotifyCommand
 from pyvrrp.runtime.logs import RateLimiter
 from pyvrrp.runtime.process import KILL_DELAY, ProcessRunner, ScriptOutcome
 
@@ -148,8 +148,10 @@ class Notifier:
 
     ``instances`` is the node's ``NodeConfig.instances`` (or its values); ``runner`` runs
     processes (``process.RealProcessRunner`` in the daemon, ``testing.fakeprocess``'s
-    ``FakeProcessRunner`` in tests); ``timeout`` bounds each script. Call :meth:`notify` (it
-    never blocks) and run :meth:`run` in a nursery.
+    ``FakeProcessRunner`` in tests); ``timeout`` bounds each script. ``defaults`` is the
+    node's ``[global]``: its ``script_user`` and ``script_group`` are the user and group of
+    instances without ``notify_user`` / ``notify_group``. Call :meth:`notify` (it never
+    blocks) and run :meth:`run` in a nursery.
     """
 
     def __init__(
@@ -159,6 +161,7 @@ class Notifier:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         max_pending: int = MAX_PENDING,
+        defaults: GlobalConfig | None = None,
     ) -> None:
         if not timeout > 0 or math.isinf(timeout):
             raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
@@ -168,6 +171,7 @@ class Notifier:
         self.runner = runner
         self.timeout = timeout
         self.max_pending = max_pending
+        self.defaults = defaults if defaults is not None else GlobalConfig()
         self._queues = {config.name: _Queue(config) for config in configs}
         self._idle = trio.lowlevel.ParkingLot()
         self._running = False
@@ -177,16 +181,21 @@ class Notifier:
             self._check_commands(config.config)
 
     def reconfigure(
-        self, instances: Mapping[str, InstanceConfig] | Iterable[InstanceConfig]
+        self,
+        instances: Mapping[str, InstanceConfig] | Iterable[InstanceConfig],
+        defaults: GlobalConfig | None = None,
     ) -> None:
         """Apply a reload without losing the order: each queue carries on with its waiting
-        scripts and counters, under the instance's new configuration for what comes next.
+        scripts and counters, under the instance's new configuration for what comes next
+        (and the new ``defaults``, when given).
 
         A new instance gets a queue. A removed instance keeps its queue, so that its STOP
         notification still runs in order, but it no longer shows in :meth:`statistics`.
         """
         configs = list(instances.values() if isinstance(instances, Mapping) else instances)
         names = {config.name for config in configs}
+        if defaults is not None:
+            self.defaults = defaults
         for config in configs:
             queue = self._queues.get(config.name)
             if queue is None:
@@ -324,11 +333,11 @@ class Notifier:
             try:
                 for script in job.scripts:
                     queue.pending -= 1
+                    user, group = self.defaults.run_as(
+                        queue.config.notify_user, queue.config.notify_group
+                    )
                     outcome = await self.runner.run(
-                        script.argv,
-                        timeout=self.timeout,
-                        user=queue.config.notify_user,
-                        env=job.env,
+                        script.argv, timeout=self.timeout, user=user, group=group, env=job.env
                     )
                     self._record(queue, job, script, outcome)
             finally:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import grp
 import os
 import pwd
 import signal
@@ -101,12 +102,14 @@ class ProcessRunner(Protocol):
         *,
         timeout: float,
         user: str | None,
+        group: str | None = None,
         env: Mapping[str, str] | None = None,
     ) -> ScriptOutcome:
         """Run ``command`` (argv, or a string for ``/bin/sh -c``) as ``user`` (None: as
-        ourselves), killing it after ``timeout`` seconds. ``env`` is the whole environment
-        of the process (its ``PATH`` also finds a bare program name); None inherits ours.
-        Never raises for a failing or missing command: that is an outcome."""
+        ourselves) and ``group`` (None: the user's primary group), killing it after
+        ``timeout`` seconds. User and group are names or numeric ids. ``env`` is the whole
+        environment of the process (its ``PATH`` also finds a bare program name); None
+        inherits ours. Never raises for a failing or missing command: that is an outcome."""
         ...
 
 
@@ -128,14 +131,37 @@ class _Credentials:
     groups: tuple[int, ...]
 
 
-def _lookup_user(user: str) -> _Credentials:
-    # Runs in a worker thread: NSS may ask LDAP or sssd, which can take long.
+def _lookup_group(group: str) -> int:
+    if group.isdigit():
+        return int(group)  # a numeric id needs no entry in the group database
     try:
-        entry = pwd.getpwnam(user)
+        return grp.getgrnam(group).gr_gid
     except KeyError:
-        raise _CannotStart(f"cannot run as user {user}: no such user") from None
-    groups = tuple(os.getgrouplist(user, entry.pw_gid))
-    return _Credentials(entry.pw_uid, entry.pw_gid, groups)
+        raise _CannotStart(f"cannot run as group {group}: no such group") from None
+
+
+def _lookup(user: str | None, group: str | None) -> _Credentials:
+    """The credentials of ``user`` and ``group`` (see :meth:`ProcessRunner.run`).
+
+    Runs in a worker thread: NSS may ask LDAP or sssd, which can take long. A user keeps
+    its supplementary groups (as ``su`` gives them); without a user, only the uid stays ours
+    and ``group`` is the one group.
+    """
+    if user is None:
+        assert group is not None
+        gid = _lookup_group(group)
+        return _Credentials(os.geteuid(), gid, (gid,))
+    try:
+        entry = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
+    except KeyError:
+        if not user.isdigit():
+            raise _CannotStart(f"cannot run as user {user}: no such user") from None
+        # A numeric uid without a passwd entry (a container's): no name, no group list.
+        gid = _lookup_group(group) if group is not None else int(user)
+        return _Credentials(int(user), gid, (gid,))
+    gid = _lookup_group(group) if group is not None else entry.pw_gid
+    groups = tuple(dict.fromkeys([gid, *os.getgrouplist(entry.pw_name, gid)]))
+    return _Credentials(entry.pw_uid, gid, groups)
 
 
 def _signal_group(pgid: int, signum: int) -> None:
@@ -155,13 +181,14 @@ class RealProcessRunner:
         *,
         timeout: float,
         user: str | None,
+        group: str | None = None,
         env: Mapping[str, str] | None = None,
     ) -> ScriptOutcome:
         """See :meth:`ProcessRunner.run`."""
         started = trio.current_time()
         argv = shell_argv(command)
         try:
-            process = await self._spawn(argv, user, env)
+            process = await self._spawn(argv, user, group, env)
         except _CannotStart as cannot:
             return ScriptOutcome(error=str(cannot), duration=trio.current_time() - started)
         timed_out = False
@@ -182,17 +209,25 @@ class RealProcessRunner:
         )
 
     async def _spawn(
-        self, argv: list[str], user: str | None, env: Mapping[str, str] | None
+        self,
+        argv: list[str],
+        user: str | None,
+        group: str | None,
+        env: Mapping[str, str] | None,
     ) -> trio.Process:
         credentials: _Credentials | None = None
-        if user is not None:
-            credentials = await trio.to_thread.run_sync(_lookup_user, user)
-            if credentials.uid == os.geteuid():
-                credentials = None  # already that user: nothing to switch
+        if user is not None or group is not None:
+            credentials = await trio.to_thread.run_sync(_lookup, user, group)
+            if credentials.uid == os.geteuid() and (
+                group is None or credentials.gid == os.getegid()
+            ):
+                credentials = None  # already that user (and group): nothing to switch
             elif os.geteuid() != 0:
+                what = f"user {user}" if user is not None else f"group {group}"
+                key = "user" if user is not None else "group"
                 raise _CannotStart(
-                    f"cannot run as user {user}: pyvrrp is not running as root "
-                    "(remove user, or run pyvrrp as root)"
+                    f"cannot run as {what}: pyvrrp is not running as root "
+                    f"(remove {key}, or run pyvrrp as root)"
                 )
         program = argv[0]
         try:

@@ -72,12 +72,19 @@ def save_maintenance(state_dir: str, instances: Iterable[str]) -> None:
     Creates ``state_dir`` (mode 0700) when it is missing. Raises :class:`StateFileError`
     when the file cannot be written.
     """
-    path = maintenance_path(state_dir)
     text = json.dumps({"maintenance": sorted(set(instances))}) + "\n"
+    write_atomically(state_dir, MAINTENANCE_FILE, text)
+
+
+def write_atomically(state_dir: str, name: str, text: str) -> None:
+    """Replace ``name`` in ``state_dir`` with ``text``: a temporary file, fsync, rename, fsync
+    of the directory. Creates ``state_dir`` (mode 0700) when it is missing. Raises
+    :class:`StateFileError` when the file cannot be written."""
+    path = os.path.join(state_dir, name)
     try:
         os.makedirs(state_dir, mode=0o700, exist_ok=True)
         # mkstemp makes the file mode 0600 in the same directory, so the rename is atomic.
-        fd, temporary = tempfile.mkstemp(dir=state_dir, prefix=f".{MAINTENANCE_FILE}.")
+        fd, temporary = tempfile.mkstemp(dir=state_dir, prefix=f".{name}.")
     except OSError as exc:
         raise StateFileError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
@@ -114,6 +121,7 @@ __all__ = [
     "load_maintenance",
     "maintenance_path",
     "save_maintenance",
+    "write_atomically",
 ]
 
 

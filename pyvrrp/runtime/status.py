@@ -17,6 +17,7 @@ import attrs
 from pyvrrp._version import __version__
 from pyvrrp.core.tracking import Contribution
 from pyvrrp.core.tracking import ScriptStatus as ScriptState
+from pyvrrp.runtime.history import HistoryEntry
 from pyvrrp.runtime.instance import Instance
 from pyvrrp.runtime.notify import NotifyStatistics
 from pyvrrp.runtime.trackers import ScriptStatistics
@@ -66,10 +67,19 @@ class InstanceStatus:
     excluded_addresses: list[str]
     unicast_peers: list[str]
     counters: CountersStatus
+    # Its last transitions, oldest first (runtime.history's HistoryEntry.to_json()).
+    history: list[dict[str, Any]] = attrs.field(factory=list)
 
     @classmethod
-    def of(cls, instance: Instance, now: float, wall: float) -> InstanceStatus:
-        """``instance`` at trio time ``now`` and wall-clock time ``wall``."""
+    def of(
+        cls,
+        instance: Instance,
+        now: float,
+        wall: float,
+        history: Iterable[HistoryEntry] = (),
+    ) -> InstanceStatus:
+        """``instance`` at trio time ``now`` and wall-clock time ``wall``, with its kept
+        transitions ``history``."""
         stats = instance.statistics()
         config = instance.config
         in_state = now - stats.state_since / 1_000_000
@@ -107,6 +117,7 @@ class InstanceStatus:
                 },
                 queue_overflows=instance.queue_overflows,
             ),
+            history=[entry.to_json() for entry in history],
         )
 
 

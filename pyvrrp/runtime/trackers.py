@@ -306,11 +306,13 @@ class Trackers:
         config = self._config.scripts[name]
         runs = self._runs[name]
         started = trio.current_time()
+        user, group = self._config.global_.run_as(config.user, config.group)
         try:
             outcome = await self._runner.run(
                 config.command,
                 timeout=config.timeout_us / US_PER_SECOND,
-                user=config.user,
+                user=user,
+                group=group,
                 env=None,  # the daemon's environment, as keepalived (module docstring)
             )
         finally:

@@ -85,8 +85,9 @@ class FakeCall:
     """One call of :meth:`FakeProcessRunner.run`: its arguments, trio times and outcome.
 
     ``env`` is a copy of the environment the caller passed (None: it asked to inherit the
-    daemon's). ``ended`` and ``outcome`` are None while it runs; ``cancelled`` is True if the
-    caller was cancelled (the daemon stopping) before it ended.
+    daemon's); ``user`` and ``group`` are what it asked to run as. ``ended`` and ``outcome``
+    are None while it runs; ``cancelled`` is True if the caller was cancelled (the daemon
+    stopping) before it ended.
     """
 
     command: Command
@@ -97,6 +98,7 @@ class FakeCall:
     ended: float | None = None
     outcome: ScriptOutcome | None = None
     cancelled: bool = False
+    group: str | None = None
 
 
 class FakeProcessRunner:
@@ -147,6 +149,7 @@ class FakeProcessRunner:
         *,
         timeout: float,
         user: str | None,
+        group: str | None = None,
         env: Mapping[str, str] | None = None,
     ) -> ScriptOutcome:
         """See :meth:`pyvrrp.runtime.trackers.ProcessRunner.run`."""
@@ -154,6 +157,7 @@ class FakeProcessRunner:
             command=command,
             timeout=timeout,
             user=user,
+            group=group,
             env=dict(env) if env is not None else None,
             started=trio.current_time(),
         )

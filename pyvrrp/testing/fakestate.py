@@ -1,10 +1,14 @@
-"""An in-memory maintenance store, for tests in trio's virtual time (no disk, no threads)."""
+"""In-memory maintenance and history stores, for tests in trio's virtual time (no disk, no
+threads)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+from pyvrrp.runtime.history import MemoryHistoryStore
 from pyvrrp.runtime.statefile import StateFileError
+
+__all__ = ["MemoryHistoryStore", "MemoryMaintenanceStore"]
 
 
 class MemoryMaintenanceStore:

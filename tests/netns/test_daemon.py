@@ -679,6 +679,89 @@ def test_sigterm_on_the_master_hands_the_vips_over_within_skew_time(lab: Lab) ->
     assert holding(lab, "A") == set()
 
 
+def test_events_stream_a_takeover_and_status_keeps_it_in_the_history(lab: Lab) -> None:
+    """`pyvrrp events` on B's control socket while A stops: B's three takeovers arrive as
+    JSON lines; Ctrl-C (SIGINT) ends the command with 0 and nothing on stderr; B's status
+    lists the takeovers last in each instance's history."""
+    sock = str(lab.node_dir("B") / "pyvrrp.sock")
+    with subprocess.Popen(
+        [sys.executable, "-m", "pyvrrp", "events", "-s", sock],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        start_new_session=True,
+    ) as events:  # leaving it waits for the process and closes the pipes
+        try:
+            time.sleep(1.5)  # subscribed (a Python start on a busy machine, generously)
+            lab.stop("A")
+            taken: dict[str, dict[str, Any]] = {}
+            deadline = time.monotonic() + master_down_interval(PRIORITY["B"]) + 10
+            assert events.stdout is not None and events.stderr is not None
+            pending = b""
+            while set(taken) != set(VRIDS) and time.monotonic() < deadline:
+                # Raw reads: a buffered readline() would hide lines select() cannot see.
+                ready, _, _ = select.select([events.stdout], [], [], 0.5)
+                if not ready:
+                    continue
+                chunk = os.read(events.stdout.fileno(), 65536)
+                assert chunk, f"the events stream ended: {events.stderr.read()!r}"
+                *lines, pending = (pending + chunk).split(b"\n")
+                for line in lines:
+                    event = json.loads(line)
+                    if event["type"] == "transition" and event["to"] == "MASTER":
+                        taken[event["instance"]] = event
+            assert set(taken) == set(VRIDS), taken
+            for name, event in taken.items():
+                assert (event["vrid"], event["from"], event["cause"]) == (
+                    VRIDS[name],
+                    "BACKUP",
+                    "master_left",  # A's priority-0 advertisement on its way out
+                )
+            events.send_signal(signal.SIGINT)
+            assert events.wait(10) == 0
+            assert events.stderr.read() == b""
+        finally:
+            if events.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(events.pid, signal.SIGKILL)
+    status = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "pyvrrp", "status", "--json", "-s", sock],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=15,
+            cwd=ROOT,
+        ).stdout
+    )
+    for name in VRIDS:
+        last = status["instances"][name]["history"][-1]
+        assert (last["from"], last["to"], last["cause"]) == ("BACKUP", "MASTER", "master_left")
+        assert last["time"] == taken[name]["time"]
+
+
+def test_the_daemon_logs_host_problems_at_start_and_runs_anyway(lab: Lab) -> None:
+    """What `pyvrrp check --host` would refuse (here a tracked interface this host lacks) is
+    a warning in the daemon's log, which still starts and stops cleanly."""
+    lab.stop("B")
+    config = node_toml(lab, "B").replace(
+        f"vrid = {VRIDS['mc4']}\n",
+        f'vrid = {VRIDS["mc4"]}\ntrack_interfaces = [{{ name = "nope0", weight = -10 }}]\n',
+    )
+    with own_daemon(lab, "B", config, "hostcheck") as daemon:
+        wait_until(lambda: "pyvrrp started" in own_log(lab, "B", "hostcheck"), 20, "the start")
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(20) == 0
+    log = own_log(lab, "B", "hostcheck")
+    conf = lab.node_dir("B") / "hostcheck.toml"
+    assert (
+        f"host check: {conf}: instances.mc4.track_interfaces[0]: interface nope0 does not "
+        "exist on this host (its weight -10 applies as if it were down)"
+    ) in log, log
+    assert "Traceback" not in log
+
+
 def test_cutting_the_masters_link_moves_the_vips_to_the_backup(lab: Lab) -> None:
     down_b = master_down_interval(PRIORITY["B"])  # 3.805 s
     log_offset = len(lab.log("B"))

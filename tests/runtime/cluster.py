@@ -31,6 +31,7 @@ from pyvrrp.core.actions import State
 from pyvrrp.core.config import DEFAULT_STATE_DIR, NodeConfig, parse_node
 from pyvrrp.core.events import PacketReceived
 from pyvrrp.core.packet import VRRP_TTL, Advertisement, Family, IPAddress, decode
+from pyvrrp.runtime.history import HistoryStore, MemoryHistoryStore
 from pyvrrp.runtime.node import Node, ReloadResult, Transition
 from pyvrrp.runtime.statefile import MaintenanceStore
 from pyvrrp.runtime.transport import Transport, TransportFactory
@@ -163,6 +164,8 @@ class Cluster:
         self.lan.run(nursery)
         self.hosts: dict[str, Host] = {}
         self.sent: list[Sent] = []
+        # In memory: a write on a worker thread would race the removal of state_root.
+        self.history_stores: dict[str, MemoryHistoryStore] = {}
         self.t0 = trio.current_time()
         if state_root is None:
             temporary = tempfile.TemporaryDirectory(prefix="pyvrrp-cluster-")
@@ -212,9 +215,12 @@ class Cluster:
         netlink: FakeNetlink | None = None,
         runner: FakeProcessRunner | None = None,
         store: MaintenanceStore | None = None,
+        history_store: HistoryStore | None = None,
     ) -> Host:
         """Run a node for host ``name``; ``store`` None keeps the flags in the host's state
-        directory (the daemon's StateDirStore)."""
+        directory (the daemon's StateDirStore). The history is kept in memory, one store per
+        host name, so a host started again finds its history (``history_store`` replaces
+        it)."""
         address = HOSTS[name]
         if netlink is None:
             netlink = FakeNetlink()
@@ -233,6 +239,11 @@ class Cluster:
             announcements=announcements,
             runner=runner,
             store=store,
+            history_store=(
+                history_store
+                if history_store is not None
+                else self.history_stores.setdefault(name, MemoryHistoryStore())
+            ),
         )
         scope = trio.CancelScope()
         host = Host(name, address, netlink, announcements, runner, node, scope)

@@ -24,6 +24,7 @@ from pyvrrp.runtime.errors import EnvironmentProblem
 from pyvrrp.runtime.netlink import AddressSpec
 from pyvrrp.runtime.node import Node
 from pyvrrp.testing.fakenetlink import FakeNetlink
+from pyvrrp.testing.fakestate import MemoryHistoryStore
 from pyvrrp.testing.lan import Delivery, MemoryLan, RecordingAnnouncements
 
 from .cluster import HOSTS, INTERFACE, Cluster, config, instance
@@ -218,6 +219,7 @@ async def test_becoming_master_runs_advert_addresses_routes_rules_announce_in_or
         netlink=netlink,
         transport_factory=lan.factory("A", [ip_address("192.168.200.1")]),
         announcements=_OrderedAnnouncements(log),
+        history_store=MemoryHistoryStore(),  # never this host's /var/lib/pyvrrp
     )
     async with trio.open_nursery() as nursery:
         await nursery.start(node.run)
@@ -268,6 +270,7 @@ async def test_an_unusable_interface_is_an_environment_problem(
         netlink=netlink,
         transport_factory=MemoryLan().factory("A"),
         announcements=RecordingAnnouncements(),
+        history_store=MemoryHistoryStore(),
     )
     with pytest.raises(EnvironmentProblem, match=message):
         await node.run()
@@ -324,6 +327,7 @@ async def test_a_timer_lead_wakes_early_but_the_router_decides_at_the_exact_dead
         transport_factory=lan.factory("A", [ip_address("192.168.200.1")]),
         announcements=RecordingAnnouncements(),
         timer_lead=0.001,
+        history_store=MemoryHistoryStore(),
     )
     changes = node.subscribe()
     async with trio.open_nursery() as nursery:

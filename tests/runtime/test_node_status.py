@@ -116,10 +116,23 @@ async def test_status_reports_every_key_and_follows_a_failover(
         "vrid",
         "family",
     ]
-    assert list(status["instances"]["vip58"])[-2:] == ["unicast_peers", "counters"]
+    assert list(status["instances"]["vip58"])[-3:] == ["unicast_peers", "counters", "history"]
     vip58 = status["instances"]["vip58"]
     assert vip58["last_transition"] > 0  # a wall-clock timestamp
     del vip58["last_transition"]
+    history = vip58.pop("history")
+    times = [entry.pop("time") for entry in history]
+    assert 0 < times[0] <= times[1]  # wall-clock timestamps, in order
+    assert history == [
+        {"from": "INIT", "to": "BACKUP", "cause": "startup", "reason": "startup", "priority": 100},
+        {
+            "from": "BACKUP",
+            "to": "MASTER",
+            "cause": "master_down",
+            "reason": "no advertisement for Master_Down_Interval",
+            "priority": 100,
+        },
+    ]
     assert vip58 == {
         "state": "MASTER",
         "in_state_for": round(10.5 - 3.609375, 3),

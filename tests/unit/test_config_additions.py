@@ -251,6 +251,64 @@ def test_bad_global_new_keys(line: str, path: str, message: str) -> None:
     assert message in problem.message
 
 
+def test_script_group_notify_group_and_script_security() -> None:
+    text = (
+        "[global]\nscript_security = false\n"
+        '[scripts.chk]\ncommand = ["/bin/true"]\nuser = "haproxy"\ngroup = "123"\n'
+        + instance(notify_user='"nobody"', notify_group='"nogroup"')
+    )
+    node = parse(text)
+    assert node.global_.script_security is False
+    assert (node.scripts["chk"].user, node.scripts["chk"].group) == ("haproxy", "123")
+    assert (node.instances["vip58"].notify_user, node.instances["vip58"].notify_group) == (
+        "nobody",
+        "nogroup",
+    )
+    assert GlobalConfig().script_security is True
+
+
+@pytest.mark.parametrize(
+    ("own_user", "own_group", "expected"),
+    [
+        (None, None, ("nobody", "nogroup")),  # [global]'s pair
+        (None, "daemon", ("nobody", "daemon")),  # its own group, the default user
+        ("haproxy", None, ("haproxy", None)),  # its own user, with that user's group
+        ("haproxy", "daemon", ("haproxy", "daemon")),
+    ],
+)
+def test_run_as_pairs_a_user_with_its_group(
+    own_user: str | None, own_group: str | None, expected: tuple[str | None, str | None]
+) -> None:
+    defaults = GlobalConfig(script_user="nobody", script_group="nogroup")
+    assert defaults.run_as(own_user, own_group) == expected
+    assert GlobalConfig().run_as(None, None) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("text", "path", "message"),
+    [
+        ("[global]\nscript_security = 1\n", "global.script_security", "expected true or false"),
+        (
+            '[scripts.chk]\ncommand = ["/bin/true"]\ngroup = "a b"\n',
+            "scripts.chk.group",
+            'contains " "; write one group name',
+        ),
+        ("", "instances.vip58.notify_group", 'contains ","; write one group name'),
+    ],
+)
+def test_bad_user_and_group_keys(text: str, path: str, message: str) -> None:
+    extra = {"notify_group": '"a,b"'} if path.endswith("notify_group") else {}
+    problem = only_problem(text + instance(**extra))
+    assert problem.path == path
+    assert message in problem.message
+
+
+def test_keepalived_enable_script_security_points_to_script_security() -> None:
+    problem = only_problem("[global]\nenable_script_security = true\n" + instance())
+    assert problem.path == "global.enable_script_security"
+    assert "script_security" in problem.message
+
+
 # ----------------------------------------------------------------------------- e-mail
 
 EMAIL = (

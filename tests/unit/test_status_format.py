@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -419,6 +421,32 @@ def operations_status() -> dict[str, Any]:
             in_state_for=95.2,
             master={"address": "192.168.200.3", "priority": 75},
             counters=counters(271210, 96, 2),
+            history=[
+                {
+                    "time": 1796256725.02,
+                    "from": "INIT",
+                    "to": "BACKUP",
+                    "cause": "startup",
+                    "reason": "startup",
+                    "priority": 100,
+                },
+                {
+                    "time": 1796256728.631,
+                    "from": "BACKUP",
+                    "to": "MASTER",
+                    "cause": "master_down",
+                    "reason": "no advertisement for Master_Down_Interval",
+                    "priority": 100,
+                },
+                {
+                    "time": 1796534077.5,
+                    "from": "MASTER",
+                    "to": "BACKUP",
+                    "cause": "higher_priority",
+                    "reason": "192.168.200.3 advertises priority 75 (ours 40)",
+                    "priority": 40,
+                },
+            ],
         ),
         "vip60": instance(
             60,
@@ -435,6 +463,7 @@ def operations_status() -> dict[str, Any]:
     return status
 
 
+@pytest.mark.usefixtures("utc")
 def test_the_status_example_in_the_operations_guide_is_what_the_command_prints() -> None:
     assert doc_example("`pyvrrp status`") == format_status(operations_status())
 
@@ -447,3 +476,51 @@ def test_the_maintenance_example_in_the_operations_guide_is_what_the_command_pri
         "previous": {"vip58": {"state": "MASTER"}, "vip59": {"state": "BACKUP"}},
     }
     assert doc_example("`pyvrrp maintenance`") == "\n".join(format_maintenance(result))
+
+
+@pytest.fixture
+def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Local time is UTC (the history shows local times)."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def history_entry(seconds: int, old: str, new: str, reason: str, priority: int) -> dict[str, Any]:
+    return {
+        "time": 1_765_000_000 + seconds,  # 2025-12-06 05:46:40 UTC
+        "from": old,
+        "to": new,
+        "cause": "x",
+        "reason": reason,
+        "priority": priority,
+    }
+
+
+@pytest.mark.usefixtures("utc")
+def test_the_last_transitions_are_shown_oldest_first_with_how_many_more_are_kept() -> None:
+    history = [
+        history_entry(
+            n, "BACKUP" if n % 2 else "MASTER", "MASTER" if n % 2 else "BACKUP", f"r{n}", 100
+        )
+        for n in range(7)
+    ]
+    text = format_status(status_with(vip58=seed_instance(history=history)))
+    rows = block(text, "vip58")
+    start = next(i for i, row in enumerate(rows) if row.startswith("  history"))
+    assert rows[start:] == [
+        "  history      2025-12-06 05:46:42  MASTER -> BACKUP (r2), priority 100",
+        "               2025-12-06 05:46:43  BACKUP -> MASTER (r3), priority 100",
+        "               2025-12-06 05:46:44  MASTER -> BACKUP (r4), priority 100",
+        "               2025-12-06 05:46:45  BACKUP -> MASTER (r5), priority 100",
+        "               2025-12-06 05:46:46  MASTER -> BACKUP (r6), priority 100",
+        "               and 2 earlier (pyvrrp status --json shows them)",
+    ]
+
+
+def test_no_history_shows_no_history_lines_and_odd_entries_do_not_break_it() -> None:
+    assert "history" not in format_status(status_with(vip58=seed_instance(history=[])))
+    odd = format_status(status_with(vip58=seed_instance(history=[None, {"time": "x"}, 5])))
+    assert "  history      ?  ? -> ?, priority ?" in odd

@@ -23,6 +23,7 @@ from pyvrrp.core.configparse.reading import (
     _table,
 )
 from pyvrrp.core.configparse.sections import (
+    _account_name,
     _InstanceDraft,
     _parse_addresses,
     _parse_list,
@@ -44,7 +45,6 @@ from pyvrrp.core.configparse.values import (
     _family_name,
     _integer,
     _interface_name,
-    _nonempty_string,
     _seconds,
     _unicast_ip,
     _v2_advert_interval,
@@ -230,7 +230,8 @@ def _parse_instance(
         ctx, t, "virtual_rules", lambda c, p, v: _parse_rule(c, p, v, family), what="rule"
     )
     notify = {key: t.get(key, _command, None) for key in _NOTIFY_KEYS}
-    notify_user = t.get("notify_user", _nonempty_string, None)
+    notify_user = t.get("notify_user", _account_name("user"), None)
+    notify_group = t.get("notify_group", _account_name("group"), None)
     garp_repeat = t.get("garp_repeat", _integer(1, 100), 5)
     garp_delay = t.get("garp_delay", _seconds(MAX_SECONDS), 5 * US_PER_SECOND)
     garp_refresh = t.get("garp_refresh", _seconds(MAX_SECONDS), 0)
@@ -285,6 +286,7 @@ def _parse_instance(
         garp_delay_us=_ok(garp_delay),
         garp_refresh_us=_ok(garp_refresh),
         notify_user=_ok(notify_user),
+        notify_group=_ok(notify_group),
         graceful_handover=_ok(graceful_handover),
         version=_ok(version),
         auth_pass=_ok(auth_pass),

@@ -31,6 +31,7 @@ _KEEPALIVED_INSTANCE = {
 }
 _KEEPALIVED_SCRIPT = {"script": "command"}
 _KEEPALIVED_GLOBAL = {
+    "enable_script_security": "script_security",
     "vrrp_version": "version",
     "notification_email": "[global.email] to",
     "notification_email_from": "[global.email] from",
@@ -52,10 +53,11 @@ _GLOBAL_KEYS = (
     "watch_config",
     "script_user",
     "script_group",
+    "script_security",
     "email",
 )
 _EMAIL_KEYS = ("server", "from", "to", "starttls", "username", "password_file")
-_SCRIPT_KEYS = ("command", "interval", "timeout", "fall", "rise", "weight", "user")
+_SCRIPT_KEYS = ("command", "interval", "timeout", "fall", "rise", "weight", "user", "group")
 _NOTIFY_KEYS = ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify")
 _INSTANCE_KEYS = (
     "interface",
@@ -77,6 +79,7 @@ _INSTANCE_KEYS = (
     "virtual_rules",
     *_NOTIFY_KEYS,
     "notify_user",
+    "notify_group",
     "garp_repeat",
     "garp_delay",
     "garp_refresh",

@@ -104,6 +104,7 @@ def _parse_global(ctx: _Ctx, value: object) -> GlobalConfig | _Bad:
     watch_config = t.get("watch_config", _boolean, False)
     script_user = t.get("script_user", _account_name("user"), None)
     script_group = t.get("script_group", _account_name("group"), None)
+    script_security = t.get("script_security", _boolean, True)
     email = _parse_email(ctx, t.sub("email"), data["email"]) if "email" in data else None
     if ctx.failed_since(mark):
         return _BAD
@@ -118,6 +119,7 @@ def _parse_global(ctx: _Ctx, value: object) -> GlobalConfig | _Bad:
         watch_config=_ok(watch_config),
         script_user=_ok(script_user),
         script_group=_ok(script_group),
+        script_security=_ok(script_security),
         email=_ok(email),
     )
 
@@ -214,7 +216,8 @@ def _parse_script(ctx: _Ctx, path: str, name: str, value: object) -> ScriptConfi
     fall = t.get("fall", _integer(1, 1_000_000), 1)
     rise = t.get("rise", _integer(1, 1_000_000), 1)
     weight = t.get("weight", _WEIGHT, 0)
-    user = t.get("user", _nonempty_string, None)
+    user = t.get("user", _account_name("user"), None)
+    group = t.get("group", _account_name("group"), None)
     if ctx.failed_since(mark) or command is _BAD:
         return _BAD
     return ScriptConfig(
@@ -226,6 +229,7 @@ def _parse_script(ctx: _Ctx, path: str, name: str, value: object) -> ScriptConfi
         rise=_ok(rise),
         weight=_ok(weight),
         user=_ok(user),
+        group=_ok(group),
     )
 
 
