@@ -13,7 +13,7 @@ docs/migrating-from-keepalived.md tells an operator to:
                                                               exit 1, SNMP dropped; --force)
     the hooks' routes and rules appended to node.toml        (HOOK_ROUTES_TOML)
     sed -i 's/^version = .*/version = "2+3"/' node.toml      (migration mode, RFC 9568 §8.4)
-    pyvrrp check -c node.toml
+    pyvrrp check --host -c node.toml                         (on the node)
     stop keepalived (SIGTERM), start pyvrrp, pyvrrp status
 
 Optionally one node is rolled back (pyvrrp stopped, the hooks run again, keepalived started)
@@ -342,7 +342,7 @@ class ImportOutcome:
     seed_exit: int  # the seed's file without --force
     seed_dropped: tuple[str, ...]
     seed_forced_exit: int  # then with --force
-    seed_checked: bool  # `pyvrrp check` passed on what --force wrote
+    seed_checked: bool  # `pyvrrp check --host` passed on what --force wrote
     exit_status: int  # the lab's file
     dropped: tuple[str, ...]
     notes: tuple[str, ...]
@@ -636,7 +636,7 @@ class Rehearsal:
     def import_node(self, node: str) -> ImportOutcome:
         """`pyvrrp import-keepalived` of the seed's file as deployed (exit 1: SNMP dropped;
         then --force) and of the lab's, which the lab runs: the lab's socket and state dir,
-        the hooks' routes and rules, `version = "2+3"`, `pyvrrp check`."""
+        the hooks' routes and rules, `version = "2+3"`, `pyvrrp check --host`."""
         seed = self.seed_data / SEED_FILE[node]
         seed_toml = self.lab.node_dir(node) / "seed-node.toml"
         first = self.pyvrrp("import-keepalived", str(seed), "-o", str(seed_toml), check=False)
@@ -651,13 +651,11 @@ class Rehearsal:
             "import-keepalived", str(seed), "-o", str(seed_toml), "--force", check=False
         )
         # --force writes the file and still exits 1: something was dropped.
-        seed_checked = (
-            seed_toml.exists()
-            and self.pyvrrp("check", "-c", str(seed_toml), node=node, check=False).returncode == 0
-        )
+        checked = self.pyvrrp("check", "--host", "-c", str(seed_toml), node=node, check=False)
+        seed_checked = seed_toml.exists() and checked.returncode == 0
         self.more(
             f"  with --force: exit {forced.returncode}, node.toml written; "
-            f"pyvrrp check -c node.toml: {'OK' if seed_checked else 'FAILED'}"
+            f"pyvrrp check --host -c node.toml: {'OK' if seed_checked else 'FAILED'}"
         )
 
         conf, toml = self.keepalived_conf(node), self.node_toml(node)
@@ -699,8 +697,8 @@ class Rehearsal:
         self.more("the if-up.d hooks' routes and rules appended as [[routes]] and [[rules]]")
         self.set_version(node, '"2+3"')
         self.more("sed -i 's/^version = .*/version = \"2+3\"/' node.toml")
-        summary = self.pyvrrp("check", "-c", str(toml), node=node).stdout.strip()
-        self.more(f"pyvrrp check -c node.toml: {summary.replace(str(toml), 'node.toml')}")
+        summary = self.pyvrrp("check", "--host", "-c", str(toml), node=node).stdout.strip()
+        self.more(f"pyvrrp check --host -c node.toml: {summary.replace(str(toml), 'node.toml')}")
         return outcome
 
     def run(self) -> MigrationReport:

@@ -233,7 +233,7 @@ def test_the_guide_shows_what_the_rehearsal_runs() -> None:
         "pyvrrp import-keepalived /etc/keepalived/keepalived.conf -o /etc/pyvrrp/node.toml",
         "--force",
         """sed -i 's/^version = .*/version = "2+3"/' /etc/pyvrrp/node.toml""",
-        "pyvrrp check -c /etc/pyvrrp/node.toml",
+        "pyvrrp check --host -c /etc/pyvrrp/node.toml",
         "sed -i 's/^version = .*/version = 3/' /etc/pyvrrp/node.toml",
         "pyvrrp reload -c /etc/pyvrrp/node.toml",
         "ip saddr { 192.168.200.2, 192.168.200.3 } ip protocol vrrp accept",
