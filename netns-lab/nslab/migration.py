@@ -9,10 +9,10 @@ a firewall lets VRRP in from the unicast peers only. A client probes every VIP a
 every 5 ms throughout. Then each node in turn goes from keepalived to pyvrrp as
 docs/migrating-from-keepalived.md tells an operator to:
 
-    pyvrrp import-keepalived keepalived.conf -o node.toml    (the seed's file as deployed:
-                                                              exit 1, SNMP dropped; --force)
+    pyvrrp import-keepalived keepalived.conf -o node.toml --vrrp-version 2+3
+                      (migration mode, RFC 9568 §8.4; the seed's file as deployed: exit 1,
+                       SNMP dropped, then --force)
     the hooks' routes and rules appended to node.toml        (HOOK_ROUTES_TOML)
-    sed -i 's/^version = .*/version = "2+3"/' node.toml      (migration mode, RFC 9568 §8.4)
     pyvrrp check --host -c node.toml                         (on the node)
     stop keepalived (SIGTERM), start pyvrrp, pyvrrp status
 
@@ -541,16 +541,19 @@ class Rehearsal:
         """The keepalived.conf `node`'s keepalived runs (written by `Lab.start`)."""
         return self.lab.node_dir(node) / "keepalived.conf"
 
-    def set_version(self, node: str, version: str) -> None:
-        """The operator's edit: `sed -i 's/^version = .*/version = VERSION/' node.toml`, then
-        check that every instance says it."""
+    def set_version(self, node: str, version: int) -> None:
+        """The operator's edit: `sed -i 's/^version = .*/version = VERSION/' node.toml`."""
         path = self.node_toml(node)
         run(["sed", "-i", f"s/^version = .*/version = {version}/", str(path)])
-        want: object = "2+3" if version == '"2+3"' else int(version)
+        self.expect_version(node, int(version))
+
+    def expect_version(self, node: str, want: object) -> None:
+        """LabError unless every instance of `node`'s node.toml says `version = want`."""
+        path = self.node_toml(node)
         instances = tomllib.loads(path.read_text()).get("instances", {})
         wrong = [name for name, inst in instances.items() if inst.get("version") != want]
         if not instances or wrong:
-            raise LabError(f"{path}: version {version} not set on instances {wrong}")
+            raise LabError(f"{path}: version {want!r} not set on instances {wrong}")
 
     def wait_seed_table(self, probe: Probe, timeout: float) -> None:
         """Wait until each address is held by its master alone and the client reaches it."""
@@ -636,20 +639,20 @@ class Rehearsal:
     def import_node(self, node: str) -> ImportOutcome:
         """`pyvrrp import-keepalived` of the seed's file as deployed (exit 1: SNMP dropped;
         then --force) and of the lab's, which the lab runs: the lab's socket and state dir,
-        the hooks' routes and rules, `version = "2+3"`, `pyvrrp check --host`."""
+        the hooks' routes and rules, `pyvrrp check --host`; `--vrrp-version 2+3` for both."""
         seed = self.seed_data / SEED_FILE[node]
         seed_toml = self.lab.node_dir(node) / "seed-node.toml"
-        first = self.pyvrrp("import-keepalived", str(seed), "-o", str(seed_toml), check=False)
+        mode = ("--vrrp-version", "2+3")
+        args = ("import-keepalived", str(seed), "-o", str(seed_toml), *mode)
+        first = self.pyvrrp(*args, check=False)
         seed_dropped = tuple(x for x in first.stderr.splitlines() if x.startswith("dropped"))
         self.more(
-            f"the seed's file as deployed: pyvrrp import-keepalived {seed.name} -o node.toml: "
-            f"exit {first.returncode}"
+            f"the seed's file as deployed: pyvrrp import-keepalived {seed.name} -o node.toml "
+            f"--vrrp-version 2+3: exit {first.returncode}"
         )
         for line in seed_dropped:
             self.more(f"  {line.replace(str(seed), seed.name)}")
-        forced = self.pyvrrp(
-            "import-keepalived", str(seed), "-o", str(seed_toml), "--force", check=False
-        )
+        forced = self.pyvrrp(*args, "--force", check=False)
         # --force writes the file and still exits 1: something was dropped.
         checked = self.pyvrrp("check", "--host", "-c", str(seed_toml), node=node, check=False)
         seed_checked = seed_toml.exists() and checked.returncode == 0
@@ -660,7 +663,7 @@ class Rehearsal:
 
         conf, toml = self.keepalived_conf(node), self.node_toml(node)
         toml.unlink(missing_ok=True)
-        done = self.pyvrrp("import-keepalived", str(conf), "-o", str(toml), check=False)
+        done = self.pyvrrp("import-keepalived", str(conf), "-o", str(toml), *mode, check=False)
         if done.returncode != 0 or not toml.exists():
             raise LabError(
                 f"pyvrrp import-keepalived {conf} exited {done.returncode}: {done.stderr.strip()}"
@@ -677,8 +680,9 @@ class Rehearsal:
             notes=tuple(x for x in stderr if x.startswith("note")),
         )
         self.more(
-            f"the lab's file: pyvrrp import-keepalived keepalived.conf -o node.toml: exit "
-            f"{outcome.exit_status}, {len(outcome.dropped)} dropped, {len(outcome.notes)} notes"
+            f"the lab's file: pyvrrp import-keepalived keepalived.conf -o node.toml "
+            f"--vrrp-version 2+3: exit {outcome.exit_status}, {len(outcome.dropped)} dropped, "
+            f"{len(outcome.notes)} notes"
         )
         for line in outcome.dropped + outcome.notes:
             self.more(f"  {line.replace(str(conf), 'keepalived.conf')}")
@@ -695,8 +699,7 @@ class Rehearsal:
         text = text.replace("\n[global]\n", f"\n[global]\n{lab_keys}", 1)
         toml.write_text(f"{text.rstrip()}\n\n{HOOK_ROUTES_TOML}")
         self.more("the if-up.d hooks' routes and rules appended as [[routes]] and [[rules]]")
-        self.set_version(node, '"2+3"')
-        self.more("sed -i 's/^version = .*/version = \"2+3\"/' node.toml")
+        self.expect_version(node, "2+3")  # --vrrp-version 2+3: migration mode (RFC 9568 §8.4)
         summary = self.pyvrrp("check", "--host", "-c", str(toml), node=node).stdout.strip()
         self.more(f"pyvrrp check --host -c node.toml: {summary.replace(str(toml), 'node.toml')}")
         return outcome
@@ -781,7 +784,7 @@ class Rehearsal:
     def to_v3(self, node: str, probe: Probe) -> None:
         """`node` from migration mode to VRRPv3: edit, check, reload."""
         self.step(f"{node}: version = 3, reload")
-        self.set_version(node, "3")
+        self.set_version(node, 3)
         toml = str(self.node_toml(node))
         self.more("sed -i 's/^version = .*/version = 3/' node.toml")
         # No separate `pyvrrp check`: reload validates first and refuses a bad file (exit 2).

@@ -2,7 +2,7 @@
 run as `make demo-migration`), against the goals of docs/migrating-from-keepalived.md.
 
 The seed's real keepalived.conf files run under keepalived 2.2.7 in its default VRRP version
-(v2); each node in turn is imported with `pyvrrp import-keepalived`, set to `version = "2+3"`,
+(v2); each node in turn is imported with `pyvrrp import-keepalived --vrrp-version 2+3`,
 checked, stopped (SIGTERM) and started as pyvrrp; then each node in turn goes to `version = 3`
 by an edit and `pyvrrp reload`. The nodes are set up as deployed: the seed's if-up.d hooks
 made the `vswitch` table's routes and rules (pyvrrp takes them over from node.toml), and a
@@ -230,9 +230,9 @@ def test_the_guide_shows_what_the_rehearsal_runs() -> None:
     guide = GUIDE.read_text()
     assert HOOK_ROUTES_TOML in guide
     for command in (
-        "pyvrrp import-keepalived /etc/keepalived/keepalived.conf -o /etc/pyvrrp/node.toml",
-        "--force",
-        """sed -i 's/^version = .*/version = "2+3"/' /etc/pyvrrp/node.toml""",
+        "pyvrrp import-keepalived /etc/keepalived/keepalived.conf -o /etc/pyvrrp/node.toml"
+        " --vrrp-version 2+3",
+        " --vrrp-version 2+3 --force",
         "pyvrrp check --host -c /etc/pyvrrp/node.toml",
         "sed -i 's/^version = .*/version = 3/' /etc/pyvrrp/node.toml",
         "pyvrrp reload -c /etc/pyvrrp/node.toml",
