@@ -760,9 +760,9 @@ class Rehearsal:
         status = self.pyvrrp("status", "-c", toml, node=node).stdout
         self.report.status[node] = status
         self.report.status_json[node] = self.status_json(node)
-        self.more("pyvrrp status -c node.toml (the headline of each instance):")
+        self.more("pyvrrp status -c node.toml (each instance's headline and peers):")
         for line in status.splitlines():
-            if line.strip() and (not line.startswith(" ") or "version" in line):
+            if line.strip() and (not line.startswith(" ") or " ago" in line):
                 self.more(f"  {line}")
 
     def roll_back(self, node: str, probe: Probe) -> None:
