@@ -34,6 +34,10 @@ _KNOWN_COUNTERS: Final = (
 )
 
 
+# The instance's "vrrp_version" (node.toml's version key) as the header shows it.
+_VERSIONS: Final = {"2": "VRRPv2", "3": "VRRPv3", "2+3": "VRRPv2+v3 (migration)"}
+
+
 def format_status_json(status: Mapping[str, Any]) -> str:
     """``pyvrrp status --json``: the daemon's answer, indented, keys sorted (stable for diffs)."""
     return json.dumps(status, indent=2, sort_keys=True)
@@ -163,6 +167,8 @@ def _instance_block(name: str, instance: Mapping[str, Any]) -> list[str]:
     where = [f"VRID {_text(instance.get('vrid'))} on {_text(instance.get('interface'))}"]
     if "family" in instance:
         where.append(_family(instance["family"]))
+    if "vrrp_version" in instance:
+        where.append(_VERSIONS.get(str(instance["vrrp_version"]), _text(instance["vrrp_version"])))
     lines = [
         f"{name}  {state} for {format_duration(instance.get('in_state_for'))}  ({', '.join(where)})"
     ]
@@ -181,6 +187,9 @@ def _instance_block(name: str, instance: Mapping[str, Any]) -> list[str]:
     for index, tracker in enumerate(trackers):
         lines.append(_line("tracking" if index == 0 else "", _tracker_line(tracker)))
     lines.append(_line("master", _master(instance)))
+    peers = _mapping(instance.get("peers"))
+    for index, (address, peer) in enumerate(peers.items()):
+        lines.append(_line("peers" if index == 0 else "", _peer(address, _mapping(peer))))
     lines.extend(_addresses(instance))
     counters = _mapping(instance.get("counters"))
     if counters:
@@ -237,6 +246,23 @@ def _master(instance: Mapping[str, Any]) -> str:
     elif ours is not None:
         text += f", advert interval {_interval(ours)}"
     return text
+
+
+def _peer(address: str, peer: Mapping[str, Any]) -> str:
+    """``192.168.200.3: v2 12s ago (10 adverts), v3 0.4s ago (25 adverts)``: which versions
+    a peer speaks, and whether it still does (migration mode)."""
+    adverts = _mapping(peer.get("adverts"))
+    ago = _mapping(peer.get("last_seen_ago"))
+    versions = [str(v) for v in _list(peer.get("versions"))] or list(adverts)
+    parts = []
+    for version in versions:
+        count = _int(adverts.get(version))
+        noun = "advert" if count == 1 else "adverts"
+        part = f"v{version} {format_duration(ago.get(version))} ago"
+        if count is not None:
+            part += f" ({count} {noun})"
+        parts.append(part)
+    return f"{address}: {', '.join(parts) or 'no advertisement accepted'}"
 
 
 def _addresses(instance: Mapping[str, Any]) -> list[str]:

@@ -41,10 +41,13 @@ def keepalived_config(
 ) -> str:
     """keepalived.conf (2.2.x) for `node` of `cluster` (default: the seed cluster).
 
-    Every vrrp_instance says `version 3`: keepalived defaults IPv4 instances to VRRPv2, and
-    pyvrrp speaks v3 (docs/keepalived.md). `notify` is an executable called by keepalived's generic
-    `notify` (`SCRIPT INSTANCE <name> <state> <priority>`); with `enable_script_security` it
-    must be owned by root and live in directories only root can write.
+    A vrrp_instance of version 3 says `version 3`: keepalived defaults IPv4 instances to
+    VRRPv2 (docs/keepalived.md). Version 2 is that default: no version line, as in the
+    keepalived.conf files in the field; with `auth_pass`, `authentication { auth_type PASS }`.
+    Version "2+3" is pyvrrp's alone (ValueError). `notify` is an executable called by
+    keepalived's generic `notify` (`SCRIPT INSTANCE <name> <state> <priority>`); with
+    `enable_script_security` it must be owned by root and live in directories only root can
+    write.
     """
     cluster = cluster or seed_cluster()
     cluster.node(node)  # KeyError for an unknown node
@@ -77,9 +80,14 @@ def keepalived_config(
         prio = inst.priorities[node]
         # keepalived ignores nopreempt unless the initial state is BACKUP (docs/keepalived.md).
         state = "MASTER" if inst.master == node and inst.preempt else "BACKUP"
+        if inst.version == "2+3":
+            raise ValueError(
+                f'instance {inst.name}: keepalived has no migration mode (version "2+3");'
+                " render it with version 2, as the keepalived nodes of a migrating cluster run"
+            )
         lines += [
             f"vrrp_instance {inst.name} {{",
-            "    version 3",
+            *(["    version 3"] if inst.version == 3 else []),
             f"    state {state}",
             f"    interface {inst.interface}",
             f"    virtual_router_id {inst.vrid}",
@@ -88,6 +96,13 @@ def keepalived_config(
         ]
         if not inst.preempt:
             lines.append("    nopreempt")
+        if inst.auth_pass is not None:
+            lines += [
+                "    authentication {",
+                "        auth_type PASS",
+                f"        auth_pass {inst.auth_pass}",
+                "    }",
+            ]
         src, peers = _peers(cluster, inst, node)
         # A lone member has nobody to advertise to: an empty peer list is refused by pyvrrp
         # (it would silently mean multicast), so both generators leave unicast out then.
@@ -179,6 +194,10 @@ def pyvrrp_config(
             f"advert_interval = {_toml(float(inst.advert_interval))}",
             f"preempt = {_toml(inst.preempt)}",
         ]
+        if inst.version != 3:
+            out.append(f"version = {_toml(inst.version)}")
+        if inst.auth_pass is not None:
+            out.append(f"auth_pass = {_toml(inst.auth_pass)}")
         src, peers = _peers(cluster, inst, node)
         if cluster.unicast and peers:  # see keepalived_config: a lone member has no peers
             out.append(f"unicast_source = {_toml(src)}")

@@ -72,6 +72,11 @@ class InstanceSpec:
     track_interfaces: tuple[str, ...] = ("eth0", "dummy0")
     health_check: bool = True
     interface: str = "eth0.4000"
+    # The VRRP version: 3, 2 (keepalived's default for IPv4: its config then has no version
+    # line) or "2+3" (pyvrrp's migration mode; keepalived has none: keepalived_config refuses
+    # it). auth_pass: the VRRPv2 simple password (keepalived's auth_type PASS).
+    version: int | str = 3
+    auth_pass: str | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.vrid <= 255:
@@ -86,6 +91,10 @@ class InstanceSpec:
                 raise ValueError(f"instance {self.name}: priority {prio} of {node} not in 1..255")
         if self.master is not None and self.master not in self.priorities:
             raise ValueError(f"instance {self.name}: master {self.master} has no priority")
+        if self.version not in (2, 3, "2+3"):
+            raise ValueError(f"instance {self.name}: version {self.version!r}: 2, 3 or '2+3'")
+        if self.auth_pass is not None and self.version == 3:
+            raise ValueError(f"instance {self.name}: auth_pass needs version 2 or '2+3'")
 
     @property
     def family(self) -> int:

@@ -121,6 +121,11 @@ class VrrpVersion(enum.Enum):
         """True when VRRPv3 advertisements are sent and accepted."""
         return self is not VrrpVersion.V2
 
+    @property
+    def numbers(self) -> frozenset[int]:
+        """The version numbers spoken: {3}, {2} or {2, 3} (``RouterParams.versions``)."""
+        return frozenset(n for n, spoken in ((2, self.speaks_v2), (3, self.speaks_v3)) if spoken)
+
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 

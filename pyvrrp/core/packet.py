@@ -131,11 +131,11 @@ _HEADER = struct.Struct("!BBBBHH")  # version/type, VRID, priority, count, rsvd/
 _HEADER_SIZE = 8
 _VERSION_TYPE = (VRRP_VERSION << 4) | ADVERTISEMENT  # 0x31
 _INTERVAL_MASK = 0x0FFF  # the top 4 bits of that word are reserved (RFC 9568 §5.2.6)
-_MAX_INTERVAL = 4095
+MAX_INTERVAL = 4095  # RFC 9568 §5.2.7: 12 bits of centiseconds
 _IPV4_ADDRESS_SIZE = 4
 _IPV6_ADDRESS_SIZE = 16
 _LINK_LOCAL_TOP_BITS = 0x3FA  # fe80::/10: the top 10 bits of the address
-_V3_ONLY = frozenset({VRRP_VERSION})
+V3_ONLY = frozenset({VRRP_VERSION})  # decode()'s default; the VRRPv3 fast path tests identity
 
 # VRRPv2 (RFC 3768 §5.1): the v3 header's reserved bits and 12-bit interval are an auth type
 # byte and an interval byte in whole seconds, and 8 bytes of authentication data follow the
@@ -144,8 +144,8 @@ _HEADER_V2 = struct.Struct("!BBBBBBH")  # version/type, VRID, priority, count, a
 _VERSION_TYPE_V2 = (VRRP_VERSION_2 << 4) | ADVERTISEMENT  # 0x21
 _AUTH_DATA_SIZE = 8  # §5.3.10
 _V2_TRAILER = _AUTH_DATA_SIZE
-_MAX_INTERVAL_V2 = 255  # §5.3.7: 8 bits of whole seconds
-_CS_PER_SECOND = 100
+MAX_INTERVAL_V2 = 255  # §5.3.7: 8 bits of whole seconds
+CS_PER_SECOND = 100  # the v2 wire's seconds as Advertisement.max_advert_interval's unit
 AUTH_NONE = 0  # §5.3.6
 AUTH_SIMPLE_TEXT = 1  # §5.3.6: a clear-text password of up to 8 bytes
 AUTH_IP_AH = 2  # §5.3.6: RFC 2338's IP Authentication Header, removed by RFC 3768
@@ -218,8 +218,8 @@ def encode(
         raise UsageError(f"VRID {vrid} is outside 1..255")
     if not 0 <= priority <= 255:  # §5.2.4
         raise UsageError(f"priority {priority} is outside 0..255")
-    if not 1 <= interval <= _MAX_INTERVAL:  # §5.2.7: 12 bits of centiseconds, never 0
-        raise UsageError(f"max advert interval {interval} cs is outside 1..{_MAX_INTERVAL}")
+    if not 1 <= interval <= MAX_INTERVAL:  # §5.2.7: 12 bits of centiseconds, never 0
+        raise UsageError(f"max advert interval {interval} cs is outside 1..{MAX_INTERVAL}")
     count = len(addresses)
     if not 1 <= count <= 255:  # §5.2.5: an 8-bit count of at least one address
         raise UsageError(f"an advertisement carries 1..255 addresses, not {count}")
@@ -253,7 +253,7 @@ def encode(
     return header + body
 
 
-def _auth_data(auth_pass: bytes) -> bytes:
+def auth_data(auth_pass: bytes) -> bytes:
     """The 8 authentication bytes for ``auth_pass`` (RFC 3768 §5.3.10): NUL-padded, or zeros.
 
     Raises :class:`~pyvrrp.core.errors.UsageError` for a password keepalived could not have
@@ -290,11 +290,11 @@ def encode_v2(advert: Advertisement, *, auth_pass: bytes = b"") -> bytes:
         raise UsageError(f"VRID {vrid} is outside 1..255")
     if not 0 <= priority <= 255:  # §5.3.4
         raise UsageError(f"priority {priority} is outside 0..255")
-    seconds, remainder = divmod(interval, _CS_PER_SECOND)
-    if remainder or not 1 <= seconds <= _MAX_INTERVAL_V2:  # §5.3.7
+    seconds, remainder = divmod(interval, CS_PER_SECOND)
+    if remainder or not 1 <= seconds <= MAX_INTERVAL_V2:  # §5.3.7
         raise UsageError(
             f"advert interval {interval} cs is not a whole number of seconds in"
-            f" 1..{_MAX_INTERVAL_V2}, as VRRPv2 needs"
+            f" 1..{MAX_INTERVAL_V2}, as VRRPv2 needs"
         )
     count = len(addresses)
     if not 1 <= count <= 255:  # §5.3.5
@@ -302,7 +302,7 @@ def encode_v2(advert: Advertisement, *, auth_pass: bytes = b"") -> bytes:
     if not all(type(address) is IPv4Address for address in addresses):
         raise UsageError(f"VRRPv2 carries IPv4 addresses only (RFC 3768), not {addresses}")
     auth_type = AUTH_SIMPLE_TEXT if auth_pass else AUTH_NONE
-    auth_data = _auth_data(auth_pass)
+    trailer = auth_data(auth_pass)
     values = [int(address) for address in addresses]
     # The word sum with the checksum taken as zero (see _ONES): the 8 bytes of authentication
     # data read as one integer are congruent to the sum of their four words.
@@ -311,12 +311,12 @@ def encode_v2(advert: Advertisement, *, auth_pass: bytes = b"") -> bytes:
         + (priority << 8 | count)
         + (auth_type << 8 | seconds)
         + sum(values)
-        + int.from_bytes(auth_data, "big")
+        + int.from_bytes(trailer, "big")
     )
     header = _HEADER_V2.pack(
         _VERSION_TYPE_V2, vrid, priority, count, auth_type, seconds, _fold(total)
     )
-    return header + _IPV4_ADDRESSES[count].pack(*values) + auth_data
+    return header + _IPV4_ADDRESSES[count].pack(*values) + trailer
 
 
 def peek_vrid(message: bytes) -> int | None:
@@ -404,7 +404,7 @@ def decode(
     destination: IPAddress,
     ttl: int,
     checksum_mode: ChecksumMode = ChecksumMode.PSEUDO_HEADER,
-    versions: frozenset[int] = _V3_ONLY,
+    versions: frozenset[int] = V3_ONLY,
     auth_pass: bytes = b"",
 ) -> Advertisement:
     """Validate a received VRRP message (what follows the IP header) and decode it.
@@ -443,7 +443,7 @@ def decode(
     version_type, vrid, priority, count, interval, _checksum = _HEADER.unpack_from(message)
     # The VRRPv3 path costs one comparison and, for the default versions, an identity test;
     # anything else (VRRPv2 included) leaves it here.
-    if version_type != _VERSION_TYPE or (versions is not _V3_ONLY and VRRP_VERSION not in versions):
+    if version_type != _VERSION_TYPE or (versions is not V3_ONLY and VRRP_VERSION not in versions):
         version = version_type >> 4
         ipv4 = type(source) is IPv4Address
         if version == VRRP_VERSION_2 and ipv4 and VRRP_VERSION_2 in versions:
@@ -587,7 +587,7 @@ def _decode_v2(message: bytes, *, source: IPAddress, auth_pass: bytes) -> Advert
             f" {ours} ({_AUTH_NAMES[ours]}): {advice}",
         )
     addresses_end = length - _V2_TRAILER
-    if ours == AUTH_SIMPLE_TEXT and message[addresses_end:length] != _auth_data(auth_pass):
+    if ours == AUTH_SIMPLE_TEXT and message[addresses_end:length] != auth_data(auth_pass):
         # The received password is not echoed: it may be someone's other secret.
         raise DecodeError(
             DropReason.AUTH_PASS,
@@ -600,7 +600,7 @@ def _decode_v2(message: bytes, *, source: IPAddress, auth_pass: bytes) -> Advert
     return Advertisement(
         vrid=vrid,
         priority=priority,
-        max_advert_interval=seconds * _CS_PER_SECOND,
+        max_advert_interval=seconds * CS_PER_SECOND,
         addresses=addresses,
         version=VRRP_VERSION_2,
     )

@@ -25,6 +25,12 @@ Where pyvrrp deliberately differs from a literal reading of the RFC it says so h
   the new master installs and announces them), or until ``release_timeout`` passes, so
   clients lose nothing while the backup waits out its Skew_Time. Faults (a tracker failing)
   release at once, as keepalived does.
+
+VRRPv2 (RFC 3768) and migration mode (``versions`` {2} and {2, 3}, RFC 9568 §8.4) run the same
+state machine; what differs is in one place each (docs/design.md, "VRRPv2 and migration
+mode"): the datagrams built (:meth:`VirtualRouter._build_advert`), the versions and password
+decoded, a fixed interval (an advertisement carrying another is dropped, RFC 3768 §7.1, so
+nothing is learned) and RFC 3768's Skew_Time (:meth:`VirtualRouter._skew_time`).
 """
 
 from __future__ import annotations
@@ -64,19 +70,24 @@ from pyvrrp.core.events import (
     Timeout,
 )
 from pyvrrp.core.packet import (
+    VRRP_VERSION,
+    VRRP_VERSION_2,
     Advertisement,
     DecodeError,
     DropReason,
     IPAddress,
     decode,
     encode,
+    encode_v2,
 )
-from pyvrrp.core.params import OWNER_PRIORITY, RouterParams, check_range
+from pyvrrp.core.params import OWNER_PRIORITY, V2_ONLY, RouterParams, check_range
 from pyvrrp.core.transitions import check_transition
 
 __all__ = [
     "HANDOVER_GRACE",
     "OWNER_PRIORITY",
+    "PEER_LIMIT",
+    "PeerStatistics",
     "RouterError",
     "RouterParams",
     "RouterStatistics",
@@ -85,6 +96,10 @@ __all__ = [
 
 # How long a leaving master keeps its addresses after hearing the new master (microseconds).
 HANDOVER_GRACE = 100_000
+
+PEER_LIMIT = 32
+"""How many peers a router keeps statistics for; past it, the one heard longest ago goes (a
+multicast LAN can hold any number of sources, and memory must stay bounded)."""
 
 RouterError = UsageError
 """Deprecated name of :class:`pyvrrp.core.errors.UsageError`, the core's one misuse error."""
@@ -95,6 +110,29 @@ def _unknown(value: Never) -> NoReturn:
     member of the union has its case), and a caller passing a non-member at run time gets a
     :class:`UsageError` naming it rather than an AssertionError."""
     raise UsageError(f"unknown event {value!r}")
+
+
+@attrs.frozen
+class PeerStatistics:
+    """What a router accepted from one source address, per VRRP version.
+
+    ``adverts`` is version -> advertisements accepted (they passed every receive rule),
+    ``last_seen`` version -> when the last one arrived (microseconds, the router's clock): in
+    migration mode they say which peers still speak VRRPv2.
+    """
+
+    adverts: dict[int, int]
+    last_seen: dict[int, int]
+
+    @property
+    def versions(self) -> frozenset[int]:
+        """The versions this peer has been heard speaking."""
+        return frozenset(self.adverts)
+
+    @property
+    def last(self) -> int:
+        """When the last advertisement from this peer was accepted, in any version."""
+        return max(self.last_seen.values())
 
 
 @attrs.frozen
@@ -117,6 +155,7 @@ class RouterStatistics:
     priority_zero_received: int
     became_master: int
     drops: dict[DropReason, int]
+    peers: dict[IPAddress, PeerStatistics] = attrs.field(factory=dict)
 
     @property
     def dropped(self) -> int:
@@ -158,6 +197,8 @@ class VirtualRouter:
         self._zero_received = 0
         self._became_master = 0
         self._drops: Counter[DropReason] = Counter()
+        # source -> (version -> accepted count, version -> last time); see PeerStatistics.
+        self._peers: dict[IPAddress, tuple[Counter[int], dict[int, int]]] = {}
         # The last advertisement built, bytes included (see _advertise).
         self._send_advert: SendAdvert | None = None
 
@@ -223,6 +264,10 @@ class VirtualRouter:
             priority_zero_received=self._zero_received,
             became_master=self._became_master,
             drops=dict(self._drops),
+            peers={
+                source: PeerStatistics(dict(adverts), dict(last_seen))
+                for source, (adverts, last_seen) in self._peers.items()
+            },
         )
 
     # ------------------------------------------------------------------------ events
@@ -240,6 +285,8 @@ class VirtualRouter:
                         destination=event.destination,
                         ttl=event.ttl,
                         checksum_mode=self.params.checksum_mode,
+                        versions=self.params.versions,
+                        auth_pass=self.params.auth_pass,
                     )
                 except DecodeError as exc:
                     return [self._drop(exc.reason, event.source, exc.detail)]
@@ -323,7 +370,19 @@ class VirtualRouter:
         peers = self.params.unicast_peers
         if peers and self.params.unicast_peers_only and source not in peers:
             return [self._drop(DropReason.NOT_A_PEER, source, f"{source} is not in unicast_peers")]
+        if advert.version not in self.params.versions:  # decoded elsewhere (AdvertReceived)
+            return [
+                self._drop(
+                    DropReason.VERSION,
+                    source,
+                    f"a VRRPv{advert.version} advertisement; this instance speaks version "
+                    + " and ".join(map(str, sorted(self.params.versions))),
+                )
+            ]
+        if self.params.speaks_v2 and advert.max_advert_interval != self.params.advert_interval_cs:
+            return [self._drop(DropReason.INTERVAL_MISMATCH, source, self._mismatch(advert))]
         self._received += 1
+        self._count_peer(source, advert.version, now)
         if advert.priority == 0:
             self._zero_received += 1
         actions: list[Action] = list(self._notices(source, advert))
@@ -363,7 +422,7 @@ class VirtualRouter:
             self._start_down_timer(now, skew=False, cause=Cause.MASTER_DOWN)
         else:
             # Discard; fast preemption (module docstring) arms the timer for Skew_Time.
-            skew = timers.skew_time(self._effective_priority, self._master_adver_interval)
+            skew = self._skew_time()
             if self._timer is None or now + skew < self._timer:
                 self._start_down_timer(now, skew=True, cause=Cause.PREEMPT)
         return []
@@ -434,6 +493,10 @@ class VirtualRouter:
         self.params = params
         if params != old:
             self._send_advert = None  # what the bytes carry may have changed
+        if params.speaks_v2:
+            # VRRPv2 learns no interval: a backup that had learned a VRRPv3 master's (a reload
+            # from 3 to 2+3) times out on ours, the interval every advert it accepts carries.
+            self._master_adver_interval = timers.centiseconds(params.advert_interval_cs)
         if params.owner:
             self._effective_priority = OWNER_PRIORITY
         elif priority is not None:
@@ -591,11 +654,19 @@ class VirtualRouter:
         self._down_started = start
         self._down_is_skew = skew
         self._down_cause = cause
-        interval = self._master_adver_interval
-        if skew:
-            self._timer = start + timers.skew_time(self._effective_priority, interval)
-        else:
-            self._timer = start + timers.master_down_interval(self._effective_priority, interval)
+        skew_time = self._skew_time()
+        self._timer = start + (skew_time if skew else 3 * self._master_adver_interval + skew_time)
+
+    def _skew_time(self) -> int:
+        """Skew_Time at our effective priority: RFC 3768 §6.1's whenever we speak VRRPv2.
+
+        In migration mode too: a 2+3 router must time out exactly as the VRRPv2 routers of
+        its cluster do, or a lower-priority one could fire first and be preempted at once.
+        Master_Down_Interval is 3 x Master_Adver_Interval plus this, in both RFCs.
+        """
+        if self.params.speaks_v2:
+            return timers.skew_time_v2(self._effective_priority)
+        return timers.skew_time(self._effective_priority, self._master_adver_interval)
 
     def _set_state(self, new: State, cause: Cause, reason: str, now: int) -> StateChanged:
         # The one place a state changes: checked against the table of allowed transitions.
@@ -616,18 +687,30 @@ class VirtualRouter:
         return send
 
     def _build_advert(self, priority: int) -> SendAdvert:
-        """The advertisement at ``priority`` encoded for every destination, in order."""
+        """The advertisement at ``priority`` encoded for every destination, in order.
+
+        Speaking VRRPv2, one VRRPv2 datagram per destination (one message: VRRPv2's checksum
+        covers no address); in migration mode these come first, then the VRRPv3 ones: the
+        routers that hear only VRRPv2 (keepalived's default) learn of a takeover first, and
+        the 2+3 ones act on whichever arrives first (docs/design.md, "VRRPv2 and migration
+        mode"). ``advert.version`` is 2 for a VRRPv2-only router, else 3.
+        """
         params = self.params
+        v2_only = params.versions == V2_ONLY
         advert = Advertisement(
             vrid=params.vrid,
             priority=priority,
             max_advert_interval=params.advert_interval_cs,
             addresses=params.addresses,
+            version=VRRP_VERSION_2 if v2_only else VRRP_VERSION,
         )
         source = params.local_address
-        return SendAdvert(
-            advert,
-            tuple(
+        datagrams: list[Datagram] = []
+        if params.speaks_v2:
+            message = encode_v2(advert, auth_pass=params.auth_pass)
+            datagrams += (Datagram(message, source, d) for d in params.destinations)
+        if not v2_only:
+            datagrams += (
                 Datagram(
                     encode(
                         advert,
@@ -639,8 +722,29 @@ class VirtualRouter:
                     destination,
                 )
                 for destination in params.destinations
-            ),
+            )
+        return SendAdvert(advert, tuple(datagrams))
+
+    def _mismatch(self, advert: Advertisement) -> str:
+        """The detail of an INTERVAL_MISMATCH drop (RFC 3768 §7.1)."""
+        mode = "VRRPv2" if self.params.versions == V2_ONLY else 'migration mode ("2+3")'
+        return (
+            f"VRRPv{advert.version} advertisement every {advert.max_advert_interval / 100:g} s,"
+            f" this instance is configured for {self.params.advert_interval_cs / 100:g} s; in"
+            f" {mode} the interval is not learned (RFC 3768 §7.1): set the same advert_interval"
+            " (keepalived: advert_int) on every router of this VRID"
         )
+
+    def _count_peer(self, source: IPAddress, version: int, now: int) -> None:
+        """Per-peer statistics (PeerStatistics): bounded by PEER_LIMIT."""
+        record = self._peers.get(source)
+        if record is None:
+            if len(self._peers) >= PEER_LIMIT:
+                oldest = min(self._peers, key=lambda p: max(self._peers[p][1].values()))
+                del self._peers[oldest]
+            record = self._peers[source] = (Counter(), {})
+        record[0][version] += 1
+        record[1][version] = now
 
     def _drop(self, reason: DropReason, source: IPAddress, detail: str) -> Dropped:
         self._drops[reason] += 1

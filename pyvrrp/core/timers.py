@@ -35,3 +35,17 @@ def release_timeout(master_adver_interval: int) -> int:
     advertisement reaching us.
     """
     return skew_time(1, master_adver_interval) + 2 * master_adver_interval
+
+
+def skew_time_v2(priority: int) -> int:
+    """Skew_Time = (256 - Priority) / 256 seconds  (RFC 3768 §6.1).
+
+    VRRPv2's skew does not scale with the interval (keepalived computes it so too): equal to
+    :func:`skew_time` at a 1 s interval, shorter at longer ones.
+    """
+    return ((256 - priority) * US_PER_SECOND) // 256
+
+
+def master_down_interval_v2(priority: int, advertisement_interval: int) -> int:
+    """Master_Down_Interval = 3 * Advertisement_Interval + Skew_Time  (RFC 3768 §6.1)."""
+    return 3 * advertisement_interval + skew_time_v2(priority)

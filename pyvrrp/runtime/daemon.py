@@ -24,7 +24,7 @@ import attrs
 import trio
 
 from pyvrrp import configfile
-from pyvrrp.core.config import ConfigError, NodeConfig
+from pyvrrp.core.config import ConfigError, InstanceConfig, NodeConfig, VrrpVersion
 from pyvrrp.runtime import sdnotify
 from pyvrrp.runtime.announcer import LinkAnnouncements
 from pyvrrp.runtime.control import ReloadRejected, serve_control
@@ -242,6 +242,13 @@ def _warn_restart_only(old: NodeConfig, new: NodeConfig) -> None:
             log.warning("reload: global.%s changed: it takes effect at the next restart", key)
 
 
+def _version_note(config: InstanceConfig) -> str:
+    """``, VRRPv2`` or ``, VRRPv2+v3`` for the start-up line; nothing for the default v3."""
+    return {VrrpVersion.V2: ", VRRPv2", VrrpVersion.V2_AND_V3: ", VRRPv2+v3"}.get(
+        config.version, ""
+    )
+
+
 def _describe(node: Node) -> str:
     return ", ".join(f"{name} {i.state.value}" for name, i in node.instances.items())
 
@@ -294,7 +301,7 @@ async def serve(config: NodeConfig, config_path: str = "", *, log_level: str | N
                         "pyvrrp started: %s",
                         ", ".join(
                             f"{name} (VRID {i.config.vrid} on {i.config.interface}, "
-                            f"priority {i.config.priority})"
+                            f"priority {i.config.priority}{_version_note(i.config)})"
                             for name, i in node.instances.items()
                         ),
                     )

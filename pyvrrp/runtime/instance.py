@@ -76,6 +76,8 @@ def router_params(instance: InstanceConfig, local_address: IPAddress) -> RouterP
         garp_delay_us=instance.garp_delay_us,
         garp_refresh_us=instance.garp_refresh_us,
         graceful_handover=instance.graceful_handover,
+        versions=instance.version.numbers,
+        auth_pass=(instance.auth_pass or "").encode("utf-8", "surrogatepass"),
     )
 
 

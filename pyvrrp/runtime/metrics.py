@@ -196,7 +196,7 @@ METRICS: Final[tuple[MetricSpec, ...]] = (
         "pyvrrp_adverts_sent_total",
         "counter",
         (),
-        "Advertisements sent (unicast: counted once per advertisement, not per peer).",
+        "Advertisements sent (once per advertisement, not per unicast peer or version).",
     ),
     _instance(
         "pyvrrp_adverts_received_total",
@@ -227,6 +227,19 @@ METRICS: Final[tuple[MetricSpec, ...]] = (
         "counter",
         ("reason",),
         "Packets for the instance dropped by a receive rule (RFC 9568 7.1) or a full queue.",
+    ),
+    _instance(
+        "pyvrrp_peer_adverts_received_total",
+        "counter",
+        ("peer", "version"),
+        "Advertisements accepted from one peer (its source address), by VRRP version (2, 3);"
+        " at most 32 peers per instance.",
+    ),
+    _instance(
+        "pyvrrp_peer_last_advert_timestamp_seconds",
+        "gauge",
+        ("peer", "version"),
+        "Unix time of the last advertisement accepted from a peer in this VRRP version.",
     ),
     MetricSpec(
         "pyvrrp_interface_adverts_dropped_total",
@@ -554,6 +567,17 @@ def _collect_instance(
         families["pyvrrp_adverts_dropped_total"].add(
             (*labels, QUEUE_OVERFLOW), _number(counters.get("queue_overflows"))
         )
+    # Which versions each peer speaks (migration from VRRPv2: docs/operations.md).
+    for peer, item in _sorted_items(instance.get("peers")):
+        entry = _mapping(item)
+        for version, count in _sorted_items(entry.get("adverts")):
+            families["pyvrrp_peer_adverts_received_total"].add(
+                (*labels, peer, version), _number(count)
+            )
+        for version, at in _sorted_items(entry.get("last_seen")):
+            families["pyvrrp_peer_last_advert_timestamp_seconds"].add(
+                (*labels, peer, version), _number(at)
+            )
     return labels
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 
 from pyvrrp._version import __version__
+from pyvrrp.core.router import PeerStatistics
 from pyvrrp.core.tracking import Contribution
 from pyvrrp.core.tracking import ScriptStatus as ScriptState
 from pyvrrp.runtime.history import HistoryEntry
@@ -45,6 +46,30 @@ class CountersStatus:
 
 
 @attrs.frozen
+class PeerStatus:
+    """One peer an instance accepted advertisements from: the VRRP versions it was heard
+    speaking (sorted) and, per version (a string key, as JSON has them), how many were
+    accepted and when the last one was (wall-clock time, and seconds ago)."""
+
+    versions: list[int]
+    adverts: dict[str, int]
+    last_seen: dict[str, float]
+    last_seen_ago: dict[str, float]
+
+    @classmethod
+    def of(cls, peer: PeerStatistics, now: float, wall: float) -> PeerStatus:
+        """``peer`` at trio time ``now`` and wall-clock time ``wall``; its times are the
+        router's microseconds on the trio clock."""
+        ago = {v: now - t / 1_000_000 for v, t in sorted(peer.last_seen.items())}
+        return cls(
+            versions=sorted(peer.versions),
+            adverts={str(v): n for v, n in sorted(peer.adverts.items())},
+            last_seen={str(v): round(wall - a, 3) for v, a in ago.items()},
+            last_seen_ago={str(v): round(a, 3) for v, a in ago.items()},
+        )
+
+
+@attrs.frozen
 class InstanceStatus:
     """One instance: its state, priorities, configuration highlights and counters."""
 
@@ -66,6 +91,8 @@ class InstanceStatus:
     addresses: list[str]
     excluded_addresses: list[str]
     unicast_peers: list[str]
+    vrrp_version: str  # node.toml's version: "3", "2" or "2+3"
+    peers: dict[str, PeerStatus]
     counters: CountersStatus
     # Its last transitions, oldest first (runtime.history's HistoryEntry.to_json()).
     history: list[dict[str, Any]] = attrs.field(factory=list)
@@ -106,6 +133,11 @@ class InstanceStatus:
             addresses=[str(a.address) for a in config.addresses],
             excluded_addresses=[str(a.address) for a in config.excluded_addresses],
             unicast_peers=[str(p) for p in config.unicast_peers],
+            vrrp_version=str(config.version.value),
+            peers={
+                str(source): PeerStatus.of(peer, now, wall)
+                for source, peer in sorted(stats.peers.items())
+            },
             counters=CountersStatus(
                 adverts_sent=stats.adverts_sent,
                 adverts_received=stats.adverts_received,

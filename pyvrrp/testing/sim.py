@@ -227,29 +227,30 @@ class SimLan:
 
     def _broadcast(self, sender: SimNode, action: SendAdvert) -> None:
         params = sender.router.params
-        by_destination = {d.destination: d for d in action.datagrams}
         group = params.family.multicast_group
         for receiver in self.nodes.values():
             if receiver is sender or receiver.vrid != params.vrid:
                 continue
             if receiver.router.params.family is not params.family:
                 continue
-            # The multicast group reaches everyone; a unicast datagram the router that owns
-            # its destination.
-            datagram = by_destination.get(group) or by_destination.get(
-                receiver.router.params.local_address
-            )
-            if datagram is None:
-                continue
             if not self.connected(sender.name, receiver.name):
                 continue
-            if self.loss and self._random.random() < self.loss:
-                continue
-            if self.drop is not None and self.drop(self.now, sender.name, receiver.name):
-                continue
+            # The multicast group reaches everyone; a unicast datagram the router that owns
+            # its destination. A router speaking VRRPv2 and VRRPv3 sends two per destination:
+            # both arrive, in order, each lost on its own.
+            local = receiver.router.params.local_address
             latency = self.delay + (self._random.randint(0, self.jitter) if self.jitter else 0)
-            self._push(
-                self.now + latency,
-                receiver.name,
-                PacketReceived(datagram.message, datagram.source, datagram.destination, VRRP_TTL),
-            )
+            for datagram in action.datagrams:
+                if datagram.destination not in (group, local):
+                    continue
+                if self.loss and self._random.random() < self.loss:
+                    continue
+                if self.drop is not None and self.drop(self.now, sender.name, receiver.name):
+                    continue
+                self._push(
+                    self.now + latency,
+                    receiver.name,
+                    PacketReceived(
+                        datagram.message, datagram.source, datagram.destination, VRRP_TTL
+                    ),
+                )

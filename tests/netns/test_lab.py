@@ -22,6 +22,7 @@ from collections.abc import Iterator
 
 import pytest
 from nslab import (
+    ClusterSpec,
     InstanceSpec,
     Lab,
     LabError,
@@ -113,10 +114,18 @@ def test_generated_keepalived_configs_pass_keepalived_config_test(lab: Lab) -> N
         ),
         "ipv6-only": dataclasses.replace(c, instances=(v6_only,)),
         "extra-node": c.with_nodes("D"),
+        # keepalived's default VRRPv2 (no version line) with a PASS password.
+        "vrrpv2-pass": dataclasses.replace(
+            c,
+            instances=tuple(
+                dataclasses.replace(i, version=2, auth_pass="secret") for i in c.instances
+            ),
+        ),
     }
     for name, spec in variants.items():
         text = keepalived_config("A", spec)
-        assert text.count("version 3") == len(spec.instances_of("A")), name
+        v3 = [i for i in spec.instances_of("A") if i.version == 3]
+        assert text.count("version 3") == len(v3), name
         conf = lab.node_dir("A") / f"check-{name}.conf"
         conf.write_text(text)
         # keepalived -t resolves interfaces, so it runs inside a node namespace.
@@ -126,6 +135,8 @@ def test_generated_keepalived_configs_pass_keepalived_config_test(lab: Lab) -> N
     nopreempt = keepalived_config("A", variants["nopreempt"])
     assert "nopreempt" in nopreempt
     assert "state MASTER" not in nopreempt  # keepalived ignores nopreempt with state MASTER
+    v2 = keepalived_config("A", variants["vrrpv2-pass"])
+    assert "version" not in v2 and v2.count("auth_pass secret") == 3
 
 
 def test_generated_node_toml_follows_the_contract(lab: Lab) -> None:
@@ -168,6 +179,37 @@ def test_generated_node_toml_follows_the_contract(lab: Lab) -> None:
             node, sys.executable, "-m", "pyvrrp", "check", "-c", str(conf), check=False
         )
         assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_vrrp_version_and_password_are_rendered_for_both_daemons(lab: Lab) -> None:
+    base = seed_cluster()
+
+    def spec(version: int | str, auth_pass: str | None) -> ClusterSpec:
+        instances = tuple(
+            dataclasses.replace(i, version=version, auth_pass=auth_pass) for i in base.instances
+        )
+        return dataclasses.replace(base, instances=instances)
+
+    doc = tomllib.loads(pyvrrp_config("B", spec("2+3", "pw"), run_dir=lab.node_dir("B")))
+    assert {(i["version"], i["auth_pass"]) for i in doc["instances"].values()} == {("2+3", "pw")}
+    doc = tomllib.loads(pyvrrp_config("B", spec(2, None), run_dir=lab.node_dir("B")))
+    assert {i["version"] for i in doc["instances"].values()} == {2}
+    assert (
+        "version"
+        not in tomllib.loads(pyvrrp_config("B", base, run_dir=lab.node_dir("B")))["instances"][
+            "vip59"
+        ]
+    )
+    with pytest.raises(ValueError, match="keepalived has no migration mode"):
+        keepalived_config("A", spec("2+3", None))
+    with pytest.raises(ValueError, match="auth_pass needs version 2"):
+        spec(3, "pw")
+    with pytest.raises(ValueError, match="2, 3 or '2\\+3'"):
+        spec(4, None)
+    conf = lab.node_dir("B") / "check-v2.toml"
+    conf.write_text(pyvrrp_config("B", spec("2+3", "pw"), run_dir=lab.node_dir("B")))
+    done = lab.run_in("B", sys.executable, "-m", "pyvrrp", "check", "-c", str(conf), check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_seed_cluster_converges_to_the_seed_table(lab: Lab) -> None:

@@ -92,6 +92,9 @@ def clock_held() -> Iterator[None]:
         clock.autojump_threshold = previous
 
 
+_BOTH = frozenset({2, 3})
+
+
 @attrs.frozen
 class Sent:
     """One advertisement a host sent, decoded; ``time`` is trio time."""
@@ -115,7 +118,10 @@ class RecordingTransport:
         self.multicast = inner.multicast
 
     async def send(self, message: bytes, source: IPAddress, destination: IPAddress) -> None:
-        advert = decode(message, source=source, destination=destination, ttl=VRRP_TTL)
+        # Either version (a VRRPv2 advert without a password): Sent.advert.version says which.
+        advert = decode(
+            message, source=source, destination=destination, ttl=VRRP_TTL, versions=_BOTH
+        )
         self.sent.append(Sent(trio.current_time(), self.host, source, destination, advert))
         await self.inner.send(message, source, destination)
 

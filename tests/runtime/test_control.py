@@ -57,6 +57,8 @@ def instance_status(state: str, *, faults: list[str], maintenance: bool) -> Inst
         addresses=["1.2.3.58/29"],
         excluded_addresses=[],
         unicast_peers=[],
+        vrrp_version="3",
+        peers={},
         counters=CountersStatus(0, 0, 0, 0, 0, {}, 0),
     )
 

@@ -347,6 +347,56 @@ async def test_changed_priority_is_advertised_at_once(
     assert (vip58["base_priority"], vip58["effective_priority"]) == (40, 40)
 
 
+def versions_sent(cluster: Cluster, host: str, since: float) -> list[tuple[float, int]]:
+    """(seconds since t0, VRRP version) of every advertisement ``host`` sent from ``since``."""
+    return [
+        (cluster.at(s.time), s.advert.version)
+        for s in cluster.sent
+        if s.host == host and cluster.at(s.time) >= since
+    ]
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "sent_after"),
+    [("2+3", 3, [3]), (2, "2+3", [2, 3]), (3, "2+3", [2, 3]), ("2+3", 2, [2])],
+)
+async def test_changing_the_vrrp_version_by_reload_moves_nothing(
+    autojump_clock: trio.testing.MockClock,
+    cluster: Cluster,
+    before: int | str,
+    after: int | str,
+    sent_after: list[int],
+) -> None:
+    """The migration's steps: the instance's key (VRID, family, interface, source) is the
+    same, so A stays master and C its backup while each is reloaded in turn; A advertises in
+    its new version(s) at once, v2 first."""
+    a = await start(
+        cluster,
+        config({"vip58": seed(version=before)}),
+        config({"vip58": seed(75, version=before)}),
+    )
+    watch = Watch(cluster, a)
+    assert {v for _, v in versions_sent(cluster, "A", RELOAD - 1)} == (
+        {2, 3} if before == "2+3" else {int(before)}
+    )
+    await cluster.reload("A", config({"vip58": seed(version=after)}))
+    await cluster.sleep_until(RELOAD + 4)
+    await cluster.reload("C", config({"vip58": seed(75, version=after)}))
+    await cluster.sleep_until(RELOAD + 9.5)  # before the periodic re-assertion at 20
+    sent = versions_sent(cluster, "A", RELOAD)
+    # An advertisement at the reload (which restarts the Adver_Timer), then one a second.
+    assert sent == [(RELOAD + k, v) for k in range(10) for v in sent_after]
+    assert watch.new_transitions() == []
+    assert cluster.changes("C", "vip58")[-1][2] is State.BACKUP
+    assert len(cluster.changes("C", "vip58")) == 1  # startup only
+    assert watch.new_operations() == []
+    status = a.node.status()["instances"]["vip58"]
+    assert status["vrrp_version"] == str(after)
+    # C heard A in both versions at some point of each of these migrations.
+    peers = cluster.hosts["C"].node.status()["instances"]["vip58"]["peers"]
+    assert peers["192.168.200.1"]["versions"] == [2, 3]
+
+
 async def test_scripts_keep_their_fall_position_across_a_reload(
     autojump_clock: trio.testing.MockClock,
     cluster: Cluster,

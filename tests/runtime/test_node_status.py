@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from ipaddress import ip_address
 from typing import Any
 
@@ -116,7 +117,13 @@ async def test_status_reports_every_key_and_follows_a_failover(
         "vrid",
         "family",
     ]
-    assert list(status["instances"]["vip58"])[-3:] == ["unicast_peers", "counters", "history"]
+    assert list(status["instances"]["vip58"])[-5:] == [
+        "unicast_peers",
+        "vrrp_version",
+        "peers",
+        "counters",
+        "history",
+    ]
     vip58 = status["instances"]["vip58"]
     assert vip58["last_transition"] > 0  # a wall-clock timestamp
     del vip58["last_transition"]
@@ -156,6 +163,8 @@ async def test_status_reports_every_key_and_follows_a_failover(
         "addresses": [VIP],
         "excluded_addresses": [EXCLUDED],
         "unicast_peers": [],
+        "vrrp_version": "3",
+        "peers": {},  # C, its backup, sends nothing
         "counters": {
             # Master from 3.609375: one advertisement a second, 3.609375 ... 9.609375.
             "adverts_sent": 7,
@@ -215,6 +224,12 @@ async def test_status_reports_every_key_and_follows_a_failover(
     assert (backup["state"], backup["in_state_for"]) == ("BACKUP", 10.5)
     assert backup["master"] == {"address": "192.168.200.1", "priority": 100}
     assert backup["counters"]["adverts_received"] == 7
+    # Which versions A speaks, and when C last heard it: at 9.609375 s, 0.890625 s ago.
+    heard = backup["peers"]["192.168.200.1"]
+    assert heard["versions"] == [3]
+    assert heard["adverts"] == {"3": 7}
+    assert heard["last_seen_ago"] == {"3": round(10.5 - 9.609375, 3)}
+    assert heard["last_seen"]["3"] == pytest.approx(time.time() - 0.890625, abs=5)
     assert backup["counters"]["adverts_sent"] == 0
     assert backup["holding_addresses"] is False
     assert c.node.status()["router_id"] == os.uname().nodename  # the default

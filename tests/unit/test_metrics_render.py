@@ -208,6 +208,15 @@ def snapshot() -> dict[str, Any]:
                 "holding_addresses": True,
                 "addresses": ["1.2.3.58/29"],
                 "excluded_addresses": ["2a03:4444:fff0:59:88::58/64"],
+                "vrrp_version": "2+3",
+                "peers": {
+                    "192.168.200.2": {
+                        "versions": [2, 3],
+                        "adverts": {"2": 5, "3": 6},
+                        "last_seen": {"2": 1764250001.25, "3": 1764250009.5},
+                        "last_seen_ago": {"2": 8.5, "3": 0.25},
+                    }
+                },
                 "counters": {
                     "adverts_sent": 10,
                     "adverts_received": 0,
@@ -275,6 +284,12 @@ EXPECTED_SAMPLES = [
     f'pyvrrp_adverts_dropped_total{{{L},reason="auth_type"}} 0',
     f'pyvrrp_adverts_dropped_total{{{L},reason="auth_pass"}} 0',
     f'pyvrrp_adverts_dropped_total{{{L},reason="interval_mismatch"}} 0',
+    f'pyvrrp_peer_adverts_received_total{{{L},peer="192.168.200.2",version="2"}} 5',
+    f'pyvrrp_peer_adverts_received_total{{{L},peer="192.168.200.2",version="3"}} 6',
+    f'pyvrrp_peer_last_advert_timestamp_seconds{{{L},peer="192.168.200.2",version="2"}}'
+    " 1764250001.25",
+    f'pyvrrp_peer_last_advert_timestamp_seconds{{{L},peer="192.168.200.2",version="3"}}'
+    " 1764250009.5",
     'pyvrrp_interface_adverts_dropped_total{interface="eth0.4000",family="ipv4",'
     'reason="ip_header"} 0',
     'pyvrrp_interface_adverts_dropped_total{interface="eth0.4000",family="ipv4",'

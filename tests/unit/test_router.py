@@ -48,6 +48,7 @@ from pyvrrp.core.packet import (
 )
 from pyvrrp.core.router import (
     HANDOVER_GRACE,
+    PeerStatistics,
     RouterParams,
     RouterStatistics,
     VirtualRouter,
@@ -1245,6 +1246,7 @@ def test_statistics_count_everything() -> None:
         master_priority=150,
         master_adver_interval=500_000,
         adverts_received=1,
+        peers={HIGHER: PeerStatistics({3: 1}, {3: S})},
     )
     assert router.statistics() == expected
 
@@ -1255,6 +1257,7 @@ def test_statistics_count_everything() -> None:
         master_priority=None,
         adverts_received=2,
         priority_zero_received=1,
+        peers={HIGHER: PeerStatistics({3: 2}, {3: 2 * S})},
     )
     assert router.statistics() == expected
 
@@ -1282,6 +1285,10 @@ def test_statistics_count_everything() -> None:
         drops={DropReason.OWN_ADVERT: 1, DropReason.TTL: 2},
         adverts_received=3,
         adverts_sent=2,
+        peers={
+            HIGHER: PeerStatistics({3: 2}, {3: 2 * S}),
+            LOWER: PeerStatistics({3: 1}, {3: now + 4}),
+        },
     )
     assert router.statistics() == expected
     assert router.statistics().dropped == 3

@@ -25,7 +25,9 @@ from pyvrrp.core.events import (
     Startup,
     Timeout,
 )
+from pyvrrp.core.packet import VRRP_VERSION_2 as V2
 from pyvrrp.core.packet import Advertisement
+from pyvrrp.core.params import V2_AND_V3, V2_ONLY, V3_ONLY
 from pyvrrp.core.router import RouterParams, VirtualRouter
 from pyvrrp.testing.sim import SimLan
 
@@ -47,6 +49,7 @@ def adverts() -> st.SearchStrategy[Event]:
             priority=st.sampled_from([0, 1, 50, 100, 150, 254, 255]),
             max_advert_interval=st.sampled_from([1, 50, 100, 300]),
             addresses=st.just((VIP,)),
+            version=st.sampled_from([2, 3]),
         ),
     )
 
@@ -74,6 +77,7 @@ steps = st.lists(
 @settings(max_examples=400, deadline=None)
 @given(
     priority=st.sampled_from([1, 100, 254, 255]),
+    versions=st.sampled_from([V3_ONLY, V2_ONLY, V2_AND_V3]),
     interval_cs=st.sampled_from([1, 100, 4095]),
     preempt=st.booleans(),
     preempt_delay_us=st.sampled_from([0, 5_000_000]),
@@ -84,6 +88,7 @@ steps = st.lists(
 )
 def test_router_invariants_hold_after_every_event(
     priority: int,
+    versions: frozenset[int],
     interval_cs: int,
     preempt: bool,
     preempt_delay_us: int,
@@ -92,6 +97,8 @@ def test_router_invariants_hold_after_every_event(
     graceful: bool,
     script: list[tuple[Event, int | None]],
 ) -> None:
+    if V2 in versions:  # whole seconds, at most 40 s in 2+3
+        interval_cs = {1: 100, 100: 100, 4095: 4000}[interval_cs]
     router = VirtualRouter(
         RouterParams(
             vrid=1,
@@ -104,6 +111,7 @@ def test_router_invariants_hold_after_every_event(
             garp_delay_us=garp_delay_us,
             garp_refresh_us=garp_refresh_us,
             graceful_handover=graceful,
+            versions=versions,
         )
     )
     now = 0
@@ -143,6 +151,9 @@ def test_router_invariants_hold_after_every_event(
                 holding = True
             elif isinstance(action, SendAdvert):
                 assert action.advert.max_advert_interval == interval_cs
+                # One datagram per destination and version, VRRPv2 first.
+                sent = [d.message[0] >> 4 for d in action.datagrams]
+                assert sent == sorted(versions)
             elif isinstance(action, StateChanged):
                 assert action.new is not action.old
         assert holding == router.holding_addresses
@@ -160,10 +171,11 @@ FAULT = frozenset({"eth0"})
 
 @attrs.frozen
 class Node:
-    """One router of a generated cluster: its configured priority and preempt flag."""
+    """One router of a generated cluster: its configured priority, preempt flag, versions."""
 
     priority: int
     preempt: bool
+    versions: frozenset[int] = V3_ONLY
 
 
 @attrs.define
@@ -200,8 +212,16 @@ def clusters(draw: st.DrawFn) -> tuple[list[Node], int]:
     preempt = [True] * count
     if draw(st.booleans()):
         preempt = draw(st.lists(st.booleans(), min_size=count, max_size=count))
-    interval_cs = draw(st.sampled_from([1, 10, 100, 250]))
-    nodes = [Node(p, f) for p, f in zip(priorities, preempt, strict=True)]
+    if draw(st.booleans()):
+        interval_cs = draw(st.sampled_from([1, 10, 100, 250]))
+        versions = [V3_ONLY] * count
+    else:
+        # A cluster migrating from VRRPv2: v2-only and 2+3 routers mixed, whole seconds.
+        interval_cs = draw(st.sampled_from([100, 200]))
+        versions = draw(
+            st.lists(st.sampled_from([V2_ONLY, V2_AND_V3]), min_size=count, max_size=count)
+        )
+    nodes = [Node(*n) for n in zip(priorities, preempt, versions, strict=True)]
     return nodes, interval_cs
 
 
@@ -260,6 +280,7 @@ def test_after_a_quiet_period_the_best_router_is_the_only_master(
                 priority=node.priority,
                 advert_interval_cs=interval_cs,
                 preempt=node.preempt,
+                versions=node.versions,
             ),
         )
     lan.start_all()
@@ -279,7 +300,8 @@ def test_after_a_quiet_period_the_best_router_is_the_only_master(
             lan.call_at(d.at, apply(lan, d, names))
 
     # Quiet from just after the last disturbance: no loss, no partition, for
-    # Master_Down_Interval of the lowest priority plus one interval (and a few 100 us hops).
+    # Master_Down_Interval of the lowest priority plus one interval (and a few 100 us hops);
+    # VRRPv3's is the longer one at whole seconds, so it covers VRRPv2 routers too.
     quiet_from = max((d.at for d in script), default=0) + 1
     lan.call_at(quiet_from, lan.heal)
     lan.call_at(quiet_from, lambda: setattr(lan, "loss", 0.0))

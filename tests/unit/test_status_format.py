@@ -228,6 +228,35 @@ def test_a_learned_advert_interval_is_shown_next_to_ours() -> None:
     )
 
 
+def test_the_vrrp_version_and_each_peers_versions_are_shown() -> None:
+    peers = {
+        "192.168.200.2": {
+            "versions": [2, 3],
+            "adverts": {"2": 40, "3": 41},
+            "last_seen_ago": {"2": 12.5, "3": 0.4},
+        },
+        "192.168.200.3": {"versions": [2], "adverts": {"2": 1}, "last_seen_ago": {"2": 0.7}},
+    }
+    instance = seed_instance(vrrp_version="2+3", peers=peers)
+    text = format_status(status_with(vip=instance))
+    assert block(text, "vip")[0].endswith("(VRID 58 on eth0.4000, IPv4, VRRPv2+v3 (migration))")
+    rows = block(text, "vip")
+    at = next(i for i, row in enumerate(rows) if row.startswith("  peers "))
+    assert rows[at : at + 2] == [
+        "  peers        192.168.200.2: v2 12s ago (40 adverts), v3 0.4s ago (41 adverts)",
+        "               192.168.200.3: v2 0.7s ago (1 advert)",
+    ]
+    for version, shown in (("2", "VRRPv2"), ("3", "VRRPv3"), ("4", "4")):
+        text = format_status(status_with(vip=seed_instance(vrrp_version=version)))
+        assert block(text, "vip")[0].endswith(f", IPv4, {shown})")
+
+
+@pytest.mark.parametrize("peer", [None, {}, {"versions": "2"}, {"adverts": {"2": "x"}}])
+def test_odd_peer_entries_never_break_the_output(peer: object) -> None:
+    text = format_status(status_with(vip=seed_instance(peers={"192.0.2.1": peer})))
+    assert "192.0.2.1: " in text
+
+
 def test_only_non_zero_drops_are_shown() -> None:
     counters = seed_instance()["counters"]
     counters["drops"] = {"checksum": 0, "ttl": 4, "auth": 0}
@@ -399,8 +428,19 @@ def operations_status() -> dict[str, Any]:
             holding_addresses=False,
             addresses=[f"1.2.3.{vrid}/29"],
             excluded_addresses=[f"2a03:4444:fff0:59:88::{vrid}/64"],
+            vrrp_version="3",
             **changes,
         )
+
+    def heard(adverts: int) -> dict[str, Any]:
+        return {
+            "192.168.200.3": {
+                "versions": [3],
+                "adverts": {"3": adverts},
+                "last_seen": {"3": 1765000000.4},
+                "last_seen_ago": {"3": 0.4},
+            }
+        }
 
     def counters(sent: int, received: int, became_master: int) -> dict[str, Any]:
         return {
@@ -421,6 +461,7 @@ def operations_status() -> dict[str, Any]:
             in_state_for=95.2,
             master={"address": "192.168.200.3", "priority": 75},
             counters=counters(271210, 96, 2),
+            peers=heard(96),
             history=[
                 {
                     "time": 1796256725.02,
@@ -457,6 +498,7 @@ def operations_status() -> dict[str, Any]:
             maintenance=True,
             master=None,
             counters=counters(0, 269460, 0),
+            peers=heard(269460),
         ),
     }
     status["scripts"]["chk_nginx_ingress"].update(runs=135650, failures=49)
