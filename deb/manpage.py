@@ -20,7 +20,8 @@ EXIT_STATUS = (
     (
         "1",
         "a command failed or the daemon does not answer; for the daemon itself, a bug "
-        "(a traceback on stderr)",
+        "(a traceback on stderr); for import-keepalived, something could not be converted "
+        "(each listed on stderr)",
     ),
     ("2", "invalid configuration or bad usage: every problem is printed, one per line"),
     ("3", "the host lacks something the daemon needs (an interface, a capability)"),

@@ -169,6 +169,40 @@ def _add_cleanup_parser(commands: argparse._SubParsersAction[argparse.ArgumentPa
     _add_config_option(cleanup, in_subcommand=True)
 
 
+def _add_import_keepalived_parser(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
+    importer = commands.add_parser(
+        "import-keepalived",
+        help="convert a keepalived.conf to node.toml",
+        description=(
+            "Convert KEEPALIVED.CONF (with its includes) to a node.toml that behaves the same, "
+            "written to stdout or to -o FILE. What cannot be expressed exactly is listed on "
+            "stderr and at the top of the output. Exit 0: faithful; 1: something was dropped "
+            "(-o FILE is written only with --force); 2: the file cannot be read or parsed, or "
+            "holds no vrrp_instance to import."
+        ),
+    )
+    importer.add_argument("keepalived_conf", metavar="KEEPALIVED.CONF", help="the file to convert")
+    importer.add_argument("-o", "--output", metavar="FILE", help="write node.toml here")
+    importer.add_argument(
+        "--force", action="store_true", help="write -o FILE even when something was dropped"
+    )
+    importer.add_argument(
+        "--vrrp-version",
+        choices=("2", "3", "2+3"),
+        help=(
+            "the version IPv4 instances speak instead of keepalived's (2 unless vrrp_version 3): "
+            '"2+3" for a node joining a keepalived cluster during a migration, 3 after it'
+        ),
+    )
+    importer.add_argument(
+        "--config-id",
+        metavar="ID",
+        help="keepalived's -i ID: keep the lines starting with @ID (default: skip @ lines)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line; subcommands store their name in ``args.command``."""
     parser = argparse.ArgumentParser(
@@ -201,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_reload_parser(commands)
     _add_events_parser(commands)
     _add_cleanup_parser(commands)
+    _add_import_keepalived_parser(commands)
     return parser
 
 
@@ -364,6 +399,73 @@ def _cmd_cleanup(args: argparse.Namespace) -> int:
     return run_cleanup(args.config)
 
 
+def _cmd_import_keepalived(args: argparse.Namespace) -> int:
+    from pyvrrp.keepalived import KeepalivedSyntaxError, NothingToImportError, import_keepalived
+
+    try:
+        version = args.vrrp_version
+        result = import_keepalived(
+            args.keepalived_conf,
+            args.config_id,
+            int(version) if version in ("2", "3") else version,
+        )
+    except KeepalivedSyntaxError as error:
+        print(error, file=sys.stderr)
+        return EXIT_CONFIG
+    except NothingToImportError as error:
+        for report in error.dropped:
+            print(f"dropped: {report}", file=sys.stderr)
+        print(error, file=sys.stderr)
+        return EXIT_CONFIG
+    for report in result.dropped:
+        print(f"dropped: {report}", file=sys.stderr)
+    for report in result.notes:
+        print(f"note: {report}", file=sys.stderr)
+    code = EXIT_OK if result.faithful else EXIT_FAILURE
+    if args.output is None:
+        return code if _write_stdout(result.text) else EXIT_CONFIG
+    if not result.faithful and not args.force:
+        print(
+            f"{args.output}: not written: {len(result.dropped)} item(s) could not be converted "
+            "(listed above); review them, then run again with --force to write it anyway",
+            file=sys.stderr,
+        )
+        return code
+    try:
+        _write_atomically(args.output, result.text)
+    except OSError as error:
+        print(f"{args.output}: cannot write it: {error.strerror or error}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"{args.output}: written; check it with: pyvrrp check -c {args.output}", file=sys.stderr)
+    return code
+
+
+def _write_stdout(text: str) -> bool:
+    """Write ``text`` to stdout; False after saying why when it cannot (a full disk, a closed
+    pipe)."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except OSError as error:
+        print(f"cannot write to stdout: {error.strerror or error}", file=sys.stderr)
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            # The interpreter flushes stdout again at exit: what is left must go nowhere.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return False
+    return True
+
+
+def _write_atomically(path: str, text: str) -> None:
+    """Write ``path`` through a temporary file and a rename: never half a file."""
+    target = Path(path)
+    temporary = target.with_name(f".{target.name}.tmp")
+    try:
+        temporary.write_text(text, "utf-8")
+        temporary.replace(target)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
 def _run_daemon(args: argparse.Namespace) -> int:
     """Run the daemon in the foreground (``pyvrrp -c node.toml``)."""
     from pyvrrp.runtime.daemon import run_daemon  # trio and pyroute2 only when needed
@@ -380,6 +482,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "reload": _cmd_reload,
     "events": _cmd_events,
     "cleanup": _cmd_cleanup,
+    "import-keepalived": _cmd_import_keepalived,
 }
 
 

@@ -140,8 +140,8 @@ def load(path: str | os.PathLike[str], *, iproute2_dirs: Sequence[str] | None = 
         hint = ""
         if _KEEPALIVED_CONF.search(text):
             hint = (
-                "; this looks like a keepalived.conf: pyvrrp reads TOML (see "
-                'docs/configuration.md, "Coming from keepalived")'
+                "; this looks like a keepalived.conf: pyvrrp reads TOML; convert it with "
+                f"`pyvrrp import-keepalived {name} -o node.toml` (docs/import-keepalived.md)"
             )
         raise _file_problem(name, f"invalid TOML: {error}{hint}") from None
     except RecursionError:

@@ -188,8 +188,8 @@ def test_invalid_toml_keeps_line_and_column(tmp_path: Path) -> None:
 def test_keepalived_conf_is_recognised(tmp_path: Path) -> None:
     path = write(tmp_path, "global_defs {\n    router_id a\n}\nvrrp_instance VI_1 {\n}\n")
     assert file_problem(path).endswith(
-        "this looks like a keepalived.conf: pyvrrp reads TOML (see docs/configuration.md, "
-        '"Coming from keepalived")'
+        f"this looks like a keepalived.conf: pyvrrp reads TOML; convert it with "
+        f"`pyvrrp import-keepalived {path} -o node.toml` (docs/import-keepalived.md)"
     )
 
 
