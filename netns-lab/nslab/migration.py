@@ -762,7 +762,7 @@ class Rehearsal:
         self.report.status_json[node] = self.status_json(node)
         self.more("pyvrrp status -c node.toml (each instance's headline and peers):")
         for line in status.splitlines():
-            if line.strip() and (not line.startswith(" ") or " ago" in line):
+            if line.strip() and (not line.startswith(" ") or re.search(r": v[23] ", line)):
                 self.more(f"  {line}")
 
     def roll_back(self, node: str, probe: Probe) -> None:
