@@ -5,10 +5,17 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.pyvrrp-installed
 # Debian packages the netns tests, the lab and the benchmarks use.
+<<<<<<< HEAD
 DEB_PACKAGES := keepalived tshark tcpdump nftables iptables iproute2 iputils-ping procps curl openssl
 PYTEST_ARGS ?=
 
 .PHONY: all install system-deps lint typecheck test unit test-lowest deb demo demo-migration bench-codec bench-failover bench-announce clean
+=======
+DEB_PACKAGES := keepalived tshark tcpdump nftables iproute2 iputils-ping procps curl openssl faketime
+PYTEST_ARGS ?=
+
+.PHONY: all install system-deps lint typecheck test unit test-lowest deb demo bench-codec bench-failover bench-announce bench-scale bench-soak bench-flood clean
+>>>>>>> main
 
 all: test
 
@@ -91,6 +98,19 @@ bench-failover: install system-deps
 
 bench-announce: install system-deps
 	$(PY) bench/announce.py
+
+# The full matrix (about 14 minutes); bench/scale.py --help for a subset.
+bench-scale: install system-deps
+	$(PY) bench/scale.py
+
+# 30 minutes of random faults (SOAK_ARGS="--duration 600 --seed 3" for another run).
+SOAK_ARGS ?=
+bench-soak: install system-deps
+	$(PY) bench/soak.py $(SOAK_ARGS)
+
+FLOOD_ARGS ?=
+bench-flood: install system-deps
+	$(PY) bench/flood.py $(FLOOD_ARGS)
 
 clean:
 	rm -rf $(VENV) $(LOWEST_VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage \

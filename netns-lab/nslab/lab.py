@@ -6,6 +6,11 @@ vSwitch), one namespace per node with `eth0.4000` (a veth whose peer is a bridge
 seed's policy routing in table 100, and a client namespace on the bridge that owns the
 gateway addresses and runs the probe. Everything the lab creates is torn down by `down()`,
 which `with Lab(...)`, `up()` failures, Ctrl-C and interpreter exit all reach.
+
+Why the module is over the project's ~700 lines: it is the `Lab` class, whose methods share
+one teardown record (every namespace, nftables table and process it made, undone by `down()`), so
+building, running daemons and injecting faults stay in one place; what does not touch that
+record already lives in its own modules (spec, configs, probe, sniff, system, agent).
 """
 
 from __future__ import annotations
@@ -610,7 +615,8 @@ class Lab:
         env: Mapping[str, str] | None = None,
     ) -> None:
         """Start `daemon` in `node`'s namespace with `config_text` (default: generated from
-        the cluster spec) and `env` added to its environment; output goes to `log(node)`."""
+        the cluster spec); output goes to `log(node)`. `env` adds to the daemon's environment
+        (e.g. libfaketime's LD_PRELOAD for one node)."""
         if node in self._daemons and self._daemons[node].proc.alive():
             raise LabError(f"a daemon already runs on {node}: stop it first")
         d = self.node_dir(node)
@@ -645,8 +651,12 @@ class Lab:
             children = ()
         else:
             raise LabError(f"unknown daemon {daemon!r}: keepalived or pyvrrp")
-        environment = {**python_env(), **(env or {})}
-        proc = spawn(f"{daemon}-{node}", ns_argv(self.ns(node), argv), log=log, env=environment)
+        proc = spawn(
+            f"{daemon}-{node}",
+            ns_argv(self.ns(node), argv),
+            log=log,
+            env={**python_env(), **(env or {})},
+        )
         self._daemons[node] = _Daemon(daemon, proc, conf, children)
         self._last_daemon[node] = (daemon, config_text)
         self.save_state()

@@ -31,6 +31,11 @@ state machine; what differs is in one place each (docs/design.md, "VRRPv2 and mi
 mode"): the datagrams built (:meth:`VirtualRouter._build_advert`), the versions and password
 decoded, a fixed interval (an advertisement carrying another is dropped, RFC 3768 §7.1, so
 nothing is learned) and RFC 3768's Skew_Time (:meth:`VirtualRouter._skew_time`).
+
+Why the module is over the project's ~700 lines: it is the state machine, and its rule is that
+every decision about a transition lives here and nowhere else (as h11's ``_state.py``); the
+parts that do not decide (the transition table, parameters, timers, the codec, the events
+and actions) already live in their own modules.
 """
 
 from __future__ import annotations
@@ -352,7 +357,12 @@ class VirtualRouter:
             else:  # only BACKUP and MASTER run this timer
                 # RFC 9568 §6.4.3: Adver_Timer fired.
                 actions.append(self._advertise(self._effective_priority))
-                self._timer = now + timers.centiseconds(self.params.advert_interval_cs)
+                # From the deadline, not from when the Timeout was handled: a runtime that
+                # wakes late must not push every later advertisement back by as much (the
+                # interval would drift). Late by a whole interval or more: from now, no burst.
+                interval = timers.centiseconds(self.params.advert_interval_cs)
+                following = self._timer + interval
+                self._timer = following if following > now else now + interval
         if self._state is State.MASTER:
             if self._announce_at is not None and self._announce_at <= now:
                 self._announce_at = None

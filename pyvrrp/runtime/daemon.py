@@ -12,6 +12,7 @@ capability or kernel feature exits 3 with what to do.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -290,6 +291,7 @@ async def serve(config: NodeConfig, config_path: str = "", *, log_level: str | N
                         await nursery.start(serve_metrics, host, port, node.status)
                     # Subscribed before the routers start: their first transitions are mailed.
                     await nursery.start(mailer.run, node.subscribe())
+                    _freeze_startup_objects()
                     await nursery.start(node.run)
                     control.watcher = ConfigWatcher(
                         config_path,
@@ -311,6 +313,18 @@ async def serve(config: NodeConfig, config_path: str = "", *, log_level: str | N
             finally:
                 announcements.close()
     log.info("pyvrrp stopped")
+
+
+def _freeze_startup_objects() -> None:
+    """Move what startup made (modules, classes, the configuration: ~60,000 objects) out of
+    the garbage collector's sight, before any router runs.
+
+    A full collection otherwise walks all of them each time, 100 ms and more at 200 VRIDs
+    on the development machine: a stall of the event loop longer than Master_Down_Interval
+    at a 0.01 s advert interval. Frozen, a full collection walks only what was made since.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 async def _serve_signals(signals: AsyncIterator[int], node: Node, control: DaemonControl) -> None:

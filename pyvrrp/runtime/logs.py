@@ -48,7 +48,9 @@ class RateLimiter:
 
     A flood of bad packets must not flood the log: the first one of a kind is logged, the
     following ones within the window are counted and reported with the next logged one.
-    Uses the wall-clock monotonic time (logging is not protocol behaviour).
+    Uses the wall-clock monotonic time (logging is not protocol behaviour). At a level the
+    logger does not emit, a call costs one level check: no clock, no bookkeeping (these calls
+    sit on per-packet paths).
     """
 
     def __init__(self, window: float = SUPPRESS_WINDOW) -> None:
@@ -59,6 +61,10 @@ class RateLimiter:
     def log(
         self, logger: logging.Logger, level: int, key: Hashable, message: str, *args: object
     ) -> bool:
+        """Log ``message % args`` at ``level`` unless ``key`` was logged within the window;
+        True if it was logged."""
+        if not logger.isEnabledFor(level):
+            return False
         now = time.monotonic()
         last = self._last.get(key)
         if last is not None and now - last < self.window:

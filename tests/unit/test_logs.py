@@ -20,6 +20,7 @@ from pyvrrp.runtime.logs import (
     LOG_LEVELS,
     JournalFormatter,
     JsonFormatter,
+    RateLimiter,
     fields,
     journal_priority,
     set_level,
@@ -338,3 +339,58 @@ def test_log_options_belong_to_the_daemon_not_to_a_command(
         "--log-level is for the daemon (pyvrrp -c FILE --log-level debug), not for status"
         in capsys.readouterr().err
     )
+
+
+# ---------------------------------------------------------------------------- rate limiter
+
+
+@pytest.fixture
+def limited_logger() -> logging.Logger:
+    # Outside the "pyvrrp" tree, which setup_logging() stops from propagating to caplog.
+    logger = logging.getLogger("test-rate-limiter")
+    logger.setLevel(logging.INFO)
+    return logger
+
+
+def test_rate_limiter_logs_one_line_per_key_and_window_and_counts_the_rest(
+    limited_logger: logging.Logger,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [100.0]
+    monkeypatch.setattr("pyvrrp.runtime.logs.time.monotonic", lambda: clock[0])
+    limiter = RateLimiter(window=10.0)
+    logger = limited_logger
+    with caplog.at_level(logging.INFO, logger=logger.name):
+        assert limiter.log(logger, logging.INFO, "a", "bad packet from %s", "x")
+        assert not limiter.log(logger, logging.INFO, "a", "bad packet from %s", "y")
+        assert limiter.log(logger, logging.INFO, "b", "other from %s", "z")
+        clock[0] += 10.0
+        assert limiter.log(logger, logging.INFO, "a", "bad packet from %s", "w")
+    assert [r.getMessage() for r in caplog.records] == [
+        "bad packet from x",
+        "other from z",
+        "bad packet from w (1 similar messages suppressed)",
+    ]
+
+
+def test_rate_limiter_at_a_level_that_is_off_reads_no_clock_and_counts_nothing(
+    limited_logger: logging.Logger,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_clock() -> float:
+        raise AssertionError("the clock was read for a line that cannot be emitted")
+
+    limiter = RateLimiter()
+    logger = limited_logger
+    monkeypatch.setattr("pyvrrp.runtime.logs.time.monotonic", no_clock)
+    with caplog.at_level(logging.INFO, logger=logger.name):
+        for _ in range(1000):
+            assert not limiter.log(logger, logging.DEBUG, "k", "per packet %d", 1)
+    assert caplog.records == []
+    monkeypatch.undo()
+    # Nothing was counted as suppressed: the first line at an enabled level is plain.
+    with caplog.at_level(logging.DEBUG, logger=logger.name):
+        assert limiter.log(logger, logging.DEBUG, "k", "per packet %d", 2)
+    assert [r.getMessage() for r in caplog.records] == ["per packet 2"]

@@ -538,6 +538,17 @@ def test_master_advertises_its_priority_and_configured_interval_on_adver_timer()
     assert router.deadline() == t + 1_000_000
 
 
+def test_adver_timer_runs_from_its_deadline_when_the_timeout_is_handled_late() -> None:
+    # A runtime woken 3 ms late sends late, but the next advertisement stays on the
+    # schedule: the interval does not drift by the lateness of every wake-up.
+    router, t = master()
+    assert router.handle(Timeout(), t + 1_003_000) == [send(100)]
+    assert router.deadline() == t + 2_000_000
+    # Late by more than a whole interval (a stalled process): no burst to catch up.
+    assert router.handle(Timeout(), t + 3_500_000) == [send(100)]
+    assert router.deadline() == t + 4_500_000
+
+
 def test_master_advertises_its_own_interval_not_the_one_it_learned_as_backup() -> None:
     router = backup()
     router.handle(rx(150, interval_cs=200), S)
