@@ -5,17 +5,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.pyvrrp-installed
 # Debian packages the netns tests, the lab and the benchmarks use.
-<<<<<<< HEAD
-DEB_PACKAGES := keepalived tshark tcpdump nftables iptables iproute2 iputils-ping procps curl openssl
+DEB_PACKAGES := keepalived tshark tcpdump nftables iptables iproute2 iputils-ping procps curl openssl faketime
 PYTEST_ARGS ?=
 
-.PHONY: all install system-deps lint typecheck test unit test-lowest deb demo demo-migration bench-codec bench-failover bench-announce clean
-=======
-DEB_PACKAGES := keepalived tshark tcpdump nftables iproute2 iputils-ping procps curl openssl faketime
-PYTEST_ARGS ?=
-
-.PHONY: all install system-deps lint typecheck test unit test-lowest deb demo bench-codec bench-failover bench-announce bench-scale bench-soak bench-flood clean
->>>>>>> main
+.PHONY: all install system-deps lint typecheck test unit test-lowest deb demo demo-migration bench-codec bench-failover bench-announce bench-scale bench-soak bench-flood clean
 
 all: test
 
