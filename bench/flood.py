@@ -36,6 +36,11 @@ Bounded: the frames, the rates and the time are bounded; everything runs in name
 lab creates and aims only at the lab's own addresses; the lab and every process are removed
 at the end, on failure and on Ctrl-C/SIGTERM. Exit status 1 if pyvrrp crashed, changed
 state, miscounted or missed the interval goal; 3 if the lab cannot run.
+
+Why the module is over the project's ~700 lines: a benchmark is run as one file
+(`python bench/flood.py`, no package of its own under bench/), and its parts (the crafted
+packets with the fate each must meet, the sender, the counters of both daemons, the report)
+are used by this benchmark alone; the lab it drives is already in netns-lab/nslab.
 """
 
 from __future__ import annotations

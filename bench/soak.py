@@ -57,6 +57,11 @@ leftovers until it restarts) and reported as counts with the trace that broke th
 Exit status 0 when every invariant held, 1 when one broke, 3 when the lab cannot run.
 Everything runs in namespaces the soak creates; they and its processes are removed at the
 end, on failure and on Ctrl-C/SIGTERM.
+
+Why the module is over the project's ~700 lines: a benchmark is run as one file
+(`python bench/soak.py`, no package of its own under bench/), and most of it is the `Soak`
+class, where each fault kind's injection, undo and invariant bound sit together; the lab it
+drives is already in netns-lab/nslab.
 """
 
 from __future__ import annotations

@@ -213,12 +213,13 @@ def control(installed_size_kib: int) -> str:
         Section: net
         Priority: optional
         Homepage: {HOMEPAGE}
-        Description: VRRPv3 router in Python, a drop-in for keepalived's VRRP
-         pyvrrp runs VRRPv3 virtual routers (RFC 9568) on Linux, speaking with
-         keepalived peers over multicast or unicast: IPv4 and IPv6 virtual
-         addresses, routes and rules, gratuitous ARP and unsolicited neighbour
-         advertisements, health-check scripts and tracked interfaces, notify
-         scripts, graceful handovers, validated reloads that never flap a master,
+        Description: VRRPv3/VRRPv2 router in Python, a drop-in for keepalived's VRRP
+         pyvrrp runs VRRPv3 (RFC 9568) and VRRPv2 (RFC 3768) virtual routers on
+         Linux, both at once while migrating, speaking with keepalived peers
+         over multicast or unicast: IPv4 and IPv6 virtual addresses, routes
+         and rules, gratuitous ARP and unsolicited neighbour advertisements,
+         health-check scripts and tracked interfaces, notify scripts, graceful
+         handovers, validated reloads that never flap a master,
          a status command and Prometheus metrics.
          .
          This package is a single-file program run by the system python3, with

@@ -96,7 +96,8 @@ def render(parser: argparse.ArgumentParser | None = None, *, date: datetime.date
     out = [
         f'.TH PYVRRP 8 "{date.isoformat()}" "pyvrrp {__version__}" "System Administration"',
         ".SH NAME",
-        "pyvrrp \\- a VRRPv3 router (RFC 9568), keepalived's VRRP side in Python",
+        "pyvrrp \\- a VRRPv3 and VRRPv2 router (RFC 9568, RFC 3768), keepalived's VRRP side "
+        "in Python",
         ".SH SYNOPSIS",
         f".B {escape(parser.prog)}",
         "\\fB\\-c\\fR \\fIFILE\\fR",

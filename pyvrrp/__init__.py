@@ -1,4 +1,4 @@
-"""pyvrrp: a pure-Python VRRPv3 router (RFC 9568) for Linux.
+"""pyvrrp: a pure-Python VRRP router for Linux: VRRPv3 (RFC 9568) and VRRPv2 (RFC 3768).
 
 Run virtual routers inside a trio program::
 

@@ -1,14 +1,15 @@
 """The ``pyvrrp`` command line: argument parsing and dispatch only.
 
 ``pyvrrp -c node.toml`` (no subcommand) runs the daemon; subcommands are registered in
-:func:`build_parser` and dispatched through ``_COMMANDS``. To add one (``reload``,
-``cleanup``), add an ``_add_NAME_parser`` function, call it in :func:`build_parser`, and map
-the name to a ``_cmd_NAME(args) -> int`` handler. Commands that talk to the running daemon
-send their request with :func:`_control` (see :mod:`pyvrrp.runtime.control`); what they print
-is made in :mod:`pyvrrp.status_format`.
+:func:`build_parser` and dispatched through ``_COMMANDS``. Each command has an
+``_add_NAME_parser`` function, called in :func:`build_parser`, and a ``_cmd_NAME(args) ->
+int`` handler mapped to its name; a new command follows the same pattern. Commands that talk
+to the running daemon send their request with :func:`_control` (see
+:mod:`pyvrrp.runtime.control`); what they print is made in :mod:`pyvrrp.status_format`.
 
-Exit codes follow design.md: 0 success, 1 failure, 2 bad configuration or bad usage,
-3 an environment problem (for the daemon). A user error is never a traceback.
+Exit codes are tabled in docs/operations.md ("Exit codes"): 0 success, 1 failure, 2 bad
+configuration or bad usage, 3 an environment problem (the daemon and ``cleanup``). A user
+error is never a traceback.
 """
 
 from __future__ import annotations
@@ -208,8 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pyvrrp",
         description=(
-            "A VRRPv3 router (RFC 9568). With no command, run the daemon in the foreground "
-            "with the configuration given by -c."
+            "A VRRP router: VRRPv3 (RFC 9568), VRRPv2 (RFC 3768), or both while migrating. "
+            "With no command, run the daemon in the foreground with the configuration given "
+            "by -c."
         ),
     )
     parser.add_argument("--version", action="version", version=f"pyvrrp {__version__}")

@@ -6,6 +6,11 @@ vSwitch), one namespace per node with `eth0.4000` (a veth whose peer is a bridge
 seed's policy routing in table 100, and a client namespace on the bridge that owns the
 gateway addresses and runs the probe. Everything the lab creates is torn down by `down()`,
 which `with Lab(...)`, `up()` failures, Ctrl-C and interpreter exit all reach.
+
+Why the module is over the project's ~700 lines: it is the `Lab` class, whose methods share
+one teardown record (every namespace, nftables table and process it made, undone by `down()`), so
+building, running daemons and injecting faults stay in one place; what does not touch that
+record already lives in its own modules (spec, configs, probe, sniff, system, agent).
 """
 
 from __future__ import annotations

@@ -229,7 +229,13 @@ NotifyCommand = tuple[str, ...] | str | None
 class InstanceConfig:
     """A virtual router from ``[instances.NAME]`` (keepalived's ``vrrp_instance``).
 
-    ``initial_state`` is the key ``state``; ``advert_interval_cs`` is centiseconds (a whole
+    ``initial_state`` is the key ``state`` and is informational: nothing at run time reads
+    it, every instance starts in Initialize and becomes master at once only with priority 255
+    (RFC 9568 §6.4.1), as in keepalived. Its only effects are at parse time: ``"master"``
+    without a priority means priority 255 and makes ``preempt`` False a warning, and
+    ``"backup"`` with priority 255 is an error.
+    ``accept`` is always True (Accept_Mode False is rejected and nothing reads it yet).
+    ``advert_interval_cs`` is centiseconds (a whole
     number of seconds, up to 255 s, when ``version`` speaks VRRPv2). ``version`` is resolved:
     the instance's key, else ``[global] version`` for IPv4, else V3. ``auth_pass`` is the
     VRRPv2 simple password (only with a version that speaks v2). ``unicast_peers_only`` False

@@ -90,6 +90,7 @@ from pyvrrp.core.transitions import check_transition
 
 __all__ = [
     "HANDOVER_GRACE",
+    "HANDOVER_REANNOUNCE",
     "OWNER_PRIORITY",
     "PEER_LIMIT",
     "PeerStatistics",
@@ -101,6 +102,11 @@ __all__ = [
 
 # How long a leaving master keeps its addresses after hearing the new master (microseconds).
 HANDOVER_GRACE = 100_000
+# After taking over from a master that left on purpose (priority 0), announce once more when
+# that master has let go of the addresses (HANDOVER_GRACE after hearing us, and some room):
+# during the overlap both answer ARP/ND, and a client that re-resolved then took the old
+# master's MAC; without this it would wait for the second burst (garp_delay, 5 s).
+HANDOVER_REANNOUNCE = 3 * HANDOVER_GRACE
 
 PEER_LIMIT = 32
 """How many peers a router keeps statistics for; past it, the one heard longest ago goes (a
@@ -191,6 +197,7 @@ class VirtualRouter:
         self._down_cause = Cause.MASTER_DOWN
         self._preempt_until: int | None = None
         self._announce_at: int | None = None
+        self._handover_announce_at: int | None = None
         self._refresh_at: int | None = None
         self._holding = False
         self._release_at: int | None = None
@@ -246,7 +253,13 @@ class VirtualRouter:
         """When this router next needs ``Timeout``, or None."""
         pending = [
             t
-            for t in (self._timer, self._announce_at, self._refresh_at, self._release_at)
+            for t in (
+                self._timer,
+                self._announce_at,
+                self._handover_announce_at,
+                self._refresh_at,
+                self._release_at,
+            )
             if t is not None
         ]
         return min(pending) if pending else None
@@ -357,10 +370,18 @@ class VirtualRouter:
             else:  # only BACKUP and MASTER run this timer
                 # RFC 9568 §6.4.3: Adver_Timer fired.
                 actions.append(self._advertise(self._effective_priority))
-                self._timer = now + timers.centiseconds(self.params.advert_interval_cs)
+                # From the deadline, not from when the Timeout was handled: a runtime that
+                # wakes late must not push every later advertisement back by as much (the
+                # interval would drift). Late by a whole interval or more: from now, no burst.
+                interval = timers.centiseconds(self.params.advert_interval_cs)
+                following = self._timer + interval
+                self._timer = following if following > now else now + interval
         if self._state is State.MASTER:
             if self._announce_at is not None and self._announce_at <= now:
                 self._announce_at = None
+                actions.append(Announce())
+            if self._handover_announce_at is not None and self._handover_announce_at <= now:
+                self._handover_announce_at = None
                 actions.append(Announce())
             if self._refresh_at is not None and self._refresh_at <= now:
                 self._refresh_at = now + self.params.garp_refresh_us
@@ -610,6 +631,9 @@ class VirtualRouter:
         self._timer = now + timers.centiseconds(self.params.advert_interval_cs)
         self._master_adver_interval = timers.centiseconds(self.params.advert_interval_cs)
         self._announce_at = now + self.params.garp_delay_us if self.params.garp_delay_us else None
+        self._handover_announce_at = (
+            now + HANDOVER_REANNOUNCE if cause is Cause.MASTER_LEFT else None
+        )
         self._refresh_at = (
             now + self.params.garp_refresh_us if self.params.garp_refresh_us else None
         )
@@ -646,6 +670,7 @@ class VirtualRouter:
     def _leave_master(self) -> None:
         self._timer = None
         self._announce_at = None
+        self._handover_announce_at = None
         self._refresh_at = None
 
     def _release(self, now: int) -> list[Action]:

@@ -24,7 +24,7 @@ The rules, in one place:
 - A member of a sync group ignores weights, as keepalived does: any of its trackers going bad
   puts it in FAULT (its weight is taken as 0).
 
-The core does no I/O and reads no clock (design.md).
+The core does no I/O and reads no clock (docs/design.md).
 """
 
 from __future__ import annotations

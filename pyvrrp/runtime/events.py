@@ -48,6 +48,19 @@ SEND_TIMEOUT: Final = 5.0
 """Seconds a client has to take one line; one that takes nothing for that long is gone."""
 
 
+def _header(
+    kind: str, instance: str, vrid: int, interface: str, wall: float | None
+) -> dict[str, Any]:
+    """The fields every event starts with, in the order the stream shows them."""
+    return {
+        "type": kind,
+        "time": round(time.time() if wall is None else wall, 3),
+        "instance": instance,
+        "vrid": vrid,
+        "interface": interface,
+    }
+
+
 def transition_event(
     *,
     instance: str,
@@ -62,11 +75,7 @@ def transition_event(
 ) -> dict[str, Any]:
     """A transition as the stream shows it; ``wall`` defaults to now."""
     return {
-        "type": "transition",
-        "time": round(time.time() if wall is None else wall, 3),
-        "instance": instance,
-        "vrid": vrid,
-        "interface": interface,
+        **_header("transition", instance, vrid, interface, wall),
         "from": old,
         "to": new,
         "cause": cause,
@@ -87,11 +96,7 @@ def priority_event(
 ) -> dict[str, Any]:
     """A change of effective priority as the stream shows it; ``wall`` defaults to now."""
     return {
-        "type": "priority",
-        "time": round(time.time() if wall is None else wall, 3),
-        "instance": instance,
-        "vrid": vrid,
-        "interface": interface,
+        **_header("priority", instance, vrid, interface, wall),
         "from": old,
         "to": new,
         "reason": reason,

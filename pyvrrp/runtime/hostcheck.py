@@ -60,13 +60,13 @@ async def _check_instance(
         ("excluded_addresses", instance.excluded_addresses),
     ):
         for index, address in enumerate(addresses):
-            if address.dev is not None and await netlink.link(address.dev) is None:
-                problems.append(
-                    Problem(
-                        f"{key_path(path, key)}[{index}].dev",
-                        _interface_problem(address.dev, f"{address.address} cannot be added"),
-                    )
-                )
+            await _check_dev(
+                f"{key_path(path, key)}[{index}].dev",
+                address.dev,
+                f"{address.address} cannot be added",
+                netlink,
+                problems,
+            )
     await _check_routes(
         key_path(path, "virtual_routes"), instance.virtual_routes, netlink, problems
     )
@@ -89,13 +89,21 @@ async def _check_routes(
     path: str, routes: Sequence[RouteConfig], netlink: Netlink, problems: list[Problem]
 ) -> None:
     for index, route in enumerate(routes):
-        if route.dev is not None and await netlink.link(route.dev) is None:
-            problems.append(
-                Problem(
-                    f"{path}[{index}].dev",
-                    _interface_problem(route.dev, f"the route to {route.to} cannot be added"),
-                )
-            )
+        await _check_dev(
+            f"{path}[{index}].dev",
+            route.dev,
+            f"the route to {route.to} cannot be added",
+            netlink,
+            problems,
+        )
+
+
+async def _check_dev(
+    path: str, dev: str | None, what: str, netlink: Netlink, problems: list[Problem]
+) -> None:
+    """A problem at ``path`` when an item's ``dev`` (if any) is not an interface here."""
+    if dev is not None and await netlink.link(dev) is None:
+        problems.append(Problem(path, _interface_problem(dev, what)))
 
 
 async def check_host(config: NodeConfig, netlink: Netlink) -> list[Problem]:

@@ -1,9 +1,11 @@
 """One instance at run time: its router, its inbox, its driver task and what its actions do.
 
 The driver is the only reader of the clock for its router: it feeds events to the core router
-with the current time, carries out the actions it returns in order, and waits for the
-router's next deadline. An instance knows nothing of the node around it: what it needs
-(netlink, announcements, where state changes go) is passed at construction.
+with the current time, carries out the actions it returns in order, and arms the router's
+next deadline in the node's shared :class:`~pyvrrp.runtime.schedule.Schedule`, which posts a
+marker into the inbox when it is due: events and deadlines go through one queue. An instance
+knows nothing of the node around it: what it needs (netlink, announcements, where state
+changes go) is passed at construction.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from pyvrrp.core.tracking import Health
 from pyvrrp.runtime.holdings import Holdings, Item, remove_items
 from pyvrrp.runtime.logs import RateLimiter
 from pyvrrp.runtime.netlink import AddressSpec, Change, Netlink, NetlinkError, describe_item
+from pyvrrp.runtime.schedule import Schedule
 from pyvrrp.runtime.transport import Transport
 
 if TYPE_CHECKING:
@@ -112,7 +115,7 @@ class Instance:
         announcements: Announcements,
         publish: Publish,
         after_handle: AfterHandle,
-        timer_lead: float = 0.0,
+        schedule: Schedule,
     ) -> None:
         self.router = router
         self.local_address = router.params.local_address
@@ -125,8 +128,9 @@ class Instance:
         self._announcements = announcements
         self._publish = publish
         self._after_handle = after_handle
-        self._timer_lead = timer_lead
-        self._inbox_send, self._inbox = trio.open_memory_channel[Event](math.inf)
+        self._schedule = schedule
+        # None in the inbox: the schedule says the router's deadline is due.
+        self._inbox_send, self._inbox = trio.open_memory_channel[Event | None](math.inf)
         self._queued_packets = 0
         self._logs = RateLimiter()
         self.apply_config(config)
@@ -183,11 +187,16 @@ class Instance:
                 event = self._inbox.receive_nowait()
             except trio.WouldBlock:
                 return handled
+            if event is None:
+                continue
             if isinstance(event, PacketReceived):
                 self._queued_packets -= 1
                 continue
             await self._handle(event, now_us())
             handled = True
+
+    def _due(self) -> None:
+        self._inbox_send.send_nowait(None)
 
     async def drive(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The driver task: the only reader of the clock for this router.
@@ -198,22 +207,26 @@ class Instance:
         await self._handle(Startup(), now_us())
         task_status.started()
         router = self.router
-        while not (self.retiring and router.stopped):
-            deadline = router.deadline()
-            event_or_none: Event | None = None
-            # Wake a little early: trio rounds its sleep up to the millisecond and Python
-            # adds its own latency; max(deadline, now) below treats the early wake-up as the
-            # deadline itself (aioquic's rule), so the router never sees an early time.
-            at = math.inf if deadline is None else deadline / 1_000_000 - self._timer_lead
-            with trio.move_on_at(at):
-                event_or_none = await self._inbox.receive()
-            now = now_us()
-            if event_or_none is None:
-                assert deadline is not None
-                event_or_none, now = Timeout(), max(deadline, now)
-            elif isinstance(event_or_none, PacketReceived):
-                self._queued_packets -= 1
-            await self._handle(event_or_none, now)
+        schedule = self._schedule
+        try:
+            while not (self.retiring and router.stopped):
+                schedule.set(self, router.deadline(), self._due)
+                event = await self._inbox.receive()
+                if event is None:
+                    # The schedule woke us (timer_lead early: trio rounds its sleeps up to the
+                    # millisecond and Python adds its own latency). An event handled since may
+                    # have moved the deadline later: then it is not due yet. Otherwise the
+                    # router decides at max(deadline, now) (aioquic's rule), never early.
+                    deadline = router.deadline()
+                    if deadline is None or schedule.wake_time(deadline) > trio.current_time():
+                        continue
+                    await self._handle(Timeout(), max(deadline, now_us()))
+                    continue
+                if isinstance(event, PacketReceived):
+                    self._queued_packets -= 1
+                await self._handle(event, now_us())
+        finally:
+            schedule.cancel(self)
 
     async def _handle(self, event: Event, now: int) -> None:
         actions = self.router.handle(event, now)

@@ -25,14 +25,11 @@ docs/notifications.md ("E-mail") is the user's description.
 from __future__ import annotations
 
 import collections
-import email.utils
 import logging
 import os
-import smtplib
 import ssl
 import time
 from collections.abc import Awaitable, Callable
-from email.message import EmailMessage
 from functools import partial
 from typing import TYPE_CHECKING, Final
 
@@ -43,6 +40,9 @@ from pyvrrp._version import __version__
 from pyvrrp.core.actions import Cause, State
 
 if TYPE_CHECKING:
+    import smtplib
+    from email.message import EmailMessage
+
     from pyvrrp.runtime.node import Transition
 
 __all__ = [
@@ -133,7 +133,7 @@ class MailStatistics:
     last_error: str | None  # why the last failed attempt failed
 
 
-MailTransport = Callable[[MailSettings, EmailMessage], Awaitable[None]]
+MailTransport = Callable[[MailSettings, "EmailMessage"], Awaitable[None]]
 """Sends one message or raises :class:`MailError`; :class:`SmtpTransport` is the real one."""
 
 
@@ -174,6 +174,8 @@ class SmtpTransport:
         if settings.username and not settings.starttls:
             raise MailError("a login needs starttls = true: the password would go in clear text")
         password = _read_password(settings.password_file or "") if settings.username else ""
+        import smtplib  # only a node that sends mail loads it
+
         try:
             with smtplib.SMTP(settings.host, settings.port, timeout=self.timeout) as smtp:
                 if settings.starttls:
@@ -202,6 +204,8 @@ class SmtpTransport:
 
 
 def _describe_smtp(exc: smtplib.SMTPException) -> str:
+    import smtplib
+
     if isinstance(exc, smtplib.SMTPResponseException):
         error = exc.smtp_error
         text = error.decode(errors="replace") if isinstance(error, bytes) else str(error)
@@ -523,6 +527,9 @@ class Mailer:
 
     def compose(self, mail: _Mail, settings: MailSettings) -> EmailMessage:
         """The message for ``mail``: keepalived's subject, every transition in the body."""
+        import email.utils  # only a node that sends mail loads it
+        from email.message import EmailMessage
+
         message = EmailMessage()
         message["Subject"] = subject(self.router_id, mail.transitions)
         message["From"] = settings.sender

@@ -57,6 +57,7 @@ from pyvrrp.runtime.netlink import Netlink, NetlinkError, describe_route, descri
 from pyvrrp.runtime.notify import Notifier
 from pyvrrp.runtime.process import ProcessRunner, RealProcessRunner
 from pyvrrp.runtime.reassert import REASSERT_INTERVAL, Reasserter
+from pyvrrp.runtime.schedule import Schedule
 from pyvrrp.runtime.statefile import MaintenanceStore, StateDirStore, StateFileError
 from pyvrrp.runtime.status import InstanceStatus, NodeStatus, ScriptStatus
 from pyvrrp.runtime.trackers import Trackers
@@ -119,6 +120,7 @@ class Node:
     ) -> None:
         self.config = config
         self.timer_lead = timer_lead
+        self._schedule = Schedule(timer_lead)  # every router's deadline, one task
         self.netlink = netlink
         self.announcements = announcements
         self.runner: ProcessRunner = runner if runner is not None else RealProcessRunner()
@@ -332,6 +334,7 @@ class Node:
                 await nursery.start(self.notifier.run)
                 nursery.start_soon(self._reasserter.watch_netlink)
                 nursery.start_soon(self._reasserter.reassert_loop)
+                await nursery.start(self._schedule.run)
                 self._update_transports()
                 await self._prime(list(self.instances.values()))
                 for instance in self.instances.values():
@@ -449,7 +452,7 @@ class Node:
             announcements=self.announcements,
             publish=self.publish,
             after_handle=self.after_handle,
-            timer_lead=self.timer_lead,
+            schedule=self._schedule,
         )
 
     async def _wait_for_source(self, config: InstanceConfig) -> IPAddress | None:
@@ -534,6 +537,7 @@ class Node:
             self.config = config
             self.instances = {name: (matched.get(name) or added[name]) for name in config.instances}
             self._maintenance = maintenance
+            self._reasserter.config_changed()
             grouped = {name for g in config.sync_groups.values() for name in g.instances}
             for name, instance in matched.items():
                 if name not in grouped:

@@ -4,6 +4,16 @@ NetworkManager, systemd-networkd or an operator may remove a master's address, r
 Address removals and links coming back up arrive as netlink events and are answered at once;
 routes and rules (whose removal the kernel does not always report) are checked every
 :data:`REASSERT_INTERVAL`, with the node's static routes and rules.
+
+The periodic check is only for routes and rules: a node that has none sleeps until a reload
+gives it some. Addresses are never re-added blindly: each pass that puts addresses back (a
+link back up, lost netlink events) reads each interface's addresses once and adds only the
+missing ones. Adding an address that is there makes the kernel answer EEXIST, and telling
+"there as asked" from a conflict takes a dump of the interface's addresses through pyroute2:
+with K masters on one interface, re-adding every address every 10 s decoded K x K address
+messages per pass (40,000 at K = 200), which was most of the daemon's CPU at scale and held
+the GIL away from trio's thread for long enough to delay advertisements by up to 200 ms
+(docs/benchmarks.md, "Where the time went").
 """
 
 from __future__ import annotations
@@ -14,11 +24,12 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from pyvrrp.core.config import NodeConfig
+from pyvrrp.core.config import IPInterface, NodeConfig
 from pyvrrp.runtime.holdings import Holdings
 from pyvrrp.runtime.instance import Instance
 from pyvrrp.runtime.netlink import (
     AddressEvent,
+    AddressSpec,
     LinkEvent,
     Netlink,
     NetlinkError,
@@ -52,6 +63,7 @@ class Reasserter:
         self._instances = instances
         self._config = config
         self._links_up: dict[str, bool] = {}
+        self._changed = trio.Event()  # set by config_changed(): the periodic check re-looks
 
     async def watch_netlink(self) -> None:
         """Forget cached link details on link changes; put back addresses removed from a
@@ -93,15 +105,57 @@ class Reasserter:
             if added:
                 await instance.announce(added)
 
+    def config_changed(self) -> None:
+        """The node's configuration changed (a reload): there may be routes or rules to check
+        now, or none any more."""
+        self._changed.set()
+
+    def _periodic_work(self) -> bool:
+        """Whether there is anything the periodic check looks at: routes or rules, static or
+        an instance's (held or not: an instance may become master later)."""
+        config = self._config()
+        return bool(config.routes or config.rules) or any(
+            instance.holdings.routes or instance.holdings.rules for instance in self._instances()
+        )
+
     async def reassert_loop(self) -> None:
-        """Every :data:`REASSERT_INTERVAL`, :meth:`reassert_all`."""
+        """Every :data:`REASSERT_INTERVAL` from the start, :meth:`reassert_routes`; without
+        routes or rules to check, asleep until a reload brings some."""
+        due = trio.current_time() + REASSERT_INTERVAL
         while True:
-            await trio.sleep(REASSERT_INTERVAL)
-            await self.reassert_all()
+            if not self._periodic_work():
+                self._changed = trio.Event()
+                await self._changed.wait()
+                continue
+            # Each check due a whole interval after the previous one, whatever it cost.
+            now = trio.current_time()
+            if due < now:
+                due += (now - due) // REASSERT_INTERVAL * REASSERT_INTERVAL + REASSERT_INTERVAL
+            await trio.sleep_until(due)
+            due += REASSERT_INTERVAL
+            await self.reassert_routes()
+
+    async def reassert_routes(self) -> None:
+        """Put back the routes and rules a master holds, and the static ones, that someone
+        removed (the kernel does not always report their removal)."""
+        for instance in list(self._instances()):
+            if not instance.router.holding_addresses:
+                continue
+            holdings = instance.holdings
+            if holdings.routes or holdings.rules:
+                await instance.install(
+                    Holdings(routes=holdings.routes, rules=holdings.rules), reassert=True
+                )
+        await self._reassert_static_all()
 
     async def reassert_all(self, *, announce_all: bool = False) -> None:
         """Put back what a master holds and someone removed; announce what was put back
-        (everything with ``announce_all``)."""
+        (everything with ``announce_all``).
+
+        Only missing addresses are added (see the module docstring); each interface's
+        addresses are read once per call.
+        """
+        present: dict[str, set[IPInterface] | None] = {}
         for instance in list(self._instances()):
             if not instance.router.holding_addresses:
                 continue
@@ -112,9 +166,34 @@ class Reasserter:
                 holdings.routes,
                 holdings.rules,
             )
-            added = await instance.install(up, reassert=True)
+            missing = Holdings(
+                tuple([s for s in up.addresses if not await self._there(s, present)]),
+                tuple([s for s in up.excluded if not await self._there(s, present)]),
+                up.routes,
+                up.rules,
+            )
+            added = await instance.install(missing, reassert=True)
+            for spec in added:
+                known = present.get(spec.dev)
+                if known is not None:
+                    known.add(spec.address)
             if announce_all or added:
                 await instance.announce(list(up.specs) if announce_all else added)
+        await self._reassert_static_all()
+
+    async def _there(self, spec: AddressSpec, present: dict[str, set[IPInterface] | None]) -> bool:
+        """Whether ``spec`` is on its interface, as read once per pass (False when the read
+        failed: then it is added, and the kernel says whether it was there)."""
+        if spec.dev not in present:
+            try:
+                present[spec.dev] = set(await self._netlink.addresses(spec.dev))
+            except NetlinkError as exc:
+                log.error("cannot read the addresses of %s: %s", spec.dev, exc)
+                present[spec.dev] = None
+        known = present[spec.dev]
+        return known is not None and spec.address in known
+
+    async def _reassert_static_all(self) -> None:
         config = self._config()
         for route in config.routes:
             await self._reassert_static(describe_route(route), self._netlink.add_route(route))

@@ -283,7 +283,12 @@ async def test_threads_stop_on_exit_even_when_cancelled(netns: str) -> None:
     before = netlink_threads()
     with trio.CancelScope() as scope:
         async with open_netlink(netns=netns) as nl:
-            assert len(netlink_threads()) == len(before) + 1  # the owner; the monitor is a task
+            # Links and addresses are read on trio's thread: no thread, no pyroute2 yet.
+            assert await nl.link("lo") is not None
+            assert netlink_threads() == before
+            # The first route or rule starts the owner thread (the monitor is a task).
+            assert await nl.remove_route(DEFAULT_ROUTE) is False
+            assert len(netlink_threads()) == len(before) + 1
             scope.cancel()
             await nl.link(DUMMY)  # cancelled
     assert netlink_threads() == before

@@ -192,3 +192,54 @@ async def test_master_puts_back_addresses_flushed_while_its_link_was_down_when_i
     assert announced(cluster, a.announcements.records[announcements:]) == [
         (13.25, ["1.2.3.58", "2a03:4444:fff0:59:88::58"])
     ]
+
+
+async def test_a_master_without_routes_or_rules_re_adds_nothing_periodically(
+    autojump_clock: trio.testing.MockClock,
+    cluster: Cluster,
+) -> None:
+    # Its addresses are watched through netlink events; re-adding them every interval cost
+    # an address dump per address (EEXIST) at scale.
+    a, _ = await start(cluster)
+    await cluster.sleep_until(12.25)
+    operations = len(a.netlink.operations)
+    await cluster.sleep_until(12.25 + 5 * REASSERT_INTERVAL)
+    assert a.netlink.operations[operations:] == []
+    assert a.holds(VIP) and a.holds(EXCLUDED)
+
+
+async def test_a_reload_that_adds_a_route_starts_the_periodic_check(
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+    cluster: Cluster,
+) -> None:
+    a, _ = await start(cluster)
+    await cluster.sleep_until(12.25)
+    await cluster.reload("A", config({"vip58": seed(100, virtual_routes=[ROUTE])}))
+    [route] = a.netlink.routes
+    assert await a.netlink.remove_route(route)
+    with caplog.at_level(logging.WARNING, logger="pyvrrp"):
+        # Still on the schedule counted from the start: 20, not 10 s after the reload.
+        await cluster.sleep_until(19.9)
+        assert list(a.netlink.routes) == []
+        await cluster.sleep_until(20.1)
+    assert list(a.netlink.routes) == [route]
+    assert caplog.messages == [
+        f"vip58: 10.58.0.0/16 via {GATEWAY} dev {INTERFACE} table 100 had been removed by "
+        "someone else: put it back",
+    ]
+
+
+async def test_link_back_up_adds_only_the_missing_addresses(
+    autojump_clock: trio.testing.MockClock,
+    cluster: Cluster,
+) -> None:
+    a, _ = await start(cluster, priority=200, track_interfaces=[{"name": INTERFACE, "weight": -50}])
+    await cluster.sleep_until(12.25)
+    a.netlink.set_link_up(INTERFACE, False)  # flushes the IPv6 address only
+    await cluster.sleep_until(13.25)
+    before = adds(a)
+    a.netlink.set_link_up(INTERFACE, True)
+    await trio.testing.wait_all_tasks_blocked()
+    # The IPv4 VIP never left: only the excluded IPv6 address is added again.
+    assert adds(a)[len(before) :] == [EXCLUDED]

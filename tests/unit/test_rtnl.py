@@ -304,3 +304,36 @@ def test_interface_names_and_indexes_resolve_in_the_sockets_namespace() -> None:
         assert rtnl.interface_name(sock, 2**31 - 1) is None
         # The kernel would read this one as "lo".
         assert rtnl.interface_index(sock, "lo\0x") is None
+
+
+def test_an_address_dump_decodes_flags_scope_and_the_address() -> None:
+    with_flags = ifaddrmsg()
+    with_flags["header"]["type"] = rtnl.RTM_NEWADDR
+    with_flags["family"] = socket.AF_INET6
+    with_flags["prefixlen"] = 64
+    with_flags["flags"] = 0x80  # the header's byte: IFA_FLAGS below wins
+    with_flags["scope"] = 253
+    with_flags["index"] = 3
+    with_flags["attrs"] = [("IFA_ADDRESS", "fe80::1"), ("IFA_FLAGS", 0x142)]
+    with_flags.encode()
+    data = (
+        pyroute2_address(rtnl.RTM_NEWADDR, socket.AF_INET, 3, 29,
+                         [("IFA_ADDRESS", "1.2.3.58"), ("IFA_LOCAL", "1.2.3.58")])
+        + bytes(with_flags.data)
+        + pyroute2_link(rtnl.RTM_NEWLINK, 3, "eth0.4000", "02:00:00:00:58:01", 1400)
+    )  # fmt: skip
+
+    assert rtnl.decode_address_dump(data) == [
+        rtnl.AddressEntry(socket.AF_INET, 3, 29, IPv4Address("1.2.3.58").packed, 0, 0),
+        rtnl.AddressEntry(socket.AF_INET6, 3, 64, IPv6Address("fe80::1").packed, 0x142, 253),
+    ]
+
+
+def test_an_address_dump_request_is_what_pyroute2_reads_as_one() -> None:
+    message = ifaddrmsg(rtnl.encode_address_dump(socket.AF_INET6, 7))
+    message.decode()
+
+    assert message["header"]["type"] == rtnl.RTM_GETADDR
+    assert message["header"]["flags"] == 0x1 | 0x300  # NLM_F_REQUEST | NLM_F_DUMP
+    assert message["header"]["sequence_number"] == 7
+    assert message["family"] == socket.AF_INET6

@@ -18,8 +18,13 @@ therefore splits the work three ways (docs/design.md, "Why addresses bypass pyro
   there" (EEXIST) needs a second look, an address dump, and that goes to the owner thread.
   :meth:`Netlink.apply` does not yield between addresses: the driver's advertisement, its
   addresses and its announcement run back to back.
-- the *owner* thread creates one pyroute2 ``IPRoute`` and runs everything else (reads,
-  routes, rules), one request at a time and in the order they were made, from a queue.
+- *reads* (links, addresses, the source address) are dumps read on trio's thread through
+  the same socket (:mod:`pyvrrp.runtime.netlink.reads`), also the one behind an "already
+  there" (EEXIST) answer;
+- the *owner* thread creates one pyroute2 ``IPRoute`` and runs routes and rules, one
+  request at a time and in the order they were made, from a queue. It starts, and pyroute2
+  (about 12 MB of memory) is imported, with the first route or rule: a node without any
+  never loads it.
   pyroute2 0.9's synchronous ``IPRoute`` drives a private asyncio event loop kept in
   thread-local storage: it belongs to the thread that created it, never trio's. The owner
   reports each result with ``TrioToken.run_sync_soon``, which is safe from any thread and
@@ -60,11 +65,10 @@ from typing import Any, Self, TypeVar
 
 import outcome
 import trio
-from pyroute2 import IPRoute
 
 from pyvrrp.core.config import IPInterface, RouteConfig, RuleConfig
 from pyvrrp.core.packet import Family, IPAddress
-from pyvrrp.runtime.netlink import requests
+from pyvrrp.runtime.netlink import reads
 from pyvrrp.runtime.netlink.contract import (
     AddressSpec,
     Change,
@@ -152,11 +156,6 @@ class PyrouteNetlink:
         self._opened = True
         self._token = trio.lowlevel.current_trio_token()
         try:
-            self._owner = threading.Thread(
-                target=self._owner_main, name="pyvrrp-netlink", daemon=True
-            )
-            self._owner.start()
-            await self._call(lambda ipr: None)  # raises what creating the IPRoute raised
             try:
                 self._addresses = in_netns(self._netns, AddressSocket)
             except OSError as exc:
@@ -194,15 +193,13 @@ class PyrouteNetlink:
     # The protocol.
 
     async def link(self, name: str) -> LinkState | None:
-        return await self._call(functools.partial(requests.get_link, name=name))
+        return await reads.get_link(self._address_socket(), name)
 
     async def primary_address(self, interface: str, family: Family) -> IPAddress | None:
-        return await self._call(
-            functools.partial(requests.get_primary_address, name=interface, family=family)
-        )
+        return await reads.get_primary_address(self._address_socket(), interface, family)
 
     async def addresses(self, interface: str) -> list[IPInterface]:
-        return await self._call(functools.partial(requests.get_addresses, name=interface))
+        return await reads.get_addresses(self._address_socket(), interface)
 
     async def add_address(self, spec: AddressSpec) -> bool:
         await trio.lowlevel.checkpoint_if_cancelled()
@@ -217,16 +214,16 @@ class PyrouteNetlink:
         return removed
 
     async def add_route(self, route: RouteConfig) -> bool:
-        return await self._call(functools.partial(requests.add_route, route=route))
+        return await self._call(lambda ipr: _requests().add_route(ipr, route=route))
 
     async def remove_route(self, route: RouteConfig) -> bool:
-        return await self._call(functools.partial(requests.remove_route, route=route))
+        return await self._call(lambda ipr: _requests().remove_route(ipr, route=route))
 
     async def add_rule(self, rule: RuleConfig) -> bool:
-        return await self._call(functools.partial(requests.add_rule, rule=rule))
+        return await self._call(lambda ipr: _requests().add_rule(ipr, rule=rule))
 
     async def remove_rule(self, rule: RuleConfig) -> bool:
-        return await self._call(functools.partial(requests.remove_rule, rule=rule))
+        return await self._call(lambda ipr: _requests().remove_rule(ipr, rule=rule))
 
     async def apply(self, changes: Sequence[Change]) -> list[bool | NetlinkError]:
         # Addresses on trio's thread, routes and rules on the owner thread, in order. Not a
@@ -240,19 +237,19 @@ class PyrouteNetlink:
                 others.append(change)
                 continue
             if others:
-                results += await self._call(
-                    functools.partial(requests.apply_changes, changes=tuple(others))
-                )
+                results += await self._apply_others(others)
                 others = []
             try:
                 results.append(await self._address(change.item, adding=change.add))
             except NetlinkError as exc:
                 results.append(exc)
         if others:
-            results += await self._call(
-                functools.partial(requests.apply_changes, changes=tuple(others))
-            )
+            results += await self._apply_others(others)
         return results
+
+    async def _apply_others(self, changes: Sequence[Change]) -> list[bool | NetlinkError]:
+        frozen = tuple(changes)
+        return await self._call(lambda ipr: _requests().apply_changes(ipr, changes=frozen))
 
     def subscribe(self) -> trio.MemoryReceiveChannel[NetlinkEvent]:
         if self._monitor.error is not None:
@@ -263,35 +260,40 @@ class PyrouteNetlink:
 
     # Addresses, on trio's thread (see pyvrrp.runtime.netlink.rtnl for why).
 
-    async def _address(self, spec: AddressSpec, *, adding: bool) -> bool:
+    def _address_socket(self) -> AddressSocket:
         if self._closed or self._addresses is None:
             raise trio.ClosedResourceError("netlink is closed")
-        index = self._addresses.index(spec.dev)
+        return self._addresses
+
+    async def _address(self, spec: AddressSpec, *, adding: bool) -> bool:
+        sock = self._address_socket()
+        index = sock.index(spec.dev)
         if index is not None:
-            ack = await self._addresses.request(
-                requests.address_request(spec, index, adding=adding)
-            )
+            ack = await sock.request(reads.address_request(spec, index, adding=adding))
             if ack.error == 0:
                 return True
             if adding and ack.error == errno.EEXIST:
-                return await self._call(
-                    functools.partial(requests.existing_address, spec=spec, index=index)
-                )
+                return await reads.existing_address(sock, spec)
             if not adding and ack.error == errno.EADDRNOTAVAIL:
                 return False
             if ack.error != errno.ENODEV:  # else the interface went away meanwhile
-                raise kernel_error(requests.address_operation(spec, adding), ack.error, ack.message)
+                raise kernel_error(reads.address_operation(spec, adding), ack.error, ack.message)
         # An interface that does not exist holds no address.
         if adding:
-            raise interface_missing(requests.address_operation(spec, adding), spec.dev)
+            raise interface_missing(reads.address_operation(spec, adding), spec.dev)
         return False
 
     # Talking to the owner thread.
 
     async def _call(self, fn: Callable[[Any], _T]) -> _T:
-        if self._closed or self._owner is None:
+        if self._closed or not self._opened:
             raise trio.ClosedResourceError("netlink is closed")
         await trio.lowlevel.checkpoint_if_cancelled()  # don't queue work nobody will wait for
+        if self._owner is None:  # the first route or rule: pyroute2 loads now
+            self._owner = threading.Thread(
+                target=self._owner_main, name="pyvrrp-netlink", daemon=True
+            )
+            self._owner.start()
         self._requests += 1
         job = _Job(fn, trio.lowlevel.current_task())
         self._jobs.put(job)
@@ -310,6 +312,8 @@ class PyrouteNetlink:
         try:
             if self._netns is not None:
                 enter_netns(self._netns)
+            from pyroute2 import IPRoute  # about 12 MB: only for routes and rules
+
             ipr = IPRoute(groups=0, ext_ack=True)
         except NetlinkError as exc:
             startup = exc
@@ -331,6 +335,14 @@ class PyrouteNetlink:
             if ipr is not None:
                 ipr.close()
             self._to_trio(self._owner_done.set)
+
+
+def _requests() -> Any:
+    """:mod:`pyvrrp.runtime.netlink.requests` (and pyroute2 with it), loaded on first use by
+    the owner thread."""
+    from pyvrrp.runtime.netlink import requests
+
+    return requests
 
 
 def open_netlink(*, netns: str | None = None) -> PyrouteNetlink:

@@ -1,11 +1,12 @@
-"""The requests the netlink owner thread makes through pyroute2: reads, dumps, routes, rules,
-and the address dump behind an "already there" answer.
+"""The requests the netlink owner thread makes through pyroute2: routes and rules.
 
 Every function takes the thread's ``IPRoute`` first and runs on that thread
 (:mod:`pyvrrp.runtime.netlink.kernel`); each raises :class:`NetlinkError` naming the
-operation and what to do. Address add and remove are not here: they are encoded by
-:mod:`pyvrrp.runtime.netlink.rtnl` and sent from trio's thread (docs/design.md, "Why
-addresses bypass pyroute2"); :func:`address_request` translates an :class:`AddressSpec` for it.
+operation and what to do. Addresses and reads are not here: address add and remove are
+encoded by :mod:`pyvrrp.runtime.netlink.rtnl` and sent from trio's thread (docs/design.md,
+"Why addresses bypass pyroute2"), and links and addresses are read there too
+(:mod:`pyvrrp.runtime.netlink.reads`), so this module, and pyroute2, load only for a node
+with routes or rules.
 """
 
 from __future__ import annotations
@@ -13,35 +14,24 @@ from __future__ import annotations
 import errno
 import socket
 from collections.abc import Callable, Sequence
-from ipaddress import IPv6Address, ip_address, ip_interface
+from ipaddress import ip_address
 from typing import Any, Final
 
 from pyroute2.netlink.exceptions import NetlinkError as PyrouteNetlinkError
 
-from pyvrrp.core.config import IPInterface, RouteConfig, RuleConfig
-from pyvrrp.core.linux import SCOPES
-from pyvrrp.core.packet import Family, IPAddress
+from pyvrrp.core.config import RouteConfig, RuleConfig
 from pyvrrp.runtime.netlink.contract import (
-    AddressSpec,
     Change,
-    LinkState,
     NetlinkError,
-    address_conflict,
-    describe_address,
     describe_route,
     describe_rule,
     interface_missing,
     kernel_error,
     route_conflict,
 )
-from pyvrrp.runtime.netlink.monitor import link_state
-from pyvrrp.runtime.netlink.rtnl import AddressRequest, LinkMessage
+from pyvrrp.runtime.netlink.reads import scope_number
 
-# Kernel ABI constants (linux/if_addr.h, linux/rtnetlink.h, linux/fib_rules.h).
-IFA_F_SECONDARY: Final = 0x01
-IFA_F_NODAD: Final = 0x02
-IFA_F_DADFAILED: Final = 0x08
-IFA_F_TENTATIVE: Final = 0x40
+# Kernel ABI constants (linux/rtnetlink.h, linux/fib_rules.h).
 RTN_UNICAST: Final = 1
 RTPROT_KERNEL: Final = 2
 RT_SCOPE_UNIVERSE: Final = 0
@@ -77,32 +67,6 @@ def _attr(msg: Any, name: str) -> Any:
     return msg.get_attr(name)
 
 
-def _link_state(msg: Any) -> LinkState:
-    mac_text = _attr(msg, "IFLA_ADDRESS")
-    return link_state(
-        LinkMessage(
-            present=True,
-            family=int(msg["family"]),
-            index=int(msg["index"]),
-            flags=int(msg["flags"]),
-            name=str(_attr(msg, "IFLA_IFNAME")),
-            mac=bytes.fromhex(mac_text.replace(":", "")) if mac_text else b"",
-            mtu=int(_attr(msg, "IFLA_MTU") or 0),
-        )
-    )
-
-
-def _address_of(msg: Any) -> IPInterface:
-    # IFA_LOCAL is the address itself; IFA_ADDRESS is the peer on point-to-point links.
-    local = _attr(msg, "IFA_LOCAL") or _attr(msg, "IFA_ADDRESS")
-    return ip_interface(f"{local}/{msg['prefixlen']}")
-
-
-def _address_flags(msg: Any) -> int:
-    extended = _attr(msg, "IFA_FLAGS")
-    return int(extended) if extended is not None else int(msg["flags"])
-
-
 def _family(version: int) -> int:
     return socket.AF_INET if version == 4 else socket.AF_INET6
 
@@ -127,102 +91,6 @@ def _require_index(name: str, operation: str) -> int:
     return index
 
 
-def _dump_addresses(ipr: Any, index: int, family: int = socket.AF_UNSPEC) -> list[Any]:
-    if family == socket.AF_UNSPEC:
-        return list(ipr.addr("dump", index=index))
-    return list(ipr.addr("dump", index=index, family=family))
-
-
-def get_link(ipr: Any, name: str) -> LinkState | None:
-    """Interface ``name``, or None if there is none."""
-    try:
-        reply = ipr.link("get", ifname=name)
-    except PyrouteNetlinkError as exc:
-        if exc.code == errno.ENODEV:
-            return None
-        raise _failure(f"read interface {name}", exc) from None
-    return _link_state(reply[0])
-
-
-def get_addresses(ipr: Any, name: str) -> list[IPInterface]:
-    """The addresses on interface ``name`` (none if it does not exist)."""
-    index = _index(name)
-    if index is None:
-        return []
-    return [_address_of(m) for m in _dump_addresses(ipr, index)]
-
-
-def get_primary_address(ipr: Any, name: str, family: Family) -> IPAddress | None:
-    """The address the kernel would pick as source on ``name``: :meth:`Netlink.primary_address`."""
-    index = _index(name)
-    if index is None:
-        return None
-    if family is Family.IPV4:
-        for msg in _dump_addresses(ipr, index, socket.AF_INET):
-            # The kernel lists primaries before secondaries, narrower scopes first and,
-            # within a scope, oldest first.
-            if _address_flags(msg) & IFA_F_SECONDARY or msg["scope"] != RT_SCOPE_UNIVERSE:
-                continue
-            return _address_of(msg).ip
-        return None
-    own: list[IPv6Address] = []
-    added: list[IPv6Address] = []
-    for msg in _dump_addresses(ipr, index, socket.AF_INET6):
-        address = _address_of(msg).ip
-        flags = _address_flags(msg)
-        if not address.is_link_local or flags & (IFA_F_TENTATIVE | IFA_F_DADFAILED):
-            continue
-        assert isinstance(address, IPv6Address)
-        (added if flags & IFA_F_NODAD else own).append(address)
-    # Within a scope the kernel lists IPv6 addresses newest first: the last is the oldest.
-    for candidates in (own, added):
-        if candidates:
-            return candidates[-1]
-    return None
-
-
-def address_request(spec: AddressSpec, index: int, *, adding: bool) -> AddressRequest:
-    """``spec`` as the rtnetlink request adding (or removing) it on interface ``index``."""
-    address = spec.address
-    if not adding:
-        return AddressRequest(
-            False, _family(address.version), address.ip.packed, address.network.prefixlen, index
-        )
-    return AddressRequest(
-        True,
-        _family(address.version),
-        address.ip.packed,
-        address.network.prefixlen,
-        index,
-        label=spec.label if address.version == 4 else None,  # IPv6 has no labels
-        scope=_scope(spec.scope) if spec.scope is not None else RT_SCOPE_UNIVERSE,
-        flags=IFA_F_NODAD if spec.nodad else 0,
-        preferred_lifetime_zero=spec.preferred_lifetime_zero,  # valid_lft stays forever
-    )
-
-
-def _scope(name: str) -> int:
-    try:
-        return SCOPES[name]
-    except KeyError:
-        raise ValueError(f"unknown scope {name!r}; valid: {', '.join(SCOPES)}") from None
-
-
-def address_operation(spec: AddressSpec, adding: bool) -> str:
-    """What an error says was being done: ``add address 1.2.3.58/29 dev eth0.4000``."""
-    return f"{'add' if adding else 'remove'} address {describe_address(spec)}"
-
-
-def existing_address(ipr: Any, spec: AddressSpec, index: int) -> bool:
-    """The kernel said EEXIST to adding ``spec``: False if it is there as asked, else the
-    conflict (IPv6 addresses are unique per interface whatever their prefix length)."""
-    present = [_address_of(m) for m in _dump_addresses(ipr, index)]
-    if spec.address in present:
-        return False
-    existing = next((a for a in present if a.ip == spec.address.ip), spec.address)
-    raise address_conflict(spec, existing)
-
-
 def _route_request(route: RouteConfig, oif: int | None, *, adding: bool) -> dict[str, Any]:
     request: dict[str, Any] = {
         "family": _family(route.to.version),
@@ -240,7 +108,7 @@ def _route_request(route: RouteConfig, oif: int | None, *, adding: bool) -> dict
     if route.src is not None:
         request["prefsrc"] = str(route.src)
     if route.scope is not None:
-        request["scope"] = _scope(route.scope)
+        request["scope"] = scope_number(route.scope)
     elif not adding:
         request["scope"] = RT_SCOPE_NOWHERE  # the kernel's "any scope" on delete
     elif route.via is None and route.to.version == 4:
@@ -268,7 +136,7 @@ def _route_matches(msg: Any, route: RouteConfig, oif: int | None) -> bool:
         prefsrc = _attr(msg, "RTA_PREFSRC")
         if prefsrc is None or ip_address(prefsrc) != route.src:
             return False
-    return route.scope is None or msg["scope"] == _scope(route.scope)
+    return route.scope is None or msg["scope"] == scope_number(route.scope)
 
 
 def add_route(ipr: Any, route: RouteConfig) -> bool:

@@ -40,13 +40,16 @@ from pyvrrp.core.linux import IFNAMSIZ
 
 __all__ = [
     "Ack",
+    "AddressEntry",
     "AddressMessage",
     "AddressRequest",
     "AddressSocket",
     "LinkMessage",
     "decode_acks",
+    "decode_address_dump",
     "decode_notifications",
     "dump_links",
+    "encode_address_dump",
     "encode_address_request",
     "encode_link_dump",
     "interface_index",
@@ -62,6 +65,7 @@ RTM_DELLINK: Final = 17
 RTM_GETLINK: Final = 18
 RTM_NEWADDR: Final = 20
 RTM_DELADDR: Final = 21
+RTM_GETADDR: Final = 22
 NLM_F_DUMP: Final = 0x300
 IFLA_ADDRESS: Final = 1
 IFLA_IFNAME: Final = 3
@@ -145,6 +149,19 @@ class AddressMessage:
     index: int
     prefixlen: int
     address: bytes
+
+
+@attrs.frozen
+class AddressEntry:
+    """One address of an RTM_GETADDR dump: ``address`` as :class:`AddressMessage` has it,
+    ``flags`` the whole IFA_F_* set (IFA_FLAGS when the kernel sends it), ``scope`` RT_SCOPE_*."""
+
+    family: int
+    index: int
+    prefixlen: int
+    address: bytes
+    flags: int
+    scope: int
 
 
 def _nla(kind: int, payload: bytes) -> bytes:
@@ -240,6 +257,32 @@ def decode_notifications(data: bytes) -> list[LinkMessage | AddressMessage]:
                     AddressMessage(kind == RTM_NEWADDR, family, index, prefixlen, address)
                 )
     return decoded
+
+
+def decode_address_dump(data: bytes) -> list[AddressEntry]:
+    """The addresses (RTM_NEWADDR messages) in one datagram of an address dump."""
+    entries: list[AddressEntry] = []
+    for kind, _, _, payload, end in _messages(data):
+        if kind != RTM_NEWADDR or payload + _IFADDRMSG.size > end:
+            continue
+        family, prefixlen, flags, scope, index = _IFADDRMSG.unpack_from(data, payload)
+        nla = _attributes(data, payload + _IFADDRMSG.size, end)
+        address = nla.get(IFA_LOCAL) or nla.get(IFA_ADDRESS)
+        extended = nla.get(IFA_FLAGS, b"")
+        if len(extended) == 4:
+            (flags,) = struct.unpack("=I", extended)
+        if address is not None:
+            entries.append(AddressEntry(family, index, prefixlen, address, flags, scope))
+    return entries
+
+
+def encode_address_dump(family: int, sequence: int) -> bytes:
+    """An RTM_GETADDR dump request for every address of ``family`` (``ip addr show``)."""
+    body = _IFADDRMSG.pack(family, 0, 0, 0, 0)
+    return (
+        _HEADER.pack(_HEADER.size + len(body), RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP, sequence, 0)
+        + body
+    )
 
 
 def encode_link_dump(sequence: int) -> bytes:
@@ -378,6 +421,60 @@ class AddressSocket:
             if ack is None:  # nobody will take it: drop it when it comes
                 self._abandoned.add(sequence)
         return ack
+
+    async def dump_addresses(self, family: int) -> list[AddressEntry]:
+        """Every address of ``family`` (AF_UNSPEC: both) in the socket's namespace."""
+        entries: list[AddressEntry] = []
+        for data in await self._dump(encode_address_dump(family, self._next_sequence())):
+            entries += decode_address_dump(data)
+        return entries
+
+    async def dump_links(self) -> list[LinkMessage]:
+        """Every link in the socket's namespace."""
+        links: list[LinkMessage] = []
+        for data in await self._dump(encode_link_dump(self._next_sequence())):
+            links += [m for m in decode_notifications(data) if isinstance(m, LinkMessage)]
+        return links
+
+    def _next_sequence(self) -> int:
+        self._sequence = self._sequence % 0xFFFFFFFF + 1
+        self.requests += 1
+        return self._sequence
+
+    async def _dump(self, request: bytes) -> list[bytes]:
+        """The datagrams answering dump ``request``, up to its NLMSG_DONE.
+
+        The kernel fills the first part of a dump inside ``sendmsg`` and each next part
+        inside the ``recvmsg`` that takes the previous one, so this normally reads it all
+        without waiting (not a checkpoint); otherwise it waits, up to :data:`ACK_TIMEOUT`.
+        """
+        (sequence,) = struct.unpack_from("=I", request, 8)
+        async with self._waiting:  # one reader of the socket at a time
+            self._socket.send(request)
+            parts: list[bytes] = []
+            with trio.fail_after(ACK_TIMEOUT):
+                while True:
+                    try:
+                        data = self._socket.recv(1 << 20)
+                    except BlockingIOError:
+                        await trio.lowlevel.wait_readable(self._socket)
+                        continue
+                    for ack in decode_acks(data):  # another request's answer, read here
+                        if ack.sequence == sequence:
+                            continue
+                        if ack.sequence in self._abandoned:
+                            self._abandoned.discard(ack.sequence)
+                        else:
+                            self._acks[ack.sequence] = ack
+                    parts.append(data)
+                    for kind, _, answer, payload, _ in _messages(data):
+                        if answer != sequence:
+                            continue
+                        if kind == NLMSG_DONE:
+                            return parts
+                        if kind == NLMSG_ERROR:
+                            (error,) = _ERROR.unpack_from(data, payload)
+                            raise OSError(-error, os.strerror(-error))
 
     def _take(self, sequence: int) -> Ack | None:
         self._read()

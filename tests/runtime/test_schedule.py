@@ -1,0 +1,86 @@
+"""The shared schedule: one task wakes every router whose deadline has come, in time order."""
+
+from __future__ import annotations
+
+import functools
+
+import trio
+import trio.testing
+
+from pyvrrp.runtime.schedule import Schedule
+
+
+async def test_owners_are_woken_at_their_times_less_the_lead_in_time_order(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    schedule = Schedule(lead=0.001)
+    woken: list[tuple[str, float]] = []
+
+    def due(name: str) -> None:
+        woken.append((name, trio.current_time()))
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(schedule.run)
+        start = trio.current_time()
+        schedule.set("b", round((start + 2) * 1_000_000), lambda: due("b"))
+        schedule.set("a", round((start + 1) * 1_000_000), lambda: due("a"))
+        schedule.set("c", None, lambda: due("c"))  # no deadline: never
+        await trio.sleep(3)
+        nursery.cancel_scope.cancel()
+    assert [(name, round(at - start, 6)) for name, at in woken] == [("a", 0.999), ("b", 1.999)]
+    assert schedule.armed() == 0
+
+
+async def test_a_new_time_replaces_the_old_one_earlier_or_later(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    schedule = Schedule()
+    woken: list[tuple[str, float]] = []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(schedule.run)
+        start = trio.current_time()
+
+        def at(seconds: float) -> int:
+            return round((start + seconds) * 1_000_000)
+
+        def due(name: str) -> None:
+            woken.append((name, round(trio.current_time() - start, 6)))
+
+        schedule.set("a", at(5), lambda: due("a"))
+        await trio.sleep(1)
+        # Earlier than what the task sleeps until: it wakes for it.
+        schedule.set("a", at(2), lambda: due("a"))
+        schedule.set("b", at(3), lambda: due("b"))
+        schedule.set("b", at(4), lambda: due("b"))  # later: the entry at 3 is skipped
+        schedule.set("c", at(3.5), lambda: due("c"))
+        schedule.cancel("c")
+        await trio.sleep(10)
+        nursery.cancel_scope.cancel()
+    assert woken == [("a", 2.0), ("b", 4.0)]
+
+
+async def test_owners_due_together_are_woken_in_one_wake_up(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    schedule = Schedule()
+    woken: list[int] = []
+    wake_ups = 0
+
+    class Count(trio.abc.Instrument):
+        def before_task_step(self, task: trio.lowlevel.Task) -> None:
+            nonlocal wake_ups
+            if task.name.endswith("Schedule.run"):
+                wake_ups += 1
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(schedule.run)
+        start = trio.current_time()
+        deadline = round((start + 1) * 1_000_000)
+        for owner in range(200):
+            schedule.set(owner, deadline, functools.partial(woken.append, owner))
+        await trio.testing.wait_all_tasks_blocked()
+        trio.lowlevel.add_instrument(Count())
+        await trio.sleep(2)
+        nursery.cancel_scope.cancel()
+    assert woken == list(range(200))
+    assert wake_ups == 2  # the wake-up at 1 s, and the cancellation at the end
