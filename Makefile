@@ -5,10 +5,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.pyvrrp-installed
 # Debian packages the netns tests, the lab and the benchmarks use.
-DEB_PACKAGES := keepalived tshark tcpdump nftables iproute2 iputils-ping procps curl openssl faketime
+DEB_PACKAGES := keepalived tshark tcpdump nftables iptables iproute2 iputils-ping procps curl openssl faketime
 PYTEST_ARGS ?=
 
-.PHONY: all install system-deps lint typecheck test unit test-lowest deb demo bench-codec bench-failover bench-announce bench-scale bench-soak bench-flood clean
+.PHONY: all install system-deps lint typecheck test unit test-lowest deb demo demo-migration bench-codec bench-failover bench-announce bench-scale bench-soak bench-flood clean
 
 all: test
 
@@ -78,6 +78,10 @@ deb: install
 
 demo: install system-deps
 	$(PY) netns-lab/demo.py
+
+# The seed cluster moved from keepalived (VRRPv2) to pyvrrp one node at a time (~1 min).
+demo-migration: install system-deps
+	$(PY) netns-lab/demo_migration.py
 
 bench-codec: install
 	$(PY) bench/codec.py

@@ -97,6 +97,7 @@ from pyvrrp.core.transitions import check_transition
 
 __all__ = [
     "HANDOVER_GRACE",
+    "HANDOVER_REANNOUNCE",
     "OWNER_PRIORITY",
     "PEER_LIMIT",
     "PeerStatistics",
@@ -108,6 +109,11 @@ __all__ = [
 
 # How long a leaving master keeps its addresses after hearing the new master (microseconds).
 HANDOVER_GRACE = 100_000
+# After taking over from a master that left on purpose (priority 0), announce once more when
+# that master has let go of the addresses (HANDOVER_GRACE after hearing us, and some room):
+# during the overlap both answer ARP/ND, and a client that re-resolved then took the old
+# master's MAC; without this it would wait for the second burst (garp_delay, 5 s).
+HANDOVER_REANNOUNCE = 3 * HANDOVER_GRACE
 
 PEER_LIMIT = 32
 """How many peers a router keeps statistics for; past it, the one heard longest ago goes (a
@@ -199,6 +205,7 @@ class VirtualRouter:
         self._down_cause = Cause.MASTER_DOWN
         self._preempt_until: int | None = None
         self._announce_at: int | None = None
+        self._handover_announce_at: int | None = None
         self._refresh_at: int | None = None
         self._holding = False
         self._release_at: int | None = None
@@ -275,6 +282,7 @@ class VirtualRouter:
             for t in (
                 self._timer,
                 self._announce_at,
+                self._handover_announce_at,
                 self._refresh_at,
                 self._release_at,
                 self._install_deadline,
@@ -411,6 +419,9 @@ class VirtualRouter:
         if self._state is State.MASTER:
             if self._announce_at is not None and self._announce_at <= now:
                 self._announce_at = None
+                actions.append(Announce())
+            if self._handover_announce_at is not None and self._handover_announce_at <= now:
+                self._handover_announce_at = None
                 actions.append(Announce())
             if self._refresh_at is not None and self._refresh_at <= now:
                 self._refresh_at = now + self.params.garp_refresh_us
@@ -678,6 +689,9 @@ class VirtualRouter:
         self._timer = now + timers.centiseconds(self.params.advert_interval_cs)
         self._master_adver_interval = timers.centiseconds(self.params.advert_interval_cs)
         self._announce_at = now + self.params.garp_delay_us if self.params.garp_delay_us else None
+        self._handover_announce_at = (
+            now + HANDOVER_REANNOUNCE if cause is Cause.MASTER_LEFT else None
+        )
         self._refresh_at = (
             now + self.params.garp_refresh_us if self.params.garp_refresh_us else None
         )
@@ -714,6 +728,7 @@ class VirtualRouter:
     def _leave_master(self) -> None:
         self._timer = None
         self._announce_at = None
+        self._handover_announce_at = None
         self._refresh_at = None
         # An installation failure no longer matters to a router that holds nothing.
         self._install_deadline = None

@@ -58,7 +58,6 @@ _TOP_DROPPED = {
     "linkbeat_interfaces": "pyvrrp watches links through netlink; nothing to configure",
     "garp_group": "GARP groups are not supported; set garp_* per instance",
     "net_namespace": "run pyvrrp itself in the namespace (ip netns exec NAME pyvrrp ...)",
-    "static_ipaddress": "",  # handled line by line
 }
 
 _INSTANCE_DROPPED = {
@@ -97,5 +96,4 @@ _INSTANCE_NOTES = {
     "accept": "accept mode is pyvrrp's default",
     "preempt": "preemption is pyvrrp's default",
     "skip_check_adv_addr": "pyvrrp does not compare the advertised address list",
-    "unicast_src_ip": "",
 }

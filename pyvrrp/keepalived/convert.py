@@ -703,7 +703,7 @@ def _header(source: str, files: tuple[str, ...], converter: _Converter) -> list[
     lines = [f"node.toml imported from {source} by pyvrrp import-keepalived."]
     if len(files) > 1:
         lines.append("Included files: " + ", ".join(files[1:]))
-    lines.append("Check it with: pyvrrp check -c node.toml")
+    lines.append("Check it on the node that runs it: pyvrrp check --host -c node.toml")
     if converter.dropped:
         lines.append("")
         lines.append(

@@ -121,7 +121,7 @@ class _Instance:
                 elif key == "advert_int":
                     if c._args(child, 1, "the interval") is not None:
                         values["advert_interval"] = _number(args[0], "advert_int", 0.01, 255)
-                elif key in ("version", "vrrp_version"):
+                elif key == "version":
                     if c._args(child, 1, "the version") is not None:
                         values["version"] = _integer(args[0], "version", 2, 3)
                 elif key == "nopreempt":
@@ -189,8 +189,7 @@ class _Instance:
                 elif key in _INSTANCE_DROPPED:
                     self.drop(child, f"{key}: {_INSTANCE_DROPPED[key]}")
                 elif key in _INSTANCE_NOTES:
-                    if _INSTANCE_NOTES[key]:
-                        self.note(child, f"{key}: {_INSTANCE_NOTES[key]}")
+                    self.note(child, f"{key}: {_INSTANCE_NOTES[key]}")
                 else:
                     self.drop(child, f"{key}: not converted (pyvrrp has no equivalent)")
             except _Bad as bad:
@@ -308,7 +307,7 @@ class _Instance:
         if self.family == 6:
             if version == 2:
                 self.drop(
-                    seen.get("version") or seen["vrrp_version"],
+                    seen["version"],
                     "VRRPv2 over IPv6 is not supported (RFC 3768 is IPv4 only); imported as "
                     "version 3",
                 )

@@ -637,7 +637,7 @@ def test_sigterm_on_the_master_hands_the_vips_over_within_skew_time(lab: Lab) ->
                     exited = now
                 if exited is not None and set(added_b) == set(removed_a) == wanted:
                     break
-            time.sleep(0.3)  # the probe sees the client's traffic settle on B
+            time.sleep(1.0)  # the probe sees the client's traffic settle on B
         report = probe.report()
     timings = {
         a: (round(added_b.get(a, -1) - sent, 3), round(removed_a.get(a, -1) - sent, 3))
@@ -671,11 +671,14 @@ def test_sigterm_on_the_master_hands_the_vips_over_within_skew_time(lab: Lab) ->
     assert "received SIGTERM" in log and "pyvrrp stopped" in log
     assert "Traceback" not in log
     # What clients feel: no outage beyond a few probe intervals (keepalived, which releases
-    # at once, leaves them without an answer for Skew_Time: 0.8 s here).
+    # at once, leaves them without an answer for Skew_Time: 0.8 s here). Half of that is the
+    # bound: a client that re-resolves the address during the 0.1 s overlap (both A and B
+    # hold it) may take A's answer until B announces again (HANDOVER_REANNOUNCE, 0.3 s;
+    # docs/design.md, "Graceful handover").
     for target in PROBED:
         t = report[target]
         assert t.last_node == "B", t.timeline_text()
-        assert t.max_gap_s < skew_b / 4, (target, t.max_gap_s, t.timeline_text())
+        assert t.max_gap_s < skew_b / 2, (target, t.max_gap_s, t.timeline_text())
     assert holding(lab, "A") == set()
 
 

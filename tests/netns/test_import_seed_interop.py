@@ -1,19 +1,24 @@
 """The first step of the real migration: one node runs pyvrrp with its imported config while
 the two others still run keepalived 2.2.7 with their real keepalived.conf files, unchanged
-(VRRPv2, keepalived's default: the files have no `vrrp_version`).
+(VRRPv2, keepalived's default: the files have no `vrrp_version`). tests/netns/test_seed_import.py
+runs the three imported files alone.
 
 The keepalived files lose only what the lab cannot serve (the SNMP agent socket and the mail
-alerts); the imported file is used as in tests/netns/test_import_seed.py.
+alerts); the imported file gets the lab's socket and state directory and loses its mail
+alerts too.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from pathlib import Path
 
 import pytest
-from nslab import seed_cluster
+from nslab import Lab, seed_cluster
 
+from pyvrrp.keepalived import import_keepalived
 from tests.netns.labtools import (
     SEED_TABLE,
     V4,
@@ -23,7 +28,27 @@ from tests.netns.labtools import (
     lab_context,
     skew_time,
 )
-from tests.netns.test_import_seed import DATA, MACHINE, SLACK, imported_config
+
+DATA = Path(__file__).parents[1] / "data" / "keepalived"
+MACHINE = {"A": "machine-a", "B": "machine-b", "C": "machine-c"}
+SLACK = 2.0
+
+
+def imported_config(lab: Lab, node: str, vrrp_version: str | None = None) -> str:
+    """`node`'s real keepalived.conf imported (with `--vrrp-version` when given), with the lab's
+    socket and state directory and without the mail alerts (the lab runs no mail server)."""
+    result = import_keepalived(DATA / f"{MACHINE[node]}.conf", vrrp_version=vrrp_version)
+    run_dir = lab.node_dir(node)
+    (run_dir / "state").mkdir(exist_ok=True)
+    lab_keys = (
+        f"control_socket = {json.dumps(str(run_dir / 'pyvrrp.sock'))}\n"
+        f"state_dir = {json.dumps(str(run_dir / 'state'))}\n"
+    )
+    text = result.text.replace("\n[global]\n", f"\n[global]\n{lab_keys}", 1)
+    text = re.sub(r"\n\[global\.email\]\n(?:[^\n]+\n)+", "\n", text)
+    text = text.replace("email = true  # smtp_alert\n", "")
+    assert "email" not in text.split("\n[global]\n", 1)[1]
+    return text
 
 
 def keepalived_config(node: str) -> str:

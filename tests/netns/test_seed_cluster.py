@@ -307,7 +307,7 @@ def _partition_then_heal(lab: Lab, probe: Probe, first: str) -> float | None:
         watches = {"A": watch_a, "C": watch_c}
         other = "C" if first == "A" else "A"
         while True:
-            previous = watches[other].next(timeout=2.0 + SLACK, vrid=58)
+            previous = watches[other].next(timeout=2.0 + 3 * SLACK, vrid=58)  # busy capture
             # A master repeats its announcements garp_delay (5 s) after becoming master: if
             # A's came after the heal, it would heal the client's cache by luck.
             if seconds_since_master(lab, "A", "vip58") > GARP_DELAY + 0.5:

@@ -48,6 +48,7 @@ from pyvrrp.core.packet import (
 )
 from pyvrrp.core.router import (
     HANDOVER_GRACE,
+    HANDOVER_REANNOUNCE,
     PeerStatistics,
     RouterParams,
     RouterStatistics,
@@ -557,8 +558,30 @@ def test_master_advertises_its_own_interval_not_the_one_it_learned_as_backup() -
     assert router.deadline() == 2 * S + 1_218_750  # Skew_Time(100, 2 s)
     now, actions = fire(router)
     assert actions == [send(100), InstallVirtual(), Announce(), TO_MASTER_LEFT]
+    # The handover's extra announcement comes first, then our own interval.
+    assert router.deadline() == now + HANDOVER_REANNOUNCE
+    assert fire(router) == (now + HANDOVER_REANNOUNCE, [Announce()])
     assert router.deadline() == now + S
     assert router.statistics().master_adver_interval == S
+    assert fire(router) == (now + S, [send(100)])
+
+
+def test_a_master_that_took_over_from_a_leaving_master_announces_again_once_it_let_go() -> None:
+    # The old master keeps the addresses until HANDOVER_GRACE after hearing us (graceful
+    # handover); a client that re-resolved the address meanwhile may hold its MAC.
+    router = backup(garp_delay_us=0)
+    router.handle(rx(0), S)
+    now, actions = fire(router)
+    assert actions == [send(100), InstallVirtual(), Announce(), TO_MASTER_LEFT]
+    assert HANDOVER_REANNOUNCE > HANDOVER_GRACE
+    assert fire(router) == (now + HANDOVER_REANNOUNCE, [Announce()])
+    assert fire(router) == (now + S, [send(100)])  # once only
+
+
+def test_a_master_that_took_over_after_silence_announces_no_extra_round() -> None:
+    router = backup(garp_delay_us=0)
+    now, actions = fire(router)  # Master_Down_Interval: nobody to hand over from
+    assert Announce() in actions
     assert fire(router) == (now + S, [send(100)])
 
 
