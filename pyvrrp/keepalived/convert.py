@@ -10,6 +10,12 @@ with what to do instead); what converts exactly but deserves a word is a *note*.
 The result always passes :func:`pyvrrp.core.config.parse_node` (``pyvrrp check``): the text is
 validated before it is returned, and anything pyvrrp would still refuse is removed and
 reported as dropped, with pyvrrp's reason.
+
+Why the module is over the project's ~700 lines: it is the one place that maps keepalived's
+global and per-instance keywords to node.toml, keyword by keyword; the value parsing, the
+advice for what cannot be converted and the instance details already live in
+:mod:`pyvrrp.keepalived.values`, :mod:`pyvrrp.keepalived.advice` and
+:mod:`pyvrrp.keepalived.instance`.
 """
 
 from __future__ import annotations

@@ -37,6 +37,11 @@ command line.
 To add a command: write an ``async def _cmd_NAME(handler, args) -> result`` that takes its
 arguments from ``args`` (an :class:`Arguments`), calls ``args.done()`` before acting, and
 register it in ``COMMANDS``; add the handler method it needs to :class:`ControlHandler`.
+
+Why the module is over the project's ~700 lines: it is the whole control protocol, both
+ends (the daemon's commands, their access rules, and the blocking client the CLI uses), so
+that a change to a command's request or answer is made in one file; the connection handling
+itself is shared with the metrics endpoint in :mod:`pyvrrp.runtime.server`.
 """
 
 from __future__ import annotations
