@@ -428,16 +428,18 @@ def announced(frames: list[Any]) -> Counter[str]:
 
 def test_new_master_announces_each_address_garp_repeat_times_with_its_mac(lab: Lab) -> None:
     mac_b = mac_of(lab, "B")
-    # Every address once per repeat: ARP for IPv4, NA for IPv6, excluded addresses included.
-    expected = Counter(dict.fromkeys(CLUSTER.vip_addresses(), GARP_REPEAT))
+    # Every address once per repeat: ARP for IPv4, NA for IPv6, excluded addresses included;
+    # twice over, since A left with priority 0: the burst at the takeover, and the same again
+    # HANDOVER_REANNOUNCE (0.3 s) later, once A has let go of the addresses.
+    expected = Counter(dict.fromkeys(CLUSTER.vip_addresses(), 2 * GARP_REPEAT))
     with Capture(lab, "B") as from_b:
         lab.stop("A")  # SIGTERM: B takes over after its Skew_Time
         lab.wait_holders(ALL_AT_B, timeout=master_down_interval(PRIORITY["B"]) + 5)
-        # The burst leaves right after each instance's addresses are installed: wait for it
-        # (3 s for a busy machine), then a little longer to see that nothing more follows
-        # (garp_delay = 0: no second burst).
+        # The bursts leave right after each instance's addresses are installed and 0.3 s
+        # later: wait for them (3 s for a busy machine), then a little longer to see that
+        # nothing more follows (garp_delay = 0: no second burst).
         wait_until(lambda: announced(from_b.from_node()) >= expected, 3, "B's announcements")
-        time.sleep(0.3)
+        time.sleep(0.5)
         frames = from_b.from_node()
     assert announced(frames) == expected
     garps, nas = announcements(frames)
