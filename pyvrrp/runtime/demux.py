@@ -20,7 +20,8 @@ from pyvrrp.core.events import PacketReceived
 from pyvrrp.core.packet import DecodeError, DropReason, Family, peek_vrid
 from pyvrrp.runtime.instance import Instance
 from pyvrrp.runtime.logs import RateLimiter
-from pyvrrp.runtime.transport import BatchTransport, Transport, TransportFactory
+from pyvrrp.runtime.sockfilter import Wanted
+from pyvrrp.runtime.transport import BatchTransport, Receiver, Transport, TransportFactory
 
 log = logging.getLogger("pyvrrp")
 
@@ -33,7 +34,7 @@ class Demux:
     def __init__(self, transport_factory: TransportFactory) -> None:
         self._transport_factory = transport_factory
         self._transports: dict[LinkKey, Transport] = {}
-        self._receivers: dict[LinkKey, trio.CancelScope] = {}
+        self._receivers: dict[LinkKey, list[trio.CancelScope]] = {}
         self._demux: dict[LinkKey, dict[int, Instance]] = {}
         self._unknown_vrid: dict[LinkKey, int] = {}
         self._header_errors: dict[LinkKey, int] = {}
@@ -60,8 +61,9 @@ class Demux:
                 transport = self._transport_factory(key[0], key[1], multicast=multicast)
                 self._transports[key] = transport
                 scope = trio.CancelScope()
-                self._receivers[key] = scope
+                self._receivers[key] = [scope]
                 nursery.start_soon(self._receive_loop, key, transport, scope)
+        self._sort(live, nursery)
         polls: dict[LinkKey, Callable[[], None] | None] = {}
         for key, transport in self._transports.items():
             poll = getattr(transport, "poll", None)
@@ -71,6 +73,33 @@ class Demux:
             instance.transport = self._transports[key]
             instance.poll = polls[key]
             self._demux[key][instance.config.vrid] = instance
+
+    def _sort(self, live: list[Instance], nursery: trio.Nursery) -> None:
+        """Tell each transport that can sort its traffic what its instances accept, and read
+        its second socket (what they do not: read to be counted) in a loop of its own."""
+        for key, transport in self._transports.items():
+            set_wanted = getattr(transport, "set_wanted", None)
+            if set_wanted is None:
+                continue
+            on_link = [i.config for i in live if (i.config.interface, i.config.family) == key]
+            set_wanted(
+                Wanted.of(
+                    key[1],
+                    (
+                        (
+                            c.vrid,
+                            c.version.numbers,
+                            c.unicast_peers if c.unicast_peers and c.unicast_peers_only else None,
+                        )
+                        for c in on_link
+                    ),
+                )
+            )
+            rest = getattr(transport, "rest", None)
+            if rest is not None and len(self._receivers[key]) == 1:
+                scope = trio.CancelScope()
+                self._receivers[key].append(scope)
+                nursery.start_soon(self._rest_loop, key, rest, scope)
 
     def close_all(self) -> None:
         """Close every transport (the node is stopping; its nursery cancels the loops)."""
@@ -89,7 +118,8 @@ class Demux:
         return result
 
     def _close(self, key: LinkKey) -> None:
-        self._receivers.pop(key).cancel()
+        for scope in self._receivers.pop(key):
+            scope.cancel()
         self._transports.pop(key).close()
 
     async def _receive_loop(
@@ -106,6 +136,13 @@ class Demux:
                 except DecodeError as exc:
                     packet = exc
                 self._dispatch(key, packet)
+
+    async def _rest_loop(self, key: LinkKey, rest: Receiver, scope: trio.CancelScope) -> None:
+        """What the advertisement socket's filter left out: read only to be counted."""
+        with scope:
+            while True:
+                for item in await rest.receive_batch():
+                    self._dispatch(key, item)
 
     def _poll(self, key: LinkKey, poll: Callable[[], list[PacketReceived | DecodeError]]) -> None:
         """Hand out what ``key``'s transport holds now (an instance about to time out)."""

@@ -47,6 +47,7 @@ from pyvrrp.core.packet import (
     parse_ipv4,
 )
 from pyvrrp.runtime.errors import EnvironmentProblem
+from pyvrrp.runtime.sockfilter import Instruction, Wanted, attach, program
 
 # Linux constants the socket module may not name.
 IP_MULTICAST_ALL = getattr(socket, "IP_MULTICAST_ALL", 49)
@@ -142,42 +143,78 @@ class RawTransport:
         self.statistics = TransportStatistics()
         # Received and not yet handed out: a packet, or the DecodeError its header raised.
         self._pending: deque[PacketReceived | DecodeError] = deque()
-        self._batch_full = False  # the last read filled a batch: more may be waiting
         try:
             self._ifindex = socket.if_nametoindex(interface)
         except OSError:
             raise EnvironmentProblem(
                 f"interface {interface} does not exist (check `ip link show {interface}`)"
             ) from None
+        # The rest socket, once the instances on the link are known (set_wanted).
+        self.rest: Receiver | None = None
+        self._wanted: Wanted | None = None
         if raw_socket is not None:
             raw_socket.setblocking(False)
             self._raw = raw_socket
             self._sock = trio.socket.from_stdlib_socket(raw_socket)
+            self._main = Receiver(raw_socket, family)
+            self._owned = False  # a test's socket: no filters
             return
-        af = socket.AF_INET if family is Family.IPV4 else socket.AF_INET6
+        # Sends go straight to the kernel (a raw datagram socket practically never blocks):
+        # no trip through trio's scheduler between becoming master and the advertisement.
+        # Receives go through trio, which yields between batches even during a flood.
+        self._raw = self._open("open a raw VRRP socket")
+        self._sock = trio.socket.from_stdlib_socket(self._raw)
+        self._main = Receiver(self._raw, family)
+        self._owned = True
+
+    def _open(self, what: str, rest: list[Instruction] | None = None) -> socket.socket:
+        """A raw VRRP socket set up for this interface (``rest``: with that filter from the
+        start, so it never takes a packet meant for the advertisement socket)."""
+        af = socket.AF_INET if self.family is Family.IPV4 else socket.AF_INET6
         try:
             raw = socket.socket(af, socket.SOCK_RAW, VRRP_PROTOCOL)
         except OSError as exc:
-            raise _environment_error(exc, "open a raw VRRP socket", interface) from None
-        raw.setblocking(False)
-        # Sends go straight to the kernel (a raw datagram socket practically never blocks):
-        # no trip through trio's scheduler between becoming master and the advertisement.
-        # Receives go through trio, which yields between packets even during a flood.
-        self._raw = raw
-        sock = self._sock = trio.socket.from_stdlib_socket(raw)
+            raise _environment_error(exc, what, self.interface) from None
         try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
-            if family is Family.IPV4:
-                self._setup_ipv4(multicast)
+            if rest is not None:
+                attach(raw, rest)
+            raw.setblocking(False)
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.interface.encode())
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+            if self.family is Family.IPV4:
+                self._setup_ipv4(raw, self.multicast)
             else:
-                self._setup_ipv6(multicast)
+                self._setup_ipv6(raw, self.multicast)
         except OSError as exc:
-            sock.close()
-            raise _environment_error(exc, "set up the VRRP socket", interface) from None
+            raw.close()
+            raise _environment_error(exc, "set up the VRRP socket", self.interface) from None
+        return raw
 
-    def _setup_ipv4(self, multicast: bool) -> None:
-        s = self._sock
+    def set_wanted(self, wanted: Wanted) -> None:
+        """Split what arrives between the advertisement socket and the rest socket (see
+        pyvrrp/runtime/sockfilter.py), as the instances on the link now want it."""
+        if not self._owned or wanted == self._wanted:
+            return
+        try:
+            rest_program = program(wanted, rest=True)
+            if self.rest is None:
+                rest = self._open("open a second VRRP socket", rest_program)
+                self.rest = Receiver(rest, self.family)
+            else:
+                attach(self.rest.sock, rest_program)
+            attach(self._raw, program(wanted))
+        except (OSError, EnvironmentProblem) as exc:
+            # Everything still arrives (on the one socket), only unsorted: a flood can then
+            # crowd the peers' advertisements out of its queue.
+            log.warning(
+                "%s: cannot filter the VRRP socket (%s): every packet shares one queue",
+                self.interface,
+                exc,
+            )
+            return
+        self._wanted = wanted
+
+    def _setup_ipv4(self, s: socket.socket, multicast: bool) -> None:
         s.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
         mreqn = struct.pack("4s4si", Family.IPV4.multicast_group.packed, b"\0" * 4, self._ifindex)
         s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, mreqn)
@@ -186,8 +223,7 @@ class RawTransport:
         if multicast:
             s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
 
-    def _setup_ipv6(self, multicast: bool) -> None:
-        s = self._sock
+    def _setup_ipv6(self, s: socket.socket, multicast: bool) -> None:
         s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, self._ifindex)
         s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, VRRP_TTL)
         s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, VRRP_TTL)
@@ -262,32 +298,55 @@ class RawTransport:
             batch = list(self._pending)
             self._pending.clear()
             return batch
+        return await self._main.receive_batch()
+
+    def poll(self) -> list[PacketReceived | DecodeError]:
+        return self._main.poll()
+
+    def _drain(self) -> None:
+        """Read what the socket holds now (at most RECEIVE_BATCH datagrams) into _pending."""
+        self._pending.extend(self._main.read())
+
+    def close(self) -> None:
+        self._sock.close()
+        if self.rest is not None:
+            self.rest.sock.close()
+
+
+class Receiver:
+    """Reads one raw socket in batches: every datagram already queued, up to RECEIVE_BATCH,
+    each parsed into the core's event or the DecodeError its IP header raised."""
+
+    def __init__(self, sock: socket.socket, family: Family) -> None:
+        self.sock = sock
+        self.family = family
+        self._batch_full = False  # the last read filled a batch: more may be waiting
+
+    async def receive_batch(self) -> list[PacketReceived | DecodeError]:
+        """Wait until datagrams arrive and read them (may be empty: a spurious wake-up)."""
         if self._batch_full:
             # A flood, or a burst: let the routers' timers and the rest run first.
             await trio.lowlevel.checkpoint()
         else:  # the last read emptied the socket
-            await trio.lowlevel.wait_readable(self._raw)
+            await trio.lowlevel.wait_readable(self.sock)
         return self.poll()
 
     def poll(self) -> list[PacketReceived | DecodeError]:
-        batch = self._read()
+        """What the socket holds now, without waiting."""
+        batch = self.read()
         self._batch_full = len(batch) == RECEIVE_BATCH
         return batch
 
-    def _drain(self) -> None:
-        """Read what the socket holds now (at most RECEIVE_BATCH datagrams) into _pending."""
-        self._pending.extend(self._read())
-
-    def _read(self) -> list[PacketReceived | DecodeError]:
+    def read(self) -> list[PacketReceived | DecodeError]:
         """What the socket holds now: at most RECEIVE_BATCH datagrams."""
         batch: list[PacketReceived | DecodeError] = []
         try:
             if self.family is Family.IPV4:
-                recv, parse = self._raw.recv, self._parse_ipv4
+                recv, parse = self.sock.recv, self._parse_ipv4
                 for _ in range(RECEIVE_BATCH):
                     batch.append(parse(recv(65535)))
             else:
-                recvmsg, parse6 = self._raw.recvmsg, self._parse_ipv6
+                recvmsg, parse6 = self.sock.recvmsg, self._parse_ipv6
                 for _ in range(RECEIVE_BATCH):
                     batch.append(parse6(*recvmsg(65535, _IPV6_ANCILLARY)))
         except BlockingIOError:
@@ -320,9 +379,6 @@ class RawTransport:
         # AF_INET6: (host, port, flowinfo, scope_id); the host may carry a %scope suffix.
         source = ip_address(str(address[0]).partition("%")[0])
         return PacketReceived(data, source, destination, hop_limit)
-
-    def close(self) -> None:
-        self._sock.close()
 
 
 def open_raw_transport(interface: str, family: Family, *, multicast: bool) -> Transport:
