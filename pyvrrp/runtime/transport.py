@@ -55,6 +55,9 @@ IPV6_MULTICAST_ALL = 29
 RECEIVE_BUFFER = 1 << 20
 # Datagrams read per wake-up at most: a flood still lets other tasks run between batches.
 RECEIVE_BATCH = 64
+# For the rest socket (what cannot be an advertisement this node waits for): smaller
+# batches, so that under a flood of it the routers' timers wait less between them.
+REST_BATCH = 16
 # Ancillary space for IPV6_PKTINFO (20 bytes) and IPV6_HOPLIMIT (4 bytes).
 _IPV6_ANCILLARY = socket.CMSG_SPACE(20) + socket.CMSG_SPACE(4)
 
@@ -199,7 +202,7 @@ class RawTransport:
             rest_program = program(wanted, rest=True)
             if self.rest is None:
                 rest = self._open("open a second VRRP socket", rest_program)
-                self.rest = Receiver(rest, self.family)
+                self.rest = Receiver(rest, self.family, REST_BATCH)
             else:
                 attach(self.rest.sock, rest_program)
             attach(self._raw, program(wanted))
@@ -317,9 +320,10 @@ class Receiver:
     """Reads one raw socket in batches: every datagram already queued, up to RECEIVE_BATCH,
     each parsed into the core's event or the DecodeError its IP header raised."""
 
-    def __init__(self, sock: socket.socket, family: Family) -> None:
+    def __init__(self, sock: socket.socket, family: Family, batch: int = RECEIVE_BATCH) -> None:
         self.sock = sock
         self.family = family
+        self.batch = batch
         self._batch_full = False  # the last read filled a batch: more may be waiting
 
     async def receive_batch(self) -> list[PacketReceived | DecodeError]:
@@ -334,20 +338,20 @@ class Receiver:
     def poll(self) -> list[PacketReceived | DecodeError]:
         """What the socket holds now, without waiting."""
         batch = self.read()
-        self._batch_full = len(batch) == RECEIVE_BATCH
+        self._batch_full = len(batch) == self.batch
         return batch
 
     def read(self) -> list[PacketReceived | DecodeError]:
-        """What the socket holds now: at most RECEIVE_BATCH datagrams."""
+        """What the socket holds now: at most a batch of datagrams."""
         batch: list[PacketReceived | DecodeError] = []
         try:
             if self.family is Family.IPV4:
                 recv, parse = self.sock.recv, self._parse_ipv4
-                for _ in range(RECEIVE_BATCH):
+                for _ in range(self.batch):
                     batch.append(parse(recv(65535)))
             else:
                 recvmsg, parse6 = self.sock.recvmsg, self._parse_ipv6
-                for _ in range(RECEIVE_BATCH):
+                for _ in range(self.batch):
                     batch.append(parse6(*recvmsg(65535, _IPV6_ANCILLARY)))
         except BlockingIOError:
             pass
