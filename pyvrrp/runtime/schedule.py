@@ -7,9 +7,10 @@ deadline heap and had every driver enter, re-register and tear one down for ever
 handled: at K = 200 and a 0.1 s interval that machinery was a large share of the main
 thread's time (docs/benchmarks.md, "Where the time went"). Here the drivers wait on their
 inboxes only; :class:`Schedule` keeps their wake-up times, sleeps until the earliest one and,
-at that one wake-up, calls back every owner that is due, which posts a "deadline due" marker
-into its own inbox. Events and deadlines of one router therefore go through one queue,
-handled in order by its one driver, never interleaved with each other.
+at that one wake-up, calls back every owner that is due: an instance whose driver is idle
+handles its deadline there and then (its fast path), a busy one posts a "deadline due"
+marker into its own inbox. Events and deadlines of one router are therefore handled one at
+a time, in order, never interleaved with each other (pyvrrp/runtime/instance.py).
 """
 
 from __future__ import annotations
