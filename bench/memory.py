@@ -23,6 +23,7 @@ import argparse
 import importlib
 import importlib._bootstrap as bootstrap  # the loader hook: a bench tool, not pyvrrp
 import importlib.util
+import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -72,16 +73,17 @@ track_scripts = ["ingress"]
 """
 
 
-def memory_kib() -> dict[str, int]:
-    """VmRSS, RssAnon and RssFile of this process, in KiB."""
+def memory_kib(status: str | None = None) -> dict[str, int]:
+    """VmRSS, RssAnon and RssFile in KiB, from ``status`` (a /proc/PID/status text; default:
+    this process's)."""
+    if status is None:
+        status = Path("/proc/self/status").read_text(encoding="ascii")
     keys = ("VmRSS", "RssAnon", "RssFile")
-    found: dict[str, int] = {}
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            key = line.split(":", 1)[0]
-            if key in keys:
-                found[key] = int(line.split()[1])
-    return found
+    return {
+        line.split(":")[0]: int(line.split()[1])
+        for line in status.splitlines()
+        if line.split(":")[0] in keys
+    }
 
 
 def _rss_mib() -> float:
@@ -127,7 +129,16 @@ def main() -> int:
     parser.add_argument("--no-defer", action="store_true", help="import ssl and hmac as usual")
     args = parser.parse_args()
 
-    steps: list[tuple[str, dict[str, int]]] = [("python (this script's own imports)", memory_kib())]
+    bare = subprocess.run(
+        [sys.executable, "-c", "print(open('/proc/self/status').read())"],
+        capture_output=True,
+        check=True,
+        text=True,
+    )
+    steps: list[tuple[str, dict[str, int]]] = [
+        ("python alone (site included)", memory_kib(bare.stdout)),
+        ("python + this script's own imports", memory_kib()),
+    ]
     with tempfile.TemporaryDirectory() as where, ImportCosts() as costs:
         config = args.config
         if config is None:
