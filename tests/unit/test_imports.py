@@ -237,6 +237,7 @@ _NOT_ON_THE_START_PATH = {
     "pyvrrp.runtime.httpserver": "only with metrics_listen",
     "pyvrrp.keepalived": "the importer: a command of its own",
     "pyvrrp.status_format": "the client's",
+    "difflib": "did-you-mean suggestions: only for a file with a mistake",
 }
 
 
