@@ -470,6 +470,11 @@ def _write_atomically(path: str, text: str) -> None:
 
 def _run_daemon(args: argparse.Namespace) -> int:
     """Run the daemon in the foreground (``pyvrrp -c node.toml``)."""
+    from pyvrrp.runtime.deferred import DAEMON_DEFERRED, defer
+
+    # Before trio is imported: it imports ssl and hmac (OpenSSL, ~5 MB of resident memory)
+    # that the daemon uses only to send mail (pyvrrp/runtime/deferred.py).
+    defer(DAEMON_DEFERRED)
     from pyvrrp.runtime.daemon import run_daemon  # trio and pyroute2 only when needed
 
     return run_daemon(args.config, log_level=args.log_level, log_format=args.log_format)

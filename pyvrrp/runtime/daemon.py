@@ -335,9 +335,25 @@ def _freeze_startup_objects() -> None:
     A full collection otherwise walks all of them each time, 100 ms and more at 200 VRIDs
     on the development machine: a stall of the event loop longer than Master_Down_Interval
     at a 0.01 s advert interval. Frozen, a full collection walks only what was made since.
+
+    What startup left behind (the configuration file's parse, the host check, trio's
+    search for libpthread) is collected first, and the C heap's free pages go back to the
+    kernel: about 1 MB of resident memory at the seed's three instances.
     """
     gc.collect()
+    _trim_heap()
     gc.freeze()
+
+
+def _trim_heap() -> None:
+    """glibc's ``malloc_trim(0)``: return the free pages of the C heap (where CPython puts
+    objects over 512 bytes and its own tables) to the kernel. Nothing elsewhere (musl)."""
+    try:
+        import ctypes  # already loaded: trio names its worker threads through it
+
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # a C library without malloc_trim: its free pages stay in the process
 
 
 async def _serve_signals(signals: AsyncIterator[int], node: Node, control: DaemonControl) -> None:

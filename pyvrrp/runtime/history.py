@@ -22,7 +22,6 @@ import json
 import logging
 import math
 import os
-from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any, Final, Protocol
 
@@ -202,7 +201,9 @@ class History:
         self.length = length
         self.saves = 0
         """Successful writes (for tests and statistics)."""
-        self._entries: dict[str, deque[HistoryEntry]] = {}
+        # Lists cut to ``length``, not deque(maxlen=...): a deque takes a 64-slot block (760
+        # bytes) for its first entry, and most instances keep only a few (255 instances).
+        self._entries: dict[str, list[HistoryEntry]] = {}
         self._instances: frozenset[str] | None = None
         self._dirty = False
         self._wakeup = trio.Event()
@@ -214,8 +215,8 @@ class History:
         self.keep(instances)
         for name, entries in saved.items():
             if self._instances is None or name in self._instances:
-                recorded = self._entries.get(name, ())
-                self._entries[name] = deque([*entries, *recorded], maxlen=self.length)
+                recorded = self._entries.get(name, [])
+                self._entries[name] = [*entries, *recorded][-self.length :]
 
     def keep(self, instances: Iterable[str], *, renamed: Mapping[str, str] | None = None) -> None:
         """Only these instances are configured now (at start, after a reload): the others'
@@ -241,7 +242,9 @@ class History:
         instance no longer configured (one a reload removed, stopping) is not recorded."""
         if self._instances is not None and instance not in self._instances:
             return
-        self._entries.setdefault(instance, deque(maxlen=self.length)).append(entry)
+        entries = self._entries.setdefault(instance, [])
+        entries.append(entry)
+        del entries[: -self.length]  # the oldest beyond ``length``
         self._changed()
 
     def entries(self, instance: str) -> list[HistoryEntry]:

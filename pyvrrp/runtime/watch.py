@@ -6,8 +6,10 @@ In Kubernetes a ConfigMap is mounted as symbolic links: ``node.toml -> ..data/no
 sees nothing; and systemd's path units do not exist there. So the watcher polls, once a
 second (:data:`WATCH_INTERVAL`), the identity of the path *as resolved*
 (``os.stat`` follows the links): device, inode, modification time and size. Any change,
-a swap included, makes it read the file and compare a hash of its content, so that a
-``touch`` or a swap to the same content is not a reload.
+a swap included, makes it read the file and compare its content with the content that
+runs, so that a ``touch`` or a swap to the same content is not a reload. (The content itself,
+at most :data:`~pyvrrp.configfile.MAX_CONFIG_BYTES`, not a hash of it: hashlib would load
+OpenSSL's libcrypto, ~3.4 MB of resident memory, to tell apart a few kilobytes.)
 
 A changed content is reloaded as SIGHUP does (the daemon's ``reload``). A content that the
 reload rejects (invalid, or an interface that does not exist) is remembered by its hash:
@@ -18,7 +20,6 @@ half done, an editor's rename) is waited for; the running configuration stays.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -28,7 +29,7 @@ import trio
 
 from pyvrrp.configfile import MAX_CONFIG_BYTES
 
-__all__ = ["WATCH_INTERVAL", "ConfigWatcher", "FileIdentity", "file_digest", "file_identity"]
+__all__ = ["WATCH_INTERVAL", "ConfigWatcher", "FileIdentity", "file_content", "file_identity"]
 
 log = logging.getLogger("pyvrrp")
 
@@ -48,11 +49,11 @@ def file_identity(path: str) -> FileIdentity | None:
     return (info.st_dev, info.st_ino, info.st_mtime_ns, info.st_size)
 
 
-def file_digest(path: str) -> bytes | None:
-    """A hash of the file's content (at most what ``load`` reads); None when unreadable."""
+def file_content(path: str) -> bytes | None:
+    """The file's content (at most what ``load`` reads); None when unreadable."""
     try:
         with open(path, "rb") as file:
-            return hashlib.sha256(file.read(MAX_CONFIG_BYTES + 1)).digest()
+            return file.read(MAX_CONFIG_BYTES + 1)
     except OSError:
         return None
 
@@ -62,8 +63,8 @@ async def _in_thread_identity(path: str) -> FileIdentity | None:
     return await trio.to_thread.run_sync(file_identity, path)
 
 
-async def _in_thread_digest(path: str) -> bytes | None:
-    return await trio.to_thread.run_sync(file_digest, path)
+async def _in_thread_content(path: str) -> bytes | None:
+    return await trio.to_thread.run_sync(file_content, path)
 
 
 class ConfigWatcher:
@@ -72,7 +73,7 @@ class ConfigWatcher:
     ``reload`` returns True when the new configuration was applied, False when it was
     rejected (it logs why). ``enabled`` is asked at each look (a reload may turn
     ``watch_config`` on or off); while it is False nothing is read. ``identity`` and
-    ``digest`` read the file (tests give fakes, to run in virtual time).
+    ``content`` read the file (tests give fakes, to run in virtual time).
     """
 
     def __init__(
@@ -83,14 +84,14 @@ class ConfigWatcher:
         enabled: Callable[[], bool] = lambda: True,
         interval: float = WATCH_INTERVAL,
         identity: Callable[[str], Awaitable[FileIdentity | None]] = _in_thread_identity,
-        digest: Callable[[str], Awaitable[bytes | None]] = _in_thread_digest,
+        content: Callable[[str], Awaitable[bytes | None]] = _in_thread_content,
     ) -> None:
         self.path = path
         self.interval = interval
         self._reload = reload
         self._enabled = enabled
         self._identity = identity
-        self._digest = digest
+        self._content = content
         self._seen: FileIdentity | None = None
         self._running: bytes | None = None  # the content the daemon runs
         self._rejected: bytes | None = None  # the last content a reload refused
@@ -116,7 +117,7 @@ class ConfigWatcher:
 
     async def _take_baseline(self) -> None:
         self._seen = await self._identity(self.path)
-        self._running = await self._digest(self.path)
+        self._running = await self._content(self.path)
         self._rejected = None
         self._baseline_due = False
 
@@ -141,7 +142,7 @@ class ConfigWatcher:
         if identity == self._seen:
             return
         self._seen = identity
-        content = await self._digest(self.path)
+        content = await self._content(self.path)
         if content is None or content in (self._running, self._rejected):
             return  # touched, swapped to the same content, or already refused
         log.info("watch_config: %s changed: reloading", self.path)

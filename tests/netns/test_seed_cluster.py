@@ -19,6 +19,7 @@ import datetime
 import math
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -437,3 +438,23 @@ def test_pyvrrp_status_shows_each_instance_state_priority_and_master(lab: Lab) -
             assert info["base_priority"] == info["effective_priority"], info
         assert instances["vip58"]["master"]["address"] == "192.168.200.1"
         assert instances["vip58"]["master"]["priority"] == 100
+
+
+def test_a_running_seed_daemon_has_not_loaded_openssl(lab: Lab) -> None:
+    # docs/design.md, "The daemon's memory": ssl and hmac (OpenSSL, about 5 MB) load only when
+    # a mail goes out with STARTTLS, which the seed does not send. Loaded, their extension
+    # modules and libraries would be mapped into the daemon.
+    for node in "ABC":
+        (pid,) = lab.daemon_pids(node)
+        libraries = {
+            Path(line.split()[-1]).name
+            for line in Path(f"/proc/{pid}/maps").read_text().splitlines()
+            if line.split()[-1].startswith("/")
+        }
+        assert any(name.startswith("libpython") or "python" in name for name in libraries)
+        openssl = {
+            name
+            for name in libraries
+            if name.startswith(("_ssl.", "_hashlib.", "libssl.", "libcrypto."))
+        }
+        assert openssl == set(), node

@@ -14,7 +14,7 @@ import trio.testing
 from pyvrrp import configfile
 from pyvrrp.runtime.control import ReloadRejected
 from pyvrrp.runtime.daemon import DaemonControl
-from pyvrrp.runtime.watch import ConfigWatcher, FileIdentity, file_digest, file_identity
+from pyvrrp.runtime.watch import ConfigWatcher, FileIdentity, file_content, file_identity
 
 from .cluster import Cluster, clock_held, config, instance
 
@@ -111,16 +111,16 @@ async def test_watch_config_reloads_a_changed_file_and_leaves_a_broken_one(
     async def identity(name: str) -> FileIdentity | None:
         return file_identity(name)
 
-    async def digest(name: str) -> bytes | None:
+    async def content(name: str) -> bytes | None:
         loads.append(name)
-        return file_digest(name)
+        return file_content(name)
 
     control.watcher = ConfigWatcher(
         str(path),
         control.reload_if_valid,
         enabled=lambda: a.node.config.global_.watch_config,
         identity=identity,
-        digest=digest,
+        content=content,
     )
     # at_level restores the logger's level, which each reload sets from log_level.
     with caplog.at_level(logging.ERROR, logger="pyvrrp"):
@@ -137,8 +137,8 @@ async def test_watch_config_reloads_a_changed_file_and_leaves_a_broken_one(
             assert any(
                 "instances.vip58.priority: 300 is out of range" in m for m in caplog.messages
             )
-            digests = len(loads)
+            reads = len(loads)
             await trio.sleep(10)  # the same broken file is not read, let alone reloaded, again
-            assert len(loads) == digests
+            assert len(loads) == reads
             assert control.watcher.reloads == 2
             nursery.cancel_scope.cancel()

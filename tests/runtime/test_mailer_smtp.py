@@ -9,9 +9,11 @@ detail is tested in virtual time in tests/runtime/test_mailer.py.
 from __future__ import annotations
 
 import itertools
+import os
 import shutil
 import ssl
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -268,6 +270,49 @@ async def test_starttls_and_login(
     (received,) = tls_server.inbox.received
     assert received.login == USER
     assert received.message["Subject"] == "[lb1] VRRP Instance vip58 - Entering MASTER state"
+
+
+# The daemon's process, where ssl and hmac are placeholders until first used
+# (pyvrrp/runtime/deferred.py): STARTTLS and login with the system's trusted CAs (here the
+# test's certificate, through OpenSSL's SSL_CERT_FILE), as `[global.email]` sends them.
+_DAEMON_MAIL = """
+import sys
+from pyvrrp.runtime.deferred import DAEMON_DEFERRED, defer
+defer(DAEMON_DEFERRED)
+from email.message import EmailMessage
+import trio
+from pyvrrp.runtime.mailer import MailSettings, SmtpTransport
+host, port, user, password_file = sys.argv[1:]
+settings = MailSettings(
+    host=host, port=int(port), sender="pyvrrp@lb1.example.com",
+    recipients=("ops@example.com",), starttls=True, username=user,
+    password_file=password_file,
+)
+message = EmailMessage()
+message["Subject"], message["From"], message["To"] = "deferred ssl", settings.sender, "ops"
+message.set_content("sent through a deferred ssl module")
+print("before", "_ssl" in sys.modules)
+trio.run(SmtpTransport(), settings, message)
+print("after", "_ssl" in sys.modules)
+"""
+
+
+async def test_starttls_and_login_from_the_daemons_process_where_ssl_loads_at_first_use(
+    tls_server: Server, certificate: tuple[Path, Path], password_file: Path
+) -> None:
+    argv = [HOST, str(tls_server.port), USER, str(password_file)]
+    done = await trio.run_process(
+        [sys.executable, "-c", _DAEMON_MAIL, *argv],
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+        env=os.environ | {"SSL_CERT_FILE": str(certificate[0])},
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode().split() == ["before", "False", "after", "True"]
+    (received,) = tls_server.inbox.received
+    assert received.login == USER
+    assert received.message["Subject"] == "deferred ssl"
 
 
 async def test_a_certificate_the_system_does_not_trust_is_refused(

@@ -136,6 +136,34 @@ async def test_a_reload_keeps_each_queue_in_order_and_uses_the_new_commands_next
     assert notifier.statistics()["vip58"].run == 3  # counters carried over
 
 
+async def test_only_an_instance_with_notifications_to_run_has_a_task_and_only_meanwhile(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # A waiting task per instance costs memory at 255 instances, most of which never notify.
+    runner = FakeProcessRunner(FakeRun.ok(duration=5))
+    configs = [instance(f"vip{vrid}", vrid, notify=("/bin/notify",)) for vrid in range(1, 101)]
+    notifier = Notifier(configs, runner)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(notifier.run)
+        (run_task,) = nursery.child_tasks
+        (queues,) = run_task.child_nurseries
+        assert queues.child_tasks == frozenset()
+        to(notifier, State.MASTER, name="vip7")
+        to(notifier, State.BACKUP, name="vip7", old=State.MASTER)
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(queues.child_tasks) == 1
+        await trio.sleep(11)  # both scripts have run, one after the other
+        assert [(c.command[-3], state_word(c)) for c in runner.calls] == [
+            ("vip7", "MASTER"),
+            ("vip7", "BACKUP"),
+        ]
+        assert queues.child_tasks == frozenset()
+        to(notifier, State.FAULT, name="vip7")  # and a new task for what comes later
+        assert await notifier.drain(60)
+        assert len(runner.calls) == 3
+        nursery.cancel_scope.cancel()
+
+
 async def test_a_removed_instance_still_gets_its_stop_in_order_but_leaves_statistics(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

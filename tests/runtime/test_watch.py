@@ -7,7 +7,6 @@ test); one uses a real directory laid out as a Kubernetes ConfigMap mount, with 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from pathlib import Path
@@ -43,9 +42,9 @@ class FakeFile:
             return None
         return (1, self.inode, 0, len(self.content))
 
-    async def digest(self, path: str) -> bytes | None:
+    async def read(self, path: str) -> bytes | None:
         await trio.lowlevel.checkpoint()
-        return None if self.content is None else hashlib.sha256(self.content.encode()).digest()
+        return None if self.content is None else self.content.encode()
 
     async def reload(self) -> bool:
         self.reloads.append((trio.current_time(), self.content))
@@ -58,7 +57,7 @@ class FakeFile:
             self.reload,
             enabled=lambda: self.enabled,
             identity=self.identity,
-            digest=self.digest,
+            content=self.read,
         )
 
 

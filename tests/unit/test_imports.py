@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -186,3 +187,85 @@ def test_the_runtime_never_imports_scapy() -> None:
     )
     assert "trio" in modules
     assert not {m for m in modules if m.split(".")[0] == "scapy"}
+
+
+# The daemon's start path, `pyvrrp -c node.toml`, as far as trio.run: cli.main() with the
+# daemon's serve() replaced (when pyvrrp.runtime.daemon is loaded) by one that reports what
+# the process has loaded, once the configuration is read and trio runs.
+_START_PATH = """
+import importlib.abc, importlib.util, json, sys
+import pyvrrp.cli
+
+class Intercept(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name != "pyvrrp.runtime.daemon":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        run_module = spec.loader.exec_module
+
+        def exec_module(module):
+            run_module(module)
+
+            async def serve(config, *args, **kwargs):
+                from pyvrrp.runtime.deferred import is_pending
+
+                loaded = {name: not is_pending(m) for name, m in sys.modules.items()}
+                print(json.dumps({"instances": sorted(config.instances), "loaded": loaded}))
+
+            module.serve = serve
+            module.missing_capabilities = lambda: []  # the same path as root, for any user
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+sys.meta_path.insert(0, Intercept())
+sys.exit(pyvrrp.cli.main(["-c", sys.argv[1], "--log-level", "error"]))
+"""
+
+# What a node without [global.email], metrics_listen, routes or rules never uses.
+_NOT_ON_THE_START_PATH = {
+    "_ssl": "OpenSSL (libssl): trio's SSLStream, which the daemon never makes",
+    "_hashlib": "OpenSSL (libcrypto): hashlib and hmac",
+    "hashlib": "loads libcrypto",
+    "pyroute2": "only with routes or rules",
+    "asyncio": "pyroute2's",
+    "smtplib": "only for the first mail",
+    "email": "only for the first mail",
+    "h11": "only with metrics_listen",
+    "pyvrrp.runtime.metrics": "only with metrics_listen",
+    "pyvrrp.runtime.httpserver": "only with metrics_listen",
+    "pyvrrp.keepalived": "the importer: a command of its own",
+    "pyvrrp.status_format": "the client's",
+    "difflib": "did-you-mean suggestions: only for a file with a mistake",
+}
+
+
+def test_the_daemons_start_path_loads_only_what_the_node_uses(tmp_path: Path) -> None:
+    config = tmp_path / "node.toml"
+    config.write_text(
+        f'[global]\ncontrol_socket = "{tmp_path / "ctl.sock"}"\nstate_dir = "{tmp_path}"\n'
+        '[instances.vip58]\ninterface = "eth0"\nvrid = 58\npriority = 100\n'
+        'addresses = ["192.0.2.58/32"]\n'
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", _START_PATH, str(config)],
+        capture_output=True,
+        check=False,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["instances"] == ["vip58"]  # the configuration was read: serve() was reached
+    loaded = {name for name, really in report["loaded"].items() if really}
+    assert {"trio", "pyvrrp.runtime.daemon", "pyvrrp.runtime.node"} <= loaded
+    unexpected = {
+        name: why
+        for name, why in _NOT_ON_THE_START_PATH.items()
+        if any(m == name or m.startswith(name + ".") for m in loaded)
+    }
+    assert unexpected == {}
+    # trio imported ssl and hmac: placeholders, whose code has not run (pyvrrp.runtime.deferred).
+    assert {"ssl", "hmac"} <= set(report["loaded"]) - loaded

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import difflib
 import enum
 import json
 import re
@@ -110,6 +109,8 @@ def _describe(value: object) -> str:
 
 
 def _suggest(word: str, choices: Iterable[str]) -> str | None:
+    import difflib  # only for a file with a mistake: not in a running daemon's memory
+
     matches = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return matches[0] if matches else None
 
