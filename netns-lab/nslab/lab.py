@@ -1079,23 +1079,7 @@ class Lab:
         started with a custom `config_text` is restarted with the generated config too.
         Last, the client's neighbour caches are flushed (`flush_client_neighbours`).
         """
-        self.heal()
-        self.clear_loss()
-        links = json.loads(run(["ip", "-j", "-n", self.switch_ns, "link", "show"]).stdout)
-        by_name = {link["ifname"].split("@")[0]: link for link in links}
-        for n in self.nodes:
-            port = by_name.get(_port(n), {})
-            if "UP" not in port.get("flags", []):
-                self.set_link_up(n)
-            if port.get("master") != BRIDGE:
-                self.restore_link(n)
-            own = json.loads(run(["ip", "-j", "-n", self.ns(n), "link", "show"]).stdout)
-            dummy = [link for link in own if link["ifname"] == "dummy0"]
-            if not dummy:
-                self.recreate_dummy(n)
-            elif "UP" not in dummy[0]["flags"]:
-                self.dummy_up(n)
-            self.set_healthy(n, True)
+        self.undo_faults()
         wanted: dict[str, DaemonKind] = {}
         for n in self.nodes:
             last_kind, _ = self._last_daemon.get(n, ("keepalived", None))
@@ -1120,6 +1104,37 @@ class Lab:
                 self.remove_vips(n)
                 self.start(n, wanted[n], last_config if keep else None)
         self.wait_converged(timeout)
+        self.flush_client_neighbours()
+
+    def undo_faults(self) -> None:
+        """Heal partitions, clear packet loss, bring every vSwitch port, `dummy0` and health
+        endpoint back (the first step of `reset`)."""
+        self.heal()
+        self.clear_loss()
+        links = json.loads(run(["ip", "-j", "-n", self.switch_ns, "link", "show"]).stdout)
+        by_name = {link["ifname"].split("@")[0]: link for link in links}
+        for n in self.nodes:
+            port = by_name.get(_port(n), {})
+            if "UP" not in port.get("flags", []):
+                self.set_link_up(n)
+            if port.get("master") != BRIDGE:
+                self.restore_link(n)
+            own = json.loads(run(["ip", "-j", "-n", self.ns(n), "link", "show"]).stdout)
+            dummy = [link for link in own if link["ifname"] == "dummy0"]
+            if not dummy:
+                self.recreate_dummy(n)
+            elif "UP" not in dummy[0]["flags"]:
+                self.dummy_up(n)
+            self.set_healthy(n, True)
+
+    def stop_cold(self) -> None:
+        """`undo_faults`, stop every daemon at once (`stop_many(immediate=True)`), remove the
+        VIPs a killed one left and flush the client's neighbour caches: the lab as a cold start
+        finds it, without waiting for a convergence the caller would undo."""
+        self.undo_faults()
+        self.stop_many(self.nodes, immediate=True)
+        for n in self.nodes:
+            self.remove_vips(n)
         self.flush_client_neighbours()
 
     def flush_client_neighbours(self) -> None:
