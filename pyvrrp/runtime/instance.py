@@ -1,9 +1,21 @@
 """One instance at run time: its router, its inbox, its driver task and what its actions do.
 
-The driver is the only reader of the clock for its router: it feeds events to the core router
-with the current time, carries out the actions it returns in order, and arms the router's
-next deadline in the node's shared :class:`~pyvrrp.runtime.schedule.Schedule`, which posts a
-marker into the inbox when it is due: events and deadlines go through one queue. An instance
+Events reach the router one at a time, in order, by one of two ways:
+
+- the fast path: while the driver task is idle (waiting on an empty inbox), a received packet
+  (:meth:`Instance.deliver`) or a due deadline (the node's shared
+  :class:`~pyvrrp.runtime.schedule.Schedule` calling back) is handed to the router at once,
+  in the task that has it, and the actions that need no waiting (sending an advertisement,
+  publishing a state change, logging a drop) are carried out there too: no task switch per
+  packet or per advertisement, which is most of what a router costs when nothing happens
+  (docs/benchmarks.md, "Cost at scale");
+- the driver task: everything else (control events, tracker health, installation retries)
+  goes through the inbox, and so does whatever arrives while the driver is busy. When the
+  fast path meets an action that must wait (installing or removing addresses, announcing
+  them), it hands that action and the rest to the driver, which carries them out in order
+  before taking anything else from the inbox.
+
+Either way the router's next deadline is armed in the schedule after each event. An instance
 knows nothing of the node around it: what it needs (netlink, announcements, where state
 changes go) is passed at construction.
 """
@@ -64,12 +76,29 @@ class _RetryDue:
 
 _RETRY_DUE = _RetryDue()
 
+
+@attrs.frozen
+class _Deferred:
+    """Actions the fast path could not carry out without waiting: the driver does them,
+    from ``start`` on, before anything else (``actions`` is the whole list, for the sync
+    groups' after-handle)."""
+
+    actions: Sequence[Action]
+    start: int
+    now: int
+
+
+# What needs no waiting: the fast path carries these out in the task that has the event.
+_INLINE = (StateChanged, Dropped, Notice)
+
 # Retrying an installation that failed: after INSTALL_RETRY_FIRST seconds, doubling up to
 # INSTALL_RETRY_MAX, for as long as the router holds its addresses or is in FAULT for them.
 INSTALL_RETRY_FIRST = 0.1
 INSTALL_RETRY_MAX = 5.0
 
 InstanceKey = tuple[int, Family, str, IPAddress | None]
+# A transport's ``send_now``: sends one datagram without waiting; False if it would block.
+SendNow = Callable[[bytes, IPAddress, IPAddress], bool]
 
 
 def now_us() -> int:
@@ -160,8 +189,17 @@ class Instance:
         self._schedule = schedule
         # None in the inbox: the schedule says the router's deadline is due; _RETRY_DUE: an
         # installation retry is.
-        self._inbox_send, self._inbox = trio.open_memory_channel[Event | None | _RetryDue](math.inf)
+        self._inbox_send, self._inbox = trio.open_memory_channel[
+            Event | None | _RetryDue | _Deferred
+        ](math.inf)
         self._queued_packets = 0
+        # True while the driver waits on an empty inbox: events may then be handled at once,
+        # in the task that has them (the fast path); every post into the inbox clears it.
+        self._idle = False
+        # Reads what the instance's socket holds now and delivers it (the node sets it): a
+        # backup whose Master_Down_Timer is due hears an advertisement that is already
+        # waiting before it declares the master down (after a stall, both are ready at once).
+        self.poll: Callable[[], None] | None = None
         self._logs = RateLimiter()
         self.apply_config(config)
 
@@ -185,10 +223,19 @@ class Instance:
 
     def post(self, event: Event) -> None:
         """Queue an event for the driver (control events are never dropped)."""
+        self._idle = False
         self._inbox_send.send_nowait(event)
 
+    def deliver(self, packet: PacketReceived) -> None:
+        """A received packet: handled at once when the driver is idle, else queued."""
+        if self._idle:
+            self._handle_now(packet, now_us())
+        else:
+            self.post_packet(packet)
+
     def post_packet(self, event: PacketReceived) -> None:
-        """Queue a received packet, or drop it when a flood has filled the queue."""
+        """Queue a received packet for the driver, or drop it when a flood has filled the
+        queue."""
         if self._queued_packets >= PACKET_QUEUE:
             self.queue_overflows += 1
             self._logs.log(
@@ -202,6 +249,7 @@ class Instance:
             )
             return
         self._queued_packets += 1
+        self._idle = False
         self._inbox_send.send_nowait(event)
 
     async def prime(self) -> bool:
@@ -217,7 +265,7 @@ class Instance:
                 event = self._inbox.receive_nowait()
             except trio.WouldBlock:
                 return handled
-            if event is None or isinstance(event, _RetryDue):
+            if event is None or isinstance(event, _RetryDue | _Deferred):
                 continue
             if isinstance(event, PacketReceived):
                 self._queued_packets -= 1
@@ -226,9 +274,74 @@ class Instance:
             handled = True
 
     def _retry_due(self) -> None:
+        self._idle = False
         self._inbox_send.send_nowait(_RETRY_DUE)
 
     def _due(self) -> None:
+        """The schedule's call: the router's deadline has come (``timer_lead`` early)."""
+        if not self._idle:
+            self._inbox_send.send_nowait(None)
+            return
+        now = self._deadline_due()
+        if now is None:
+            self._arm()
+        else:
+            self._handle_now(Timeout(), now)
+
+    def _deadline_due(self) -> int | None:
+        """When the router's deadline is due, the time to hand it its Timeout at; else None.
+
+        The schedule wakes a router ``timer_lead`` early (trio rounds its sleeps up to the
+        millisecond and Python adds its own latency); an event handled since may have moved
+        the deadline later. A backup first reads what its socket already holds: the
+        advertisement that would keep it backup may be waiting there. The router decides at
+        max(deadline, now) (aioquic's rule), never early.
+        """
+        router = self.router
+        if router.state is State.BACKUP and self.poll is not None:
+            self.poll()
+        deadline = router.deadline()
+        if deadline is None or self._schedule.wake_time(deadline) > trio.current_time():
+            return None
+        return max(deadline, now_us())
+
+    def _arm(self) -> None:
+        self._schedule.set(self, self.router.deadline(), self._due)
+
+    def _handle_now(self, event: Event, now: int) -> None:
+        """The fast path: hand ``event`` to the router in this task and carry out what needs
+        no waiting; the rest goes to the driver, in order, before anything else."""
+        actions = self.router.handle(event, now)
+        send_now = getattr(self.transport, "send_now", None)
+        for index, action in enumerate(actions):
+            if isinstance(action, _INLINE):
+                self._execute_one(action, now)
+            elif isinstance(action, SendAdvert) and send_now is not None:
+                sent = self._send_advert_now(action, send_now)
+                if sent < len(action.datagrams):  # the socket is full: the driver waits
+                    rest = attrs.evolve(action, datagrams=action.datagrams[sent:])
+                    self._defer([*actions[:index], rest, *actions[index + 1 :]], index, now)
+                    return
+            else:
+                self._defer(actions, index, now)
+                return
+        self._after(actions)
+        self._arm()
+
+    def _defer(self, actions: Sequence[Action], start: int, now: int) -> None:
+        self._idle = False
+        self._inbox_send.send_nowait(_Deferred(actions, start, now))
+
+    def _after(self, actions: Sequence[Action]) -> None:
+        self._after_handle(self, [a for a in actions if isinstance(a, StateChanged)])
+        if self.router.stopped:
+            self.stopped.set()
+            if self._idle:
+                self.post_wakeup()
+
+    def post_wakeup(self) -> None:
+        """Have the driver look at its router again (it may have stopped)."""
+        self._idle = False
         self._inbox_send.send_nowait(None)
 
     async def drive(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -248,7 +361,16 @@ class Instance:
                 # An installation retry, when one is pending: its own wake-up in the schedule.
                 retry_us = None if self._retry_at is None else round(self._retry_at * 1_000_000)
                 schedule.set(retry_key, retry_us, self._retry_due)
-                event = await self._inbox.receive()
+                try:
+                    event = self._inbox.receive_nowait()
+                except trio.WouldBlock:
+                    self._idle = True
+                    event = await self._inbox.receive()
+                    self._idle = False
+                if isinstance(event, _Deferred):
+                    await self.execute(event.actions[event.start :], event.now)
+                    self._after(event.actions)
+                    continue
                 if isinstance(event, _RetryDue):
                     # As the schedule computed it (it fired because this time has come); the
                     # retry may have been done or re-armed since the marker was posted.
@@ -258,14 +380,10 @@ class Instance:
                         await self._retry_install()
                     continue
                 if event is None:
-                    # The schedule woke us (timer_lead early: trio rounds its sleeps up to the
-                    # millisecond and Python adds its own latency). An event handled since may
-                    # have moved the deadline later: then it is not due yet. Otherwise the
-                    # router decides at max(deadline, now) (aioquic's rule), never early.
-                    deadline = router.deadline()
-                    if deadline is None or schedule.wake_time(deadline) > trio.current_time():
-                        continue
-                    await self._handle(Timeout(), max(deadline, now_us()))
+                    # The schedule woke us while we were busy, or a wake-up to look again.
+                    now = self._deadline_due()
+                    if now is not None:
+                        await self._handle(Timeout(), now)
                     continue
                 if isinstance(event, PacketReceived):
                     self._queued_packets -= 1
@@ -277,9 +395,7 @@ class Instance:
     async def _handle(self, event: Event, now: int) -> None:
         actions = self.router.handle(event, now)
         await self.execute(actions, now)
-        self._after_handle(self, [a for a in actions if isinstance(a, StateChanged)])
-        if self.router.stopped:
-            self.stopped.set()
+        self._after(actions)
 
     async def execute(self, actions: Sequence[Action], now: int) -> None:
         """Carry out a router's actions, in order; ``now`` is the time they were decided."""
@@ -287,6 +403,8 @@ class Instance:
             match action:
                 case SendAdvert():
                     await self._send_advert(action)
+                case StateChanged() | Dropped() | Notice():
+                    self._execute_one(action, now)
                 case InstallVirtual():
                     await self.install(self.holdings)
                 case RemoveVirtual():
@@ -295,31 +413,37 @@ class Instance:
                         self._install_over()
                 case Announce():
                     await self._announcements.announce(self.all_specs, self.config.garp_repeat)
-                case StateChanged():
-                    self._publish(self, action, now)
-                case Dropped():
-                    self._logs.log(
-                        log,
-                        logging.INFO,
-                        ("drop", action.reason),
-                        "%s: dropped advertisement from %s: %s (%s)",
-                        self.name,
-                        action.source,
-                        action.reason.value,
-                        action.detail,
-                    )
-                case Notice():
-                    self._logs.log(
-                        log,
-                        logging.WARNING,
-                        ("notice", action.kind, action.source),
-                        "%s: %s %s",
-                        self.name,
-                        action.source,
-                        action.detail,
-                    )
                 case _:
                     assert_never(action)
+
+    def _execute_one(self, action: StateChanged | Dropped | Notice, now: int) -> None:
+        """Carry out an action that needs no waiting."""
+        match action:
+            case StateChanged():
+                self._publish(self, action, now)
+            case Dropped():
+                self._logs.log(
+                    log,
+                    logging.INFO,
+                    ("drop", action.reason),
+                    "%s: dropped advertisement from %s: %s (%s)",
+                    self.name,
+                    action.source,
+                    action.reason.value,
+                    action.detail,
+                )
+            case Notice():
+                self._logs.log(
+                    log,
+                    logging.WARNING,
+                    ("notice", action.kind, action.source),
+                    "%s: %s %s",
+                    self.name,
+                    action.source,
+                    action.detail,
+                )
+            case _:
+                assert_never(action)
 
     async def _send_advert(self, action: SendAdvert) -> None:
         # The router encoded the datagrams (destinations, checksum mode): only send them.
@@ -328,18 +452,32 @@ class Instance:
             try:
                 await self.transport.send(datagram.message, datagram.source, datagram.destination)
             except OSError as exc:
-                # ENETDOWN, ENOBUFS, EHOSTUNREACH...: the link may come back; the router
-                # keeps going and the failure shows in the status, metrics and logs.
-                self.send_failures += 1
-                self.last_send_error = f"to {datagram.destination}: {exc.strerror or exc}"
-                self._logs.log(
-                    log,
-                    logging.WARNING,
-                    ("send", datagram.destination),
-                    "%s: cannot send an advertisement %s",
-                    self.name,
-                    self.last_send_error,
-                )
+                self._send_failed(datagram.destination, exc)
+
+    def _send_advert_now(self, action: SendAdvert, send_now: SendNow) -> int:
+        """Send ``action``'s datagrams without waiting, until one would block; return how
+        many were dealt with (sent, or failed and counted)."""
+        for index, datagram in enumerate(action.datagrams):
+            try:
+                if not send_now(datagram.message, datagram.source, datagram.destination):
+                    return index
+            except OSError as exc:
+                self._send_failed(datagram.destination, exc)
+        return len(action.datagrams)
+
+    def _send_failed(self, destination: IPAddress, exc: OSError) -> None:
+        # ENETDOWN, ENOBUFS, EHOSTUNREACH...: the link may come back; the router keeps
+        # going and the failure shows in the status, metrics and logs.
+        self.send_failures += 1
+        self.last_send_error = f"to {destination}: {exc.strerror or exc}"
+        self._logs.log(
+            log,
+            logging.WARNING,
+            ("send", destination),
+            "%s: cannot send an advertisement %s",
+            self.name,
+            self.last_send_error,
+        )
 
     async def announce(self, specs: Sequence[AddressSpec]) -> None:
         """Announce ``specs`` (gratuitous ARP / unsolicited NA) as this instance does."""

@@ -8,11 +8,17 @@ device, join the VRRP group on that interface only when an instance on it uses m
 and have multicast loopback off (our own advertisements are still dropped by address).
 
 Receiving drains the socket: one wake-up of the receiving task reads every datagram already
-queued (up to :data:`RECEIVE_BATCH`) with plain non-blocking calls, instead of a failed
-``recv`` and an epoll registration and wake-up around each one. :meth:`receive` still hands
-them out one per scheduler turn, as trio's socket does: each driver takes one event from its
-inbox per turn, and a whole batch handed out at once let a flood aimed at one instance
-overflow its inbox (2,000 frames/s did) where the socket buffer used to absorb it.
+queued (up to :data:`RECEIVE_BATCH`) with plain non-blocking calls and hands the whole batch
+out (:meth:`RawTransport.receive_batch`), instead of a failed ``recv``, an epoll registration
+and a wake-up around each datagram. The node hands each packet to its instance at once (the
+instance's fast path, pyvrrp/runtime/instance.py); after a full batch the receiving task lets
+the others run before it reads again, so a flood cannot starve the routers' timers.
+Sending is :meth:`RawTransport.send_now`: a raw datagram socket practically never blocks, so
+an advertisement goes straight to the kernel from the task that decided it.
+
+A :class:`Transport` of one's own (tests, the library's in-memory LAN) needs only ``send``
+and ``receive``; ``send_now`` and ``receive_batch`` (:class:`BatchTransport`) are used when
+it has them.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import socket
 import struct
 from collections import deque
 from ipaddress import IPv4Address, IPv6Address, ip_address
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import attrs
 import trio
@@ -70,6 +76,23 @@ class Transport(Protocol):
         DecodeError for a malformed IP header."""
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class BatchTransport(Transport, Protocol):
+    """A transport that can also send without waiting and hand out what it read in batches
+    (what the node uses when a transport has it)."""
+
+    def send_now(self, message: bytes, source: IPAddress, destination: IPAddress) -> bool:
+        """Send one VRRP message without waiting: False when the socket would block (nothing
+        was sent); OSError as :meth:`send`."""
+
+    async def receive_batch(self) -> list[PacketReceived | DecodeError]:
+        """Wait until messages arrive; every one already queued (a bounded batch), with a
+        DecodeError in place of each malformed IP header. May be empty."""
+
+    def poll(self) -> list[PacketReceived | DecodeError]:
+        """What is queued now, without waiting (a bounded batch; often empty)."""
 
 
 class TransportFactory(Protocol):
@@ -119,6 +142,7 @@ class RawTransport:
         self.statistics = TransportStatistics()
         # Received and not yet handed out: a packet, or the DecodeError its header raised.
         self._pending: deque[PacketReceived | DecodeError] = deque()
+        self._batch_full = False  # the last read filled a batch: more may be waiting
         try:
             self._ifindex = socket.if_nametoindex(interface)
         except OSError:
@@ -191,6 +215,18 @@ class RawTransport:
             raise
         self.statistics.sent += 1
 
+    def send_now(self, message: bytes, source: IPAddress, destination: IPAddress) -> bool:
+        try:
+            self._send_now(message, source, destination)
+        except BlockingIOError:
+            return False
+        except OSError as exc:
+            self.statistics.send_errors += 1
+            self.statistics.last_send_error = exc.strerror or str(exc)
+            raise
+        self.statistics.sent += 1
+        return True
+
     def _send_now(self, message: bytes, source: IPAddress, destination: IPAddress) -> None:
         if isinstance(destination, IPv4Address):
             assert isinstance(source, IPv4Address)
@@ -220,17 +256,43 @@ class RawTransport:
             raise item
         return item
 
+    async def receive_batch(self) -> list[PacketReceived | DecodeError]:
+        if self._pending:  # left by receive(): hand those out first
+            await trio.lowlevel.checkpoint()
+            batch = list(self._pending)
+            self._pending.clear()
+            return batch
+        if self._batch_full:
+            # A flood, or a burst: let the routers' timers and the rest run first.
+            await trio.lowlevel.checkpoint()
+        else:  # the last read emptied the socket
+            await trio.lowlevel.wait_readable(self._raw)
+        return self.poll()
+
+    def poll(self) -> list[PacketReceived | DecodeError]:
+        batch = self._read()
+        self._batch_full = len(batch) == RECEIVE_BATCH
+        return batch
+
     def _drain(self) -> None:
         """Read what the socket holds now (at most RECEIVE_BATCH datagrams) into _pending."""
-        for _ in range(RECEIVE_BATCH):
-            try:
-                if self.family is Family.IPV4:
-                    item = self._parse_ipv4(self._raw.recv(65535))
-                else:
-                    item = self._parse_ipv6(*self._raw.recvmsg(65535, _IPV6_ANCILLARY))
-            except BlockingIOError:
-                return
-            self._pending.append(item)
+        self._pending.extend(self._read())
+
+    def _read(self) -> list[PacketReceived | DecodeError]:
+        """What the socket holds now: at most RECEIVE_BATCH datagrams."""
+        batch: list[PacketReceived | DecodeError] = []
+        try:
+            if self.family is Family.IPV4:
+                recv, parse = self._raw.recv, self._parse_ipv4
+                for _ in range(RECEIVE_BATCH):
+                    batch.append(parse(recv(65535)))
+            else:
+                recvmsg, parse6 = self._raw.recvmsg, self._parse_ipv6
+                for _ in range(RECEIVE_BATCH):
+                    batch.append(parse6(*recvmsg(65535, _IPV6_ANCILLARY)))
+        except BlockingIOError:
+            pass
+        return batch
 
     @staticmethod
     def _parse_ipv4(data: bytes) -> PacketReceived | DecodeError:

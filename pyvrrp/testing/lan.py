@@ -55,6 +55,11 @@ class MemoryTransport:
     async def send(self, message: bytes, source: IPAddress, destination: IPAddress) -> None:
         self.lan.transmit(self, message, source, destination)
 
+    def send_now(self, message: bytes, source: IPAddress, destination: IPAddress) -> bool:
+        """Send without waiting (the node's fast path uses it when a transport has it)."""
+        self.lan.transmit(self, message, source, destination)
+        return True
+
     async def receive(self) -> PacketReceived:
         item = await self._receive.receive()
         if isinstance(item, DecodeError):

@@ -118,12 +118,23 @@ class RecordingTransport:
         self.multicast = inner.multicast
 
     async def send(self, message: bytes, source: IPAddress, destination: IPAddress) -> None:
+        self._record(message, source, destination)
+        await self.inner.send(message, source, destination)
+
+    def send_now(self, message: bytes, source: IPAddress, destination: IPAddress) -> bool:
+        """The inner transport's send_now (the memory LAN's never blocks), recorded."""
+        send_now = getattr(self.inner, "send_now")  # noqa: B009 (not every Transport has it)
+        if not send_now(message, source, destination):
+            return False
+        self._record(message, source, destination)
+        return True
+
+    def _record(self, message: bytes, source: IPAddress, destination: IPAddress) -> None:
         # Either version (a VRRPv2 advert without a password): Sent.advert.version says which.
         advert = decode(
             message, source=source, destination=destination, ttl=VRRP_TTL, versions=_BOTH
         )
         self.sent.append(Sent(trio.current_time(), self.host, source, destination, advert))
-        await self.inner.send(message, source, destination)
 
     async def receive(self) -> PacketReceived:
         return await self.inner.receive()

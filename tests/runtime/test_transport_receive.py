@@ -13,6 +13,7 @@ from ipaddress import IPv4Address
 import pytest
 import trio
 
+from pyvrrp.core.events import PacketReceived
 from pyvrrp.core.packet import (
     Advertisement,
     DecodeError,
@@ -147,3 +148,96 @@ async def test_ipv6_datagram_without_ancillary_data_is_a_header_error_not_a_cras
     with pytest.raises(DecodeError) as raised:
         await t.receive()
     assert raised.value.reason is DropReason.IP_HEADER
+
+
+async def test_receive_batch_hands_out_what_one_wake_up_read_at_once_in_order(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    ours, theirs = pair
+    theirs.send(advert_datagram(7))
+    theirs.send(b"\x45\x00garbage")
+    theirs.send(advert_datagram(8))
+    t = transport(ours)
+    with trio.fail_after(5):
+        batch = await t.receive_batch()
+    assert len(batch) == 3
+    first, error, last = batch
+    assert isinstance(first, PacketReceived) and peek_vrid(first.message) == 7
+    assert isinstance(error, DecodeError) and error.reason is DropReason.IP_HEADER
+    assert isinstance(last, PacketReceived) and peek_vrid(last.message) == 8
+    # The socket is empty: the next call waits (and can be cancelled).
+    with trio.move_on_after(0.05) as scope:
+        await t.receive_batch()
+    assert scope.cancelled_caught
+
+
+async def test_after_a_full_batch_the_others_run_before_the_next_one_is_read(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    ours, theirs = pair
+    count = 2 * RECEIVE_BATCH + 10  # what the socket pair holds without blocking the sender
+    for i in range(count):
+        theirs.send(advert_datagram(1 + i % 255))
+    t = transport(ours)
+    other_ran = 0
+
+    async def other() -> None:
+        nonlocal other_ran
+        while True:
+            other_ran += 1
+            await trio.lowlevel.checkpoint()
+
+    sizes: list[int] = []
+    vrids: list[int | None] = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(other)
+        while len(vrids) < count:
+            batch = await t.receive_batch()
+            sizes.append(len(batch))
+            vrids.extend(peek_vrid(p.message) for p in batch if isinstance(p, PacketReceived))
+        nursery.cancel_scope.cancel()
+    assert sizes == [RECEIVE_BATCH, RECEIVE_BATCH, 10]
+    assert vrids == [1 + i % 255 for i in range(count)]
+    # Each call after a full batch let the others run first (trio runs each task once per
+    # scheduler batch, in random order): a flood cannot keep the routers' timers waiting.
+    assert other_ran >= 2
+
+
+def test_poll_reads_what_is_queued_without_waiting(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    ours, theirs = pair
+    t = transport(ours)
+    assert t.poll() == []
+    theirs.send(advert_datagram(5))
+    (packet,) = t.poll()
+    assert isinstance(packet, PacketReceived) and peek_vrid(packet.message) == 5
+    assert t.poll() == []
+
+
+def test_send_now_says_when_the_socket_would_block_and_counts_failures(
+    pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ours, _theirs = pair
+    t = transport(ours)
+    outcomes: list[BaseException | None] = [
+        BlockingIOError(),
+        None,
+        OSError(100, "Network is down"),
+    ]
+    sent: list[bytes] = []
+
+    def fake_send(message: bytes, source: object, destination: object) -> None:
+        outcome = outcomes.pop(0)
+        if outcome is not None:
+            raise outcome
+        sent.append(message)
+
+    monkeypatch.setattr(t, "_send_now", fake_send)
+    assert t.send_now(b"one", SOURCE, GROUP) is False
+    assert t.send_now(b"two", SOURCE, GROUP) is True
+    with pytest.raises(OSError):
+        t.send_now(b"three", SOURCE, GROUP)
+    assert sent == [b"two"]
+    assert (t.statistics.sent, t.statistics.send_errors) == (1, 1)
+    assert t.statistics.last_send_error == "Network is down"
