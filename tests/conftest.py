@@ -5,6 +5,10 @@ need root and dpkg (they build the Debian package and install it into a throw-aw
 Where they cannot run they are skipped, except when PYVRRP_REQUIRE_NETNS=1 (CI sets it in
 .ci/run): then they fail, so a CI machine that lost its privileges or tools cannot pass
 silently.
+
+The netns tests run last, the chaos soak's first among them: the soak (tests/netns/soakrun.py)
+starts in the background as soon as collection is over and runs its two minutes while the unit
+and runtime tests do, so it costs the suite only what is left of it when they end.
 """
 
 from __future__ import annotations
@@ -18,8 +22,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.netns import soakrun
+
 NETNS_DIR = Path(__file__).parent / "netns"
 PACKAGING_DIR = Path(__file__).parent / "packaging"
+SOAK_MODULE = NETNS_DIR / "test_soak.py"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -29,6 +36,42 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.netns)
         if PACKAGING_DIR in parents:
             item.add_marker(pytest.mark.packaging)
+    # A stable sort: each group keeps its order (modules stay together for their fixtures).
+    items.sort(key=_run_order)
+
+
+def _run_order(item: pytest.Item) -> int:
+    """Everything else first, then the soak's module (its run started at collection's end),
+    then the other netns tests, which must not share the machine with the soak's lab."""
+    path = Path(str(item.fspath))
+    if NETNS_DIR not in path.parents:
+        return 0
+    return 1 if path == SOAK_MODULE else 2
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Start the two-minute soak before collection (10 s with coverage) if the arguments
+    include test_soak.py and the machine can run it (otherwise the test itself skips or fails
+    as every netns test does); `pytest_collection_finish` stops it if -k/-m left it out."""
+    config = session.config
+    if config.option.collectonly or config.option.setupplan:
+        return
+    paths = [Path(config.invocation_params.dir, str(arg).split("::")[0]) for arg in config.args]
+    if not any(p.resolve() in (SOAK_MODULE, *SOAK_MODULE.parents) for p in paths):
+        return
+    if netns_unavailable_reason() is None and all(
+        shutil.which(tool) for tool in ("nft", "tcpdump", "curl")
+    ):
+        soakrun.start_in_background()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if not any(item.nodeid.endswith(soakrun.SOAK_TEST) for item in session.items):
+        soakrun.stop_background()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    soakrun.stop_background()
 
 
 @functools.cache

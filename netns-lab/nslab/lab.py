@@ -65,6 +65,9 @@ PARTITION_TABLE = "nslab_partition"
 LOSS_TABLE = "nslab_loss"
 STATE_FILE = "lab.json"
 MARKER_FILE = ".nslab"
+# What pyvrrp logs when it takes a SIGTERM/SIGINT (pyvrrp.runtime.daemon): a second one now
+# stops it at once.
+STOPPING_LINE = "stopping (send it again to stop at once)"
 _ID = re.compile(r"^[0-9a-z]{1,8}$")
 _RESERVED_NODE_NAMES = {"vswitch", "client"}
 
@@ -486,7 +489,9 @@ class Lab:
             for watch in self._watches:
                 watch.stop()
             self._watches.clear()
-            self._stop_daemons(list(self._daemons), signal.SIGTERM, errors)
+            # Immediate: the lab is going away, nobody is left to hand the addresses over to
+            # (a graceful pyvrrp would wait ~3 s for a new master that never comes).
+            self._stop_daemons(list(self._daemons), signal.SIGTERM, errors, immediate=True)
             agents = list(self._agents.values())
             for agent in agents:
                 agent.signal(signal.SIGTERM)
@@ -697,15 +702,25 @@ class Lab:
             raise LabError("; ".join(errors))
 
     def _stop_daemons(
-        self, nodes: list[str], signo: int, errors: list[str], timeout: float | None = None
+        self,
+        nodes: list[str],
+        signo: int,
+        errors: list[str],
+        timeout: float | None = None,
+        *,
+        immediate: bool = False,
     ) -> None:
         grace = self.stop_grace if timeout is None else timeout
         victims = []
+        logs: dict[str, int] = {}
         for n in nodes:
             d = self._daemons.pop(n, None)
             if d is not None:
                 victims.append((n, d, d.children()))
+                logs[n] = len(self.log(n))
                 d.proc.signal(signo)
+        if immediate and signo in (signal.SIGTERM, signal.SIGINT):
+            self._signal_again([(n, d) for n, d, _ in victims], signo, logs)
         deadline = time.monotonic() + grace
         for n, d, children in victims:
             if not d.proc.wait(max(0.0, deadline - time.monotonic())):
@@ -717,6 +732,24 @@ class Lab:
                 proc.wait(5.0)
         if victims and self._up:
             self.save_state()
+
+    def _signal_again(
+        self, victims: list[tuple[str, _Daemon]], signo: int, logs: Mapping[str, int]
+    ) -> None:
+        """Send `signo` a second time to the pyvrrp daemons among `victims`, each once its log
+        shows it took the first one (a second signal stops pyvrrp at once, without the graceful
+        handover; two signals sent back to back could arrive as one)."""
+        pending = {n: d for n, d in victims if d.kind == "pyvrrp"}
+        deadline = time.monotonic() + 2.0
+        while pending:
+            for n, d in list(pending.items()):
+                if not d.proc.alive():
+                    del pending[n]
+                elif STOPPING_LINE in self.log(n)[logs[n] :] or time.monotonic() >= deadline:
+                    d.proc.signal(signo)
+                    del pending[n]
+            if pending:
+                time.sleep(0.02)
 
     def kill(self, node: str) -> None:
         """SIGKILL `node`'s daemon like a crash: no goodbye advert, addresses stay behind.
@@ -1040,11 +1073,42 @@ class Lab:
 
         `daemon` is the kind every node must run, or `{node: kind}` (nodes left out keep
         theirs), or None: each node's last kind. A node running another kind is stopped
-        (SIGTERM: a graceful handover) and started with the wanted one, so one lab can serve
+        (`stop_many(immediate=True)`: the next test starts from a converged cluster, not from
+        a handover) and started with the wanted one, so one lab can serve
         tests of several mixes of keepalived and pyvrrp. With `default_configs`, a daemon
         started with a custom `config_text` is restarted with the generated config too.
         Last, the client's neighbour caches are flushed (`flush_client_neighbours`).
         """
+        self.undo_faults()
+        wanted: dict[str, DaemonKind] = {}
+        for n in self.nodes:
+            last_kind, _ = self._last_daemon.get(n, ("keepalived", None))
+            if daemon is None:
+                wanted[n] = last_kind
+            elif isinstance(daemon, str):
+                wanted[n] = daemon
+            else:
+                wanted[n] = daemon.get(n, last_kind)
+        replace = [
+            n
+            for n in self.nodes
+            if self.running(n)
+            and (self.daemon_kind(n) != wanted[n] or (default_configs and self.custom_config(n)))
+        ]
+        if replace:
+            self.stop_many(replace, immediate=True)
+        for n in self.nodes:
+            if not self.running(n):
+                last_kind, last_config = self._last_daemon.get(n, ("keepalived", None))
+                keep = wanted[n] == last_kind and not default_configs
+                self.remove_vips(n)
+                self.start(n, wanted[n], last_config if keep else None)
+        self.wait_converged(timeout)
+        self.flush_client_neighbours()
+
+    def undo_faults(self) -> None:
+        """Heal partitions, clear packet loss, bring every vSwitch port, `dummy0` and health
+        endpoint back (the first step of `reset`)."""
         self.heal()
         self.clear_loss()
         links = json.loads(run(["ip", "-j", "-n", self.switch_ns, "link", "show"]).stdout)
@@ -1062,30 +1126,15 @@ class Lab:
             elif "UP" not in dummy[0]["flags"]:
                 self.dummy_up(n)
             self.set_healthy(n, True)
-        wanted: dict[str, DaemonKind] = {}
+
+    def stop_cold(self) -> None:
+        """`undo_faults`, stop every daemon at once (`stop_many(immediate=True)`), remove the
+        VIPs a killed one left and flush the client's neighbour caches: the lab as a cold start
+        finds it, without waiting for a convergence the caller would undo."""
+        self.undo_faults()
+        self.stop_many(self.nodes, immediate=True)
         for n in self.nodes:
-            last_kind, _ = self._last_daemon.get(n, ("keepalived", None))
-            if daemon is None:
-                wanted[n] = last_kind
-            elif isinstance(daemon, str):
-                wanted[n] = daemon
-            else:
-                wanted[n] = daemon.get(n, last_kind)
-        replace = [
-            n
-            for n in self.nodes
-            if self.running(n)
-            and (self.daemon_kind(n) != wanted[n] or (default_configs and self.custom_config(n)))
-        ]
-        if replace:
-            self.stop_many(replace)
-        for n in self.nodes:
-            if not self.running(n):
-                last_kind, last_config = self._last_daemon.get(n, ("keepalived", None))
-                keep = wanted[n] == last_kind and not default_configs
-                self.remove_vips(n)
-                self.start(n, wanted[n], last_config if keep else None)
-        self.wait_converged(timeout)
+            self.remove_vips(n)
         self.flush_client_neighbours()
 
     def flush_client_neighbours(self) -> None:
@@ -1094,11 +1143,15 @@ class Lab:
         (it would take the client's neighbour unreachability detection, ~8 s, to notice)."""
         run(["ip", "-n", self.client_ns, "neigh", "flush", "all"])
 
-    def stop_many(self, nodes: Iterable[str], signo: int = signal.SIGTERM) -> None:
+    def stop_many(
+        self, nodes: Iterable[str], signo: int = signal.SIGTERM, *, immediate: bool = False
+    ) -> None:
         """`stop` several nodes' daemons at once (they all get the signal, then are waited
-        for), e.g. to switch a cluster from keepalived to pyvrrp."""
+        for), e.g. to switch a cluster from keepalived to pyvrrp. With `immediate`, pyvrrp
+        daemons get SIGTERM (or SIGINT) twice: they stop at once, without waiting for a new
+        master to hand their addresses over to (none comes when every node stops)."""
         errors: list[str] = []
-        self._stop_daemons(list(nodes), signo, errors)
+        self._stop_daemons(list(nodes), signo, errors, immediate=immediate)
         if errors:
             raise LabError("; ".join(errors))
 

@@ -130,12 +130,15 @@ def ops_lab() -> Iterator[Lab]:
 
 @pytest.fixture
 def lab(ops_lab: Lab) -> Lab:
+    changed = []
     for node in ops_lab.nodes:
         conf = ops_lab.node_dir(node) / "node.toml"
         if conf.read_text() != ops_config(ops_lab, node):
             conf.write_text(ops_config(ops_lab, node))
             if ops_lab.running(node):
-                ops_lab.stop(node)  # reset() starts it again, with the file's text
+                changed.append(node)
+    # reset() starts them again, with the file's text; the test is over: no handover to wait.
+    ops_lab.stop_many(changed, immediate=True)
     ops_lab.reset(timeout=40)
     return ops_lab
 

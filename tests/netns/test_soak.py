@@ -3,7 +3,9 @@
 The soak builds its own lab (namespaces `soak-*`), injects about ten faults of the seeded
 schedule one at a time and judges the run itself (see its docstring for the invariants and
 their bounds, RFC 9568 §6.1 timers plus a margin). This test runs it as `make bench-soak`
-does, with a margin for a busy 2-core machine, and asserts on its JSON result.
+does, with a margin for a busy 2-core machine, and asserts on its JSON result. The run starts
+in the background when the session starts (tests/netns/soakrun.py), so that its two minutes
+overlap the unit and runtime tests; the test waits for it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 
 from nslab import list_labs
 
+from tests.netns import soakrun
 from tests.netns.labtools import require_lab_environment
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,15 +55,17 @@ def test_the_schedule_is_reproducible_from_its_seed() -> None:
     }  # fmt: skip
 
 
-def test_two_minute_soak_holds_every_invariant(tmp_path: Path) -> None:
+def test_two_minute_soak_holds_every_invariant() -> None:
     require_lab_environment()
-    out = tmp_path / "soak.json"
-    done = soak(
-        "--duration", "120", "--seed", "7", "--margin", "3", "--json", str(out), timeout=600
-    )  # fmt: skip
-    log = f"stdout:\n{done.stdout[-6000:]}\nstderr:\n{done.stderr[-3000:]}"
-    assert out.exists(), log
-    result = json.loads(out.read_text())
+    run = soakrun.take()  # bench/soak.py --duration 120 --seed 7 --margin 3 --json FILE
+    try:
+        done = run.wait()
+        out = run.json
+        log = f"stdout:\n{done.stdout[-6000:]}\nstderr:\n{done.stderr[-3000:]}"
+        assert out.exists(), log
+        result = json.loads(out.read_text())
+    finally:
+        run.close()
     assert result["faults"] >= 8, log
     broken = {name: n for name, n in result["invariants"].items() if n}
     assert broken == {}, log
