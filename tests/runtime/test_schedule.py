@@ -84,3 +84,37 @@ async def test_owners_due_together_are_woken_in_one_wake_up(
         nursery.cancel_scope.cancel()
     assert woken == list(range(200))
     assert wake_ups == 2  # the wake-up at 1 s, and the cancellation at the end
+
+
+async def test_an_owner_re_armed_or_cancelled_by_an_earlier_callback_is_not_called_now(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    schedule = Schedule()
+    await nursery.start(schedule.run)
+    calls: list[tuple[str, float]] = []
+
+    def first() -> None:
+        calls.append(("first", trio.current_time()))
+        schedule.set("second", 3_000_000, lambda: calls.append(("second", trio.current_time())))
+        schedule.cancel("third")
+
+    schedule.set("first", 1_000_000, first)
+    schedule.set("second", 1_000_000, lambda: calls.append(("second early", 0.0)))
+    schedule.set("third", 1_000_000, lambda: calls.append(("third", 0.0)))
+    await trio.sleep(5)
+    assert calls == [("first", 1.0), ("second", 3.0)]
+    assert schedule.armed() == 0
+
+
+async def test_stale_times_never_wake_the_task_and_do_not_pile_up(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    schedule = Schedule()
+    await nursery.start(schedule.run)
+    woken: list[float] = []
+    # A backup hearing its master: its time moves later 10,000 times before it comes.
+    for i in range(10_000):
+        schedule.set("backup", 1_000_000 + i, lambda: woken.append(trio.current_time()))
+    assert len(schedule._heap) <= 4 * schedule.armed() + 1024
+    await trio.sleep(2)
+    assert woken == [1.009999]
