@@ -55,6 +55,12 @@ IPV6_MULTICAST_ALL = 29
 RECEIVE_BUFFER = 1 << 20
 # Datagrams read per wake-up at most: a flood still lets other tasks run between batches.
 RECEIVE_BATCH = 64
+# Datagrams ready to send, kept per (message, source, destination); cleared when full.
+SEND_CACHE = 1024
+# A datagram, its ancillary data (IPv6) and the address, as sendto / sendmsg take them.
+_Ready = tuple[
+    bytes, list[tuple[int, int, bytes]] | None, tuple[str, int] | tuple[str, int, int, int]
+]
 # For the rest socket (what cannot be an advertisement this node waits for): smaller
 # batches, so that under a flood of it the routers' timers wait less between them.
 REST_BATCH = 16
@@ -146,6 +152,7 @@ class RawTransport:
         self.statistics = TransportStatistics()
         # Received and not yet handed out: a packet, or the DecodeError its header raised.
         self._pending: deque[PacketReceived | DecodeError] = deque()
+        self._ready: dict[tuple[bytes, IPAddress, IPAddress], _Ready] = {}
         try:
             self._ifindex = socket.if_nametoindex(interface)
         except OSError:
@@ -267,18 +274,30 @@ class RawTransport:
         return True
 
     def _send_now(self, message: bytes, source: IPAddress, destination: IPAddress) -> None:
+        key = (message, source, destination)
+        ready = self._ready.get(key)
+        if ready is None:
+            ready = self._ready_to_send(message, source, destination)
+            if len(self._ready) >= SEND_CACHE:
+                self._ready.clear()
+            self._ready[key] = ready
+        data, ancillary, address = ready
+        if ancillary is None:
+            self._raw.sendto(data, address)
+        else:
+            self._raw.sendmsg([data], ancillary, 0, address)
+
+    def _ready_to_send(self, message: bytes, source: IPAddress, destination: IPAddress) -> _Ready:
+        """What ``sendto``/``sendmsg`` take for this message: built once per distinct
+        advertisement (a master sends the same bytes until its priority or addresses
+        change), not for every send."""
         if isinstance(destination, IPv4Address):
             assert isinstance(source, IPv4Address)
             datagram = build_ipv4(message, source=source, destination=destination)
-            self._raw.sendto(datagram, (str(destination), 0))
-        else:
-            pktinfo = struct.pack("16sI", source.packed, self._ifindex)
-            self._raw.sendmsg(
-                [message],
-                [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, pktinfo)],
-                0,
-                (str(destination), 0, 0, self._ifindex),
-            )
+            return datagram, None, (str(destination), 0)
+        pktinfo = struct.pack("16sI", source.packed, self._ifindex)
+        ancillary = [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, pktinfo)]
+        return message, ancillary, (str(destination), 0, 0, self._ifindex)
 
     async def receive(self) -> PacketReceived:
         await trio.lowlevel.checkpoint_if_cancelled()

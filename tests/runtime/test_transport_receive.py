@@ -7,8 +7,9 @@ scheduler turn, in order, header errors in their place.
 from __future__ import annotations
 
 import socket
+import struct
 from collections.abc import Iterator
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 
 import pytest
 import trio
@@ -241,3 +242,58 @@ def test_send_now_says_when_the_socket_would_block_and_counts_failures(
     assert sent == [b"two"]
     assert (t.statistics.sent, t.statistics.send_errors) == (1, 1)
     assert t.statistics.last_send_error == "Network is down"
+
+
+class RecordingSocket:
+    """Stands in for the raw socket's sending side."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[object, ...]] = []
+
+    def sendto(self, data: bytes, address: object) -> int:
+        self.sent.append(("sendto", data, address))
+        return len(data)
+
+    def sendmsg(self, buffers: list[bytes], ancillary: object, flags: int, address: object) -> int:
+        self.sent.append(("sendmsg", b"".join(buffers), ancillary, address))
+        return 0
+
+
+def test_a_datagram_is_built_once_per_distinct_message_and_sent_as_built(
+    pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pyvrrp.runtime.transport as transport_module
+    from pyvrrp.core.packet import parse_ipv4
+
+    ours, _theirs = pair
+    t = transport(ours)
+    fake = RecordingSocket()
+    monkeypatch.setattr(t, "_raw", fake)
+    built: list[bytes] = []
+
+    def counting_build(message: bytes, *, source: IPv4Address, destination: IPv4Address) -> bytes:
+        built.append(message)
+        return build_ipv4(message, source=source, destination=destination)
+
+    monkeypatch.setattr(transport_module, "build_ipv4", counting_build)
+    assert isinstance(GROUP, IPv4Address)
+    one, two = advert_datagram(1)[20:], advert_datagram(2)[20:]
+    for message in (one, one, two, one):
+        assert t.send_now(message, SOURCE, GROUP)
+    assert built == [one, two]  # the repeats were sent as built the first time
+    assert [(kind, address) for kind, _, address in fake.sent] == [
+        ("sendto", ("224.0.0.18", 0))
+    ] * 4
+    datagrams = [parse_ipv4(data) for _, data, _ in fake.sent]  # type: ignore[arg-type]
+    assert [d.payload for d in datagrams] == [one, one, two, one]
+    assert {(d.source, d.destination, d.ttl) for d in datagrams} == {(SOURCE, GROUP, 255)}
+    v6 = transport(ours, Family.IPV6)
+    monkeypatch.setattr(v6, "_raw", fake)
+    source6, group6 = IPv6Address("fe80::1"), Family.IPV6.multicast_group
+    assert v6.send_now(b"message", source6, group6)
+    kind, data, ancillary, address = fake.sent[-1]
+    assert (kind, data) == ("sendmsg", b"message")
+    assert address == ("ff02::12", 0, 0, socket.if_nametoindex("lo"))
+    assert ancillary == [
+        (socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, source6.packed + struct.pack("I", 1))
+    ]
