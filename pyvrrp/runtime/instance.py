@@ -4,7 +4,8 @@ Events reach the router one at a time, in order, by one of two ways:
 
 - the fast path: while the driver task is idle (waiting on an empty inbox), a received packet
   (:meth:`Instance.deliver`) or a due deadline (the node's shared
-  :class:`~pyvrrp.runtime.schedule.Schedule` calling back) is handed to the router at once,
+  :class:`~pyvrrp.runtime.schedule.Schedule` calling back; not a backup's Master_Down_Timer:
+  a takeover goes to the driver whole) is handed to the router at once,
   in the task that has it, and the actions that need no waiting (sending an advertisement,
   publishing a state change, logging a drop) are carried out there too: no task switch per
   packet or per advertisement, which is most of what a router costs when nothing happens
@@ -75,6 +76,13 @@ class _RetryDue:
 
 
 _RETRY_DUE = _RetryDue()
+
+
+class _Recheck:
+    """The inbox marker "look at the deadline again" (after the packets a poll queued)."""
+
+
+_RECHECK = _Recheck()
 
 
 @attrs.frozen
@@ -190,7 +198,7 @@ class Instance:
         # None in the inbox: the schedule says the router's deadline is due; _RETRY_DUE: an
         # installation retry is.
         self._inbox_send, self._inbox = trio.open_memory_channel[
-            Event | None | _RetryDue | _Deferred
+            Event | None | _RetryDue | _Deferred | _Recheck
         ](math.inf)
         self._queued_packets = 0
         # True while the driver waits on an empty inbox: events may then be handled at once,
@@ -265,7 +273,7 @@ class Instance:
                 event = self._inbox.receive_nowait()
             except trio.WouldBlock:
                 return handled
-            if event is None or isinstance(event, _RetryDue | _Deferred):
+            if event is None or isinstance(event, _RetryDue | _Deferred | _Recheck):
                 continue
             if isinstance(event, PacketReceived):
                 self._queued_packets -= 1
@@ -279,7 +287,12 @@ class Instance:
 
     def _due(self) -> None:
         """The schedule's call: the router's deadline has come (``timer_lead`` early)."""
-        if not self._idle:
+        if not self._idle or self.router.state is State.BACKUP:
+            # A backup's deadline is Master_Down_Timer: a takeover, whose actions (send,
+            # install, announce) the driver carries out in one go; on the fast path the
+            # installation would wait for a task switch after the advertisement (measured:
+            # +0.1 ms from advertisement to gratuitous ARP). Rare: adverts keep it away.
+            self._idle = False
             self._inbox_send.send_nowait(None)
             return
         now = self._deadline_due()
@@ -293,13 +306,10 @@ class Instance:
 
         The schedule wakes a router ``timer_lead`` early (trio rounds its sleeps up to the
         millisecond and Python adds its own latency); an event handled since may have moved
-        the deadline later. A backup first reads what its socket already holds: the
-        advertisement that would keep it backup may be waiting there. The router decides at
-        max(deadline, now) (aioquic's rule), never early.
+        the deadline later. The router decides at max(deadline, now) (aioquic's rule), never
+        early.
         """
         router = self.router
-        if router.state is State.BACKUP and self.poll is not None:
-            self.poll()
         deadline = router.deadline()
         if deadline is None or self._schedule.wake_time(deadline) > trio.current_time():
             return None
@@ -381,8 +391,17 @@ class Instance:
                     if schedule.wake_time(due) <= trio.current_time():
                         await self._retry_install()
                     continue
-                if event is None:
-                    # The schedule woke us while we were busy, or a wake-up to look again.
+                if event is None or isinstance(event, _Recheck):
+                    # The schedule woke us (we were busy, or a backup's Master_Down_Timer),
+                    # or a wake-up to look again. A backup first reads what its socket
+                    # already holds: after a stall the deadline and the master's
+                    # advertisement are ready at the same moment, and the advertisement must
+                    # win. What it read queues behind this marker: handle it, then look.
+                    if event is None and router.state is State.BACKUP and self.poll is not None:
+                        self.poll()
+                        if self._queued_packets:
+                            self._inbox_send.send_nowait(_RECHECK)
+                            continue
                     now = self._deadline_due()
                     if now is not None:
                         await self._handle(Timeout(), now)
