@@ -107,6 +107,7 @@ def cluster_at(interval: float) -> ClusterSpec:
 
 def use(lab: Lab, daemon: DaemonKind, interval: float) -> None:
     """Run `daemon` at `interval` on every node and wait for the seed table."""
+    lab.undo_faults()  # the previous turn's last trial may have left A's link cut
     running = [n for n in lab.nodes if lab.running(n)]
     if running:
         # SIGKILL: the fastest switch (a graceful stop of every master at once waits out the
