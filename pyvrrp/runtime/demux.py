@@ -16,8 +16,9 @@ from functools import partial
 
 import trio
 
+from pyvrrp.core.config import InstanceConfig
 from pyvrrp.core.events import PacketReceived
-from pyvrrp.core.packet import DecodeError, DropReason, Family, peek_vrid
+from pyvrrp.core.packet import DecodeError, DropReason, Family, IPAddress, peek_vrid
 from pyvrrp.runtime.instance import Instance
 from pyvrrp.runtime.logs import RateLimiter
 from pyvrrp.runtime.sockfilter import Wanted
@@ -81,20 +82,12 @@ class Demux:
             set_wanted = getattr(transport, "set_wanted", None)
             if set_wanted is None:
                 continue
-            on_link = [i.config for i in live if (i.config.interface, i.config.family) == key]
-            set_wanted(
-                Wanted.of(
-                    key[1],
-                    (
-                        (
-                            c.vrid,
-                            c.version.numbers,
-                            c.unicast_peers if c.unicast_peers and c.unicast_peers_only else None,
-                        )
-                        for c in on_link
-                    ),
-                )
-            )
+            accepts = [
+                (c.vrid, c.version.numbers, _accepted_sources(c))
+                for c in (i.config for i in live)
+                if (c.interface, c.family) == key
+            ]
+            set_wanted(Wanted.of(key[1], accepts))
             rest = getattr(transport, "rest", None)
             if rest is not None and len(self._receivers[key]) == 1:
                 scope = trio.CancelScope()
@@ -174,3 +167,11 @@ class Demux:
             )
             return
         instance.deliver(packet)
+
+
+def _accepted_sources(config: InstanceConfig) -> tuple[IPAddress, ...] | None:
+    """The sources an instance accepts advertisements from, None for anyone: the router's
+    rule (only a unicast instance with ``unicast_peers_only`` checks them)."""
+    if config.unicast_peers and config.unicast_peers_only:
+        return config.unicast_peers
+    return None

@@ -231,8 +231,13 @@ class Instance:
 
     def post(self, event: Event) -> None:
         """Queue an event for the driver (control events are never dropped)."""
+        self._enqueue(event)
+
+    def _enqueue(self, item: Event | _RetryDue | _Deferred | _Recheck | None) -> None:
+        """Put ``item`` in the inbox: from now on the driver has work, so the fast path
+        waits behind it (events stay in order)."""
         self._idle = False
-        self._inbox_send.send_nowait(event)
+        self._inbox_send.send_nowait(item)
 
     def deliver(self, packet: PacketReceived) -> None:
         """A received packet: handled at once when the driver is idle, else queued."""
@@ -257,8 +262,7 @@ class Instance:
             )
             return
         self._queued_packets += 1
-        self._idle = False
-        self._inbox_send.send_nowait(event)
+        self._enqueue(event)
 
     async def prime(self) -> bool:
         """Record the events queued before the start, in Initialize; True if there were any.
@@ -282,8 +286,7 @@ class Instance:
             handled = True
 
     def _retry_due(self) -> None:
-        self._idle = False
-        self._inbox_send.send_nowait(_RETRY_DUE)
+        self._enqueue(_RETRY_DUE)
 
     def _due(self) -> None:
         """The schedule's call: the router's deadline has come (``timer_lead`` early)."""
@@ -292,8 +295,7 @@ class Instance:
             # install, announce) the driver carries out in one go; on the fast path the
             # installation would wait for a task switch after the advertisement (measured:
             # +0.1 ms from advertisement to gratuitous ARP). Rare: adverts keep it away.
-            self._idle = False
-            self._inbox_send.send_nowait(None)
+            self._enqueue(None)
             return
         now = self._deadline_due()
         if now is None:
@@ -339,20 +341,18 @@ class Instance:
         self._arm()
 
     def _defer(self, actions: Sequence[Action], start: int, now: int) -> None:
-        self._idle = False
-        self._inbox_send.send_nowait(_Deferred(actions, start, now))
+        self._enqueue(_Deferred(actions, start, now))
 
     def _after(self, actions: Sequence[Action]) -> None:
         self._after_handle(self, [a for a in actions if isinstance(a, StateChanged)])
-        if self.router.stopped:
+        if self.router.stopped and not self.stopped.is_set():
             self.stopped.set()
-            if self._idle:
+            if self._idle:  # stopped on the fast path: the driver must see it (retiring)
                 self.post_wakeup()
 
     def post_wakeup(self) -> None:
         """Have the driver look at its router again (it may have stopped)."""
-        self._idle = False
-        self._inbox_send.send_nowait(None)
+        self._enqueue(None)
 
     async def drive(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The driver task: the only reader of the clock for this router.
@@ -400,7 +400,7 @@ class Instance:
                     if event is None and router.state is State.BACKUP and self.poll is not None:
                         self.poll()
                         if self._queued_packets:
-                            self._inbox_send.send_nowait(_RECHECK)
+                            self._enqueue(_RECHECK)
                             continue
                     now = self._deadline_due()
                     if now is not None:

@@ -108,7 +108,7 @@ class Schedule:
         """The one task: sleep until the earliest wake-up, call every owner that is due, in
         time order (ties: in the order they were first armed)."""
         task_status.started()
-        heap, at = self._heap, self._at
+        at = self._at
         while True:
             with trio.CancelScope(deadline=self._earliest()) as self._sleep:
                 await trio.sleep_forever()

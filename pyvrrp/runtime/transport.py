@@ -332,6 +332,7 @@ class RawTransport:
     def close(self) -> None:
         self._sock.close()
         if self.rest is not None:
+            trio.lowlevel.notify_closing(self.rest.sock)  # its loop may wait on it
             self.rest.sock.close()
 
 

@@ -14,14 +14,14 @@ import struct
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
 import attrs
 import pytest
 
 from pyvrrp.core.events import PacketReceived
-from pyvrrp.core.packet import Family, IPAddress
+from pyvrrp.core.packet import DecodeError, Family, IPAddress, internet_checksum
 from pyvrrp.runtime.netlink import in_netns
 from pyvrrp.runtime.sockfilter import Wanted
 from pyvrrp.runtime.transport import RawTransport
@@ -62,15 +62,6 @@ def segment() -> Iterator[Segment]:
             subprocess.run(["ip", "netns", "delete", name], check=False)
 
 
-def checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
 def frame(source: IPAddress, ttl: int, message: bytes) -> bytes:
     """An Ethernet frame to the VRRP group, as a peer (or anyone) would send it."""
     if isinstance(source, IPv4Address):
@@ -87,7 +78,7 @@ def frame(source: IPAddress, ttl: int, message: bytes) -> bytes:
             source.packed,
             IPv4Address("224.0.0.18").packed,
         )
-        header = header[:10] + struct.pack("!H", checksum(header)) + header[12:]
+        header = header[:10] + struct.pack("!H", internet_checksum(header)) + header[12:]
         ethernet = bytes.fromhex("01005e000012") + bytes.fromhex("020000000002") + b"\x08\x00"
         return ethernet + header + message
     header = struct.pack(
@@ -128,10 +119,12 @@ def cases(family: Family) -> dict[str, tuple[IPAddress, int, bytes, bool]]:
     }
 
 
-def read_all(receive: object, until: float) -> list[PacketReceived]:
+def read_all(
+    receive: Callable[[], list[PacketReceived | DecodeError]], until: float
+) -> list[PacketReceived]:
     got: list[PacketReceived] = []
     while time.monotonic() < until:
-        items = receive()  # type: ignore[operator]
+        items = receive()
         got.extend(i for i in items if isinstance(i, PacketReceived))
         time.sleep(0.02)
     return got

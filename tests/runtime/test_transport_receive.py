@@ -41,6 +41,18 @@ def advert_datagram(vrid: int) -> bytes:
     return build_ipv4(message, source=SOURCE, destination=GROUP)
 
 
+class Other:
+    """Another task: counts its turns, one per scheduler batch."""
+
+    def __init__(self) -> None:
+        self.ran = 0
+
+    async def run(self) -> None:
+        while True:
+            self.ran += 1
+            await trio.lowlevel.checkpoint()
+
+
 @pytest.fixture
 def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -60,26 +72,20 @@ async def test_one_wake_up_reads_every_queued_datagram_and_hands_them_out_in_tur
     for vrid in (1, 2, 3, 4, 5):
         theirs.send(advert_datagram(vrid))
     t = transport(ours)
-    other_ran = 0
-
-    async def other() -> None:
-        nonlocal other_ran
-        while True:
-            other_ran += 1
-            await trio.lowlevel.checkpoint()
+    other = Other()
 
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(other)
+        nursery.start_soon(other.run)
         first = await t.receive()
         # The first wake-up read all five: the socket is empty already.
         with pytest.raises(BlockingIOError):
             ours.recv(65535, socket.MSG_DONTWAIT)
-        before = other_ran
+        before = other.ran
         rest = [await t.receive() for _ in range(4)]
         # ...and each one is handed out in its own scheduler turn (the other task runs in
         # each, before or after us): a driver taking one event per turn keeps up, and a
         # flood stays in the socket instead of the inboxes.
-        assert other_ran - before >= 3
+        assert other.ran - before >= 3
         nursery.cancel_scope.cancel()
     assert [peek_vrid(p.message) for p in [first, *rest]] == [1, 2, 3, 4, 5]
     assert {(p.source, p.destination, p.ttl) for p in rest} == {(SOURCE, GROUP, 255)}
@@ -108,23 +114,17 @@ async def test_more_than_a_batch_arrives_whole_and_in_order(
     for i in range(count):
         theirs.send(advert_datagram(1 + i % 255))
     t = transport(ours)
-    other_ran = 0
-
-    async def other() -> None:
-        nonlocal other_ran
-        while True:
-            other_ran += 1
-            await trio.lowlevel.checkpoint()
+    other = Other()
 
     received = []
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(other)
+        nursery.start_soon(other.run)
         for _ in range(count):
             received.append(peek_vrid((await t.receive()).message))
         nursery.cancel_scope.cancel()
     assert received == [1 + i % 255 for i in range(count)]
     # The other task ran in the turn of (about) every datagram, batch or not.
-    assert other_ran >= count // 2
+    assert other.ran >= count // 2
 
 
 async def test_receive_waits_for_a_datagram_and_can_be_cancelled(
@@ -180,18 +180,12 @@ async def test_after_a_full_batch_the_others_run_before_the_next_one_is_read(
     for i in range(count):
         theirs.send(advert_datagram(1 + i % 255))
     t = transport(ours)
-    other_ran = 0
-
-    async def other() -> None:
-        nonlocal other_ran
-        while True:
-            other_ran += 1
-            await trio.lowlevel.checkpoint()
+    other = Other()
 
     sizes: list[int] = []
     vrids: list[int | None] = []
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(other)
+        nursery.start_soon(other.run)
         while len(vrids) < count:
             batch = await t.receive_batch()
             sizes.append(len(batch))
@@ -201,7 +195,7 @@ async def test_after_a_full_batch_the_others_run_before_the_next_one_is_read(
     assert vrids == [1 + i % 255 for i in range(count)]
     # Each call after a full batch let the others run first (trio runs each task once per
     # scheduler batch, in random order): a flood cannot keep the routers' timers waiting.
-    assert other_ran >= 2
+    assert other.ran >= 2
 
 
 def test_poll_reads_what_is_queued_without_waiting(
