@@ -20,6 +20,11 @@ Where pyvrrp deliberately differs from a literal reading of the RFC it says so h
 - Parting advertisement: a master that yields to a higher priority sends one last
   advertisement at its own priority (keepalived's ``higher_prio_send_advert``, off there by
   default), so that the winner re-announces and clients of a healed split brain follow it.
+- Re-assertion announces twice: a master that hears a lower priority announces at once and
+  again ``REASSERT_REANNOUNCE`` later. A backup that takes over sends its advertisement
+  before it installs and announces the addresses, so the master's answer to that
+  advertisement reaches clients *before* the intruder's gratuitous ARP / unsolicited NA; the
+  second announcement comes after them.
 - Graceful handover: a master that leaves on purpose (shutdown, maintenance) sends priority 0
   but keeps its addresses until it hears the new master (and ``HANDOVER_GRACE`` more, while
   the new master installs and announces them), or until ``release_timeout`` passes, so
@@ -100,6 +105,7 @@ __all__ = [
     "HANDOVER_REANNOUNCE",
     "OWNER_PRIORITY",
     "PEER_LIMIT",
+    "REASSERT_REANNOUNCE",
     "PeerStatistics",
     "RouterError",
     "RouterParams",
@@ -114,6 +120,15 @@ HANDOVER_GRACE = 100_000
 # during the overlap both answer ARP/ND, and a client that re-resolved then took the old
 # master's MAC; without this it would wait for the second burst (garp_delay, 5 s).
 HANDOVER_REANNOUNCE = 3 * HANDOVER_GRACE
+# A master that re-asserts against a lower priority announces again this long after
+# (microseconds). A backup whose Master_Down_Timer fired sends its advertisement first, then
+# installs and announces the addresses: the master answers that advertisement at once, so
+# its announcement reaches the segment a millisecond *before* the intruder's, and clients
+# follow the intruder. The intruder yields on hearing our advertisement, and its parting
+# advertisement (which makes us announce after it) can be lost like any other: then clients
+# waited for their neighbour unreachability detection (Linux: ~8 s). 0.3 s is well after the
+# intruder's burst on a busy machine and short against that.
+REASSERT_REANNOUNCE = 300_000
 
 PEER_LIMIT = 32
 """How many peers a router keeps statistics for; past it, the one heard longest ago goes (a
@@ -205,7 +220,7 @@ class VirtualRouter:
         self._down_cause = Cause.MASTER_DOWN
         self._preempt_until: int | None = None
         self._announce_at: int | None = None
-        self._handover_announce_at: int | None = None
+        self._reannounce_at: int | None = None
         self._refresh_at: int | None = None
         self._holding = False
         self._release_at: int | None = None
@@ -282,7 +297,7 @@ class VirtualRouter:
             for t in (
                 self._timer,
                 self._announce_at,
-                self._handover_announce_at,
+                self._reannounce_at,
                 self._refresh_at,
                 self._release_at,
                 self._install_deadline,
@@ -420,8 +435,8 @@ class VirtualRouter:
             if self._announce_at is not None and self._announce_at <= now:
                 self._announce_at = None
                 actions.append(Announce())
-            if self._handover_announce_at is not None and self._handover_announce_at <= now:
-                self._handover_announce_at = None
+            if self._reannounce_at is not None and self._reannounce_at <= now:
+                self._reannounce_at = None
                 actions.append(Announce())
             if self._refresh_at is not None and self._refresh_at <= now:
                 self._refresh_at = now + self.params.garp_refresh_us
@@ -528,8 +543,10 @@ class VirtualRouter:
                 ),
             ]
         # A lower priority: reassert at once and repeat announcements (heals split brain
-        # and stale ARP/ND caches; RFC 9568 §6.4.3 and keepalived).
+        # and stale ARP/ND caches; RFC 9568 §6.4.3 and keepalived), and once more after the
+        # lower-priority router's own announcements (REASSERT_REANNOUNCE).
         self._timer = now + interval
+        self._reannounce_at = now + REASSERT_REANNOUNCE
         return [self._advertise(mine), Announce()]
 
     def _on_health(self, event: HealthChanged, now: int) -> list[Action]:
@@ -689,9 +706,7 @@ class VirtualRouter:
         self._timer = now + timers.centiseconds(self.params.advert_interval_cs)
         self._master_adver_interval = timers.centiseconds(self.params.advert_interval_cs)
         self._announce_at = now + self.params.garp_delay_us if self.params.garp_delay_us else None
-        self._handover_announce_at = (
-            now + HANDOVER_REANNOUNCE if cause is Cause.MASTER_LEFT else None
-        )
+        self._reannounce_at = now + HANDOVER_REANNOUNCE if cause is Cause.MASTER_LEFT else None
         self._refresh_at = (
             now + self.params.garp_refresh_us if self.params.garp_refresh_us else None
         )
@@ -728,7 +743,7 @@ class VirtualRouter:
     def _leave_master(self) -> None:
         self._timer = None
         self._announce_at = None
-        self._handover_announce_at = None
+        self._reannounce_at = None
         self._refresh_at = None
         # An installation failure no longer matters to a router that holds nothing.
         self._install_deadline = None

@@ -30,24 +30,55 @@ keep it. What must hold:
    sustained flap is not).
 5. **Recovery when the loss ends:** the seed table within one advert interval (every
    intruder hears its real master's next advert), and the client on every master soon after.
-6. **Outages the client sees are bounded by its own neighbour unreachability detection**
-   (Linux: the intruder's gratuitous ARP leaves the entry STALE, the next request starts a
-   5 s DELAY, then 3 unicast probes 1 s apart go unanswered, then a broadcast query finds the
-   real master: ~8 s, as long as the intruder yielded within the DELAY, which 3 ensures).
-   They happen when an intruder's gratuitous ARP moved the client's cache and the intruder
-   then yielded without the real master re-announcing (the split brain bug of
-   test_seed_cluster; measured here at ~8 s per occurrence, for keepalived 2.2.7 as well).
-   Bound: 10 s.
+6. **Outages the client sees end within one neighbour unreachability detection (NUD) cycle
+   of the last intrusion.** An intruder's gratuitous ARP / unsolicited NA moves the client's
+   entry to its MAC (STALE); it yields at the real master's next advertisement and drops the
+   VIP, and the client's packets go nowhere until the real master announces again, or until
+   Linux NUD gives up on the intruder's MAC: the next packet starts a 5 s DELAY, 3 unicast
+   probes 1 s apart go unanswered, then a broadcast query finds the real master: ~8.2 s after
+   the intrusion (measured), 10 s with slack (`NUD_RECOVERY_S`).
+
+   The real master announces again whenever it hears one of the intruder's advertisements
+   (its takeover advertisement, a periodic one, or its parting one when it yields). Its
+   answer to the *takeover* advertisement used to reach the client a millisecond before the
+   intruder's own announcements (a new master advertises, then installs, then announces),
+   so only the parting advertisement repaired the client, and it is lost 30 % of the time:
+   the core now announces once more `REASSERT_REANNOUNCE` (0.3 s) after any lower priority
+   it hears. What remains is the master hearing none of the intruder's advertisements
+   (takeover and parting both lost: ~0.3^2 of the takeovers): then the client waits for NUD.
+
+   A second such intrusion of the same VIP inside that cycle moves the client to the new
+   intruder and restarts the cycle (its STALE entry gets a new MAC, so a new DELAY): the
+   outage lasts up to ~8.2 s after the *last* intrusion, not after the first (seen at 45 %
+   loss: 13.5 s, two unheard intrusions 5.7 s apart). That is how a fresh-clone CI run saw
+   12.0 s on 2a03:...::59 while 1.2.3.59, same instance, never exceeded 8.2 s: the two
+   families' entries run their own NUD, and the real master's own NUD probes of the client
+   (a unicast ARP request or NS sent from the VIP, carrying its MAC) repair one family's
+   entry and not the other's, by chance (seen: IPv4 repaired so 4.1 s before IPv6). So the
+   bound is checked per outage against the mechanism: each outage must end within
+   `NUD_RECOVERY_S` of its start or of the last takeover of that VIP during it (from the
+   daemons' logs), whichever is later.
+
+   Not covered, and rare enough not to be seen in a minute: an intruder that the client is
+   probing (unicast, the last 3 s of a cycle on its MAC) when it takes over *again*, unheard
+   again, answers the probe, so the client's entry turns REACHABLE at its MAC and stays
+   there for the kernel's reachable time (15-45 s) after it yields (seen once at 45 % loss
+   before the fix; estimated well under 1 % of runs at 30 %). A master that announced again
+   on seeing another host's gratuitous ARP / unsolicited NA for its own address would repair
+   that and every unheard intrusion; it is not done (a packet socket per link, and two
+   masters of a real split brain would answer each other's announcements).
 
 Runtime: ~70 s (the minute of loss, the lab around it).
 """
 
 from __future__ import annotations
 
+import datetime
 import re
 import time
 
 from nslab import seed_cluster
+from nslab.probe import TargetReport
 
 from tests.netns.labtools import SEED_TABLE, LogMark, lab_context
 
@@ -59,9 +90,44 @@ MAX_TAKEOVERS = 20
 MAX_EPISODE_S = 5.0
 MAX_SPLIT_BRAIN_S = 0.1
 # Linux neighbour unreachability detection (delay_first_probe_time 5 s, ucast_solicit 3 x
-# retrans_time 1 s) then a broadcast query: ~8 s, plus slack.
+# retrans_time 1 s) then a broadcast query: ~8.2 s after the announcement that moved the
+# client's entry, plus slack.
 NUD_RECOVERY_S = 10.0
 MASTER_OF = {"1.2.3.58": "A", "1.2.3.59": "B", "1.2.3.60": "C"}
+# An outage: a stretch without any answer longer than the probe's own jitter.
+OUTAGE_S = 0.1
+
+
+def _log_seconds(line: str) -> float:
+    """Seconds since local midnight of a pyvrrp log line (`15:13:37.012 INFO ...`)."""
+    stamp = datetime.datetime.strptime(line.split()[0], "%H:%M:%S.%f")
+    return stamp.hour * 3600 + stamp.minute * 60 + stamp.second + stamp.microsecond / 1e6
+
+
+def takeovers_on_probe_clock(
+    log_text: str, vrid: str, wall_at: float, probe_at: float
+) -> list[float]:
+    """When the log shows `vip<vrid>` becoming master, in seconds of the probe's clock, given
+    one instant read on both clocks (`wall_at` from time.time(), `probe_at` on the probe's)."""
+    local = datetime.datetime.fromtimestamp(wall_at)
+    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+    times = []
+    for line in log_text.splitlines():
+        if f"vip{vrid}: BACKUP -> MASTER" in line:
+            wall = midnight + _log_seconds(line)
+            if wall - wall_at > 43_200:  # the line is from before midnight
+                wall -= 86_400
+            elif wall_at - wall > 43_200:  # the line is from after midnight
+                wall += 86_400
+            times.append(probe_at + wall - wall_at)
+    return times
+
+
+def outages(target: TargetReport, duration_s: float) -> list[tuple[float, float]]:
+    """(start, end) of each stretch without an answer longer than `OUTAGE_S`, in seconds of
+    the probe's clock (the probe's start and end count as answers, as for `max_gap_s`)."""
+    edges = [0.0] + [t for s in target.timeline for t in (s.start_s, s.end_s)] + [duration_s]
+    return [(a, b) for a, b in zip(edges[::2], edges[1::2], strict=True) if b - a > OUTAGE_S]
 
 
 def test_30_percent_advert_loss_for_a_minute_never_dethrones_a_master() -> None:
@@ -71,6 +137,7 @@ def test_30_percent_advert_loss_for_a_minute_never_dethrones_a_master() -> None:
         with lab.probe() as probe:
             time.sleep(0.3)
             probe.mark("loss on")
+            wall_at = time.time()  # the same instant on the logs' clock
             lab.set_vrrp_loss(LOSS_PERCENT)
             start = time.monotonic()
             while time.monotonic() - start < LOSS_SECONDS:
@@ -130,7 +197,23 @@ def test_30_percent_advert_loss_for_a_minute_never_dethrones_a_master() -> None:
         # 5. Recovery when the loss ends.
         assert recovered < 1.0 + SLACK
 
-        # 6. Client-visible outages are bounded by the client's neighbour unreachability
-        # detection.
-        for target in report.targets.values():
-            assert target.max_gap_s < NUD_RECOVERY_S, summary
+        # 6. Client-visible outages end within one NUD cycle of their start or of the last
+        # intrusion during them (a second unrepaired intrusion restarts the cycle).
+        probe_at = dict(report.marks)["loss on"]
+        for address, target in report.targets.items():
+            vrid = address.rsplit(".", 1)[-1].rsplit(":", 1)[-1]
+            intrusions = sorted(
+                t
+                for node in lab.nodes
+                for t in takeovers_on_probe_clock(mark.new(node), vrid, wall_at, probe_at)
+            )
+            for start, end in outages(target, report.duration_s):
+                # An intrusion that ends the outage (the client follows the new intruder,
+                # which answers) restarts nothing.
+                during = [t for t in intrusions if start <= t < end - OUTAGE_S]
+                restart = max([start, *during])
+                assert end - restart < NUD_RECOVERY_S, (
+                    f"{address}: no answer {start:.2f}-{end:.2f} s, last intrusion of vip{vrid}"
+                    f" at {restart:.2f} s (intrusions: {[round(t, 2) for t in intrusions]})\n"
+                    + summary
+                )

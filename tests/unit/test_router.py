@@ -49,6 +49,7 @@ from pyvrrp.core.packet import (
 from pyvrrp.core.router import (
     HANDOVER_GRACE,
     HANDOVER_REANNOUNCE,
+    REASSERT_REANNOUNCE,
     PeerStatistics,
     RouterParams,
     RouterStatistics,
@@ -646,7 +647,46 @@ def test_master_reasserts_against_equal_lower_address_or_lower_priority(
     router, t = master()
     assert router.handle(rx(priority, source), t + 250_000) == [send(100), Announce()]
     assert router.state is State.MASTER
+    # Once more after the other router's own announcements, then the Adver_Timer from the
+    # advertisement just sent.
+    assert fire(router) == (t + 250_000 + REASSERT_REANNOUNCE, [Announce()])
     assert router.deadline() == t + 250_000 + S
+
+
+def test_a_master_announces_again_after_an_intruders_takeover_burst() -> None:
+    # A backup that missed three of our advertisements takes over: its advertisement comes
+    # first, its gratuitous ARP / unsolicited NA a moment later (it installs the addresses
+    # in between). Our immediate answer reaches clients before its announcements; the second
+    # one, REASSERT_REANNOUNCE later, after them, whether or not its parting advertisement
+    # (when it yields to ours) reaches us.
+    router, t = master(garp_delay_us=0)
+    takeover = t + 400_000
+    assert router.handle(rx(50, LOWER), takeover) == [send(100), Announce()]
+    assert REASSERT_REANNOUNCE >= 100_000  # far after a takeover's advert-to-GARP (~1 ms)
+    assert REASSERT_REANNOUNCE < S  # before our next advertisement, long before client NUD
+    assert fire(router) == (takeover + REASSERT_REANNOUNCE, [Announce()])
+    assert fire(router) == (takeover + S, [send(100)])  # once per lower priority heard
+    assert fire(router) == (takeover + 2 * S, [send(100)])
+
+
+def test_each_lower_priority_heard_moves_the_second_announcement_after_it() -> None:
+    # The intruder's parting advertisement arrives 2 ms after its takeover advertisement:
+    # the second announcement is due REASSERT_REANNOUNCE after the later one.
+    router, t = master(garp_delay_us=0)
+    router.handle(rx(50, LOWER), t + 400_000)
+    assert router.handle(rx(50, LOWER), t + 402_000) == [send(100), Announce()]
+    assert fire(router) == (t + 402_000 + REASSERT_REANNOUNCE, [Announce()])
+    assert fire(router) == (t + 402_000 + S, [send(100)])
+
+
+def test_a_master_that_yields_drops_its_pending_second_announcement() -> None:
+    router, t = master(garp_delay_us=0)
+    router.handle(rx(50, LOWER), t + 400_000)
+    actions = router.handle(rx(150), t + 500_000)
+    assert router.state is State.BACKUP
+    assert RemoveVirtual() in actions
+    # Not t + 700_000: the next thing due is the Master_Down_Timer.
+    assert router.deadline() == t + 500_000 + MDI_100
 
 
 @pytest.mark.parametrize(
@@ -815,6 +855,7 @@ def test_owner_conflict_is_noticed_and_the_owner_reasserts_against_a_lower_addre
         send(255),
         Announce(),
     ]
+    assert fire(router) == (S // 2 + REASSERT_REANNOUNCE, [Announce()])
     assert router.deadline() == S // 2 + S
 
 
