@@ -81,7 +81,7 @@ import time
 from nslab import seed_cluster
 from nslab.probe import TargetReport
 
-from tests.netns.labtools import SEED_TABLE, LogMark, lab_context
+from tests.netns.labtools import SEED_TABLE, V4, V6, LogMark, lab_context
 
 LOSS_PERCENT = 30
 LOSS_SECONDS = 60.0
@@ -97,6 +97,8 @@ NUD_RECOVERY_S = 10.0
 MASTER_OF = {"1.2.3.58": "A", "1.2.3.59": "B", "1.2.3.60": "C"}
 # An outage: a stretch without any answer longer than the probe's own jitter.
 OUTAGE_S = 0.1
+# garp_delay's default: a new master repeats its announcements 5 s later.
+GARP_DELAY = 5.0
 
 
 def _log_seconds(line: str) -> float:
@@ -219,3 +221,40 @@ def test_30_percent_advert_loss_for_a_minute_never_dethrones_a_master() -> None:
                     f" at {restart:.2f} s (intrusions: {[round(t, 2) for t in intrusions]})\n"
                     + summary
                 )
+
+
+def test_a_master_that_heard_an_intruder_announces_after_its_announcements() -> None:
+    """B, master of vip59, hears only the takeover advertisement of A, which took over because
+    it stopped hearing VRRP; then B stops hearing VRRP too, so nothing A sends later makes B
+    announce again. A advertises before it installs and announces the address, so B's
+    immediate answer can reach the client before A's gratuitous ARP / unsolicited NA; B's
+    second announcement (REASSERT_REANNOUNCE, 0.3 s after the advertisement it heard) must
+    bring the client back while both hold the address. Without it the client would stay on
+    A (and, once A yields, wait for its own neighbour unreachability detection)."""
+    with lab_context(seed_cluster(), "pyvrrp") as lab:
+        # Every master's second burst (garp_delay, 5 s after it became master) is over: B's
+        # would otherwise come ~0.3 s after A's takeover (the lab's start-up timing) and
+        # bring the client back by luck.
+        time.sleep(GARP_DELAY + SLACK)
+        mark = LogMark(lab)
+        with lab.probe() as probe:
+            time.sleep(0.3)
+            lab.set_vrrp_loss(100, node="A")
+            # Master_Down_Interval of A (priority 75 for vip59): 3.7 s.
+            lab.wait_for(
+                lambda: "A" in lab.holders()[V4["B"]],
+                timeout=3.7 + 1.0 + SLACK,
+                interval=0.02,
+                what="A to take vip59 over",
+            )
+            # Before A's next advertisement (1 s after its takeover one).
+            lab.set_vrrp_loss(100, node="B")
+            seen = time.monotonic()
+            for address in (V4["B"], V6["B"]):
+                # A's second burst (garp_delay, 5 s) would take the client back to A.
+                probe.wait_answered_by(address, "B", timeout=seen + 1.0 + SLACK - time.monotonic())
+            assert lab.holders()[V4["B"]] == ["A", "B"]  # still both: B's announcement did it
+            lab.clear_loss()
+            lab.wait_holders(SEED_TABLE, timeout=1.0 + SLACK)
+        assert "vip59: BACKUP -> MASTER" in mark.new("A")
+        assert "vip59: MASTER ->" not in mark.new("B")
