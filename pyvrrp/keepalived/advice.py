@@ -84,8 +84,10 @@ _INSTANCE_DROPPED = {
     "lower priority",
     "notify_deleted": "not supported; use notify_stop",
     "garp_master_refresh_repeat": "pyvrrp sends one announcement per address per refresh",
-    "garp_lower_prio_delay": "pyvrrp re-announces at once when it hears a lower priority",
-    "garp_lower_prio_repeat": "pyvrrp re-announces at once when it hears a lower priority",
+    "garp_lower_prio_delay": "pyvrrp re-announces at once when it hears a lower priority, "
+    "and again 0.3 s later",
+    "garp_lower_prio_repeat": "pyvrrp re-announces at once when it hears a lower priority, "
+    "and again 0.3 s later",
     "unicast_ttl": "pyvrrp sends with TTL 255 (RFC 9568 §5.1.1.3)",
     "unicast_fault_no_peer": "pyvrrp refuses a unicast instance without peers",
     "kernel_rx_buf_size": "not needed",
