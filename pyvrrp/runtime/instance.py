@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, assert_never
 import attrs
 import trio
 
+from pyvrrp.core import timers
 from pyvrrp.core.actions import (
     Action,
     Announce,
@@ -45,6 +46,7 @@ from pyvrrp.core.actions import (
 )
 from pyvrrp.core.config import InstanceConfig
 from pyvrrp.core.events import (
+    AdvertiseNow,
     Event,
     InstallFailed,
     InstallSucceeded,
@@ -317,8 +319,25 @@ class Instance:
             return None
         return max(deadline, now_us())
 
+    def _early(self, base: int) -> None:
+        """The schedule's call: another master of this Advertisement_Interval is due at
+        ``base`` (µs), ours comes later: advertise now, in step with it from now on."""
+        if self._idle:
+            self._handle_now(AdvertiseNow(), base)
+        else:
+            self._enqueue(AdvertiseNow())
+
     def _arm(self) -> None:
-        self._schedule.set(self, self.router.deadline(), self._due)
+        """Set the router's next deadline in the schedule; a master whose next deadline is
+        its Adver_Timer joins the group of its interval (docs/design.md, "Masters advertise
+        together")."""
+        router = self.router
+        deadline = router.deadline()
+        if deadline is not None and deadline == router.adver_timer:
+            period = timers.centiseconds(router.params.advert_interval_cs)
+            self._schedule.set(self, deadline, self._due, period, self._early)
+        else:
+            self._schedule.set(self, deadline, self._due)
 
     def _handle_now(self, event: Event, now: int) -> None:
         """The fast path: hand ``event`` to the router in this task and carry out what needs
@@ -369,7 +388,7 @@ class Instance:
         retry_key = (self, "install retry")
         try:
             while not (self.retiring and router.stopped):
-                schedule.set(self, router.deadline(), self._due)
+                self._arm()
                 # An installation retry, when one is pending: its own wake-up in the schedule.
                 retry_us = None if self._retry_at is None else round(self._retry_at * 1_000_000)
                 schedule.set(retry_key, retry_us, self._retry_due)
