@@ -55,28 +55,55 @@ ip netns exec $B env PYTHONPATH="$TREE" "$PY" -m pyvrrp -c "$RUN/B/node.toml" 2>
 PB=$!; PIDS+=($PB)
 echo "# pids: A $PA, B $PB; load $(cut -d' ' -f1-3 /proc/loadavg)"
 sleep "$SETTLE"
-snap() {
-  for p in $PA $PB; do
-    ns=$(cat /proc/$p/task/*/schedstat | awk '{s+=$1} END{printf "%.0f", s}')
-    cs=$(cat /proc/$p/task/*/status | awk '/ctxt_switches/{s+=$2} END{printf "%.0f", s}')
-    echo "$p $ns $cs"
-  done
+# CPU ns and context switches of every thread of each daemon over W seconds, sampled every
+# 0.5 s: a thread that ends during the window (trio's workers exit after 10 s idle) keeps
+# what it used, and one that starts counts from zero (as bench/scale.py's TaskMeter).
+meter() {
+  python3 - "$W" "$@" <<'PY'
+import pathlib, sys, time
+window, pids = float(sys.argv[1]), sys.argv[2:]
+first, last = {}, {}
+def sample(initial):
+    for pid in pids:
+        try:
+            tasks = list(pathlib.Path(f"/proc/{pid}/task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                ns = int((task / "schedstat").read_text().split()[0])
+                cs = sum(int(l.split()[1]) for l in (task / "status").read_text().splitlines()
+                         if "ctxt_switches:" in l)
+            except (OSError, ValueError):
+                continue
+            key = (pid, task.name)
+            first.setdefault(key, (ns, cs) if initial else (0, 0))
+            last[key] = (ns, cs)
+sample(True)
+end = time.monotonic() + window
+while (left := end - time.monotonic()) > 0:
+    time.sleep(min(left, 0.5))
+    sample(False)
+for pid in pids:
+    keys = [k for k in last if k[0] == pid]
+    print(pid, sum(last[k][0] - first[k][0] for k in keys), sum(last[k][1] - first[k][1] for k in keys))
+PY
 }
 transitions() { cat "$RUN/A/log" "$RUN/B/log" | grep -c " -> " || true; }
 ip netns exec $B timeout "$W" tcpdump -i eth0 -n -tt -Q in -w "$RUN/adverts.pcap" \
   'ip proto 112' 2>/dev/null &
 PT=$!
-t1=$(transitions); s1=$(snap); sleep "$W"; s2=$(snap); t2=$(transitions)
+t1=$(transitions); usage=$(meter $PA $PB); t2=$(transitions)
 wait $PT || true
-python3 - "$s1" "$s2" "$W" "$((t2 - t1))" "$RUN/adverts.pcap" $PA $PB <<'PY'
+python3 - "$usage" "$W" "$((t2 - t1))" "$RUN/adverts.pcap" <<'PY'
 import re, subprocess, sys
-s1, s2, window, changes, pcap = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4], sys.argv[5]
-for name, a, b in zip("AB", s1.splitlines(), s2.splitlines()):
-    pid, ns1, cs1 = a.split(); _, ns2, cs2 = b.split()
-    cpu = (int(ns2) - int(ns1)) / 1e9
+usage, window, changes, pcap = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4]
+for name, line in zip("AB", usage.splitlines()):
+    pid, ns, cs = line.split()
+    cpu = int(ns) / 1e9
     rss = next(l for l in open(f"/proc/{pid}/status") if l.startswith("VmRSS")).split()[1]
     print(f"{name}: CPU {cpu:.3f} s ({100 * cpu / window:.2f} %), "
-          f"context switches {(int(cs2) - int(cs1)) / window:.0f}/s, RSS {int(rss) / 1024:.1f} MB")
+          f"context switches {int(cs) / window:.0f}/s, RSS {int(rss) / 1024:.1f} MB")
 print(f"state changes in the window: {changes}")
 out = subprocess.run(["tcpdump", "-r", pcap, "-n", "-tt"], capture_output=True, text=True).stdout
 last, gaps = {}, []

@@ -17,8 +17,9 @@ then measures over the window (`--window`, default 30 s):
 
 - CPU: time on a CPU of every thread of each node's daemon over the window, from
   /proc/PID/task/*/schedstat (nanoseconds; keepalived's VRRP and checker children counted
-  too), as a percentage of one CPU, both nodes together; the user / system split comes from
-  /proc/PID/stat (10 ms ticks);
+  too; sampled every 0.5 s so that a thread ending during the window keeps what it used,
+  see TaskMeter), as a percentage of one CPU, both nodes together; the user / system split
+  comes from /proc/PID/stat (10 ms ticks);
 - RSS: VmRSS at the end of the window (keepalived: parent and children summed), the larger
   of the two nodes;
 - wakeups per second: voluntary and involuntary context switches of every thread of both
@@ -176,12 +177,10 @@ class Row:
 
 @dataclasses.dataclass(frozen=True)
 class Usage:
-    """What /proc says about a set of processes at one moment."""
+    """What /proc says about a set of processes at one moment (CPU time: TaskMeter)."""
 
     user_ticks: int
     system_ticks: int
-    cpu_ns: int  # every thread's time on a CPU (schedstat): nanoseconds, not 10 ms ticks
-    switches: int
     rss_kib: int
 
 
@@ -198,24 +197,67 @@ def _status_value(path: Path, key: str) -> int:
 
 
 def usage(pids: Iterable[int]) -> Usage:
-    """Summed CPU ticks (fields 14, 15 of /proc/PID/stat: every thread of the process), CPU
-    time and context switches of every thread (/proc/PID/task/*/schedstat and status), and
-    VmRSS of `pids`; a pid that is gone counts 0."""
-    user = system = cpu_ns = switches = rss = 0
+    """Summed CPU ticks (fields 14, 15 of /proc/PID/stat: every thread of the process, ended
+    ones included) and VmRSS of `pids`; a pid that is gone counts 0."""
+    user = system = rss = 0
     for pid in pids:
         try:
             fields = _stat_fields(pid)
             user += int(fields[11])
             system += int(fields[12])
             rss += _status_value(Path(f"/proc/{pid}/status"), "VmRSS")
-            for task in Path(f"/proc/{pid}/task").iterdir():
-                cpu_ns += int((task / "schedstat").read_text().split()[0])
-                status = task / "status"
-                switches += _status_value(status, "voluntary_ctxt_switches")
-                switches += _status_value(status, "nonvoluntary_ctxt_switches")
         except (OSError, ValueError, IndexError):
             continue
-    return Usage(user, system, cpu_ns, switches, rss)
+    return Usage(user, system, rss)
+
+
+class TaskMeter:
+    """CPU time and context switches of every thread of `pids` over a window, threads that
+    end during it included.
+
+    Summing /proc/PID/task/* at both ends misses a thread that ends in between, and
+    subtracts what it had used before the window: trio's worker threads (history and state
+    writes at start-up) exit after 10 s idle, often inside the window. So every thread is
+    sampled every `EVERY_S`: a thread there at the start counts from its value then, a new
+    one from zero, each up to the last value seen (a thread ending idle loses nothing)."""
+
+    EVERY_S = 0.5
+
+    def __init__(self, pids: Iterable[int]) -> None:
+        self.pids = list(pids)
+        self._first: dict[tuple[int, int], tuple[int, int]] = {}
+        self._last: dict[tuple[int, int], tuple[int, int]] = {}
+        self._sample(initial=True)
+
+    def sample(self) -> None:
+        self._sample(initial=False)
+
+    def _sample(self, *, initial: bool) -> None:
+        for pid in self.pids:
+            try:
+                tasks = list(Path(f"/proc/{pid}/task").iterdir())
+            except OSError:
+                continue
+            for task in tasks:
+                try:
+                    ns = int((task / "schedstat").read_text().split()[0])
+                    status = task / "status"
+                    switches = _status_value(status, "voluntary_ctxt_switches")
+                    switches += _status_value(status, "nonvoluntary_ctxt_switches")
+                except (OSError, ValueError, IndexError):
+                    continue
+                key = (pid, int(task.name))
+                if key not in self._first:
+                    self._first[key] = (ns, switches) if initial else (0, 0)
+                self._last[key] = (ns, switches)
+
+    @property
+    def cpu_ns(self) -> int:
+        return sum(last[0] - self._first[key][0] for key, last in self._last.items())
+
+    @property
+    def switches(self) -> int:
+        return sum(last[1] - self._first[key][1] for key, last in self._last.items())
 
 
 # ---- capture
@@ -401,8 +443,12 @@ def measure(lab: Lab, daemon: DaemonKind, k: int, interval: float, window: float
             captures.append(Capture(lab, node, lab.tmp))
         load = os.getloadavg()[0]
         before = {n: usage(p) for n, p in pids.items()}
+        meters = {n: TaskMeter(p) for n, p in pids.items()}
         started = time.monotonic()
-        time.sleep(window)
+        while (left := started + window - time.monotonic()) > 0:
+            time.sleep(min(left, TaskMeter.EVERY_S))
+            for meter in meters.values():
+                meter.sample()
         after = {n: usage(p) for n, p in pids.items()}
         elapsed = time.monotonic() - started
         alive = all(lab.running(n) for n in lab.nodes)
@@ -417,8 +463,8 @@ def measure(lab: Lab, daemon: DaemonKind, k: int, interval: float, window: float
     logged = sum(transitions(log_since(lab, n, offsets[n]), daemon) for n in lab.nodes)
     user = sum(after[n].user_ticks - before[n].user_ticks for n in lab.nodes) / CLK_TCK
     system = sum(after[n].system_ticks - before[n].system_ticks for n in lab.nodes) / CLK_TCK
-    cpu = sum(after[n].cpu_ns - before[n].cpu_ns for n in lab.nodes) / 1e9
-    switches = sum(after[n].switches - before[n].switches for n in lab.nodes)
+    cpu = sum(meters[n].cpu_ns for n in lab.nodes) / 1e9
+    switches = sum(meters[n].switches for n in lab.nodes)
     return Row(
         daemon=daemon,
         k=k,

@@ -23,6 +23,19 @@ class Timeout:
 
 
 @attrs.frozen
+class AdvertiseNow:
+    """A master sends its next advertisement now and runs its Adver_Timer from now.
+
+    A runtime with many masters of one Advertisement_Interval sends their advertisements
+    together, in one wake-up per interval (docs/design.md, "Masters advertise together"):
+    when the first of them is due it hands this to the others, whose Adver_Timer then runs
+    in step with its. Sending early is always allowed (a backup only restarts its
+    Master_Down_Timer, RFC 9568 §6.4.2); never late. Ignored outside Master; a due
+    Adver_Timer is handled as ``Timeout``.
+    """
+
+
+@attrs.frozen
 class PacketReceived:
     """A VRRP message (the bytes after the IP header) arrived, with what its IP header said.
 
@@ -126,6 +139,7 @@ class Shutdown:
 Event = (
     Startup
     | Timeout
+    | AdvertiseNow
     | PacketReceived
     | AdvertReceived
     | HealthChanged

@@ -72,6 +72,7 @@ from pyvrrp.core.actions import (
 )
 from pyvrrp.core.errors import UsageError
 from pyvrrp.core.events import (
+    AdvertiseNow,
     AdvertReceived,
     Event,
     HealthChanged,
@@ -290,6 +291,11 @@ class VirtualRouter:
         """True once a shutdown has completed: nothing left to send or remove."""
         return self._stopping and self._state is State.INITIALIZE and not self._holding
 
+    @property
+    def adver_timer(self) -> int | None:
+        """A master's Adver_Timer (when it sends its next advertisement), else None."""
+        return self._timer if self._state is State.MASTER else None
+
     def deadline(self) -> int | None:
         """When this router next needs ``Timeout``, or None."""
         pending = [
@@ -338,6 +344,8 @@ class VirtualRouter:
         match event:
             case Timeout():
                 return self._on_timeout(now)
+            case AdvertiseNow():
+                return self._on_advertise_now(now)
             case PacketReceived():
                 try:
                     advert = decode(
@@ -442,6 +450,15 @@ class VirtualRouter:
                 self._refresh_at = now + self.params.garp_refresh_us
                 actions.append(Announce())
         return actions
+
+    def _on_advertise_now(self, now: int) -> list[Action]:
+        if self._state is not State.MASTER or self._timer is None:
+            return []
+        if self._timer <= now:
+            return self._on_timeout(now)
+        # RFC 9568 §6.4.3 as if the Adver_Timer fired now: send, restart it from now.
+        self._timer = now + timers.centiseconds(self.params.advert_interval_cs)
+        return [self._advertise(self._effective_priority)]
 
     def _on_advert(self, source: IPAddress, advert: Advertisement, now: int) -> list[Action]:
         if advert.vrid != self.params.vrid or advert.family is not self.params.family:

@@ -11,6 +11,14 @@ at that one wake-up, calls back every owner that is due: an instance whose drive
 handles its deadline there and then (its fast path), a busy one posts a "deadline due"
 marker into its own inbox. Events and deadlines of one router are therefore handled one at
 a time, in order, never interleaved with each other (pyvrrp/runtime/instance.py).
+
+Masters advertise together: an owner armed with a ``group`` (a master whose next deadline is
+its Adver_Timer; the group is its Advertisement_Interval in µs) is woken *early* with the
+group's base time whenever another member of its group is due at that base and its own time
+comes later within the period: its advertisement goes out now and its Adver_Timer runs in
+step with the others' from then on. Many masters of one interval then cost one wake-up per
+interval instead of one each, on the senders and on the receivers, whose advertisements
+arrive together (docs/design.md, "Masters advertise together").
 """
 
 from __future__ import annotations
@@ -47,13 +55,37 @@ class Schedule:
         self._rank: dict[Hashable, int] = {}
         self._count = itertools.count()
         self._sleep: trio.CancelScope | None = None
+        # Groups (see the module's docstring): period (µs) -> members (in joining order), and
+        # for each member its deadline (µs) and its early callback (called with the base).
+        self._groups: dict[int, dict[Hashable, Callable[[int], None]]] = {}
+        self._group_of: dict[Hashable, int] = {}
+        self._deadline_us: dict[Hashable, int] = {}
+        # Called at each wake-up before the due owners are known (the node: hand out what
+        # the backups' quiet sockets hold, which may move their deadlines later).
+        self.before: Callable[[], None] | None = None
 
     def wake_time(self, deadline_us: int | None) -> float:
         """The trio time at which an owner due at ``deadline_us`` (µs) is woken."""
         return math.inf if deadline_us is None else deadline_us / 1_000_000 - self.lead
 
-    def set(self, owner: Hashable, deadline_us: int | None, due: Callable[[], None]) -> None:
-        """Call ``due()`` at :meth:`wake_time` of ``deadline_us`` (None: never)."""
+    def set(
+        self,
+        owner: Hashable,
+        deadline_us: int | None,
+        due: Callable[[], None],
+        group: int | None = None,
+        early: Callable[[int], None] | None = None,
+    ) -> None:
+        """Call ``due()`` at :meth:`wake_time` of ``deadline_us`` (None: never).
+
+        With a ``group`` (a period in µs) and ``early``: when another member of the group is
+        due at ``base`` and ``deadline_us`` lies within the period after it
+        (``base < deadline_us < base + group``), ``early(base)`` is called in that wake-up
+        instead (the owner then arms its new time)."""
+        if self._group_of.get(owner) != group:
+            self._regroup(owner, group, early)
+        if group is not None and deadline_us is not None:
+            self._deadline_us[owner] = deadline_us
         at = self.wake_time(deadline_us)
         old = self._at.get(owner, math.inf)
         if old == at:
@@ -76,8 +108,25 @@ class Schedule:
             elif old == sleep.deadline:
                 sleep.deadline = self._earliest()  # or later: no wake-up for nothing
 
+    def _regroup(
+        self, owner: Hashable, group: int | None, early: Callable[[int], None] | None
+    ) -> None:
+        old = self._group_of.pop(owner, None)
+        if old is not None:
+            members = self._groups[old]
+            del members[owner]
+            if not members:
+                del self._groups[old]
+        if group is not None and early is not None:
+            self._group_of[owner] = group
+            self._groups.setdefault(group, {})[owner] = early
+        else:
+            self._deadline_us.pop(owner, None)
+
     def cancel(self, owner: Hashable) -> None:
         """Forget ``owner``'s wake-up (it stopped)."""
+        if owner in self._group_of:
+            self._regroup(owner, None, None)
         old = self._at.pop(owner, math.inf)
         self._due.pop(owner, None)
         self._rank.pop(owner, None)
@@ -113,14 +162,21 @@ class Schedule:
             with trio.CancelScope(deadline=self._earliest()) as self._sleep:
                 await trio.sleep_forever()
             self._sleep = None
+            if self.before is not None:
+                self.before()
             now = trio.current_time()
             heap = self._heap  # (compaction replaces the list)
             due: list[Hashable] = []
+            bases: dict[int, int] = {}  # group -> the earliest due member's deadline (µs)
+            group_of = self._group_of
             while heap and heap[0][0] <= now:
                 time, _, _, owner = heapq.heappop(heap)
                 if at.get(owner) == time:
                     del at[owner]
                     due.append(owner)
+                    group = group_of.get(owner)
+                    if group is not None and group not in bases:
+                        bases[group] = self._deadline_us[owner]
             # Called after the due ones are known. One that an earlier callback re-armed (a
             # backup's poll hands a packet to another backup on the link) or cancelled is
             # not called now: its new time is in the heap.
@@ -130,3 +186,16 @@ class Schedule:
                 callback = self._due.pop(owner, None)
                 if callback is not None:
                     callback()
+            for group, base in bases.items():
+                self._pull(group, base)
+
+    def _pull(self, group: int, base: int) -> None:
+        """Wake early the members of ``group`` whose time comes within the period after
+        ``base`` (the ones due at ``base`` have moved on by a period: not them again)."""
+        members = self._groups.get(group)
+        if not members:
+            return
+        deadline_us = self._deadline_us
+        for owner, early in list(members.items()):
+            if owner in self._at and base < deadline_us.get(owner, base) < base + group:
+                early(base)

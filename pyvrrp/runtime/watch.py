@@ -71,8 +71,9 @@ class ConfigWatcher:
     """Polls ``path`` and calls ``reload`` when its content changed (module docstring).
 
     ``reload`` returns True when the new configuration was applied, False when it was
-    rejected (it logs why). ``enabled`` is asked at each look (a reload may turn
-    ``watch_config`` on or off); while it is False nothing is read. ``identity`` and
+    rejected (it logs why). ``enabled`` is asked at each look and after each :meth:`rebase`
+    (a reload may turn ``watch_config`` on or off); while it is False nothing is read and the
+    watcher sleeps until the next :meth:`rebase`. ``identity`` and
     ``content`` read the file (tests give fakes, to run in virtual time).
     """
 
@@ -97,6 +98,7 @@ class ConfigWatcher:
         self._rejected: bytes | None = None  # the last content a reload refused
         self._baseline_due = True
         self._missing = False
+        self._reloaded = trio.Event()
         self.reloads = 0
         """Reloads started by a change of the file (applied or rejected)."""
 
@@ -107,13 +109,23 @@ class ConfigWatcher:
             await self._take_baseline()
         task_status.started()
         while True:
+            if not self._enabled():
+                # Off: nothing to look at until a reload (which calls rebase) turns it on. No
+                # wake-up every second for nothing: at one advertisement a second that doubled
+                # what an idle node costs (docs/benchmarks.md, "Cost at scale").
+                self._baseline_due = True
+                await self._reloaded.wait()
+                self._reloaded = trio.Event()
+                continue
             await trio.sleep(self.interval)
             await self.check()
 
     def rebase(self) -> None:
         """The daemon reloaded the file by other means (SIGHUP, ``pyvrrp reload``): take what
-        the file holds at the next look as what runs, without reloading it again."""
+        the file holds at the next look as what runs, without reloading it again. (A reload
+        is also what may turn ``watch_config`` on: a watcher that is off waits for this.)"""
         self._baseline_due = True
+        self._reloaded.set()
 
     async def _take_baseline(self) -> None:
         self._seen = await self._identity(self.path)

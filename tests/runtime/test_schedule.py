@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import trio
 import trio.testing
@@ -118,3 +119,71 @@ async def test_stale_times_never_wake_the_task_and_do_not_pile_up(
     assert len(schedule._heap) <= 4 * schedule.armed() + 1024
     await trio.sleep(2)
     assert woken == [1.009999]
+
+
+async def test_a_due_group_member_wakes_the_others_of_its_period_early_with_its_time(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    schedule = Schedule()
+    await nursery.start(schedule.run)
+    calls: list[tuple[str, str, float, int | None]] = []
+    period = 1_000_000  # µs
+
+    def arm(name: str, deadline: int, group: int | None = period) -> None:
+        def due() -> None:
+            calls.append((name, "due", trio.current_time(), None))
+            arm(name, deadline + (group or period), group)  # a master's next Adver_Timer
+
+        def early(base: int) -> None:
+            calls.append((name, "early", trio.current_time(), base))
+            arm(name, base + (group or period), group)  # AdvertiseNow: from the base on
+
+        if group is None:
+            schedule.set(name, deadline, due)
+        else:
+            schedule.set(name, deadline, due, group, early)
+
+    arm("a", 1_000_000)
+    arm("b", 1_400_000)
+    arm("c", 1_999_999)
+    arm("d", 1_200_000, group=500_000)  # another interval: its own group
+    arm("e", 1_300_000, group=None)  # not a master: never early
+    await trio.sleep(0.5)
+    arm("f", 2_500_000)  # after a's next time: within the period of that one
+    await trio.sleep(1.55)
+    assert calls[:5] == [
+        ("a", "due", 1.0, None),
+        ("b", "early", 1.0, 1_000_000),
+        ("c", "early", 1.0, 1_000_000),
+        ("d", "due", 1.2, None),
+        ("e", "due", 1.3, None),
+    ]
+    # From then on a, b and c are due together: one wake-up, no early calls among them; f
+    # is woken early at their next time and joins them.
+    assert [(n, kind, at) for n, kind, at, _ in calls[5:]] == [
+        ("d", "due", 1.7),
+        ("a", "due", 2.0),
+        ("b", "due", 2.0),
+        ("c", "due", 2.0),
+        ("f", "early", 2.0),
+    ]
+
+
+async def test_leaving_a_group_or_cancelling_stops_early_wake_ups(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    schedule = Schedule()
+    await nursery.start(schedule.run)
+    calls: list[str] = []
+
+    def early(name: str) -> Callable[[int], None]:
+        return lambda base: calls.append(f"{name} early")
+
+    schedule.set("a", 1_000_000, lambda: calls.append("a due"), 1_000_000, early("a"))
+    schedule.set("b", 1_500_000, lambda: calls.append("b due"), 1_000_000, early("b"))
+    schedule.set("c", 1_600_000, lambda: calls.append("c due"), 1_000_000, early("c"))
+    schedule.set("b", 1_500_000, lambda: calls.append("b due"))  # a backup now
+    schedule.cancel("c")
+    await trio.sleep(3)
+    assert calls == ["a due", "b due"]
+    assert schedule.armed() == 0

@@ -144,17 +144,51 @@ async def test_turned_off_nothing_is_read_and_turned_on_the_file_as_it_is_runs(
 ) -> None:
     file = FakeFile()
     file.enabled = False
+    watcher = file.watcher()
     async with trio.open_nursery() as nursery:
-        await nursery.start(file.watcher().run)
+        await nursery.start(watcher.run)
         file.write("v2")
         await trio.sleep(5)
         assert file.reloads == []
         file.enabled = True  # a reload with v2 turned it on: v2 is what runs
+        watcher.rebase()
         await trio.sleep(5)
         assert file.reloads == []
         file.write("v3")
         await trio.sleep(1.5)
         assert [content for _, content in file.reloads] == ["v3"]
+        nursery.cancel_scope.cancel()
+
+
+async def test_turned_off_it_does_not_wake_up_until_a_reload(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # A node that does not watch its file has no timer of its own: nothing wakes it between
+    # advertisements.
+    file = FakeFile()
+    file.enabled = False
+    watcher = file.watcher()
+    steps = 0
+
+    class Steps(trio.abc.Instrument):
+        def before_task_step(self, task: trio.lowlevel.Task) -> None:
+            nonlocal steps
+            if task.name.endswith("ConfigWatcher.run"):
+                steps += 1
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(watcher.run)
+        await trio.testing.wait_all_tasks_blocked()
+        trio.lowlevel.add_instrument(Steps())
+        await trio.sleep(60)
+        assert steps == 0
+        file.enabled = True
+        watcher.rebase()  # the reload that turned it on: it looks again, once a second
+        await trio.sleep(1.5)
+        file.write("v2")
+        await trio.sleep(1.5)
+        assert steps > 0
+        assert [content for _, content in file.reloads] == ["v2"]
         nursery.cancel_scope.cancel()
 
 

@@ -29,6 +29,7 @@ from pyvrrp.core.actions import (
 )
 from pyvrrp.core.errors import UsageError
 from pyvrrp.core.events import (
+    AdvertiseNow,
     AdvertReceived,
     HealthChanged,
     MaintenanceChanged,
@@ -549,6 +550,28 @@ def test_adver_timer_runs_from_its_deadline_when_the_timeout_is_handled_late() -
     # Late by more than a whole interval (a stalled process): no burst to catch up.
     assert router.handle(Timeout(), t + 3_500_000) == [send(100)]
     assert router.deadline() == t + 4_500_000
+
+
+def test_advertise_now_sends_early_and_runs_the_adver_timer_from_then() -> None:
+    # The runtime aligns masters of one interval: 0.4 s before its Adver_Timer, this one
+    # advertises with another and keeps that step.
+    router, t = master()
+    assert router.adver_timer == router.deadline() == t + S
+    assert router.handle(AdvertiseNow(), t + 600_000) == [send(100)]
+    assert router.adver_timer == router.deadline() == t + 1_600_000
+    assert fire(router) == (t + 1_600_000, [send(100)])
+    assert router.statistics().adverts_sent == 3
+    # Already due: the same as its Timeout (from the deadline, not from now).
+    assert router.handle(AdvertiseNow(), t + 2_600_500) == [send(100)]
+    assert router.deadline() == t + 3_600_000
+
+
+def test_advertise_now_is_ignored_outside_master() -> None:
+    router = backup()
+    assert router.adver_timer is None
+    assert router.handle(AdvertiseNow(), 1_000) == []
+    assert router.deadline() == MDI_100
+    assert router.statistics().adverts_sent == 0
 
 
 def test_master_advertises_its_own_interval_not_the_one_it_learned_as_backup() -> None:
