@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import functools
 import logging
 import math
 import socket
@@ -492,12 +491,8 @@ class QuietReceiver:
 
 
 def _program(wanted: Wanted, *, rest: bool = False, quiet: bool = False) -> list[Instruction]:
-    """:func:`program`, remembered: a state change rebuilds the filters of its link."""
-    return _programs(wanted, rest, quiet)
-
-
-@functools.lru_cache(maxsize=64)
-def _programs(wanted: Wanted, rest: bool, quiet: bool) -> list[Instruction]:
+    """:func:`program` (not remembered: at K = 200 a program is a thousand instructions, and
+    every state change makes a new one)."""
     return program(wanted, rest=rest, quiet=quiet)
 
 
