@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import logging
 import math
 import socket
@@ -491,8 +492,12 @@ class QuietReceiver:
 
 
 def _program(wanted: Wanted, *, rest: bool = False, quiet: bool = False) -> list[Instruction]:
-    """:func:`program` (not remembered: at K = 200 a program is a thousand instructions, and
-    every state change makes a new one)."""
+    """:func:`program`, remembered: a state change rebuilds the filters of its link."""
+    return _programs(wanted, rest, quiet)
+
+
+@functools.lru_cache(maxsize=64)
+def _programs(wanted: Wanted, rest: bool, quiet: bool) -> list[Instruction]:
     return program(wanted, rest=rest, quiet=quiet)
 
 
