@@ -90,7 +90,6 @@ class Demux:
             instance.transport = self._transports[key]
             instance.poll = polls[key]
             instance.quiet_changed = self._quiet_changed
-            instance.drain_quiet = partial(self._drain_quiet, key)
             self._demux[key][instance.config.vrid] = instance
 
     def _sort(self, live: list[Instance], nursery: trio.Nursery) -> None:

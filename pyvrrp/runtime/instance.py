@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, assert_never
 
@@ -86,13 +85,6 @@ class _Recheck:
 
 
 _RECHECK = _Recheck()
-
-
-class _Late:
-    """The inbox marker "packets read late are waiting" (see ``Instance.deliver``)."""
-
-
-_LATE = _Late()
 
 
 @attrs.frozen
@@ -208,7 +200,7 @@ class Instance:
         # None in the inbox: the schedule says the router's deadline is due; _RETRY_DUE: an
         # installation retry is.
         self._inbox_send, self._inbox = trio.open_memory_channel[
-            Event | None | _RetryDue | _Deferred | _Recheck | _Late
+            Event | None | _RetryDue | _Deferred | _Recheck
         ](math.inf)
         self._queued_packets = 0
         self._last_us = 0  # the time of the last event the router handled (µs)
@@ -219,13 +211,9 @@ class Instance:
         # backup whose Master_Down_Timer is due hears an advertisement that is already
         # waiting before it declares the master down (after a stall, both are ready at once).
         self.poll: Callable[[], None] | None = None
-        # Told when quiet_from() changes (the node's demux: the socket filters follow), and
-        # how to read the quiet socket of its link now (the node's demux sets both).
+        # Told when quiet_from() changes (the node's demux: the socket filters follow).
         self.quiet_changed: Callable[[Instance], None] | None = None
-        self.drain_quiet: Callable[[], None] | None = None
         self._quiet: int | None = None
-        self._catching_up = False
-        self._late: deque[tuple[PacketReceived, int]] = deque()
         self._logs = RateLimiter()
         self.apply_config(config)
 
@@ -251,7 +239,7 @@ class Instance:
         """Queue an event for the driver (control events are never dropped)."""
         self._enqueue(event)
 
-    def _enqueue(self, item: Event | _RetryDue | _Deferred | _Recheck | _Late | None) -> None:
+    def _enqueue(self, item: Event | _RetryDue | _Deferred | _Recheck | None) -> None:
         """Put ``item`` in the inbox: from now on the driver has work, so the fast path
         waits behind it (events stay in order)."""
         self._idle = False
@@ -261,18 +249,10 @@ class Instance:
         """A received packet: handled at once when the driver is idle, else queued. ``at``
         (µs): when it arrived, for a packet read late (a backup's quiet socket); the router
         handles it then, or at the last time it handled anything if that is later."""
-        if self._idle or self._catching_up:
+        if self._idle:
             self._handle_now(packet, now_us() if at is None else max(at, self._last_us))
-        elif at is None:
-            self.post_packet(packet)
-        elif len(self._late) < PACKET_QUEUE:
-            # Read late, while our driver is busy: it handles these before its next event
-            # (they arrived before whatever it has queued), woken for them if need be.
-            if not self._late:
-                self._enqueue(_LATE)
-            self._late.append((packet, at))
         else:
-            self.queue_overflows += 1
+            self.post_packet(packet)
 
     def post_packet(self, event: PacketReceived) -> None:
         """Queue a received packet for the driver, or drop it when a flood has filled the
@@ -305,7 +285,7 @@ class Instance:
                 event = self._inbox.receive_nowait()
             except trio.WouldBlock:
                 return handled
-            if event is None or isinstance(event, _RetryDue | _Deferred | _Recheck | _Late):
+            if event is None or isinstance(event, _RetryDue | _Deferred | _Recheck):
                 continue
             if isinstance(event, PacketReceived):
                 self._queued_packets -= 1
@@ -389,18 +369,6 @@ class Instance:
     def _defer(self, actions: Sequence[Action], start: int, now: int) -> None:
         self._enqueue(_Deferred(actions, start, now))
 
-    def _catch_up(self) -> None:
-        """Before a backup handles an event of another kind (its health, a command): the
-        advertisements waiting in the quiet socket arrived before it, so they go first, in
-        this task (a backup handles an advertisement without waiting for anything)."""
-        if self.drain_quiet is None:
-            return
-        self._catching_up = True
-        try:
-            self.drain_quiet()
-        finally:
-            self._catching_up = False
-
     def quiet_from(self) -> int | None:
         """A backup's lowest routine priority: advertisements at or above it only restart
         its Master_Down_Timer and may be read late (the quiet socket, docs/design.md
@@ -454,11 +422,6 @@ class Instance:
                     await self.execute(event.actions[event.start :], event.now)
                     self._after(event.actions)
                     continue
-                while self._late:  # read from the quiet socket while we were busy: older
-                    packet, arrived = self._late.popleft()
-                    await self._handle(packet, max(arrived, self._last_us))
-                if isinstance(event, _Late):
-                    continue
                 if isinstance(event, _RetryDue):
                     # As the schedule computed it (it fired because this time has come); the
                     # retry may have been done or re-armed since the marker was posted.
@@ -484,8 +447,6 @@ class Instance:
                     continue
                 if isinstance(event, PacketReceived):
                     self._queued_packets -= 1
-                elif self._quiet is not None:
-                    self._catch_up()
                 await self._handle(event, now_us())
         finally:
             schedule.cancel(self)

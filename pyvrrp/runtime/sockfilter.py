@@ -11,11 +11,7 @@ transport has two sockets with complementary filters:
   every instance on the link accepts only its unicast peers, a peer's source address;
 - the *rest* socket takes everything else, so that every packet is still read, dropped for
   its reason and counted (a flood of it overflows only that socket's queue, which the
-  kernel counts in /proc/net/raw);
-- the *quiet* socket (once an instance on the link is a backup) takes, of what the
-  advertisement socket would, a backup's routine advertisements: its VRID at or above its
-  lowest routine priority (``Wanted.quiet``), read late with their arrival times
-  (docs/design.md, "Backups read late"). Every packet goes to exactly one of the three.
+  kernel counts in /proc/net/raw).
 
 The filters only sort: the core still checks every packet in full. The programs are built
 by :func:`program` (a pure function, tested against an interpreter of the same semantics

@@ -13,12 +13,8 @@ out (:meth:`RawTransport.receive_batch`), instead of a failed ``recv``, an epoll
 and a wake-up around each datagram. The node hands each packet to its instance at once (the
 instance's fast path, pyvrrp/runtime/instance.py); after a full batch the receiving task lets
 the others run before it reads again, so a flood cannot starve the routers' timers.
-A backup's routine advertisements wait in a third socket, the quiet socket
-(:class:`QuietReceiver`, pyvrrp/runtime/sockfilter.py), which nothing waits on: the node
-reads it when it is awake anyway (:meth:`RawTransport.drain_quiet`), each packet with the
-kernel's arrival time. Sending is :meth:`RawTransport.send_now`: a raw datagram socket
-practically never blocks, so an advertisement goes straight to the kernel from the task that
-decided it.
+Sending is :meth:`RawTransport.send_now`: a raw datagram socket practically never blocks, so
+an advertisement goes straight to the kernel from the task that decided it.
 
 A :class:`Transport` of one's own (tests, the library's in-memory LAN) needs only ``send``
 and ``receive``; ``send_now`` and ``receive_batch`` (:class:`BatchTransport`) are used when
