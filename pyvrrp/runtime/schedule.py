@@ -60,9 +60,6 @@ class Schedule:
         self._groups: dict[int, dict[Hashable, Callable[[int], None]]] = {}
         self._group_of: dict[Hashable, int] = {}
         self._deadline_us: dict[Hashable, int] = {}
-        # Called at each wake-up before the due owners are known (the node: hand out what
-        # the backups' quiet sockets hold, which may move their deadlines later).
-        self.before: Callable[[], None] | None = None
 
     def wake_time(self, deadline_us: int | None) -> float:
         """The trio time at which an owner due at ``deadline_us`` (µs) is woken."""
@@ -162,8 +159,6 @@ class Schedule:
             with trio.CancelScope(deadline=self._earliest()) as self._sleep:
                 await trio.sleep_forever()
             self._sleep = None
-            if self.before is not None:
-                self.before()
             now = trio.current_time()
             heap = self._heap  # (compaction replaces the list)
             due: list[Hashable] = []
