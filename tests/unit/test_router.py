@@ -34,6 +34,7 @@ from pyvrrp.core.events import (
     HealthChanged,
     MaintenanceChanged,
     PacketReceived,
+    Reconfigure,
     Shutdown,
     Startup,
     Timeout,
@@ -818,6 +819,18 @@ def test_address_list_mismatch_is_noticed_and_the_advert_still_processed() -> No
         )
     ]
     assert router.deadline() == S + MDI_100
+
+
+def test_a_mismatch_is_noticed_each_time_until_a_reload_fixes_it() -> None:
+    # The router remembers the notices of the last advertisement it checked: the same one
+    # again is noticed again, and a reload that fixes the mismatch ends them.
+    router = backup()
+    event = rx(150, addresses=(OTHER_VIP,))
+    assert [type(a) for a in router.handle(event, S)] == [Notice]
+    assert [type(a) for a in router.handle(event, 2 * S)] == [Notice]
+    router.handle(Reconfigure(attrs.evolve(BASE, addresses=(OTHER_VIP,))), 2 * S + 1)
+    assert router.handle(event, 3 * S) == []
+    assert router.deadline() == 3 * S + MDI_100
 
 
 def test_the_same_addresses_in_another_order_are_no_mismatch() -> None:
