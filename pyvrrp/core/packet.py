@@ -666,11 +666,27 @@ def parse_ipv4(datagram: bytes) -> IPv4Datagram:
             DropReason.IP_HEADER, f"IP protocol {protocol}, not {VRRP_PROTOCOL} (VRRP)"
         )
     return IPv4Datagram(
-        source=IPv4Address(source),
-        destination=IPv4Address(destination),
+        source=_ipv4(source),
+        destination=_ipv4(destination),
         ttl=ttl,
         payload=datagram[header_length:total_length],
     )
+
+
+# The addresses parse_ipv4 made, by their value: a node hears the same few peers and groups
+# all day (an IPv4Address costs a microsecond to make). Bounded: a flood of forged sources
+# empties it.
+_IPV4_SEEN: dict[int, IPv4Address] = {}
+_IPV4_SEEN_MAX = 1024
+
+
+def _ipv4(value: int) -> IPv4Address:
+    address = _IPV4_SEEN.get(value)
+    if address is None:
+        if len(_IPV4_SEEN) >= _IPV4_SEEN_MAX:
+            _IPV4_SEEN.clear()
+        address = _IPV4_SEEN[value] = IPv4Address(value)
+    return address
 
 
 def build_ipv4(

@@ -242,6 +242,11 @@ class VirtualRouter:
         self._peers: dict[IPAddress, tuple[Counter[int], dict[int, int]]] = {}
         # The last advertisement built, bytes included (see _advertise).
         self._send_advert: SendAdvert | None = None
+        # The last packet decoded and its advertisement; the notices of the last one checked
+        # (what decode and _notices make depends only on them and on the parameters).
+        self._last_decoded: tuple[PacketReceived, Advertisement] | None = None
+        self._last_notices: tuple[Advertisement, IPAddress, tuple[Notice, ...]] | None = None
+        self._family = params.family
 
     # ----------------------------------------------------------------- read-only views
 
@@ -298,19 +303,17 @@ class VirtualRouter:
 
     def deadline(self) -> int | None:
         """When this router next needs ``Timeout``, or None."""
-        pending = [
-            t
-            for t in (
-                self._timer,
-                self._announce_at,
-                self._reannounce_at,
-                self._refresh_at,
-                self._release_at,
-                self._install_deadline,
-            )
-            if t is not None
-        ]
-        return min(pending) if pending else None
+        earliest = self._timer
+        for t in (
+            self._announce_at,
+            self._reannounce_at,
+            self._refresh_at,
+            self._release_at,
+            self._install_deadline,
+        ):
+            if t is not None and (earliest is None or t < earliest):
+                earliest = t
+        return earliest
 
     def statistics(self) -> RouterStatistics:
         return RouterStatistics(
@@ -345,8 +348,13 @@ class VirtualRouter:
             case Timeout():
                 return self._on_timeout(now)
             case AdvertiseNow():
-                return self._on_advertise_now(now)
+                return self._on_advertise_now(now, event.next_at)
             case PacketReceived():
+                last = self._last_decoded
+                if last is not None and last[0] == event:
+                    # The same bytes from the same sender as last time (a master sends the
+                    # same advertisement every interval): the same decoded advertisement.
+                    return self._on_advert(event.source, last[1], now)
                 try:
                     advert = decode(
                         event.message,
@@ -359,6 +367,7 @@ class VirtualRouter:
                     )
                 except DecodeError as exc:
                     return [self._drop(exc.reason, event.source, exc.detail)]
+                self._last_decoded = (event, advert)
                 return self._on_advert(event.source, advert, now)
             case AdvertReceived():
                 return self._on_advert(event.source, event.advert, now)
@@ -451,17 +460,21 @@ class VirtualRouter:
                 actions.append(Announce())
         return actions
 
-    def _on_advertise_now(self, now: int) -> list[Action]:
+    def _on_advertise_now(self, now: int, next_at: int | None) -> list[Action]:
         if self._state is not State.MASTER or self._timer is None:
             return []
         if self._timer <= now:
             return self._on_timeout(now)
-        # RFC 9568 §6.4.3 as if the Adver_Timer fired now: send, restart it from now.
-        self._timer = now + timers.centiseconds(self.params.advert_interval_cs)
+        # RFC 9568 §6.4.3 as if the Adver_Timer fired now: send, restart it (never later
+        # than one interval from now).
+        interval = timers.centiseconds(self.params.advert_interval_cs)
+        self._timer = (
+            now + interval if next_at is None else min(max(next_at, now + 1), now + interval)
+        )
         return [self._advertise(self._effective_priority)]
 
     def _on_advert(self, source: IPAddress, advert: Advertisement, now: int) -> list[Action]:
-        if advert.vrid != self.params.vrid or advert.family is not self.params.family:
+        if advert.vrid != self.params.vrid or advert.family is not self._family:
             return [self._drop(DropReason.UNKNOWN_VRID, source, f"VRID {advert.vrid}")]
         if source == self.params.local_address:
             return [self._drop(DropReason.OWN_ADVERT, source, "our own advertisement")]
@@ -483,7 +496,13 @@ class VirtualRouter:
         self._count_peer(source, advert.version, now)
         if advert.priority == 0:
             self._zero_received += 1
-        actions: list[Action] = list(self._notices(source, advert))
+        seen = self._last_notices
+        if seen is not None and seen[0] is advert and seen[1] == source:
+            notices = seen[2]
+        else:
+            notices = tuple(self._notices(source, advert))
+            self._last_notices = (advert, source, notices)
+        actions: list[Action] = list(notices)
         if self._holding and self._state is not State.MASTER and advert.priority > 0:
             # Graceful handover: the new master is advertising. It installs and announces
             # the addresses right after this first advertisement, so ours go a moment later,
@@ -591,6 +610,8 @@ class VirtualRouter:
         ):
             raise UsageError("Reconfigure cannot change the VRID, family or local address")
         self.params = params
+        self._last_decoded = self._last_notices = None  # decoded under the old parameters
+        self._family = params.family
         if params != old:
             self._send_advert = None  # what the bytes carry may have changed
         if params.speaks_v2:

@@ -6,14 +6,6 @@ packet costs no task switch.
 
 Packets that reach no instance (a header the transport rejected, a VRID nobody here runs)
 are counted per interface and reason: the status reports them as ``interface_drops``.
-
-A transport with a quiet socket (:class:`~pyvrrp.runtime.transport.RawTransport`) keeps the
-backups' routine advertisements there, unread until the node is awake anyway:
-:meth:`Demux.drain_quiet` hands them out with their arrival times, and the demux does so
-before anything else of their link is handed out (an advertisement on the other socket, a
-poll before a backup declares its master down). Which advertisements are quiet follows the
-instances' states and priorities (``Instance.quiet_from``): docs/design.md, "Backups read
-late".
 """
 
 from __future__ import annotations
@@ -48,18 +40,14 @@ class Demux:
         self._unknown_vrid: dict[LinkKey, int] = {}
         self._header_errors: dict[LinkKey, int] = {}
         self._logs = RateLimiter()
-        self._live: list[Instance] = []
-        # Links whose quiet VRIDs changed (a state change): refiltered by _refilter_loop,
-        # once for all the changes of one scheduler turn (a takeover of 255 routers).
-        self._dirty: set[LinkKey] = set()
-        self._refilter_due = trio.Event()
-        self._refiltering = False
-        self._quiet_links: list[LinkKey] = []
+        # Called after each batch of advertisements is handed out (the node: masters due
+        # soon advertise in this wake-up, docs/design.md "Masters advertise together").
+        self.after_batch: Callable[[], None] | None = None
 
     def update(self, live: Iterable[Instance], nursery: trio.Nursery) -> None:
         """Open (or reopen) one transport per (interface, family) ``live`` uses; close the
         rest. Receive loops run in ``nursery``."""
-        live = self._live = list(live)
+        live = list(live)
         wanted: dict[LinkKey, bool] = {}
         for instance in live:
             key = (instance.config.interface, instance.config.family)
@@ -79,7 +67,6 @@ class Demux:
                 scope = trio.CancelScope()
                 self._receivers[key] = [scope]
                 nursery.start_soon(self._receive_loop, key, transport, scope)
-        self._quiet_links = [k for k, t in self._transports.items() if hasattr(t, "drain_quiet")]
         self._sort(live, nursery)
         polls: dict[LinkKey, Callable[[], None] | None] = {}
         for key, transport in self._transports.items():
@@ -89,7 +76,6 @@ class Demux:
             key = (instance.config.interface, instance.config.family)
             instance.transport = self._transports[key]
             instance.poll = polls[key]
-            instance.quiet_changed = self._quiet_changed
             self._demux[key][instance.config.vrid] = instance
 
     def _sort(self, live: list[Instance], nursery: trio.Nursery) -> None:
@@ -99,59 +85,17 @@ class Demux:
             set_wanted = getattr(transport, "set_wanted", None)
             if set_wanted is None:
                 continue
-            set_wanted(self._wanted(key, live))
+            accepts = [
+                (c.vrid, c.version.numbers, _accepted_sources(c))
+                for c in (i.config for i in live)
+                if (c.interface, c.family) == key
+            ]
+            set_wanted(Wanted.of(key[1], accepts))
             rest = getattr(transport, "rest", None)
             if rest is not None and len(self._receivers[key]) == 1:
                 scope = trio.CancelScope()
                 self._receivers[key].append(scope)
                 nursery.start_soon(self._rest_loop, key, rest, scope)
-        if not self._refiltering:
-            self._refiltering = True
-            nursery.start_soon(self._refilter_loop)
-
-    @staticmethod
-    def _wanted(key: LinkKey, live: Iterable[Instance]) -> Wanted:
-        on_link = [i for i in live if (i.config.interface, i.config.family) == key]
-        return Wanted.of(
-            key[1],
-            [
-                (i.config.vrid, i.config.version.numbers, _accepted_sources(i.config))
-                for i in on_link
-            ],
-            quiet=[(i.config.vrid, low) for i in on_link if (low := i.quiet_from()) is not None],
-        )
-
-    def _quiet_changed(self, instance: Instance) -> None:
-        """A backup's advertisements go quiet, or loud again (it changed state or priority)."""
-        key = (instance.config.interface, instance.config.family)
-        if hasattr(self._transports.get(key), "set_wanted"):
-            self._dirty.add(key)
-            self._refilter_due.set()
-
-    async def _refilter_loop(self) -> None:
-        while True:
-            await self._refilter_due.wait()
-            self._refilter_due = trio.Event()
-            dirty, self._dirty = self._dirty, set()
-            for key in dirty:
-                transport = self._transports.get(key)
-                set_wanted = getattr(transport, "set_wanted", None)
-                if set_wanted is not None:
-                    set_wanted(self._wanted(key, self._live))
-                    # Read before the change, kept for an instance that is no longer a
-                    # backup: handed out now.
-                    self._drain_quiet(key)
-
-    def drain_quiet(self) -> None:
-        """Hand out what every quiet socket holds (the node is awake anyway)."""
-        for key in self._quiet_links:
-            self._drain_quiet(key)
-
-    def _drain_quiet(self, key: LinkKey) -> None:
-        drain = getattr(self._transports.get(key), "drain_quiet", None)
-        if drain is not None:
-            for item, at in drain():
-                self._dispatch(key, item, at)
 
     def close_all(self) -> None:
         """Close every transport (the node is stopping; its nursery cancels the loops)."""
@@ -170,8 +114,6 @@ class Demux:
         return result
 
     def _close(self, key: LinkKey) -> None:
-        if key in self._quiet_links:
-            self._quiet_links.remove(key)
         for scope in self._receivers.pop(key):
             scope.cancel()
         self._transports.pop(key).close()
@@ -183,15 +125,18 @@ class Demux:
             if isinstance(transport, BatchTransport):
                 while True:
                     batch = await transport.receive_batch()
-                    self._drain_quiet(key)  # older than the batch: first
                     for item in batch:
                         self._dispatch(key, item)
+                    if batch and self.after_batch is not None:
+                        self.after_batch()
             while True:
                 try:
                     packet: PacketReceived | DecodeError = await transport.receive()
                 except DecodeError as exc:
                     packet = exc
                 self._dispatch(key, packet)
+                if self.after_batch is not None:
+                    self.after_batch()
 
     async def _rest_loop(self, key: LinkKey, rest: Receiver, scope: trio.CancelScope) -> None:
         """What the advertisement socket's filter left out: read only to be counted."""
@@ -202,15 +147,11 @@ class Demux:
 
     def _poll(self, key: LinkKey, poll: Callable[[], list[PacketReceived | DecodeError]]) -> None:
         """Hand out what ``key``'s transport holds now (an instance about to time out)."""
-        self._drain_quiet(key)
         for item in poll():
             self._dispatch(key, item)
 
-    def _dispatch(
-        self, key: LinkKey, packet: PacketReceived | DecodeError, at: int | None = None
-    ) -> None:
-        """Hand one received packet to its instance, or count why it reaches none (``at``:
-        when it arrived, µs of trio time, for a packet read late)."""
+    def _dispatch(self, key: LinkKey, packet: PacketReceived | DecodeError) -> None:
+        """Hand one received packet to its instance, or count why it reaches none."""
         if isinstance(packet, DecodeError):
             self._header_errors[key] = self._header_errors.get(key, 0) + 1
             self._logs.log(
@@ -233,7 +174,7 @@ class Demux:
                 "no instance has this VRID here",
             )
             return
-        instance.deliver(packet, at)
+        instance.deliver(packet)
 
 
 def _accepted_sources(config: InstanceConfig) -> tuple[IPAddress, ...] | None:

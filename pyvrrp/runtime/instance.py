@@ -203,7 +203,6 @@ class Instance:
             Event | None | _RetryDue | _Deferred | _Recheck
         ](math.inf)
         self._queued_packets = 0
-        self._last_us = 0  # the time of the last event the router handled (µs)
         # True while the driver waits on an empty inbox: events may then be handled at once,
         # in the task that has them (the fast path); every post into the inbox clears it.
         self._idle = False
@@ -211,9 +210,6 @@ class Instance:
         # backup whose Master_Down_Timer is due hears an advertisement that is already
         # waiting before it declares the master down (after a stall, both are ready at once).
         self.poll: Callable[[], None] | None = None
-        # Told when quiet_from() changes (the node's demux: the socket filters follow).
-        self.quiet_changed: Callable[[Instance], None] | None = None
-        self._quiet: int | None = None
         self._logs = RateLimiter()
         self.apply_config(config)
 
@@ -245,12 +241,10 @@ class Instance:
         self._idle = False
         self._inbox_send.send_nowait(item)
 
-    def deliver(self, packet: PacketReceived, at: int | None = None) -> None:
-        """A received packet: handled at once when the driver is idle, else queued. ``at``
-        (µs): when it arrived, for a packet read late (a backup's quiet socket); the router
-        handles it then, or at the last time it handled anything if that is later."""
+    def deliver(self, packet: PacketReceived) -> None:
+        """A received packet: handled at once when the driver is idle, else queued."""
         if self._idle:
-            self._handle_now(packet, now_us() if at is None else max(at, self._last_us))
+            self._handle_now(packet, now_us())
         else:
             self.post_packet(packet)
 
@@ -325,13 +319,14 @@ class Instance:
             return None
         return max(deadline, now_us())
 
-    def _early(self, base: int) -> None:
+    def _early(self, base: int, next_at: int) -> None:
         """The schedule's call: another master of this Advertisement_Interval is due at
-        ``base`` (µs), ours comes later: advertise now, in step with it from now on."""
+        ``base`` (µs), or the node is awake for a burst of its peers' advertisements, and
+        ours comes later: advertise now, next at ``next_at`` (in step with the others)."""
         if self._idle:
-            self._handle_now(AdvertiseNow(), base)
+            self._handle_now(AdvertiseNow(next_at), base)
         else:
-            self._enqueue(AdvertiseNow())
+            self._enqueue(AdvertiseNow(next_at))
 
     def _arm(self) -> None:
         """Set the router's next deadline in the schedule; a master whose next deadline is
@@ -348,7 +343,6 @@ class Instance:
     def _handle_now(self, event: Event, now: int) -> None:
         """The fast path: hand ``event`` to the router in this task and carry out what needs
         no waiting; the rest goes to the driver, in order, before anything else."""
-        self._last_us = now
         actions = self.router.handle(event, now)
         send_now = getattr(self.transport, "send_now", None)
         for index, action in enumerate(actions):
@@ -369,20 +363,7 @@ class Instance:
     def _defer(self, actions: Sequence[Action], start: int, now: int) -> None:
         self._enqueue(_Deferred(actions, start, now))
 
-    def quiet_from(self) -> int | None:
-        """A backup's lowest routine priority: advertisements at or above it only restart
-        its Master_Down_Timer and may be read late (the quiet socket, docs/design.md
-        "Backups read late"); None when every advertisement must be heard at once."""
-        router = self.router
-        if router.state is not State.BACKUP or router.holding_addresses:
-            return None
-        return router.priority if router.params.preempt else 1
-
     def _after(self, actions: Sequence[Action]) -> None:
-        quiet = self.quiet_from()
-        if quiet != self._quiet and self.quiet_changed is not None:
-            self.quiet_changed(self)
-        self._quiet = quiet
         self._after_handle(self, [a for a in actions if isinstance(a, StateChanged)])
         if self.router.stopped and not self.stopped.is_set():
             self.stopped.set()
@@ -453,7 +434,6 @@ class Instance:
             schedule.cancel(retry_key)
 
     async def _handle(self, event: Event, now: int) -> None:
-        self._last_us = now
         actions = self.router.handle(event, now)
         await self.execute(actions, now)
         self._after(actions)

@@ -132,7 +132,7 @@ class Node:
         self.instances: dict[str, Instance] = {}
         self._retiring: list[Instance] = []
         self._demux = Demux(transport_factory)
-        self._schedule.before = self._demux.drain_quiet
+        self._demux.after_batch = lambda: self._schedule.pull_soon(now_us())
         # Through lambdas: a reload replaces self.instances and self.config.
         self._reasserter = Reasserter(
             netlink,
@@ -298,7 +298,6 @@ class Node:
 
     def snapshot(self) -> NodeStatus:
         """The status as typed records (see :mod:`pyvrrp.runtime.status`)."""
-        self._demux.drain_quiet()  # the backups' counters as of now, not as of their last read
         now = trio.current_time()
         wall = time.time()
         return NodeStatus.of(

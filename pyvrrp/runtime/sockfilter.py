@@ -64,21 +64,14 @@ class Wanted:
     versions: frozenset[int]  # VRRP versions some instance accepts (2, 3)
     vrids: frozenset[int]
     sources: frozenset[IPAddress] | None  # None: any source (some instance accepts anyone)
-    # (VRID, lowest priority) of the backups: their advertisements at that priority or
-    # above go to the quiet socket, read when the node wakes anyway (see RawTransport), not
-    # waited for. The lowest is 1 (priority 0: the master leaves), or the backup's own
-    # priority when it preempts (a lower-priority master is preempted at once).
-    quiet: frozenset[tuple[int, int]] = frozenset()
 
     @classmethod
     def of(
         cls,
         family: Family,
         instances: Iterable[tuple[int, Iterable[int], Iterable[IPAddress] | None]],
-        quiet: Iterable[tuple[int, int]] = (),
     ) -> Wanted:
-        """From each instance's (VRID, versions, accepted sources or None for any) and the
-        backups' (VRID, lowest routine priority)."""
+        """From each instance's (VRID, versions, accepted sources or None for any)."""
         vrids: set[int] = set()
         versions: set[int] = set()
         sources: set[IPAddress] | None = set()
@@ -94,7 +87,6 @@ class Wanted:
             frozenset(versions),
             frozenset(vrids),
             None if sources is None else frozenset(sources),
-            frozenset((v, max(1, low)) for v, low in quiet if v in vrids),
         )
 
 
@@ -145,13 +137,9 @@ class _Program:
         return offset
 
 
-def program(wanted: Wanted, *, rest: bool = False, quiet: bool = False) -> list[Instruction]:
-    """The filter of the advertisement socket; ``rest``: of the rest socket, which takes
-    exactly what the advertisement and quiet sockets do not; ``quiet``: of the quiet socket,
-    which takes a backup's routine advertisements (``wanted.quiet``: its VRID, at or above
-    its lowest routine priority), which the advertisement socket then leaves: only restarts
-    of its Master_Down_Timer wait; a master leaving (priority 0) or one to preempt is acted
-    on at once."""
+def program(wanted: Wanted, *, rest: bool = False) -> list[Instruction]:
+    """The filter of the advertisement socket (``rest``: of the rest socket, which takes
+    exactly what the other one does not)."""
     p = _Program()
     if wanted.family is Family.IPV4:
         p.add(_LD_B_ABS, SKF_NET_OFF + 8)  # TTL
@@ -186,34 +174,13 @@ def program(wanted: Wanted, *, rest: bool = False, quiet: bool = False) -> list[
             p.label(f"next{n}")
         p.jump("no")
     p.label("yes")
-    if rest:
-        p.add(_RET_K, REJECT)
-    elif not wanted.quiet:
-        p.add(_RET_K, REJECT if quiet else ACCEPT)
-    else:
-        # X still holds where the message starts. A priority to read, a quiet VRID, and a
-        # priority above 0: the quiet socket's; anything else the advertisement socket's.
-        p.add(_LD_W_LEN)
-        p.add(_ALU_SUB_X)
-        p.unless(_JMP_JGE_K, 3, "loud")
-        p.add(_LD_B_IND, 1)  # VRID
-        for vrid, low in sorted(wanted.quiet):
-            p.add(_JMP_JEQ_K, vrid, jt=0, jf=4)
-            p.add(_LD_B_IND, 2)  # priority
-            p.add(_JMP_JGE_K, low, jt=0, jf=1)
-            p.jump("silent")
-            p.jump("loud")
-        p.jump("loud")
-        p.label("silent")
-        p.add(_RET_K, ACCEPT if quiet else REJECT)
-        p.label("loud")
-        p.add(_RET_K, REJECT if quiet else ACCEPT)
+    p.add(_RET_K, REJECT if rest else ACCEPT)
     p.label("no")
     p.add(_RET_K, ACCEPT if rest else REJECT)
     code = p.assemble()
     if len(code) > BPF_MAXINSNS:
         # Thousands of peers: sort by VRID and version only (the core checks sources).
-        return program(attrs.evolve(wanted, sources=None), rest=rest, quiet=quiet)
+        return program(attrs.evolve(wanted, sources=None), rest=rest)
     return code
 
 

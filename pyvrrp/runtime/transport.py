@@ -25,12 +25,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import functools
 import logging
-import math
 import socket
 import struct
-import time
 from collections import deque
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Protocol, runtime_checkable
@@ -69,14 +66,6 @@ _Ready = tuple[
 REST_BATCH = 16
 # Ancillary space for IPV6_PKTINFO (20 bytes) and IPV6_HOPLIMIT (4 bytes).
 _IPV6_ANCILLARY = socket.CMSG_SPACE(20) + socket.CMSG_SPACE(4)
-# The quiet socket's receive timestamps (struct timespec; SCM_TIMESTAMPNS is SO_TIMESTAMPNS).
-SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
-SO_RCVBUFFORCE = 33  # Linux (asm-generic/socket.h): SO_RCVBUF beyond rmem_max, as root
-_TIMESTAMP_ANCILLARY = socket.CMSG_SPACE(16)
-# Datagrams one drain of the quiet socket reads at most (it holds what arrived since the
-# node last woke: a few intervals of the backups' advertisements).
-QUIET_DRAIN = 4096
-QUIET_BUFFER = 4 << 20
 
 log = logging.getLogger("pyvrrp")
 
@@ -170,10 +159,8 @@ class RawTransport:
             raise EnvironmentProblem(
                 f"interface {interface} does not exist (check `ip link show {interface}`)"
             ) from None
-        # The rest socket, once the instances on the link are known (set_wanted), and the
-        # quiet socket, once one of them is a backup.
+        # The rest socket, once the instances on the link are known (set_wanted).
         self.rest: Receiver | None = None
-        self.quiet: QuietReceiver | None = None
         self._wanted: Wanted | None = None
         if raw_socket is not None:
             raw_socket.setblocking(False)
@@ -214,37 +201,18 @@ class RawTransport:
         return raw
 
     def set_wanted(self, wanted: Wanted) -> None:
-        """Split what arrives between the advertisement, quiet and rest sockets (see
-        pyvrrp/runtime/sockfilter.py), as the instances on the link now want it.
-
-        A VRID moving between the advertisement and quiet sockets is first taken by both
-        (a packet arriving in between may be read twice, never lost), then by its new one.
-        """
+        """Split what arrives between the advertisement socket and the rest socket (see
+        pyvrrp/runtime/sockfilter.py), as the instances on the link now want it."""
         if not self._owned or wanted == self._wanted:
             return
         try:
-            rest_program = _program(wanted, rest=True)
+            rest_program = program(wanted, rest=True)
             if self.rest is None:
                 rest = self._open("open a second VRRP socket", rest_program)
                 self.rest = Receiver(rest, self.family, REST_BATCH)
             else:
                 attach(self.rest.sock, rest_program)
-            old = self._wanted.quiet if self._wanted is not None else frozenset()
-            if self.quiet is None and wanted.quiet:
-                quiet = self._open("open a third VRRP socket", _program(wanted, quiet=True))
-                quiet.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-                with contextlib.suppress(OSError):  # root: room for a few intervals of K=255
-                    quiet.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, QUIET_BUFFER)
-                self.quiet = QuietReceiver(quiet, self.family)
-            elif self.quiet is not None and old != wanted.quiet:
-                attach(self._raw, _program(attrs.evolve(wanted, quiet=old & wanted.quiet)))
-                attach(
-                    self.quiet.sock,
-                    _program(attrs.evolve(wanted, quiet=old | wanted.quiet), quiet=True),
-                )
-            attach(self._raw, _program(wanted))
-            if self.quiet is not None:
-                attach(self.quiet.sock, _program(wanted, quiet=True))
+            attach(self._raw, program(wanted))
         except (OSError, EnvironmentProblem) as exc:
             # Everything still arrives (on the one socket), only unsorted: a flood can then
             # crowd the peers' advertisements out of its queue.
@@ -357,13 +325,6 @@ class RawTransport:
     def poll(self) -> list[PacketReceived | DecodeError]:
         return self._main.poll()
 
-    def drain_quiet(self) -> list[tuple[PacketReceived | DecodeError, int]]:
-        """Everything the quiet socket holds (the backups' routine advertisements), each
-        with the trio time it arrived at (µs): never waited for, read when the node is awake
-        anyway (the node's schedule wakes, a packet arrives on the other sockets, a backup is
-        about to declare its master down)."""
-        return [] if self.quiet is None else self.quiet.drain()
-
     def _drain(self) -> None:
         """Read what the socket holds now (at most RECEIVE_BATCH datagrams) into _pending."""
         self._pending.extend(self._main.read())
@@ -373,8 +334,6 @@ class RawTransport:
         if self.rest is not None:
             trio.lowlevel.notify_closing(self.rest.sock)  # its loop may wait on it
             self.rest.sock.close()
-        if self.quiet is not None:
-            self.quiet.sock.close()  # never waited on
 
 
 class Receiver:
@@ -444,57 +403,6 @@ class Receiver:
         # AF_INET6: (host, port, flowinfo, scope_id); the host may carry a %scope suffix.
         source = ip_address(str(address[0]).partition("%")[0])
         return PacketReceived(data, source, destination, hop_limit)
-
-
-class QuietReceiver:
-    """Reads the quiet socket: everything it holds, each packet with its arrival time.
-
-    The kernel stamps each datagram (SO_TIMESTAMPNS, CLOCK_REALTIME); the stamp becomes trio
-    time by the offset between the two clocks at the read, bounded by the previous drain
-    (everything read now arrived after it) and now: a backup read late still restarts its
-    Master_Down_Timer from when the advertisement came, as if it had been read then (a
-    step of the wall clock moves a time within those bounds, never outside).
-    """
-
-    def __init__(self, sock: socket.socket, family: Family) -> None:
-        self.sock = sock
-        self.family = family
-        self._since = -math.inf  # trio time (s) of the previous drain
-        self._ancillary = _TIMESTAMP_ANCILLARY + (_IPV6_ANCILLARY if family is Family.IPV6 else 0)
-
-    def drain(self) -> list[tuple[PacketReceived | DecodeError, int]]:
-        out: list[tuple[PacketReceived | DecodeError, int]] = []
-        now = trio.current_time()
-        offset = time.time() - now
-        since, self._since = self._since, now
-        recvmsg, size, ancillary = self.sock.recvmsg, 65535, self._ancillary
-        ipv4 = self.family is Family.IPV4
-        try:
-            for _ in range(QUIET_DRAIN):
-                data, ancdata, flags, address = recvmsg(size, ancillary)
-                at = now
-                for level, kind, value in ancdata:
-                    if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= 16:
-                        seconds, nanoseconds = struct.unpack("qq", value[:16])
-                        at = min(max(seconds + nanoseconds / 1e9 - offset, since), now)
-                if ipv4:
-                    packet = Receiver._parse_ipv4(data)
-                else:
-                    packet = Receiver._parse_ipv6(data, ancdata, flags, address)
-                out.append((packet, round(at * 1_000_000)))
-        except BlockingIOError:
-            pass
-        return out
-
-
-def _program(wanted: Wanted, *, rest: bool = False, quiet: bool = False) -> list[Instruction]:
-    """:func:`program`, remembered: a state change rebuilds the filters of its link."""
-    return _programs(wanted, rest, quiet)
-
-
-@functools.lru_cache(maxsize=64)
-def _programs(wanted: Wanted, rest: bool, quiet: bool) -> list[Instruction]:
-    return program(wanted, rest=rest, quiet=quiet)
 
 
 def open_raw_transport(interface: str, family: Family, *, multicast: bool) -> Transport:

@@ -1,5 +1,5 @@
 """The socket filters on a real kernel: the kernel takes the programs, and what arrives is
-split between a transport's advertisement, quiet and rest sockets as the filters say,
+split between a transport's advertisement socket and its rest socket as the filters say,
 every packet read once (pyvrrp/runtime/sockfilter.py; the rule itself is checked with an
 interpreter in tests/unit/test_sockfilter.py).
 
@@ -19,7 +19,6 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 
 import attrs
 import pytest
-import trio
 
 from pyvrrp.core.events import PacketReceived
 from pyvrrp.core.packet import DecodeError, Family, IPAddress, internet_checksum
@@ -164,60 +163,3 @@ async def test_the_kernel_splits_traffic_between_the_two_sockets_each_packet_onc
     assert taken == sorted(m for _, _, m, plausible in table.values() if plausible)
     assert left == sorted(m for _, _, m, plausible in table.values() if not plausible)
     assert {p.source for p in main} == {ip_address(str(peer))}
-
-
-def advert_at(vrid: int, priority: int) -> bytes:
-    return bytes([0x31, vrid, priority, 1, 0, 100, 0, 0]) + b"\x01\x02\x03\x3a"
-
-
-@pytest.mark.parametrize("family", [Family.IPV4, Family.IPV6], ids=["ipv4", "ipv6"])
-async def test_a_backups_routine_waits_in_the_quiet_socket_with_its_arrival_time(
-    segment: Segment, family: Family
-) -> None:
-    transport = in_netns(segment.node, lambda: RawTransport(NODE_IF, family, multicast=True))
-    peer = PEER4 if family is Family.IPV4 else PEER6
-    backup = Wanted(family, frozenset({3}), frozenset({58, 59}), None, frozenset({(58, 100)}))
-    try:
-        in_netns(segment.node, lambda: transport.set_wanted(backup))
-        assert transport.quiet is not None
-
-        def make() -> socket.socket:
-            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
-            sock.bind((SWITCH_IF, 0))
-            return sock
-
-        sender = in_netns(segment.switch, make)
-        await trio.sleep(0.2)  # IPv6: the group joined, the link up
-        with sender:
-            sent_at = trio.current_time()
-            sender.send(frame(peer, 255, advert_at(58, 100)))  # a backup's routine
-            sender.send(frame(peer, 255, advert_at(58, 0)))  # its master leaving
-            sender.send(frame(peer, 255, advert_at(58, 99)))  # a master to preempt
-            sender.send(frame(peer, 255, advert_at(59, 100)))  # VRID 59: a master here
-            sender.send(frame(peer, 254, advert_at(58, 100)))  # not an advertisement
-            await trio.sleep(0.3)  # read late, on purpose
-            quiet = transport.drain_quiet()
-            read_at = trio.current_time()
-            main = read_all(transport.poll, time.monotonic() + 0.1)
-            assert transport.rest is not None
-            rest = read_all(transport.rest.poll, time.monotonic() + 0.1)
-            # VRID 58's instance is master now: its advertisements are heard at once.
-            in_netns(
-                segment.node, lambda: transport.set_wanted(attrs.evolve(backup, quiet=frozenset()))
-            )
-            sender.send(frame(peer, 255, advert_at(58, 100)))
-            after = read_all(transport.poll, time.monotonic() + 0.3)
-            assert transport.drain_quiet() == []
-    finally:
-        transport.close()
-    assert [p.message if isinstance(p, PacketReceived) else p for p, _ in quiet] == [
-        advert_at(58, 100)
-    ]
-    arrived = quiet[0][1] / 1_000_000
-    # When it arrived, not when it was read (the kernel's stamp, in trio's time).
-    assert sent_at - 0.005 <= arrived <= sent_at + 0.1 < read_at
-    assert sorted(p.message for p in main) == sorted(
-        [advert_at(58, 0), advert_at(58, 99), advert_at(59, 100)]
-    )
-    assert [p.message for p in rest] == [advert_at(58, 100)]  # the TTL 254 one
-    assert [p.message for p in after] == [advert_at(58, 100)]

@@ -7,6 +7,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 
 import pytest
 
+from pyvrrp.core import packet
 from pyvrrp.core.packet import (
     Advertisement,
     ChecksumMode,
@@ -457,6 +458,17 @@ def test_build_ipv4_then_parse_ipv4_round_trips() -> None:
     assert parse_ipv4(datagram) == IPv4Datagram(
         source=SOURCE4, destination=GROUP4, ttl=255, payload=GOLDEN_PSEUDO_HEADER
     )
+
+
+def test_parse_ipv4_gives_every_source_its_own_address_however_many_there_are() -> None:
+    # The addresses it makes are remembered (a node hears the same peers all day), within a
+    # bound: a flood of forged sources neither grows memory nor mixes two addresses up.
+    sources = [IPv4Address(0x0A000000 + n) for n in range(3000)]
+    for source in [*sources, *reversed(sources)]:
+        datagram = build_ipv4(b"\x31\x01", source=source, destination=GROUP4)
+        parsed = parse_ipv4(datagram)
+        assert (parsed.source, parsed.destination) == (source, GROUP4)
+    assert len(packet._IPV4_SEEN) <= packet._IPV4_SEEN_MAX
 
 
 def test_build_ipv4_sets_the_requested_ttl() -> None:

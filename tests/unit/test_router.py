@@ -34,6 +34,7 @@ from pyvrrp.core.events import (
     HealthChanged,
     MaintenanceChanged,
     PacketReceived,
+    Reconfigure,
     Shutdown,
     Startup,
     Timeout,
@@ -566,6 +567,15 @@ def test_advertise_now_sends_early_and_runs_the_adver_timer_from_then() -> None:
     assert router.deadline() == t + 3_600_000
 
 
+def test_advertise_now_runs_the_adver_timer_to_the_time_given_never_later() -> None:
+    router, t = master()
+    assert router.handle(AdvertiseNow(t + 1_500_000), t + 600_000) == [send(100)]
+    assert router.deadline() == t + 1_500_000
+    # At most one interval from now: never later than the protocol allows.
+    assert router.handle(AdvertiseNow(t + 9 * S), t + 1_000_000) == [send(100)]
+    assert router.deadline() == t + 2_000_000
+
+
 def test_advertise_now_is_ignored_outside_master() -> None:
     router = backup()
     assert router.adver_timer is None
@@ -858,6 +868,18 @@ def test_address_list_mismatch_is_noticed_and_the_advert_still_processed() -> No
         )
     ]
     assert router.deadline() == S + MDI_100
+
+
+def test_a_mismatch_is_noticed_each_time_until_a_reload_fixes_it() -> None:
+    # The router remembers the notices of the last advertisement it checked: the same one
+    # again is noticed again, and a reload that fixes the mismatch ends them.
+    router = backup()
+    event = rx(150, addresses=(OTHER_VIP,))
+    assert [type(a) for a in router.handle(event, S)] == [Notice]
+    assert [type(a) for a in router.handle(event, 2 * S)] == [Notice]
+    router.handle(Reconfigure(attrs.evolve(BASE, addresses=(OTHER_VIP,))), 2 * S + 1)
+    assert router.handle(event, 3 * S) == []
+    assert router.deadline() == 3 * S + MDI_100
 
 
 def test_the_same_addresses_in_another_order_are_no_mismatch() -> None:

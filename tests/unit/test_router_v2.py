@@ -342,6 +342,22 @@ def test_v2_priority_zero_with_another_interval_is_dropped_too() -> None:
     assert router.deadline() == S + MDI_V2_100
 
 
+def test_a_repeated_advertisement_is_judged_again_under_new_parameters() -> None:
+    # The router remembers the last packet it decoded (a master repeats the same bytes);
+    # a reload that changes the password must not let the old verdict stand, either way.
+    router = backup(auth_pass=b"secret")
+    packet = v2(200, auth_pass=b"secret")
+    assert router.handle(packet, S) == []
+    assert router.handle(packet, 2 * S) == []
+    assert router.statistics().adverts_received == 2
+    router.handle(Reconfigure(params(auth_pass=b"public")), 2 * S + 1)
+    assert drops(router.handle(packet, 3 * S)) == [DropReason.AUTH_PASS]
+    router.handle(Reconfigure(params(auth_pass=b"secret")), 3 * S + 1)
+    assert router.handle(packet, 4 * S) == []
+    assert router.statistics().adverts_received == 3
+    assert router.deadline() == 4 * S + MDI_V2_100
+
+
 @pytest.mark.parametrize(
     ("ours", "theirs", "reason"),
     [

@@ -66,8 +66,6 @@ def run(instructions: list[Instruction], network: bytes, data_offset: int) -> in
                 pc += jt if a == k else jf
             elif code == 0x35:  # jge k
                 pc += jt if a >= k else jf
-            elif code == 0x25:  # jgt k
-                pc += jt if a > k else jf
             elif code == 0x05:  # ja k
                 pc += k
             elif code == 0x06:  # ret k
@@ -119,38 +117,14 @@ def expected(wanted: Wanted, ttl: int, source: IPAddress, message: bytes) -> boo
     )
 
 
-def quiet_expected(wanted: Wanted, ttl: int, source: IPAddress, message: bytes) -> bool:
-    """The quiet socket's rule, written plainly: a backup's routine advertisement."""
-    lowest = dict(wanted.quiet)
-    return (
-        expected(wanted, ttl, source, message)
-        and len(message) >= 3
-        and message[1] in lowest
-        and message[2] >= lowest[message[1]]
-    )
-
-
 def verdicts(wanted: Wanted, ttl: int, source: IPAddress, message: bytes) -> tuple[int, int]:
-    """(advertisement socket, rest socket)."""
-    main, _, rest = all_verdicts(wanted, ttl, source, message)
-    return main, rest
-
-
-def all_verdicts(
-    wanted: Wanted, ttl: int, source: IPAddress, message: bytes
-) -> tuple[int, int, int]:
-    """(advertisement socket, quiet socket, rest socket)."""
     if wanted.family is Family.IPV4:
         assert isinstance(source, IPv4Address)
         network, offset = ipv4_packet(ttl, source, message), 0
     else:
         assert isinstance(source, IPv6Address)
         network, offset = ipv6_packet(ttl, source, message), 40
-    return (
-        run(program(wanted), network, offset),
-        run(program(wanted, quiet=True), network, offset),
-        run(program(wanted, rest=True), network, offset),
-    )
+    return run(program(wanted), network, offset), run(program(wanted, rest=True), network, offset)
 
 
 V4_PEERS = [ip_address(f"192.168.200.{i}") for i in range(1, 6)]
@@ -162,47 +136,32 @@ def cases(draw: st.DrawFn) -> tuple[Wanted, int, IPAddress, bytes]:
     family = draw(st.sampled_from([Family.IPV4, Family.IPV6]))
     peers = V4_PEERS if family is Family.IPV4 else V6_PEERS
     sources = draw(st.none() | st.frozensets(st.sampled_from(peers)))
-    vrids = draw(st.frozensets(st.integers(1, 255), min_size=1, max_size=255))
     wanted = Wanted(
         family,
         draw(st.frozensets(st.sampled_from([2, 3]), min_size=1)),
-        vrids,
+        draw(st.frozensets(st.integers(1, 255), min_size=1, max_size=255)),
         sources,
-        frozenset(
-            (vrid, draw(st.sampled_from([1, 100, 255])))
-            for vrid in draw(st.frozensets(st.sampled_from(sorted(vrids))))
-        ),
     )
     ttl = draw(st.sampled_from([255, 254, 1, 0]))
     source = draw(st.sampled_from(peers))
     first = draw(st.sampled_from([0x31, 0x21, 0x32, 0x11, 0x00, 0xFF]))
-    quiet = [v for v, _ in sorted(wanted.quiet)]
-    vrid = draw(st.sampled_from([*sorted(wanted.vrids)[:3], *quiet[:3], 0, 58]))
-    priority = draw(st.sampled_from([0, 1, 99, 100, 101, 255]))
+    vrid = draw(st.sampled_from([*sorted(wanted.vrids)[:3], 0, 1, 58, 255]))
     message = draw(
         st.sampled_from(
-            [
-                b"",
-                bytes([first]),
-                bytes([first, vrid]),
-                bytes([first, vrid, priority]),
-                bytes([first, vrid, priority]) + b"x" * 30,
-            ]
+            [b"", bytes([first]), bytes([first, vrid]), bytes([first, vrid]) + b"x" * 30]
         )
     )
     return wanted, ttl, source, message
 
 
 @given(cases())
-def test_the_backups_routine_goes_quiet_the_other_plausible_adverts_loud_the_rest_rest(
+def test_the_advertisement_socket_takes_exactly_the_plausible_adverts_and_the_rest_the_rest(
     case: tuple[Wanted, int, IPAddress, bytes],
 ) -> None:
     wanted, ttl, source, message = case
-    main, quiet, rest = all_verdicts(wanted, ttl, source, message)
-    assert (quiet == ACCEPT) is quiet_expected(wanted, ttl, source, message)
-    assert (main == ACCEPT or quiet == ACCEPT) is expected(wanted, ttl, source, message)
-    # Read once: by exactly one of the three sockets, never two or none.
-    assert sorted([main, quiet, rest]) == [0, 0, ACCEPT]
+    main, rest = verdicts(wanted, ttl, source, message)
+    assert (main == ACCEPT) is expected(wanted, ttl, source, message)
+    assert {main, rest} == {0, ACCEPT}  # read once: by one socket, never both or neither
 
 
 def test_a_long_chain_of_vrids_and_peers_jumps_far_and_stays_within_the_kernels_limit() -> None:
@@ -241,32 +200,9 @@ def test_the_versions_an_instance_speaks_decide_the_first_byte(versions: set[int
         assert (main == ACCEPT) is (version in versions)
 
 
-def test_a_backups_advert_is_quiet_unless_the_master_leaves_or_is_to_be_preempted() -> None:
-    # VRID 58: a backup at priority 100 that preempts; VRID 60 one that does not.
-    quiet = frozenset({(58, 100), (60, 1)})
-    wanted = Wanted(Family.IPV4, frozenset({3}), frozenset({58, 59, 60}), None, quiet)
-    source = V4_PEERS[0]
-
-    def advert(vrid: int, priority: int) -> bytes:
-        return bytes([0x31, vrid, priority]) + b"\0" * 13
-
-    assert all_verdicts(wanted, 255, source, advert(58, 150)) == (0, ACCEPT, 0)
-    assert all_verdicts(wanted, 255, source, advert(58, 100)) == (0, ACCEPT, 0)  # a tie
-    assert all_verdicts(wanted, 255, source, advert(58, 99)) == (ACCEPT, 0, 0)  # preempt it
-    assert all_verdicts(wanted, 255, source, advert(60, 1)) == (0, ACCEPT, 0)
-    # The master leaves (priority 0): acted on at once.
-    assert all_verdicts(wanted, 255, source, advert(58, 0)) == (ACCEPT, 0, 0)
-    assert all_verdicts(wanted, 255, source, advert(60, 0)) == (ACCEPT, 0, 0)
-    master = bytes([0x31, 59, 150]) + b"\0" * 13  # VRID 59 is a master here: heard at once
-    assert all_verdicts(wanted, 255, source, master) == (ACCEPT, 0, 0)
-    assert all_verdicts(wanted, 255, source, bytes([0x31, 58])) == (ACCEPT, 0, 0)  # short
-
-
 def test_wanted_of_instances_unions_vrids_and_versions_and_any_source_wins() -> None:
     a, b = V4_PEERS[0], V4_PEERS[1]
     both = Wanted.of(Family.IPV4, [(1, [3], [a]), (2, [2, 3], [b])])
     assert both == Wanted(Family.IPV4, frozenset({2, 3}), frozenset({1, 2}), frozenset({a, b}))
     anyone = Wanted.of(Family.IPV4, [(1, [3], [a]), (2, [3], None), (3, [3], [b])])
     assert anyone.sources is None
-    quiet = Wanted.of(Family.IPV4, [(1, [3], None), (2, [3], None)], quiet=[(2, 0), (7, 50)])
-    assert quiet.quiet == frozenset({(2, 1)})  # only VRIDs on the link; priority 0 is loud
