@@ -32,12 +32,7 @@ class AdvertiseNow:
     in step with its. Sending early is always allowed (a backup only restarts its
     Master_Down_Timer, RFC 9568 §6.4.2); never late. Ignored outside Master; a due
     Adver_Timer is handled as ``Timeout``.
-
-    ``next_at`` (µs): when the Adver_Timer fires next, within one Advertisement_Interval
-    from now (the runtime's step); None: one interval from now.
     """
-
-    next_at: int | None = None
 
 
 @attrs.frozen

@@ -348,7 +348,7 @@ class VirtualRouter:
             case Timeout():
                 return self._on_timeout(now)
             case AdvertiseNow():
-                return self._on_advertise_now(now, event.next_at)
+                return self._on_advertise_now(now)
             case PacketReceived():
                 last = self._last_decoded
                 if last is not None and last[0] == event:
@@ -460,17 +460,13 @@ class VirtualRouter:
                 actions.append(Announce())
         return actions
 
-    def _on_advertise_now(self, now: int, next_at: int | None) -> list[Action]:
+    def _on_advertise_now(self, now: int) -> list[Action]:
         if self._state is not State.MASTER or self._timer is None:
             return []
         if self._timer <= now:
             return self._on_timeout(now)
-        # RFC 9568 §6.4.3 as if the Adver_Timer fired now: send, restart it (never later
-        # than one interval from now).
-        interval = timers.centiseconds(self.params.advert_interval_cs)
-        self._timer = (
-            now + interval if next_at is None else min(max(next_at, now + 1), now + interval)
-        )
+        # RFC 9568 §6.4.3 as if the Adver_Timer fired now: send, restart it from now.
+        self._timer = now + timers.centiseconds(self.params.advert_interval_cs)
         return [self._advertise(self._effective_priority)]
 
     def _on_advert(self, source: IPAddress, advert: Advertisement, now: int) -> list[Action]:

@@ -40,9 +40,6 @@ class Demux:
         self._unknown_vrid: dict[LinkKey, int] = {}
         self._header_errors: dict[LinkKey, int] = {}
         self._logs = RateLimiter()
-        # Called after each batch of advertisements is handed out (the node: masters due
-        # soon advertise in this wake-up, docs/design.md "Masters advertise together").
-        self.after_batch: Callable[[], None] | None = None
 
     def update(self, live: Iterable[Instance], nursery: trio.Nursery) -> None:
         """Open (or reopen) one transport per (interface, family) ``live`` uses; close the
@@ -124,19 +121,14 @@ class Demux:
         with scope:
             if isinstance(transport, BatchTransport):
                 while True:
-                    batch = await transport.receive_batch()
-                    for item in batch:
+                    for item in await transport.receive_batch():
                         self._dispatch(key, item)
-                    if batch and self.after_batch is not None:
-                        self.after_batch()
             while True:
                 try:
                     packet: PacketReceived | DecodeError = await transport.receive()
                 except DecodeError as exc:
                     packet = exc
                 self._dispatch(key, packet)
-                if self.after_batch is not None:
-                    self.after_batch()
 
     async def _rest_loop(self, key: LinkKey, rest: Receiver, scope: trio.CancelScope) -> None:
         """What the advertisement socket's filter left out: read only to be counted."""

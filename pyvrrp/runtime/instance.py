@@ -319,14 +319,13 @@ class Instance:
             return None
         return max(deadline, now_us())
 
-    def _early(self, base: int, next_at: int) -> None:
+    def _early(self, base: int) -> None:
         """The schedule's call: another master of this Advertisement_Interval is due at
-        ``base`` (µs), or the node is awake for a burst of its peers' advertisements, and
-        ours comes later: advertise now, next at ``next_at`` (in step with the others)."""
+        ``base`` (µs), ours comes later: advertise now, in step with it from now on."""
         if self._idle:
-            self._handle_now(AdvertiseNow(next_at), base)
+            self._handle_now(AdvertiseNow(), base)
         else:
-            self._enqueue(AdvertiseNow(next_at))
+            self._enqueue(AdvertiseNow())
 
     def _arm(self) -> None:
         """Set the router's next deadline in the schedule; a master whose next deadline is

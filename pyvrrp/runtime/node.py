@@ -132,7 +132,6 @@ class Node:
         self.instances: dict[str, Instance] = {}
         self._retiring: list[Instance] = []
         self._demux = Demux(transport_factory)
-        self._demux.after_batch = lambda: self._schedule.pull_soon(now_us())
         # Through lambdas: a reload replaces self.instances and self.config.
         self._reasserter = Reasserter(
             netlink,

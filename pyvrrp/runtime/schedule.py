@@ -30,11 +30,6 @@ from collections.abc import Callable, Hashable
 
 import trio
 
-# pull_soon: a group woken by a burst runs this long after it (more than the jitter between
-# two bursts, so that the next one still comes first).
-STEP_AFTER_US = 2_000
-PULL_EVERY_US = 1_000
-
 
 class Schedule:
     """Wake-up times of many owners (the node's instances), one sleeping task for all.
@@ -62,10 +57,9 @@ class Schedule:
         self._sleep: trio.CancelScope | None = None
         # Groups (see the module's docstring): period (µs) -> members (in joining order), and
         # for each member its deadline (µs) and its early callback (called with the base).
-        self._groups: dict[int, dict[Hashable, Callable[[int, int], None]]] = {}
+        self._groups: dict[int, dict[Hashable, Callable[[int], None]]] = {}
         self._group_of: dict[Hashable, int] = {}
         self._deadline_us: dict[Hashable, int] = {}
-        self._pulled_at = -PULL_EVERY_US
 
     def wake_time(self, deadline_us: int | None) -> float:
         """The trio time at which an owner due at ``deadline_us`` (µs) is woken."""
@@ -77,15 +71,14 @@ class Schedule:
         deadline_us: int | None,
         due: Callable[[], None],
         group: int | None = None,
-        early: Callable[[int, int], None] | None = None,
+        early: Callable[[int], None] | None = None,
     ) -> None:
         """Call ``due()`` at :meth:`wake_time` of ``deadline_us`` (None: never).
 
         With a ``group`` (a period in µs) and ``early``: when another member of the group is
         due at ``base`` and ``deadline_us`` lies within the period after it
-        (``base < deadline_us < base + group``), ``early(base, base + group)`` is called in
-        that wake-up instead (the owner advertises and arms its new time, the second
-        argument)."""
+        (``base < deadline_us < base + group``), ``early(base)`` is called in that wake-up
+        instead (the owner then arms its new time)."""
         if self._group_of.get(owner) != group:
             self._regroup(owner, group, early)
         if group is not None and deadline_us is not None:
@@ -113,7 +106,7 @@ class Schedule:
                 sleep.deadline = self._earliest()  # or later: no wake-up for nothing
 
     def _regroup(
-        self, owner: Hashable, group: int | None, early: Callable[[int, int], None] | None
+        self, owner: Hashable, group: int | None, early: Callable[[int], None] | None
     ) -> None:
         old = self._group_of.pop(owner, None)
         if old is not None:
@@ -200,25 +193,4 @@ class Schedule:
         deadline_us = self._deadline_us
         for owner, early in list(members.items()):
             if owner in self._at and base < deadline_us.get(owner, base) < base + group:
-                early(base, base + group)
-
-    def pull_soon(self, now_us: int) -> None:
-        """The node is awake for something else (a burst of its peers' advertisements): a
-        group due within half its period advertises now, and runs from just after now
-        (``now + STEP_AFTER + period``), so that it stays due just after the peers' next
-        burst and is sent in the wake-up that burst causes: one wake-up per interval for
-        both, not two. Never for nothing: only groups that are due soon."""
-        if now_us - self._pulled_at < PULL_EVERY_US:
-            return  # a flood of batches: once a millisecond is enough
-        self._pulled_at = now_us
-        deadline_us = self._deadline_us
-        for group, members in list(self._groups.items()):  # the calls may regroup owners
-            soon = now_us + group // 2
-            armed = [o for o in members if o in self._at and deadline_us.get(o, soon) <= soon]
-            if not armed:
-                continue
-            following = now_us + min(STEP_AFTER_US, group // 10) + group
-            for owner in armed:
-                early = members.get(owner)
-                if early is not None and owner in self._at:  # not re-armed by an earlier call
-                    early(now_us, following)
+                early(base)

@@ -134,10 +134,9 @@ async def test_a_due_group_member_wakes_the_others_of_its_period_early_with_its_
             calls.append((name, "due", trio.current_time(), None))
             arm(name, deadline + (group or period), group)  # a master's next Adver_Timer
 
-        def early(base: int, following: int) -> None:
+        def early(base: int) -> None:
             calls.append((name, "early", trio.current_time(), base))
-            assert following == base + (group or period)
-            arm(name, following, group)  # AdvertiseNow: in step from the base on
+            arm(name, base + (group or period), group)  # AdvertiseNow: from the base on
 
         if group is None:
             schedule.set(name, deadline, due)
@@ -177,8 +176,8 @@ async def test_leaving_a_group_or_cancelling_stops_early_wake_ups(
     await nursery.start(schedule.run)
     calls: list[str] = []
 
-    def early(name: str) -> Callable[[int, int], None]:
-        return lambda base, following: calls.append(f"{name} early")
+    def early(name: str) -> Callable[[int], None]:
+        return lambda base: calls.append(f"{name} early")
 
     schedule.set("a", 1_000_000, lambda: calls.append("a due"), 1_000_000, early("a"))
     schedule.set("b", 1_500_000, lambda: calls.append("b due"), 1_000_000, early("b"))
@@ -188,40 +187,3 @@ async def test_leaving_a_group_or_cancelling_stops_early_wake_ups(
     await trio.sleep(3)
     assert calls == ["a due", "b due"]
     assert schedule.armed() == 0
-
-
-async def test_a_burst_of_the_peers_advertisements_brings_a_group_due_soon_along(
-    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
-) -> None:
-    # The node is awake for its peers' burst: a group of masters due within half a period
-    # advertises in that wake-up, and runs from just after the burst (so the next burst,
-    # an interval later, comes first again). Not a group due later, nor a non-master.
-    schedule = Schedule()
-    await nursery.start(schedule.run)
-    period = 1_000_000
-    calls: list[tuple[str, int, int]] = []
-
-    def early(name: str, group: int = period) -> Callable[[int, int], None]:
-        def call(base: int, following: int) -> None:
-            calls.append((name, base, following))
-            schedule.set(name, following, lambda: None, group, early(name, group))
-
-        return call
-
-    schedule.set("a", 1_300_000, lambda: None, period, early("a"))
-    schedule.set("b", 1_450_000, lambda: None, period, early("b"))
-    c = 2 * period  # another interval, due within half of its own
-    schedule.set("c", 1_200_000, lambda: None, c, early("c", c))
-    schedule.set("d", 1_100_000, lambda: None)  # a backup
-    schedule.pull_soon(1_000_000)
-    assert calls == [
-        ("a", 1_000_000, 2_002_000),
-        ("b", 1_000_000, 2_002_000),
-        ("c", 1_000_000, 3_002_000),
-    ]
-    calls.clear()
-    schedule.pull_soon(1_000_500)  # another batch within a millisecond: nothing to do
-    schedule.pull_soon(1_400_000)  # due in 0.6 s: more than half a period away
-    assert calls == []
-    schedule.pull_soon(1_600_000)
-    assert [name for name, _, _ in calls] == ["a", "b"]

@@ -567,15 +567,6 @@ def test_advertise_now_sends_early_and_runs_the_adver_timer_from_then() -> None:
     assert router.deadline() == t + 3_600_000
 
 
-def test_advertise_now_runs_the_adver_timer_to_the_time_given_never_later() -> None:
-    router, t = master()
-    assert router.handle(AdvertiseNow(t + 1_500_000), t + 600_000) == [send(100)]
-    assert router.deadline() == t + 1_500_000
-    # At most one interval from now: never later than the protocol allows.
-    assert router.handle(AdvertiseNow(t + 9 * S), t + 1_000_000) == [send(100)]
-    assert router.deadline() == t + 2_000_000
-
-
 def test_advertise_now_is_ignored_outside_master() -> None:
     router = backup()
     assert router.adver_timer is None
