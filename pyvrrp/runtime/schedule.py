@@ -81,6 +81,8 @@ class Schedule:
         instead (the owner then arms its new time)."""
         if self._group_of.get(owner) != group:
             self._regroup(owner, group, early)
+        elif group is not None and early is not None:
+            self._groups[group][owner] = early  # the same group: the latest callback
         if group is not None and deadline_us is not None:
             self._deadline_us[owner] = deadline_us
         at = self.wake_time(deadline_us)
