@@ -40,6 +40,9 @@ class Demux:
         self._unknown_vrid: dict[LinkKey, int] = {}
         self._header_errors: dict[LinkKey, int] = {}
         self._logs = RateLimiter()
+        # Called before each batch of received packets is handed out (the node: the routers
+        # due now first, pyvrrp/runtime/schedule.py Schedule.fire_due).
+        self.before_batch: Callable[[], None] | None = None
 
     def update(self, live: Iterable[Instance], nursery: trio.Nursery) -> None:
         """Open (or reopen) one transport per (interface, family) ``live`` uses; close the
@@ -121,7 +124,10 @@ class Demux:
         with scope:
             if isinstance(transport, BatchTransport):
                 while True:
-                    for item in await transport.receive_batch():
+                    batch = await transport.receive_batch()
+                    if self.before_batch is not None:
+                        self.before_batch()
+                    for item in batch:
                         self._dispatch(key, item)
             while True:
                 try:

@@ -132,6 +132,7 @@ class Node:
         self.instances: dict[str, Instance] = {}
         self._retiring: list[Instance] = []
         self._demux = Demux(transport_factory)
+        self._demux.before_batch = self._schedule.fire_due
         # Through lambdas: a reload replaces self.instances and self.config.
         self._reasserter = Reasserter(
             netlink,

@@ -81,6 +81,8 @@ class Schedule:
         instead (the owner then arms its new time)."""
         if self._group_of.get(owner) != group:
             self._regroup(owner, group, early)
+        elif group is not None and early is not None:
+            self._groups[group][owner] = early  # the same group: the latest callback
         if group is not None and deadline_us is not None:
             self._deadline_us[owner] = deadline_us
         at = self.wake_time(deadline_us)
@@ -154,35 +156,46 @@ class Schedule:
         """The one task: sleep until the earliest wake-up, call every owner that is due, in
         time order (ties: in the order they were first armed)."""
         task_status.started()
-        at = self._at
         while True:
             with trio.CancelScope(deadline=self._earliest()) as self._sleep:
                 await trio.sleep_forever()
             self._sleep = None
-            now = trio.current_time()
-            heap = self._heap  # (compaction replaces the list)
-            due: list[Hashable] = []
-            bases: dict[int, int] = {}  # group -> the earliest due member's deadline (µs)
-            group_of = self._group_of
-            while heap and heap[0][0] <= now:
-                time, _, _, owner = heapq.heappop(heap)
-                if at.get(owner) == time:
-                    del at[owner]
-                    due.append(owner)
-                    group = group_of.get(owner)
-                    if group is not None and group not in bases:
-                        bases[group] = self._deadline_us[owner]
-            # Called after the due ones are known. One that an earlier callback re-armed (a
-            # backup's poll hands a packet to another backup on the link) or cancelled is
-            # not called now: its new time is in the heap.
-            for owner in due:
-                if owner in at:
-                    continue
-                callback = self._due.pop(owner, None)
-                if callback is not None:
-                    callback()
-            for group, base in bases.items():
-                self._pull(group, base)
+            self.fire_due()
+
+    def fire_due(self) -> None:
+        """Call every owner that is due now, in time order (ties: in the order they were
+        first armed). The task does it when it wakes; a receive loop does it before it hands
+        out a batch, so that advertisements due now are not sent after the batch's work
+        (trio runs the tasks woken together in either order)."""
+        now = trio.current_time()
+        heap = self._heap  # (compaction replaces the list)
+        if not heap or heap[0][0] > now:
+            return
+        at = self._at
+        due: list[Hashable] = []
+        bases: dict[int, int] = {}  # group -> the earliest due member's deadline (µs)
+        group_of = self._group_of
+        while heap and heap[0][0] <= now:
+            time, _, _, owner = heapq.heappop(heap)
+            if at.get(owner) == time:
+                del at[owner]
+                due.append(owner)
+                group = group_of.get(owner)
+                if group is not None and group not in bases:
+                    bases[group] = self._deadline_us[owner]
+        # Called after the due ones are known. One that an earlier callback re-armed (a
+        # backup's poll hands a packet to another backup on the link) or cancelled is not
+        # called now: its new time is in the heap.
+        for owner in due:
+            if owner in at:
+                continue
+            callback = self._due.pop(owner, None)
+            if callback is not None:
+                callback()
+        for group, base in bases.items():
+            self._pull(group, base)
+        if self._sleep is not None:  # called from elsewhere: the task sleeps until what is left
+            self._sleep.deadline = self._earliest()
 
     def _pull(self, group: int, base: int) -> None:
         """Wake early the members of ``group`` whose time comes within the period after

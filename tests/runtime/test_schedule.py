@@ -187,3 +187,34 @@ async def test_leaving_a_group_or_cancelling_stops_early_wake_ups(
     await trio.sleep(3)
     assert calls == ["a due", "b due"]
     assert schedule.armed() == 0
+
+
+async def test_a_receive_loop_can_fire_what_is_due_first_and_the_task_then_sleeps_on(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    # Woken together with the schedule's task (trio runs them in either order), a receive
+    # loop sends the advertisements due now before it handles its batch.
+    schedule = Schedule()
+    await nursery.start(schedule.run)
+    calls: list[tuple[str, float]] = []
+    steps = 0
+
+    class Steps(trio.abc.Instrument):
+        def before_task_step(self, task: trio.lowlevel.Task) -> None:
+            nonlocal steps
+            if task.name.endswith("Schedule.run"):
+                steps += 1
+
+    schedule.set("a", 1_000_000, lambda: calls.append(("a", trio.current_time())))
+    schedule.set("b", 3_000_000, lambda: calls.append(("b", trio.current_time())))
+    schedule.fire_due()  # nothing due yet: nothing called
+    assert calls == []
+    await trio.testing.wait_all_tasks_blocked()
+    trio.lowlevel.add_instrument(Steps())
+    autojump_clock.jump(1.0)
+    schedule.fire_due()  # before the task's own wake-up
+    assert calls == [("a", 1.0)]
+    await trio.sleep(1.5)
+    assert calls == [("a", 1.0)] and steps == 0  # not twice, and no wake-up for nothing
+    await trio.sleep(1)
+    assert calls == [("a", 1.0), ("b", 3.0)]
