@@ -15,10 +15,10 @@ a time, in order, never interleaved with each other (pyvrrp/runtime/instance.py)
 Masters advertise together: an owner armed with a ``group`` (a master whose next deadline is
 its Adver_Timer; the group is its Advertisement_Interval in µs) is woken *early* with the
 group's base time whenever another member of its group is due at that base and its own time
-comes later within the period: its advertisement goes out now and its Adver_Timer runs in
-step with the others' from then on. Many masters of one interval then cost one wake-up per
-interval instead of one each, on the senders and on the receivers, whose advertisements
-arrive together (docs/design.md, "Masters advertise together").
+comes later by less than a tenth of the period (ALIGN_FRACTION): its advertisement goes out
+now and its Adver_Timer runs in step with the others' from then on. Many masters of one
+interval then cost one wake-up per interval instead of one each, on the senders and on the
+receivers, whose advertisements arrive together (docs/design.md, "Masters advertise together").
 """
 
 from __future__ import annotations
@@ -29,6 +29,11 @@ import math
 from collections.abc import Callable, Hashable
 
 import trio
+
+# A master is brought forward to its group's advertisement when its own comes less than this
+# fraction of the interval later: at most a tenth of an interval early, once. Groups closer
+# than that merge (whichever is due first brings the other along); at most ten stay apart.
+ALIGN_FRACTION = 10
 
 
 class Schedule:
@@ -76,8 +81,8 @@ class Schedule:
         """Call ``due()`` at :meth:`wake_time` of ``deadline_us`` (None: never).
 
         With a ``group`` (a period in µs) and ``early``: when another member of the group is
-        due at ``base`` and ``deadline_us`` lies within the period after it
-        (``base < deadline_us < base + group``), ``early(base)`` is called in that wake-up
+        due at ``base`` and ``deadline_us`` comes less than ``group // ALIGN_FRACTION`` after
+        it, ``early(base)`` is called in that wake-up
         instead (the owner then arms its new time)."""
         if self._group_of.get(owner) != group:
             self._regroup(owner, group, early)
@@ -198,12 +203,14 @@ class Schedule:
             self._sleep.deadline = self._earliest()
 
     def _pull(self, group: int, base: int) -> None:
-        """Wake early the members of ``group`` whose time comes within the period after
-        ``base`` (the ones due at ``base`` have moved on by a period: not them again)."""
+        """Wake early the members of ``group`` whose time comes less than a tenth of the
+        period after ``base`` (the ones due at ``base`` have moved on by a period: not them
+        again)."""
         members = self._groups.get(group)
         if not members:
             return
         deadline_us = self._deadline_us
+        window = group // ALIGN_FRACTION
         for owner, early in list(members.items()):
-            if owner in self._at and base < deadline_us.get(owner, base) < base + group:
+            if owner in self._at and base < deadline_us.get(owner, base) < base + window:
                 early(base)

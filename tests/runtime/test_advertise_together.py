@@ -20,13 +20,15 @@ async def test_masters_of_one_interval_fall_into_step_after_their_first_advertis
     autojump_clock: trio.testing.MockClock, cluster: Cluster
 ) -> None:
     # Alone on the LAN each takes over at its own Master_Down_Interval (RFC 9568 §6.1):
-    # vip59 (priority 200) at 3.21875 s, vip58 (150) at 3.4140625 s, vip60 (2 s interval)
-    # at 7.21875 s.
+    # vip59 (priority 200) at 3.21875 s, vip58 (180) at 3.296875 s: less than a tenth of an
+    # interval later, so brought forward to vip59's step; vip57 (150) at 3.4140625 s, more
+    # than that: its own step; vip60 (2 s interval) at 7.21875 s: another interval.
     await cluster.start(
         "A",
         config(
             {
-                "vip58": instance(58, 150, "1.2.3.58/29"),
+                "vip57": instance(57, 150, "1.2.3.57/29"),
+                "vip58": instance(58, 180, "1.2.3.58/29"),
                 "vip59": instance(59, 200, "1.2.3.59/29"),
                 "vip60": instance(60, 100, "1.2.3.60/29", advert_interval=2),
             }
@@ -34,12 +36,13 @@ async def test_masters_of_one_interval_fall_into_step_after_their_first_advertis
     )
     await cluster.sleep_until(12)
     assert cluster.masters("vip58") == cluster.masters("vip59") == ["A"]
-    times = {vrid: [t for t, _ in cluster.adverts("A", vrid)] for vrid in (58, 59, 60)}
+    times = {vrid: [t for t, _ in cluster.adverts("A", vrid)] for vrid in (57, 58, 59, 60)}
     # vip58's first advertisement goes out as it takes over; its second one with vip59's.
     assert times[59][:3] == [3.21875, 4.21875, 5.21875]
-    assert times[58][:3] == [3.414062, 4.21875, 5.21875]
+    assert times[58][:3] == [3.296875, 4.21875, 5.21875]
     assert times[58][1:] == times[59][1:]
-    # Another interval keeps its own step (and the first, alone, is not pulled by it).
+    # Too far from that step, and another interval: each keeps its own.
+    assert times[57][:3] == [3.414062, 4.414062, 5.414062]
     assert times[60] == [7.21875, 9.21875, 11.21875]
     # Nothing is sent late or twice: every later interval is exactly the configured one.
     gaps = [round(b - a, 6) for a, b in itertools.pairwise(times[58][1:])]

@@ -144,28 +144,32 @@ async def test_a_due_group_member_wakes_the_others_of_its_period_early_with_its_
             schedule.set(name, deadline, due, group, early)
 
     arm("a", 1_000_000)
-    arm("b", 1_400_000)
-    arm("c", 1_999_999)
-    arm("d", 1_200_000, group=500_000)  # another interval: its own group
-    arm("e", 1_300_000, group=None)  # not a master: never early
+    arm("b", 1_040_000)
+    arm("c", 1_099_999)  # less than a tenth of the period after a's: brought forward
+    arm("g", 1_100_000)  # a tenth or more: keeps its own step
+    arm("d", 1_020_000, group=500_000)  # another interval: its own group
+    arm("e", 1_030_000, group=None)  # not a master: never early
     await trio.sleep(0.5)
-    arm("f", 2_500_000)  # after a's next time: within the period of that one
+    arm("f", 2_050_000)  # within a tenth after a's next time
     await trio.sleep(1.55)
     assert calls[:5] == [
         ("a", "due", 1.0, None),
         ("b", "early", 1.0, 1_000_000),
         ("c", "early", 1.0, 1_000_000),
-        ("d", "due", 1.2, None),
-        ("e", "due", 1.3, None),
+        ("d", "due", 1.02, None),
+        ("e", "due", 1.03, None),
     ]
     # From then on a, b and c are due together: one wake-up, no early calls among them; f
-    # is woken early at their next time and joins them.
+    # is woken early at their next time and joins them; g keeps its step.
     assert [(n, kind, at) for n, kind, at, _ in calls[5:]] == [
-        ("d", "due", 1.7),
+        ("g", "due", 1.1),
+        ("d", "due", 1.52),
         ("a", "due", 2.0),
         ("b", "due", 2.0),
         ("c", "due", 2.0),
         ("f", "early", 2.0),
+        ("d", "due", 2.02),
+        ("e", "due", 2.03),
     ]
 
 
@@ -180,9 +184,9 @@ async def test_leaving_a_group_or_cancelling_stops_early_wake_ups(
         return lambda base: calls.append(f"{name} early")
 
     schedule.set("a", 1_000_000, lambda: calls.append("a due"), 1_000_000, early("a"))
-    schedule.set("b", 1_500_000, lambda: calls.append("b due"), 1_000_000, early("b"))
-    schedule.set("c", 1_600_000, lambda: calls.append("c due"), 1_000_000, early("c"))
-    schedule.set("b", 1_500_000, lambda: calls.append("b due"))  # a backup now
+    schedule.set("b", 1_050_000, lambda: calls.append("b due"), 1_000_000, early("b"))
+    schedule.set("c", 1_060_000, lambda: calls.append("c due"), 1_000_000, early("c"))
+    schedule.set("b", 1_050_000, lambda: calls.append("b due"))  # a backup now
     schedule.cancel("c")
     await trio.sleep(3)
     assert calls == ["a due", "b due"]
