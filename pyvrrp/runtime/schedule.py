@@ -15,7 +15,7 @@ a time, in order, never interleaved with each other (pyvrrp/runtime/instance.py)
 Masters advertise together: an owner armed with a ``group`` (a master whose next deadline is
 its Adver_Timer; the group is its Advertisement_Interval in µs) is woken *early* with the
 group's base time whenever another member of its group is due at that base and its own time
-comes later by less than a tenth of the period (ALIGN_FRACTION): its advertisement goes out
+comes later by less than half the period (ALIGN_FRACTION): its advertisement goes out
 now and its Adver_Timer runs in step with the others' from then on. Many masters of one
 interval then cost one wake-up per interval instead of one each, on the senders and on the
 receivers, whose advertisements arrive together (docs/design.md, "Masters advertise together").
@@ -31,9 +31,10 @@ from collections.abc import Callable, Hashable
 import trio
 
 # A master is brought forward to its group's advertisement when its own comes less than this
-# fraction of the interval later: at most a tenth of an interval early, once. Groups closer
-# than that merge (whichever is due first brings the other along); at most ten stay apart.
-ALIGN_FRACTION = 10
+# fraction of the interval later: at most half an interval early, once. Any two steps are
+# less than half an interval apart one way round, so a node's masters of one interval end up
+# in one step: the one due first within that half brings the other along.
+ALIGN_FRACTION = 2
 
 
 class Schedule:
@@ -203,8 +204,8 @@ class Schedule:
             self._sleep.deadline = self._earliest()
 
     def _pull(self, group: int, base: int) -> None:
-        """Wake early the members of ``group`` whose time comes less than a tenth of the
-        period after ``base`` (the ones due at ``base`` have moved on by a period: not them
+        """Wake early the members of ``group`` whose time comes less than half the period
+        after ``base`` (the ones due at ``base`` have moved on by a period: not them
         again)."""
         members = self._groups.get(group)
         if not members:

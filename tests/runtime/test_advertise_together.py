@@ -20,9 +20,9 @@ async def test_masters_of_one_interval_fall_into_step_after_their_first_advertis
     autojump_clock: trio.testing.MockClock, cluster: Cluster
 ) -> None:
     # Alone on the LAN each takes over at its own Master_Down_Interval (RFC 9568 §6.1):
-    # vip59 (priority 200) at 3.21875 s, vip58 (180) at 3.296875 s: less than a tenth of an
-    # interval later, so brought forward to vip59's step; vip57 (150) at 3.4140625 s, more
-    # than that: its own step; vip60 (2 s interval) at 7.21875 s: another interval.
+    # vip59 (priority 200) at 3.21875 s, vip58 (180) at 3.296875 s and vip57 (150) at
+    # 3.4140625 s, less than half an interval later: brought forward to vip59's step; vip60
+    # (2 s interval) at 7.21875 s: another interval, its own step.
     await cluster.start(
         "A",
         config(
@@ -37,16 +37,34 @@ async def test_masters_of_one_interval_fall_into_step_after_their_first_advertis
     await cluster.sleep_until(12)
     assert cluster.masters("vip58") == cluster.masters("vip59") == ["A"]
     times = {vrid: [t for t, _ in cluster.adverts("A", vrid)] for vrid in (57, 58, 59, 60)}
-    # vip58's first advertisement goes out as it takes over; its second one with vip59's.
+    # Each one's first advertisement goes out as it takes over; the second with vip59's.
     assert times[59][:3] == [3.21875, 4.21875, 5.21875]
     assert times[58][:3] == [3.296875, 4.21875, 5.21875]
-    assert times[58][1:] == times[59][1:]
-    # Too far from that step, and another interval: each keeps its own.
-    assert times[57][:3] == [3.414062, 4.414062, 5.414062]
+    assert times[57][:3] == [3.414062, 4.21875, 5.21875]
+    assert times[57][1:] == times[58][1:] == times[59][1:]
     assert times[60] == [7.21875, 9.21875, 11.21875]
     # Nothing is sent late or twice: every later interval is exactly the configured one.
     gaps = [round(b - a, 6) for a, b in itertools.pairwise(times[58][1:])]
     assert set(gaps) == {1.0}
+
+
+async def test_the_step_due_first_within_half_an_interval_brings_the_other_along(
+    autojump_clock: trio.testing.MockClock, cluster: Cluster
+) -> None:
+    # vip59 (200) takes over at 3.21875 s, vip58 (50) at 3.8046875 s: vip58 is 0.59 s after
+    # vip59's step, so vip59 is 0.41 s after vip58's: when vip58 is next due (its takeover is
+    # not a step), vip59 moves to vip58's step (a backup taking over one router keeps the
+    # offset it took over with).
+    await cluster.start(
+        "A",
+        config(
+            {"vip58": instance(58, 50, "1.2.3.58/29"), "vip59": instance(59, 200, "1.2.3.59/29")}
+        ),
+    )
+    await cluster.sleep_until(8)
+    times = {vrid: [t for t, _ in cluster.adverts("A", vrid)] for vrid in (58, 59)}
+    assert times[58][:3] == [3.804687, 4.804687, 5.804687]
+    assert times[59][:4] == [3.21875, 4.21875, 4.804687, 5.804687]
 
 
 async def test_a_backup_in_step_with_nothing_is_never_woken_early(

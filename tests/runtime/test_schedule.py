@@ -145,12 +145,12 @@ async def test_a_due_group_member_wakes_the_others_of_its_period_early_with_its_
 
     arm("a", 1_000_000)
     arm("b", 1_040_000)
-    arm("c", 1_099_999)  # less than a tenth of the period after a's: brought forward
-    arm("g", 1_100_000)  # a tenth or more: keeps its own step
-    arm("d", 1_020_000, group=500_000)  # another interval: its own group
+    arm("c", 1_499_999)  # less than half the period after a's: brought forward
+    arm("g", 1_500_000)  # half or more: keeps its own step
+    arm("d", 1_020_000, group=400_000)  # another interval: its own group
     arm("e", 1_030_000, group=None)  # not a master: never early
     await trio.sleep(0.5)
-    arm("f", 2_050_000)  # within a tenth after a's next time
+    arm("f", 2_450_000)  # within half a period after a's next time
     await trio.sleep(1.55)
     assert calls[:5] == [
         ("a", "due", 1.0, None),
@@ -162,13 +162,13 @@ async def test_a_due_group_member_wakes_the_others_of_its_period_early_with_its_
     # From then on a, b and c are due together: one wake-up, no early calls among them; f
     # is woken early at their next time and joins them; g keeps its step.
     assert [(n, kind, at) for n, kind, at, _ in calls[5:]] == [
-        ("g", "due", 1.1),
-        ("d", "due", 1.52),
+        ("d", "due", 1.42),
+        ("g", "due", 1.5),
+        ("d", "due", 1.82),
         ("a", "due", 2.0),
         ("b", "due", 2.0),
         ("c", "due", 2.0),
         ("f", "early", 2.0),
-        ("d", "due", 2.02),
         ("e", "due", 2.03),
     ]
 
