@@ -28,9 +28,9 @@ class AdvertiseNow:
 
     A runtime with many masters of one Advertisement_Interval sends their advertisements
     together, in one wake-up per interval (docs/design.md, "Masters advertise together"):
-    when the first of them is due it hands this to the others, whose Adver_Timer then runs
-    in step with its. Sending early is always allowed (a backup only restarts its
-    Master_Down_Timer, RFC 9568 §6.4.2); never late. Ignored outside Master; a due
+    when one of them is due it hands this to those due less than half an interval later,
+    whose Adver_Timer then runs in step with its. Sending early is always allowed (a backup
+    only restarts its Master_Down_Timer, RFC 9568 §6.4.2); never late. Ignored outside Master; a due
     Adver_Timer is handled as ``Timeout``.
     """
 

@@ -106,6 +106,19 @@ class Sent:
     advert: Advertisement
 
 
+class TaskSteps(trio.abc.Instrument):
+    """Counts the steps of the tasks whose name ends with ``suffix`` (``Instance.drive``,
+    ``Schedule.run``...): how often they woke."""
+
+    def __init__(self, suffix: str) -> None:
+        self.suffix = suffix
+        self.steps = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task.name.endswith(self.suffix):
+            self.steps += 1
+
+
 class RecordingTransport:
     """A transport that records what it sends, then passes everything to ``inner``."""
 

@@ -21,7 +21,7 @@ from pyvrrp.core.events import PacketReceived
 from pyvrrp.core.packet import Advertisement, DecodeError, DropReason, Family, IPAddress, encode
 from pyvrrp.runtime.transport import BatchTransport, Transport, TransportFactory
 
-from .cluster import Cluster, config, instance
+from .cluster import Cluster, TaskSteps, config, instance
 
 GROUP = Family.IPV4.multicast_group
 MASTER = ip_address("192.168.200.9")  # a master on the LAN that is not one of the cluster's
@@ -34,17 +34,6 @@ def advert_from_master(vrid: int = 58, priority: int = 200) -> PacketReceived:
         vrid=vrid, priority=priority, max_advert_interval=100, addresses=(ip_address("1.2.3.58"),)
     )
     return PacketReceived(encode(advert, source=MASTER, destination=GROUP), MASTER, GROUP, 255)
-
-
-class DriverSteps(trio.abc.Instrument):
-    """Counts the steps of the instances' driver tasks."""
-
-    def __init__(self) -> None:
-        self.steps = 0
-
-    def before_task_step(self, task: trio.lowlevel.Task) -> None:
-        if task.name.endswith("Instance.drive"):
-            self.steps += 1
 
 
 async def test_a_packet_reaching_an_idle_router_is_handled_before_deliver_returns(
@@ -75,7 +64,7 @@ async def test_a_master_sends_every_advertisement_without_its_driver_task(
     a = await cluster.start("A", config({"vip58": instance(58, 100, "1.2.3.58/29")}))
     await cluster.sleep_until(5)
     assert a.state("vip58") is State.MASTER
-    steps = DriverSteps()
+    steps = TaskSteps("Instance.drive")
     trio.lowlevel.add_instrument(steps)
     try:
         sent_before = len(cluster.adverts("A"))

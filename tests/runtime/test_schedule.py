@@ -10,6 +10,8 @@ import trio.testing
 
 from pyvrrp.runtime.schedule import Schedule
 
+from .cluster import TaskSteps
+
 
 async def test_owners_are_woken_at_their_times_less_the_lead_in_time_order(
     autojump_clock: trio.testing.MockClock,
@@ -65,13 +67,7 @@ async def test_owners_due_together_are_woken_in_one_wake_up(
 ) -> None:
     schedule = Schedule()
     woken: list[int] = []
-    wake_ups = 0
-
-    class Count(trio.abc.Instrument):
-        def before_task_step(self, task: trio.lowlevel.Task) -> None:
-            nonlocal wake_ups
-            if task.name.endswith("Schedule.run"):
-                wake_ups += 1
+    wake_ups = TaskSteps("Schedule.run")
 
     async with trio.open_nursery() as nursery:
         await nursery.start(schedule.run)
@@ -80,11 +76,11 @@ async def test_owners_due_together_are_woken_in_one_wake_up(
         for owner in range(200):
             schedule.set(owner, deadline, functools.partial(woken.append, owner))
         await trio.testing.wait_all_tasks_blocked()
-        trio.lowlevel.add_instrument(Count())
+        trio.lowlevel.add_instrument(wake_ups)
         await trio.sleep(2)
         nursery.cancel_scope.cancel()
     assert woken == list(range(200))
-    assert wake_ups == 2  # the wake-up at 1 s, and the cancellation at the end
+    assert wake_ups.steps == 2  # the wake-up at 1 s, and the cancellation at the end
 
 
 async def test_an_owner_re_armed_or_cancelled_by_an_earlier_callback_is_not_called_now(
@@ -201,24 +197,18 @@ async def test_a_receive_loop_can_fire_what_is_due_first_and_the_task_then_sleep
     schedule = Schedule()
     await nursery.start(schedule.run)
     calls: list[tuple[str, float]] = []
-    steps = 0
-
-    class Steps(trio.abc.Instrument):
-        def before_task_step(self, task: trio.lowlevel.Task) -> None:
-            nonlocal steps
-            if task.name.endswith("Schedule.run"):
-                steps += 1
+    steps = TaskSteps("Schedule.run")
 
     schedule.set("a", 1_000_000, lambda: calls.append(("a", trio.current_time())))
     schedule.set("b", 3_000_000, lambda: calls.append(("b", trio.current_time())))
     schedule.fire_due()  # nothing due yet: nothing called
     assert calls == []
     await trio.testing.wait_all_tasks_blocked()
-    trio.lowlevel.add_instrument(Steps())
+    trio.lowlevel.add_instrument(steps)
     autojump_clock.jump(1.0)
     schedule.fire_due()  # before the task's own wake-up
     assert calls == [("a", 1.0)]
     await trio.sleep(1.5)
-    assert calls == [("a", 1.0)] and steps == 0  # not twice, and no wake-up for nothing
+    assert calls == [("a", 1.0)] and steps.steps == 0  # not twice, and no wake-up for nothing
     await trio.sleep(1)
     assert calls == [("a", 1.0), ("b", 3.0)]

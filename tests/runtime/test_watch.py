@@ -17,6 +17,8 @@ import trio.testing
 
 from pyvrrp.runtime.watch import ConfigWatcher, FileIdentity, file_identity
 
+from .cluster import TaskSteps
+
 
 class FakeFile:
     """A file whose identity and content the test changes; reloads are recorded with the
@@ -168,26 +170,20 @@ async def test_turned_off_it_does_not_wake_up_until_a_reload(
     file = FakeFile()
     file.enabled = False
     watcher = file.watcher()
-    steps = 0
-
-    class Steps(trio.abc.Instrument):
-        def before_task_step(self, task: trio.lowlevel.Task) -> None:
-            nonlocal steps
-            if task.name.endswith("ConfigWatcher.run"):
-                steps += 1
+    steps = TaskSteps("ConfigWatcher.run")
 
     async with trio.open_nursery() as nursery:
         await nursery.start(watcher.run)
         await trio.testing.wait_all_tasks_blocked()
-        trio.lowlevel.add_instrument(Steps())
+        trio.lowlevel.add_instrument(steps)
         await trio.sleep(60)
-        assert steps == 0
+        assert steps.steps == 0
         file.enabled = True
         watcher.rebase()  # the reload that turned it on: it looks again, once a second
         await trio.sleep(1.5)
         file.write("v2")
         await trio.sleep(1.5)
-        assert steps > 0
+        assert steps.steps > 0
         assert [content for _, content in file.reloads] == ["v2"]
         nursery.cancel_scope.cancel()
 
