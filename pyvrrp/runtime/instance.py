@@ -56,7 +56,7 @@ from pyvrrp.core.events import (
 )
 from pyvrrp.core.packet import Family, IPAddress
 from pyvrrp.core.params import RouterParams
-from pyvrrp.core.router import RouterStatistics, VirtualRouter
+from pyvrrp.core.router import HANDOVER_GRACE, RouterStatistics, VirtualRouter
 from pyvrrp.core.tracking import Health
 from pyvrrp.runtime.holdings import Holdings, Item, remove_items
 from pyvrrp.runtime.logs import RateLimiter
@@ -105,6 +105,17 @@ _INLINE = (StateChanged, Dropped, Notice)
 # INSTALL_RETRY_MAX, for as long as the router holds its addresses or is in FAULT for them.
 INSTALL_RETRY_FIRST = 0.1
 INSTALL_RETRY_MAX = 5.0
+
+# A new IPv6 address is announced once the kernel delivers it locally (Netlink.delivers_locally:
+# its local route comes from the kernel's address work queue, 0.4-5 ms after the add on an
+# idle 2-core machine, later under load). A client that followed an earlier unsolicited NA sent
+# us packets the kernel dropped (the netns maintenance test lost one probe in a few handovers).
+# The kernel is asked again every ADDRESS_READY_POLL seconds, up to ADDRESS_READY_TIMEOUT; then
+# the address is announced anyway. That is HANDOVER_GRACE: a master leaving on purpose keeps
+# the address that long after hearing us, so waiting costs its clients nothing, and past it
+# announcing later or sooner loses the same packets.
+ADDRESS_READY_POLL = 0.001
+ADDRESS_READY_TIMEOUT = HANDOVER_GRACE / 1_000_000
 
 InstanceKey = tuple[int, Family, str, IPAddress | None]
 # A transport's ``send_now``: sends one datagram without waiting; False if it would block.
@@ -188,6 +199,9 @@ class Instance:
         # Advertisements the transport could not send (OSError), and the last error.
         self.send_failures = 0
         self.last_send_error: str | None = None
+        # IPv6 addresses we added that the kernel may not deliver locally yet: announced only
+        # once it does (ADDRESS_READY_TIMEOUT).
+        self._not_local: set[AddressSpec] = set()
         self._retry_at: float | None = None  # trio time of the next installation retry
         self._retry_delay = INSTALL_RETRY_FIRST
         self.retiring = False  # removed by a reload: stops, then its driver ends
@@ -438,7 +452,11 @@ class Instance:
         self._after(actions)
 
     async def execute(self, actions: Sequence[Action], now: int) -> None:
-        """Carry out a router's actions, in order; ``now`` is the time they were decided."""
+        """Carry out a router's actions, in order; ``now`` is the time they were decided.
+
+        An announcement of IPv6 addresses the kernel does not deliver locally yet waits for
+        them after the other actions, so that the state change is published at once."""
+        later: list[AddressSpec] = []
         for action in actions:
             match action:
                 case SendAdvert():
@@ -452,9 +470,11 @@ class Instance:
                     if self.router.install_fault is None:
                         self._install_over()
                 case Announce():
-                    await self._announcements.announce(self.all_specs, self.config.garp_repeat)
+                    later += await self._announce_ready(self.all_specs)
                 case _:
                     assert_never(action)
+        if later:
+            await self._announce_when_local(later)
 
     def _execute_one(self, action: StateChanged | Dropped | Notice, now: int) -> None:
         """Carry out an action that needs no waiting."""
@@ -521,7 +541,72 @@ class Instance:
 
     async def announce(self, specs: Sequence[AddressSpec]) -> None:
         """Announce ``specs`` (gratuitous ARP / unsolicited NA) as this instance does."""
-        await self._announcements.announce(specs, self.config.garp_repeat)
+        await self._announce(specs)
+
+    async def _announce(self, specs: Sequence[AddressSpec]) -> None:
+        """Announce ``specs``: at once those the kernel delivers locally, each IPv6 address
+        we have just added when it does (see ADDRESS_READY_TIMEOUT), so no client is sent to
+        an address that drops its packets."""
+        later = await self._announce_ready(specs)
+        if later:
+            await self._announce_when_local(later)
+
+    async def _announce_ready(self, specs: Sequence[AddressSpec]) -> list[AddressSpec]:
+        """Announce those of ``specs`` the kernel delivers locally (an IPv4 gratuitous ARP
+        never waits for an IPv6 address); return the others, for
+        :meth:`_announce_when_local`."""
+        repeat = self.config.garp_repeat
+        waiting = [s for s in specs if s in self._not_local]
+        if repeat < 1:  # announcements are off: nothing to wait for
+            self._not_local.difference_update(waiting)
+            return []
+        if waiting:
+            waiting = await self._not_yet_local(waiting)
+        ready = [s for s in specs if s not in waiting]
+        if ready:
+            await self._announcements.announce(ready, repeat)
+        return waiting
+
+    async def _announce_when_local(self, waiting: Sequence[AddressSpec]) -> None:
+        """Announce each of ``waiting`` once the kernel delivers it locally, asking every
+        ADDRESS_READY_POLL; after ADDRESS_READY_TIMEOUT, announce the rest anyway."""
+        repeat = self.config.garp_repeat
+        deadline = trio.current_time() + ADDRESS_READY_TIMEOUT
+        while waiting:
+            await trio.sleep_until(min(trio.current_time() + ADDRESS_READY_POLL, deadline))
+            still = await self._not_yet_local(waiting)
+            ready = [s for s in waiting if s not in still]
+            if ready:
+                await self._announcements.announce(ready, repeat)
+            waiting = still
+            if waiting and trio.current_time() >= deadline:
+                self._not_local.difference_update(waiting)
+                self._logs.log(
+                    log,
+                    logging.WARNING,
+                    ("not local", tuple(waiting)),
+                    "%s: the kernel does not deliver %s locally %.0f ms after it was added: "
+                    "announced anyway",
+                    self.name,
+                    ", ".join(str(s.address.ip) for s in waiting),
+                    ADDRESS_READY_TIMEOUT * 1000,
+                )
+                await self._announcements.announce(waiting, repeat)
+                return
+
+    async def _not_yet_local(self, specs: Sequence[AddressSpec]) -> list[AddressSpec]:
+        """Those of ``specs`` the kernel does not deliver locally yet; the others are done."""
+        pending: list[AddressSpec] = []
+        for spec in specs:
+            try:
+                local = await self._netlink.delivers_locally(spec.address.ip)
+            except NetlinkError:
+                local = True  # the kernel cannot tell: waiting would not help
+            if local:
+                self._not_local.discard(spec)
+            else:
+                pending.append(spec)
+        return pending
 
     async def install(self, holdings: Holdings, *, reassert: bool = False) -> list[AddressSpec]:
         """Add ``holdings`` in install order, in one netlink request; return the addresses
@@ -549,6 +634,8 @@ class Instance:
                 continue
             if isinstance(item, AddressSpec):
                 added.append(item)
+                if item.address.version == 6:
+                    self._not_local.add(item)
             if reassert:
                 log.warning(
                     "%s: %s had been removed by someone else: put it back",
@@ -559,6 +646,7 @@ class Instance:
 
     async def remove(self, holdings: Holdings) -> None:
         """Remove ``holdings`` in the reverse of the install order."""
+        self._not_local.difference_update(holdings.specs)
         await self._apply(holdings.removal_order(), add=False)
 
     def _install_failed(self, error: str, address_error: str) -> None:

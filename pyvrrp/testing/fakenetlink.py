@@ -15,7 +15,11 @@ scenarios tests/netns/test_netlink.py runs on the real kernel):
   with the same prefix length) and promoted when their primary goes (systemd's
   ``promote_secondaries=1``);
 - ``ipv6_link_local=True`` on :meth:`FakeNetlink.add_link` gives the link the kernel's EUI-64
-  link-local address whenever it comes up.
+  link-local address whenever it comes up;
+- :meth:`~FakeNetlink.delivers_locally`: an address is delivered locally while it is there
+  and not tentative; an IPv6 address we add only ``ipv6_local_delay`` seconds (trio time)
+  after :meth:`~FakeNetlink.add_address` returned, as the kernel gives it its local route
+  from a work queue (0 by default: at once).
 
 Test hooks: :meth:`FakeNetlink.add_link`, :meth:`~FakeNetlink.set_link_up`,
 :meth:`~FakeNetlink.delete_link`, :meth:`~FakeNetlink.add_address_externally` and
@@ -30,6 +34,7 @@ and :attr:`~FakeNetlink.operations`, every mutating call of the protocol in call
 from __future__ import annotations
 
 import errno
+import math
 from collections import defaultdict, deque
 from collections.abc import Iterable, Mapping, Sequence
 from ipaddress import IPv4Interface, IPv6Address, IPv6Interface
@@ -66,6 +71,7 @@ OPERATIONS: Final = frozenset(
         "link",
         "primary_address",
         "addresses",
+        "delivers_locally",
         "add_address",
         "remove_address",
         "add_route",
@@ -81,6 +87,7 @@ _MAIN_TABLE: Final = 254
 class _Address:
     spec: AddressSpec
     tentative: bool = False
+    local_at: float = -math.inf  # trio time from which the address is delivered locally
 
 
 @attrs.define
@@ -110,7 +117,8 @@ def eui64_link_local(mac: bytes) -> IPv6Interface:
 class FakeNetlink:
     """:class:`~pyvrrp.runtime.netlink.Netlink` in memory (see the module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, ipv6_local_delay: float = 0.0) -> None:
+        self._ipv6_local_delay = ipv6_local_delay
         self._links: dict[str, _Link] = {}
         self._routes: list[RouteConfig] = []
         self._rules: list[RuleConfig] = []
@@ -307,6 +315,15 @@ class FakeNetlink:
             return []
         return [a.spec.address for a in link.addresses]
 
+    async def delivers_locally(self, address: IPAddress) -> bool:
+        await self._enter("delivers_locally")
+        now = trio.current_time()
+        return any(
+            a.spec.address.ip == address and not a.tentative and now >= a.local_at
+            for link in self._links.values()
+            for a in link.addresses
+        )
+
     async def add_address(self, spec: AddressSpec) -> bool:
         await self._enter("add_address", spec)
         link = self._links.get(spec.dev)
@@ -319,6 +336,8 @@ class FakeNetlink:
                 if address.spec.address.ip == spec.address.ip:
                     raise address_conflict(spec, address.spec.address)
         self._hub.publish(self._install(link, spec))
+        if spec.address.version == 6:
+            link.addresses[-1].local_at = trio.current_time() + self._ipv6_local_delay
         return True
 
     async def remove_address(self, spec: AddressSpec) -> bool:

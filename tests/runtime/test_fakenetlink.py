@@ -392,6 +392,29 @@ async def scenario_link_events_follow_a_bridge_through_down_up_delete_recreate(
     assert last.state == second
 
 
+async def scenario_an_ipv6_address_is_delivered_locally_only_once_the_kernel_routes_it(
+    world: World,
+) -> None:
+    await world.add_veth(VSWITCH)
+    nl = world.netlink
+    assert not await nl.delivers_locally(VIP.address.ip)  # no route to it at all
+    assert not await nl.delivers_locally(VIP6.address.ip)
+
+    assert await nl.add_address(VIP) is True
+    assert await nl.delivers_locally(VIP.address.ip)  # IPv4: local as the add returns
+    assert await nl.add_address(VIP6) is True
+    # IPv6 (NODAD too): its local route comes from the kernel's address work queue, after
+    # add_address returned (right away in the fake, unless it is given a delay).
+    with trio.fail_after(5):
+        while not await nl.delivers_locally(VIP6.address.ip):
+            await trio.sleep(0.001)
+
+    assert await nl.remove_address(VIP6) is True
+    assert await nl.remove_address(VIP) is True
+    assert not await nl.delivers_locally(VIP6.address.ip)
+    assert not await nl.delivers_locally(VIP.address.ip)
+
+
 async def scenario_an_address_removed_by_someone_else_is_an_event(world: World) -> None:
     await world.add_veth(VSWITCH)
     nl = world.netlink
@@ -590,6 +613,31 @@ async def test_a_cancelled_call_changes_nothing() -> None:
 
     assert fake.address_map[VSWITCH] == ()
     assert fake.operations == []
+
+
+async def test_an_added_ipv6_address_is_local_after_the_fakes_delay(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    fake = FakeNetlink(ipv6_local_delay=0.0025)
+    fake.add_link(VSWITCH)
+    await fake.add_address(VIP)
+    await fake.add_address(VIP6)
+    added = trio.current_time()
+
+    assert await fake.delivers_locally(VIP.address.ip)
+    assert not await fake.delivers_locally(VIP6.address.ip)
+    await trio.sleep_until(added + 0.002)
+    assert not await fake.delivers_locally(VIP6.address.ip)
+    await trio.sleep_until(added + 0.003)
+    assert await fake.delivers_locally(VIP6.address.ip)
+    # Someone else's address (ip addr add) is there with its route, as a test sets it up.
+    fake.add_address_externally(VSWITCH, ip_interface("2001:db8:59::1/64"))
+    assert await fake.delivers_locally(ip_address("2001:db8:59::1"))
+    # A tentative one is not usable: the kernel routes it once DAD succeeds.
+    fake.add_address_externally(VSWITCH, ip_interface("2001:db8:60::1/64"), tentative=True)
+    assert not await fake.delivers_locally(ip_address("2001:db8:60::1"))
+    fake.finish_dad(VSWITCH, ip_interface("2001:db8:60::1/64"))
+    assert await fake.delivers_locally(ip_address("2001:db8:60::1"))
 
 
 async def test_fake_runs_in_virtual_time(autojump_clock: trio.testing.MockClock) -> None:

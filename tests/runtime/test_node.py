@@ -21,6 +21,7 @@ from pyvrrp.core.router import HANDOVER_GRACE
 from pyvrrp.core.timers import US_PER_SECOND as SECOND
 from pyvrrp.core.timers import master_down_interval, skew_time
 from pyvrrp.runtime.errors import EnvironmentProblem
+from pyvrrp.runtime.instance import ADDRESS_READY_POLL, ADDRESS_READY_TIMEOUT
 from pyvrrp.runtime.netlink import AddressSpec
 from pyvrrp.runtime.node import Node
 from pyvrrp.testing.fakenetlink import FakeNetlink
@@ -107,6 +108,86 @@ async def test_graceful_stop_hands_over_after_skew_time_without_a_gap(
     assert a.transitions[-1].new is State.INITIALIZE
     await trio.sleep(5)
     assert cluster.masters("vip58") == ["B"]
+
+
+def slow_ipv6_netlink(name: str, delay: float) -> FakeNetlink:
+    """The cluster's usual links for host ``name``; an IPv6 address it adds is delivered
+    locally only ``delay`` s later (the kernel's address work queue)."""
+    netlink = FakeNetlink(ipv6_local_delay=delay)
+    netlink.add_link(
+        INTERFACE, addresses=[IPv4Interface(f"{HOSTS[name]}/24")], ipv6_link_local=True
+    )
+    netlink.add_link("eth0")
+    netlink.add_link("dummy0")
+    return netlink
+
+
+async def hand_over_with_slow_ipv6(
+    cluster: Cluster, delay: float
+) -> tuple[list[tuple[float, str]], float]:
+    """A (100) stops gracefully at 10 s and B (75) takes over: B's announcements as (seconds
+    after its takeover, address), and when A let the addresses go (seconds after it)."""
+    for name, priority in PRIORITIES.items():
+        netlink = slow_ipv6_netlink(name, delay)
+        await cluster.start(name, config({"vip58": seed_instance(priority)}), netlink=netlink)
+    await cluster.sleep_until(10)
+    await cluster.stop("A")  # returns when A has let the addresses go
+    released = trio.current_time()
+    await trio.sleep(0.05)  # what is due at the release is done; HANDOVER_REANNOUNCE is not
+    b = cluster.hosts["B"]
+    takeover = b.transitions[-1]
+    assert (takeover.new, cluster.at(takeover.time)) == (State.MASTER, 10.707031)
+    announced = [
+        (round(record.time - takeover.time, 6), str(address))
+        for record in b.announcements.records
+        for _, address in record.addresses
+    ]
+    return announced, round(released - takeover.time, 6)
+
+
+async def test_a_new_master_announces_an_ipv6_address_once_the_kernel_delivers_it(
+    autojump_clock: trio.testing.MockClock,
+    cluster: Cluster,
+) -> None:
+    # The kernel gives a new IPv6 address its local route a moment after the add (0.4-5 ms
+    # on the development machine): an unsolicited NA sent before that sends clients to an
+    # address that drops their packets. B's gratuitous ARP leaves at once; its NA when the
+    # kernel delivers the address, at the third look (one ADDRESS_READY_POLL apart); both
+    # long before A lets the addresses go (HANDOVER_GRACE after hearing B).
+    assert ADDRESS_READY_POLL == 0.001
+    announced, released = await hand_over_with_slow_ipv6(cluster, delay=0.0025)
+    assert announced == [(0.0, "1.2.3.58"), (0.003, "2a03:4444:fff0:59:88::58")]
+    assert released == HANDOVER_GRACE / SECOND
+
+
+async def test_an_ipv6_address_the_kernel_never_delivers_is_announced_after_a_grace(
+    autojump_clock: trio.testing.MockClock,
+    cluster: Cluster,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Waiting longer than HANDOVER_GRACE would not help: A has let the address go by then.
+    assert ADDRESS_READY_TIMEOUT == HANDOVER_GRACE / SECOND
+    announced, released = await hand_over_with_slow_ipv6(cluster, delay=60.0)
+    assert announced == [(0.0, "1.2.3.58"), (ADDRESS_READY_TIMEOUT, "2a03:4444:fff0:59:88::58")]
+    assert released == HANDOVER_GRACE / SECOND
+    # The state change was published at once, not after the wait.
+    takeover = cluster.hosts["B"].transitions[-1]
+    assert (takeover.new, cluster.at(takeover.time)) == (State.MASTER, 10.707031)
+    assert (
+        "vip58: the kernel does not deliver 2a03:4444:fff0:59:88::58 locally 100 ms after it "
+        "was added: announced anyway" in caplog.text
+    )
+
+
+async def test_a_new_master_announces_everything_at_once_when_the_kernel_is_ready(
+    autojump_clock: trio.testing.MockClock,
+    cluster: Cluster,
+) -> None:
+    announced, released = await hand_over_with_slow_ipv6(cluster, delay=0.0)
+    assert announced == [(0.0, "1.2.3.58"), (0.0, "2a03:4444:fff0:59:88::58")]
+    assert released == HANDOVER_GRACE / SECOND
+    (record,) = cluster.hosts["B"].announcements.records
+    assert len(record.addresses) == 2  # one burst, in the configured order
 
 
 async def test_graceful_handover_off_removes_addresses_with_the_priority_zero_advert(

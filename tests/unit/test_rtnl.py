@@ -20,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
 from pyvrrp.runtime.netlink import rtnl
 from pyvrrp.runtime.netlink.rtnl import (
@@ -197,6 +198,7 @@ def test_acknowledgements_carry_the_errno_and_the_kernels_message() -> None:
 def test_garbage_never_raises(data: bytes) -> None:
     decode_acks(data)
     decode_notifications(data)
+    rtnl.decode_route_answers(data)
 
 
 @EXAMPLES
@@ -215,6 +217,7 @@ def test_truncated_or_corrupted_messages_never_raise(data: st.DataObject) -> Non
 
     decode_acks(bytes(corrupted))
     decode_notifications(bytes(corrupted))
+    rtnl.decode_route_answers(bytes(corrupted))
 
 
 # --- AddressSocket when the answer is late: a datagram socketpair plays the kernel ---------
@@ -337,3 +340,115 @@ def test_an_address_dump_request_is_what_pyroute2_reads_as_one() -> None:
     assert message["header"]["flags"] == 0x1 | 0x300  # NLM_F_REQUEST | NLM_F_DUMP
     assert message["header"]["sequence_number"] == 7
     assert message["family"] == socket.AF_INET6
+
+
+# --- route questions: "how does the kernel route this address now?" (ip route get) ---------
+
+
+@pytest.mark.parametrize(
+    ("family", "address", "length"),
+    [(socket.AF_INET6, "2a03:4444:fff0:59:88::58", 128), (socket.AF_INET, "1.2.3.58", 32)],
+)
+def test_a_route_question_is_what_pyroute2_reads_as_ip_route_get(
+    family: int, address: str, length: int
+) -> None:
+    packed = socket.inet_pton(family, address)
+    message = rtmsg(rtnl.encode_route_query(family, packed, 9))
+    message.decode()
+
+    assert message["header"]["type"] == rtnl.RTM_GETROUTE
+    assert message["header"]["flags"] == 0x1  # NLM_F_REQUEST: one answer, not a dump
+    assert message["header"]["sequence_number"] == 9
+    assert (message["family"], message["dst_len"], message["src_len"]) == (family, length, 0)
+    assert [(name, value) for name, value in message["attrs"]] == [("RTA_DST", address)]
+
+
+def pyroute2_route(sequence: int, kind: int, destination: str) -> bytes:
+    message = rtmsg()
+    message["header"]["type"] = rtnl.RTM_NEWROUTE
+    message["header"]["sequence_number"] = sequence
+    message["family"] = socket.AF_INET6
+    message["dst_len"] = 128
+    message["table"] = 255
+    message["type"] = kind
+    message["attrs"] = [("RTA_DST", destination), ("RTA_TABLE", 255), ("RTA_OIF", 3)]
+    message.encode()
+    return bytes(message.data)
+
+
+def test_route_answers_decode_the_route_type_by_sequence() -> None:
+    data = (
+        pyroute2_route(5, rtnl.RTN_LOCAL, "2001:db8::1")
+        + ack(6, errno.ENETUNREACH)
+        + pyroute2_route(7, 1, "2001:db8::2")  # RTN_UNICAST: on-link, not ours (yet)
+    )
+
+    assert rtnl.decode_route_answers(data) == {5: rtnl.RTN_LOCAL, 7: 1}
+    assert decode_acks(data) == [Ack(6, errno.ENETUNREACH)]
+
+
+VIP6_PACKED = IPv6Address("2001:db8::1").packed
+
+
+async def test_a_route_answer_already_there_returns_without_yielding(fake_kernel: Any) -> None:
+    address_socket, kernel = fake_kernel
+    kernel.send(pyroute2_route(1, rtnl.RTN_LOCAL, "2001:db8::1"))
+
+    with trio.testing.assert_no_checkpoints():
+        kind = await address_socket.route_type(socket.AF_INET6, VIP6_PACKED)
+
+    assert kind == rtnl.RTN_LOCAL
+    assert sequence_of(kernel.recv(1024)) == 1
+
+
+async def test_a_route_the_kernel_has_not_is_its_errno(fake_kernel: Any) -> None:
+    address_socket, kernel = fake_kernel
+    kernel.send(ack(1, errno.ENETUNREACH))
+
+    with pytest.raises(OSError) as caught:
+        await address_socket.route_type(socket.AF_INET6, VIP6_PACKED)
+
+    assert caught.value.errno == errno.ENETUNREACH
+
+
+async def test_a_late_route_answer_is_waited_for_and_an_address_ack_kept(
+    fake_kernel: Any,
+) -> None:
+    address_socket, kernel = fake_kernel
+    kinds: list[int] = []
+    acks: list[Ack] = []
+
+    async def ask_route() -> None:
+        kinds.append(await address_socket.route_type(socket.AF_INET6, VIP6_PACKED))
+
+    async def ask_address() -> None:
+        acks.append(await address_socket.request(REQUEST))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ask_route)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(ask_address)
+        await trio.testing.wait_all_tasks_blocked()
+        route, address = sequence_of(kernel.recv(1024)), sequence_of(kernel.recv(1024))
+        # One datagram, the address's answer first: each goes to whoever asked.
+        kernel.send(ack(address, 0) + pyroute2_route(route, 1, "2001:db8::1"))
+
+    assert kinds == [1]
+    assert acks == [Ack(address, 0)]
+    assert (address_socket._acks, address_socket._routes) == ({}, {})
+
+
+async def test_no_route_answer_is_a_timeout_and_the_late_answer_is_dropped(
+    fake_kernel: Any, autojump_clock: trio.testing.MockClock
+) -> None:
+    address_socket, kernel = fake_kernel
+
+    with pytest.raises(OSError) as caught:
+        await address_socket.route_type(socket.AF_INET6, VIP6_PACKED)
+
+    assert caught.value.errno == errno.ETIMEDOUT
+    sequence = sequence_of(kernel.recv(1024))
+    kernel.send(pyroute2_route(sequence, rtnl.RTN_LOCAL, "2001:db8::1"))  # too late
+    kernel.send(pyroute2_route(sequence + 1, rtnl.RTN_LOCAL, "2001:db8::1"))
+    assert await address_socket.route_type(socket.AF_INET6, VIP6_PACKED) == rtnl.RTN_LOCAL
+    assert address_socket._routes == {}

@@ -315,6 +315,16 @@ class Netlink(Protocol):
         """Every address of the interface, in no particular order ([] if it does not exist)."""
         ...
 
+    async def delivers_locally(self, address: IPAddress) -> bool:
+        """Whether the kernel now delivers packets sent to ``address`` to this host (its
+        route to it is a local one, as ``ip route get`` shows).
+
+        Not the same as the address being there: the kernel gives a new IPv6 address (NODAD
+        too) its local route from a work queue, after :meth:`add_address` returned, and drops
+        what arrives for it until then. IPv4 addresses are local as soon as they are added.
+        """
+        ...
+
     async def add_address(self, spec: AddressSpec) -> bool:
         """Install an address; False if it was already there."""
         ...

@@ -20,7 +20,8 @@ therefore splits the work three ways (docs/design.md, "Why addresses bypass pyro
   addresses and its announcement run back to back.
 - *reads* (links, addresses, the source address) are dumps read on trio's thread through
   the same socket (:mod:`pyvrrp.runtime.netlink.reads`), also the one behind an "already
-  there" (EEXIST) answer;
+  there" (EEXIST) answer; so is :meth:`PyrouteNetlink.delivers_locally`, one route question
+  (a new IPv6 address is delivered locally only once the kernel's address work has run);
 - the *owner* thread creates one pyroute2 ``IPRoute`` and runs routes and rules, one
   request at a time and in the order they were made, from a queue. It starts, and pyroute2
   (about 12 MB of memory) is imported, with the first route or rule: a node without any
@@ -200,6 +201,9 @@ class PyrouteNetlink:
 
     async def addresses(self, interface: str) -> list[IPInterface]:
         return await reads.get_addresses(self._address_socket(), interface)
+
+    async def delivers_locally(self, address: IPAddress) -> bool:
+        return await reads.delivers_locally(self._address_socket(), address)
 
     async def add_address(self, spec: AddressSpec) -> bool:
         await trio.lowlevel.checkpoint_if_cancelled()

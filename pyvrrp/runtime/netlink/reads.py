@@ -12,6 +12,7 @@ Importing pyroute2 costs about 12 MB of resident memory and a thread
 
 from __future__ import annotations
 
+import errno
 import socket
 from ipaddress import IPv4Interface, IPv6Address, IPv6Interface, ip_address
 from typing import Final
@@ -27,7 +28,7 @@ from pyvrrp.runtime.netlink.contract import (
     describe_address,
 )
 from pyvrrp.runtime.netlink.monitor import link_state
-from pyvrrp.runtime.netlink.rtnl import AddressEntry, AddressRequest, AddressSocket
+from pyvrrp.runtime.netlink.rtnl import RTN_LOCAL, AddressEntry, AddressRequest, AddressSocket
 
 # linux/if_addr.h, linux/rtnetlink.h
 IFA_F_SECONDARY: Final = 0x01
@@ -135,6 +136,18 @@ async def get_primary_address(sock: AddressSocket, name: str, family: Family) ->
         if candidates:
             return candidates[-1]
     return None
+
+
+async def delivers_locally(sock: AddressSocket, address: IPAddress) -> bool:
+    """Whether the kernel's route to ``address`` is a local one now (what
+    ``Netlink.delivers_locally`` answers)."""
+    try:
+        kind = await sock.route_type(_family(address.version), address.packed)
+    except OSError as exc:
+        if exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):  # no route at all
+            return False
+        raise _failure(f"read the route to {address}", exc) from None
+    return kind == RTN_LOCAL
 
 
 async def existing_address(sock: AddressSocket, spec: AddressSpec) -> bool:
