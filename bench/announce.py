@@ -12,7 +12,9 @@ the kernel, C's first advertisement for VRID 58 after the cut, its first gratuit
 Figures per trial: advert -> GARP and advert -> NA, in microseconds. The new master sends
 its advertisement first, then installs the addresses, then announces them (RFC 9568 §6.4.2,
 keepalived's order), so these measure the address installation and the announcement path;
-the advertisement is the first thing of the transition visible on the wire.
+the advertisement is the first thing of the transition visible on the wire. pyvrrp's NA also
+waits until the kernel delivers the new IPv6 address locally (docs/design.md, "IPv6
+announcements wait for the kernel"); keepalived's does not.
 
 Target (docs/design.md: the first announcement leaves within a millisecond of the
 transition): pyvrrp's advert -> GARP is under 1 ms in every trial. Exit status 1 if missed,

@@ -107,7 +107,7 @@ INSTALL_RETRY_FIRST = 0.1
 INSTALL_RETRY_MAX = 5.0
 
 # A new IPv6 address is announced once the kernel delivers it locally (Netlink.delivers_locally:
-# its local route comes from the kernel's address work queue, 0.4-5 ms after the add on an
+# its local route comes from the kernel's address work queue, up to 5 ms after the add on an
 # idle 2-core machine, later under load). A client that followed an earlier unsolicited NA sent
 # us packets the kernel dropped (the netns maintenance test lost one probe in a few handovers).
 # The kernel is asked again every ADDRESS_READY_POLL seconds, up to ADDRESS_READY_TIMEOUT; then

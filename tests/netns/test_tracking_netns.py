@@ -23,8 +23,8 @@ netns modules running beside): the failing check moved vip58 to C 2.75-2.9 s aft
 turned bad (bound 5.71 s) and back 4.0-4.3 s after it recovered (bound 6.61 s); `dummy0` down
 or deleted moved it 0.717-0.723 s after the fault, C answering the client 0.71 s after A's
 priority-0 advert on the wire (bound 0.957 s); maintenance likewise (C's first advert 0.708-
-0.710 s after A's priority 0, the client 0.712-0.713 s), losing no probe in four handovers of
-five (see HANDOVER_RACE_LOSS); `maintenance off` brought vip58 back in 0.8-1.4 s.
+0.710 s after A's priority 0, the client 0.712-0.713 s), losing no probe (see
+HANDOVER_RACE_LOSS); `maintenance off` brought vip58 back in 0.8-1.4 s.
 
 A graceful handover loses no probe (HANDOVER_RACE_LOSS), and notifications stay in order
 across a reload.
@@ -73,6 +73,11 @@ VIP58 = (V4["A"], V6["A"])
 # the new master's first advertisement and HANDOVER_GRACE (0.1 s) more, while the new master
 # installs them and sends its gratuitous ARP / unsolicited NA (RFC 9568 §6.4.2 order: the
 # advert goes first). Releasing at the advert itself lost 1-2 probes in one handover of five.
+# The NA also waits until the new master's kernel delivers the IPv6 address locally (its
+# local route comes from a work queue after the add): sent before, it lost the client's
+# first IPv6 probe to C in about one handover of six. Captured twice: C's NA left 0.4-1.5 ms
+# after its advert, the client's next probe reached C 0.3-0.4 ms after the NA, and C's kernel
+# reported the address complete (RTM_NEWADDR) 0.5-1.4 ms after that probe, which was dropped.
 HANDOVER_RACE_LOSS = 0
 
 

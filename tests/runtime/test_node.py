@@ -149,7 +149,7 @@ async def test_a_new_master_announces_an_ipv6_address_once_the_kernel_delivers_i
     autojump_clock: trio.testing.MockClock,
     cluster: Cluster,
 ) -> None:
-    # The kernel gives a new IPv6 address its local route a moment after the add (0.4-5 ms
+    # The kernel gives a new IPv6 address its local route a moment after the add (up to 5 ms
     # on the development machine): an unsolicited NA sent before that sends clients to an
     # address that drops their packets. B's gratuitous ARP leaves at once; its NA when the
     # kernel delivers the address, at the third look (one ADDRESS_READY_POLL apart); both

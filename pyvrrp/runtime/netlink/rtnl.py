@@ -20,8 +20,9 @@ pyroute2.
 One thing an address add does *not* finish synchronously: a new IPv6 address (NODAD
 included) gets its local route, the one that makes the kernel deliver packets sent to it,
 from the kernel's address work queue (addrconf's DAD work), after the acknowledgement; until
-then packets for it are routed as for any on-link address and dropped. That took 0.4-5 ms
-on the 2-core development machine, and more under load. :meth:`AddressSocket.route_type`
+then packets for it are routed as for any on-link address and dropped. That took up to 5 ms
+on the 2-core development machine (often nothing: the work may run before the adding process
+goes on), and more under load. :meth:`AddressSocket.route_type`
 asks the kernel how it routes an address now (``ip route get``: RTN_LOCAL once it is ours),
 so a new master announces an IPv6 address only once it answers.
 
