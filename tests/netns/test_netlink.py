@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import json
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -252,6 +253,84 @@ async def test_primary_ipv6_address_waits_for_dad_and_the_event_says_when(
                 if found is not None:
                     break
     assert found == IPv6Address("fe80::5")
+
+
+# A client sending one UDP datagram to ADDRESS every 50 µs, for at most 60 s.
+SENDER = """
+import socket, sys, time
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+end = time.monotonic() + 60
+while time.monotonic() < end:
+    s.sendto(b"x", (sys.argv[1], 9))
+    time.sleep(0.00005)
+"""
+
+
+def snmp6(pid: int) -> dict[str, int]:
+    """The IPv6 counters of the namespace process ``pid`` runs in (fast: no ``ip`` call)."""
+    with open(f"/proc/{pid}/net/snmp6") as f:
+        return {name: int(value) for name, value in (line.split() for line in f)}
+
+
+async def test_a_new_ipv6_address_drops_nothing_once_it_is_delivered_locally(
+    netns: str, nl: PyrouteNetlink
+) -> None:
+    # The kernel gives a new IPv6 address (NODAD too) its local route from its address work
+    # queue, after add_address returned: a packet for it arriving before is routed on-link
+    # and, as the host does not forward, dropped (Ip6InAddrErrors). delivers_locally is what
+    # a new master waits for before its unsolicited NA: from then on nothing may be dropped.
+    # A client on the other end of a veth sends to the address all along (a static neighbour
+    # entry: no ND), before, during and after each add.
+    client = f"{netns}-c"
+    spec = AddressSpec(ip_interface("2001:db8:58::1/64"), VSWITCH, nodad=True)
+    subprocess.run(["ip", "netns", "add", client], check=True)
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        sysctl(client, "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
+        ip(netns, "link", "add", VSWITCH, "type", "veth", "peer", "name", "c0", "netns", client)
+        ip(netns, "link", "set", VSWITCH, "up")
+        ip(client, "link", "set", "c0", "up")
+        ip(client, "addr", "add", "2001:db8:58::2/64", "dev", "c0", "nodad")
+        mac = ip_json(netns, "link", "show", VSWITCH)[0]["address"]
+        ip(client, "neigh", "replace", "2001:db8:58::1", "lladdr", mac, "dev", "c0", "nud",
+           "permanent")  # fmt: skip
+        # `ip netns exec` execs its command: the pid is sleep's, in the node's namespace.
+        procs.append(subprocess.Popen(["ip", "netns", "exec", netns, "sleep", "60"]))
+        inside = procs[-1].pid
+        procs.append(
+            subprocess.Popen(
+                ["ip", "netns", "exec", client, sys.executable, "-c", SENDER, "2001:db8:58::1"]
+            )
+        )
+        await trio.sleep(0.3)
+        dropped_before_local = dropped_after_local = delivered = 0
+        waited = 0
+        for _ in range(20):
+            before = snmp6(inside)
+            assert await nl.add_address(spec) is True
+            with trio.fail_after(5):
+                while not await nl.delivers_locally(spec.address.ip):
+                    waited += 1
+                    await trio.sleep(0)  # ask again as soon as anything else has run
+            local = snmp6(inside)
+            await trio.sleep(0.05)
+            after = snmp6(inside)
+            assert await nl.remove_address(spec) is True
+            await trio.sleep(0.01)
+            dropped_before_local += local["Ip6InAddrErrors"] - before["Ip6InAddrErrors"]
+            dropped_after_local += after["Ip6InAddrErrors"] - local["Ip6InAddrErrors"]
+            delivered += after["Udp6NoPorts"] - local["Udp6NoPorts"]  # nobody listens on 9
+        print(
+            f"20 adds: {dropped_before_local} packets dropped before the address was local, "
+            f"{dropped_after_local} after; {delivered} delivered; {waited} questions more"
+        )
+        assert dropped_after_local == 0
+        assert delivered > 0  # the client's packets did arrive, and were delivered
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait()
+        subprocess.run(["ip", "netns", "delete", client], check=False)
 
 
 async def test_link_event_carries_the_whole_state(netns: str, nl: PyrouteNetlink) -> None:
