@@ -22,12 +22,12 @@ included) gets its local route, the one that makes the kernel deliver packets se
 from the kernel's address work queue (addrconf's DAD work), after the acknowledgement; until
 then packets for it are routed as for any on-link address and dropped. That took up to 5 ms
 on the 2-core development machine (often nothing: the work may run before the adding process
-goes on), and more under load. :meth:`AddressSocket.route_type`
-asks the kernel how it routes an address now (``ip route get``: RTN_LOCAL once it is ours),
-so a new master announces an IPv6 address only once it answers.
+goes on), and more under load. :meth:`AddressSocket.route_type` asks the kernel how it
+routes an address now (``ip route get``: RTN_LOCAL once it is ours), so a new master
+announces an IPv6 address only once it is.
 
 Encoding and decoding are pure functions (tested against pyroute2's own message classes).
-The address socket is only ever read for acknowledgements of its own requests (it joins no
+The address socket is only ever read for the answers to its own requests (it joins no
 multicast group), so its buffer cannot fill, and the one way to block is the kernel's rtnl
 lock, the lock every ``ip`` command takes too.
 """
