@@ -23,8 +23,8 @@ netns modules running beside): the failing check moved vip58 to C 2.75-2.9 s aft
 turned bad (bound 5.71 s) and back 4.0-4.3 s after it recovered (bound 6.61 s); `dummy0` down
 or deleted moved it 0.717-0.723 s after the fault, C answering the client 0.71 s after A's
 priority-0 advert on the wire (bound 0.957 s); maintenance likewise (C's first advert 0.708-
-0.710 s after A's priority 0, the client 0.712-0.713 s), losing no probe in 30 handovers
-(20 beside two CPU hogs, 10 beside other netns modules; see HANDOVER_RACE_LOSS); `maintenance
+0.710 s after A's priority 0, the client 0.712-0.713 s), losing no probe in 50 handovers
+(40 beside two CPU hogs, 10 beside other netns modules; see HANDOVER_RACE_LOSS); `maintenance
 off` brought vip58 back in 0.8-1.4 s.
 
 A graceful handover loses no probe (HANDOVER_RACE_LOSS), and notifications stay in order
