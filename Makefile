@@ -49,7 +49,7 @@ typecheck: install
 # `make test` alone stays well under 15 minutes as the suite grows.
 LOWEST ?= 0
 test: install system-deps lint typecheck
-	$(PY) -m pytest --cov --cov-report=term-missing:skip-covered $(PYTEST_ARGS)
+	$(PY) -m pytest --cov --cov-report=term-missing:skip-covered --durations=15 $(PYTEST_ARGS)
 	@if [ "$(LOWEST)" != 0 ]; then $(MAKE) --no-print-directory test-lowest; fi
 
 unit: install

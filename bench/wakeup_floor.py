@@ -7,6 +7,9 @@ and sleeps again. This measures the floor of that for a Python process: CPU time
 (/proc/self/schedstat: every nanosecond on a CPU, user and kernel) per wake-up of
 - `epoll`: a bare loop, `select.epoll.poll()` until the next tick, then one `sendto`;
 - `trio`: the same with `trio.sleep_until()` (the event loop pyvrrp runs on);
+- `thread`: a trio process whose main thread waits in trio while a plain thread of its own
+  sleeps (`time.sleep`) until the next tick and sends (what a daemon that kept its routine
+  advertisements out of trio's loop would pay per advertisement);
 each in a process of its own, started fresh, the wake-ups spaced `--interval` apart (a
 process idle for a second runs with cold caches, which is what a K=1 node at 1 s pays).
 
@@ -25,14 +28,17 @@ import time
 from pathlib import Path
 
 CHILD = r"""
-import select, socket, sys, time
+import os, select, socket, sys, threading, time
 mode, interval, n = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
 sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 sock.setblocking(False)
 message = bytes(20)
-def cpu():
-    with open("/proc/self/schedstat") as f:
-        return int(f.read().split()[0])
+def cpu():  # every thread's
+    total = 0
+    for task in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{task}/schedstat") as f:
+            total += int(f.read().split()[0])
+    return total
 if mode == "epoll":
     poller = select.epoll()
     start = cpu(); tick = time.monotonic()
@@ -41,6 +47,20 @@ if mode == "epoll":
         poller.poll(max(0.0, tick - time.monotonic()))
         sock.sendto(message, ("127.0.0.1", 9))
     print((cpu() - start) / n)
+elif mode == "thread":
+    import trio
+    def sender():
+        start = cpu(); tick = time.monotonic()
+        for _ in range(n):
+            tick += interval
+            time.sleep(max(0.0, tick - time.monotonic()))
+            sock.sendto(message, ("127.0.0.1", 9))
+        print((cpu() - start) / n)
+    async def main():
+        thread = threading.Thread(target=sender)
+        thread.start()
+        await trio.to_thread.run_sync(thread.join)
+    trio.run(main)
 else:
     import trio
     async def main():
@@ -75,7 +95,7 @@ def main() -> None:
     print(f"# interval {args.interval} s, {args.wakeups} wake-ups per process")
     print("| loop | CPU per wake-up (µs) |")
     print("|---|---:|")
-    for mode in ("epoll", "trio"):
+    for mode in ("epoll", "trio", "thread"):
         print(f"| {mode} | {measure(mode, args.interval, args.wakeups):.0f} |")
 
 

@@ -27,6 +27,10 @@ from pyvrrp.runtime.transport import BatchTransport, Receiver, Transport, Transp
 log = logging.getLogger("pyvrrp")
 
 LinkKey = tuple[str, Family]
+# While handing out a batch, the routers due are called (``before_batch``) again after every
+# DUE_CHECK packets: a full batch of peers' advertisements is a few milliseconds of work, and
+# a master's advertisement that came due meanwhile would otherwise wait for its end.
+DUE_CHECK = 16
 
 
 class Demux:
@@ -40,8 +44,9 @@ class Demux:
         self._unknown_vrid: dict[LinkKey, int] = {}
         self._header_errors: dict[LinkKey, int] = {}
         self._logs = RateLimiter()
-        # Called before each batch of received packets is handed out (the node: the routers
-        # due now first, pyvrrp/runtime/schedule.py Schedule.fire_due).
+        # Called before each batch of received packets is handed out and after every
+        # DUE_CHECK packets of it (the node: the routers due now first,
+        # pyvrrp/runtime/schedule.py Schedule.fire_due).
         self.before_batch: Callable[[], None] | None = None
 
     def update(self, live: Iterable[Instance], nursery: trio.Nursery) -> None:
@@ -125,10 +130,16 @@ class Demux:
             if isinstance(transport, BatchTransport):
                 while True:
                     batch = await transport.receive_batch()
-                    if self.before_batch is not None:
-                        self.before_batch()
-                    for item in batch:
+                    before = self.before_batch
+                    if before is None:
+                        for item in batch:
+                            self._dispatch(key, item)
+                        continue
+                    before()
+                    for index, item in enumerate(batch, 1):
                         self._dispatch(key, item)
+                        if not index % DUE_CHECK:
+                            before()  # a deadline may have come while the batch was handled
             while True:
                 try:
                     packet: PacketReceived | DecodeError = await transport.receive()
