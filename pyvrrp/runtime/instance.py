@@ -113,7 +113,10 @@ INSTALL_RETRY_MAX = 5.0
 # The kernel is asked again every ADDRESS_READY_POLL seconds, up to ADDRESS_READY_TIMEOUT; then
 # the address is announced anyway. That is HANDOVER_GRACE: a master leaving on purpose keeps
 # the address that long after hearing us, so waiting costs its clients nothing, and past it
-# announcing later or sooner loses the same packets.
+# announcing later or sooner loses the same packets. A router advertising more often than
+# every 2 * ADDRESS_READY_TIMEOUT waits half its interval at most (its driver waits, and its
+# next advertisement must not). A Netlink without ``delivers_locally`` (one of the library
+# user's own, written before it) is taken to deliver every address at once.
 ADDRESS_READY_POLL = 0.001
 ADDRESS_READY_TIMEOUT = HANDOVER_GRACE / 1_000_000
 
@@ -569,9 +572,13 @@ class Instance:
 
     async def _announce_when_local(self, waiting: Sequence[AddressSpec]) -> None:
         """Announce each of ``waiting`` once the kernel delivers it locally, asking every
-        ADDRESS_READY_POLL; after ADDRESS_READY_TIMEOUT, announce the rest anyway."""
+        ADDRESS_READY_POLL; after ADDRESS_READY_TIMEOUT, or half the router's
+        Advertisement_Interval if that is shorter, announce the rest anyway: the driver waits
+        here, and the router's next advertisement must not."""
         repeat = self.config.garp_repeat
-        deadline = trio.current_time() + ADDRESS_READY_TIMEOUT
+        interval = timers.centiseconds(self.router.params.advert_interval_cs) / 1_000_000
+        timeout = min(ADDRESS_READY_TIMEOUT, interval / 2)
+        deadline = trio.current_time() + timeout
         while waiting:
             await trio.sleep_until(min(trio.current_time() + ADDRESS_READY_POLL, deadline))
             still = await self._not_yet_local(waiting)
@@ -589,7 +596,7 @@ class Instance:
                     "announced anyway",
                     self.name,
                     ", ".join(str(s.address.ip) for s in waiting),
-                    ADDRESS_READY_TIMEOUT * 1000,
+                    timeout * 1000,
                 )
                 await self._announcements.announce(waiting, repeat)
                 return
@@ -597,9 +604,13 @@ class Instance:
     async def _not_yet_local(self, specs: Sequence[AddressSpec]) -> list[AddressSpec]:
         """Those of ``specs`` the kernel does not deliver locally yet; the others are done."""
         pending: list[AddressSpec] = []
+        delivers_locally = getattr(self._netlink, "delivers_locally", None)
+        if delivers_locally is None:  # a Netlink of one's own from before the question
+            self._not_local.difference_update(specs)
+            return []
         for spec in specs:
             try:
-                local = await self._netlink.delivers_locally(spec.address.ip)
+                local = await delivers_locally(spec.address.ip)
             except NetlinkError:
                 local = True  # the kernel cannot tell: waiting would not help
             if local:
