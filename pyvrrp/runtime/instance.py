@@ -60,7 +60,15 @@ from pyvrrp.core.router import HANDOVER_GRACE, RouterStatistics, VirtualRouter
 from pyvrrp.core.tracking import Health
 from pyvrrp.runtime.holdings import Holdings, Item, remove_items
 from pyvrrp.runtime.logs import RateLimiter
-from pyvrrp.runtime.netlink import AddressSpec, Change, Netlink, NetlinkError, describe_item
+from pyvrrp.runtime.netlink import (
+    AddressEvent,
+    AddressSpec,
+    Change,
+    Netlink,
+    NetlinkError,
+    NetlinkEvent,
+    describe_item,
+)
 from pyvrrp.runtime.schedule import Schedule
 from pyvrrp.runtime.transport import Transport
 
@@ -571,35 +579,80 @@ class Instance:
         return waiting
 
     async def _announce_when_local(self, waiting: Sequence[AddressSpec]) -> None:
-        """Announce each of ``waiting`` once the kernel delivers it locally, asking every
-        ADDRESS_READY_POLL; after ADDRESS_READY_TIMEOUT, or half the router's
-        Advertisement_Interval if that is shorter, announce the rest anyway: the driver waits
-        here, and the router's next advertisement must not."""
+        """Announce each of ``waiting`` once the kernel delivers it locally; after
+        ADDRESS_READY_TIMEOUT, or half the router's Advertisement_Interval if that is
+        shorter, announce the rest anyway: the driver waits here, and the router's next
+        advertisement must not.
+
+        The kernel is asked again when it notifies one of the addresses (its address work
+        sends the notification just before it adds the address's local route) and every
+        ADDRESS_READY_POLL in any case."""
         repeat = self.config.garp_repeat
         interval = timers.centiseconds(self.router.params.advert_interval_cs) / 1_000_000
         timeout = min(ADDRESS_READY_TIMEOUT, interval / 2)
         deadline = trio.current_time() + timeout
-        while waiting:
-            await trio.sleep_until(min(trio.current_time() + ADDRESS_READY_POLL, deadline))
-            still = await self._not_yet_local(waiting)
-            ready = [s for s in waiting if s not in still]
-            if ready:
-                await self._announcements.announce(ready, repeat)
-            waiting = still
-            if waiting and trio.current_time() >= deadline:
-                self._not_local.difference_update(waiting)
-                self._logs.log(
-                    log,
-                    logging.WARNING,
-                    ("not local", tuple(waiting)),
-                    "%s: the kernel does not deliver %s locally %.0f ms after it was added: "
-                    "announced anyway",
-                    self.name,
-                    ", ".join(str(s.address.ip) for s in waiting),
-                    timeout * 1000,
-                )
-                await self._announcements.announce(waiting, repeat)
-                return
+        events = self._address_events()
+        try:
+            while True:
+                still = await self._not_yet_local(waiting)
+                ready = [s for s in waiting if s not in still]
+                if ready:
+                    await self._announcements.announce(ready, repeat)
+                waiting = still
+                if not waiting:
+                    return
+                if trio.current_time() >= deadline:
+                    break
+                until = min(trio.current_time() + ADDRESS_READY_POLL, deadline)
+                events = await self._address_noticed(events, waiting, until)
+        finally:
+            if events is not None:
+                events.close()
+        self._not_local.difference_update(waiting)
+        self._logs.log(
+            log,
+            logging.WARNING,
+            ("not local", tuple(waiting)),
+            "%s: the kernel does not deliver %s locally %.0f ms after it was added: "
+            "announced anyway",
+            self.name,
+            ", ".join(str(s.address.ip) for s in waiting),
+            timeout * 1000,
+        )
+        await self._announcements.announce(waiting, repeat)
+
+    def _address_events(self) -> trio.MemoryReceiveChannel[NetlinkEvent] | None:
+        """The kernel's address notifications from now on, or None if they cannot be had
+        (then the kernel is only asked every ADDRESS_READY_POLL)."""
+        try:
+            return self._netlink.subscribe()
+        except (NetlinkError, trio.ClosedResourceError):
+            return None
+
+    async def _address_noticed(
+        self,
+        events: trio.MemoryReceiveChannel[NetlinkEvent] | None,
+        waiting: Sequence[AddressSpec],
+        until: float,
+    ) -> trio.MemoryReceiveChannel[NetlinkEvent] | None:
+        """Wait until ``until``, or until the kernel notifies one of ``waiting``'s addresses;
+        return the notifications to wait on next time (None once they were cut off)."""
+        if events is None:
+            await trio.sleep_until(until)
+            return None
+        addresses = {spec.address.ip for spec in waiting}
+        with trio.move_on_at(until):
+            async for event in events:
+                if (
+                    isinstance(event, AddressEvent)
+                    and event.present
+                    and event.address.ip in addresses
+                ):
+                    return events
+            events.close()  # the hub cut this subscriber off (it fell behind): poll
+            await trio.sleep_until(until)
+            return None
+        return events
 
     async def _not_yet_local(self, specs: Sequence[AddressSpec]) -> list[AddressSpec]:
         """Those of ``specs`` the kernel does not deliver locally yet; the others are done."""

@@ -19,7 +19,8 @@ scenarios tests/netns/test_netlink.py runs on the real kernel):
 - :meth:`~FakeNetlink.delivers_locally`: an address is delivered locally while it is there
   and not tentative; an IPv6 address we add only ``ipv6_local_delay`` seconds (trio time)
   after :meth:`~FakeNetlink.add_address` returned, as the kernel gives it its local route
-  from a work queue (0 by default: at once).
+  from a work queue (0 by default: at once); its notification (an AddressEvent) comes then
+  too, as the kernel's does.
 
 Test hooks: :meth:`FakeNetlink.add_link`, :meth:`~FakeNetlink.set_link_up`,
 :meth:`~FakeNetlink.delete_link`, :meth:`~FakeNetlink.add_address_externally` and
@@ -335,10 +336,21 @@ class FakeNetlink:
             for address in link.addresses:
                 if address.spec.address.ip == spec.address.ip:
                     raise address_conflict(spec, address.spec.address)
-        self._hub.publish(self._install(link, spec))
-        if spec.address.version == 6:
-            link.addresses[-1].local_at = trio.current_time() + self._ipv6_local_delay
+        events = self._install(link, spec)
+        if spec.address.version == 6 and self._ipv6_local_delay > 0:
+            # The kernel notifies a new IPv6 address from its address work, just before it
+            # gives the address its local route: not before then.
+            added = link.addresses[-1]
+            added.local_at = trio.current_time() + self._ipv6_local_delay
+            trio.lowlevel.spawn_system_task(self._notify_at, link, added, events)
+        else:
+            self._hub.publish(events)
         return True
+
+    async def _notify_at(self, link: _Link, added: _Address, events: list[NetlinkEvent]) -> None:
+        await trio.sleep_until(added.local_at)
+        if any(address is added for address in link.addresses):
+            self._hub.publish(events)
 
     async def remove_address(self, spec: AddressSpec) -> bool:
         await self._enter("remove_address", spec)

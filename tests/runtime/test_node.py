@@ -22,7 +22,7 @@ from pyvrrp.core.timers import US_PER_SECOND as SECOND
 from pyvrrp.core.timers import master_down_interval, skew_time
 from pyvrrp.runtime.errors import EnvironmentProblem
 from pyvrrp.runtime.instance import ADDRESS_READY_POLL, ADDRESS_READY_TIMEOUT
-from pyvrrp.runtime.netlink import AddressSpec
+from pyvrrp.runtime.netlink import AddressSpec, NetlinkError
 from pyvrrp.runtime.node import Node
 from pyvrrp.testing.fakenetlink import FakeNetlink
 from pyvrrp.testing.fakestate import MemoryHistoryStore
@@ -154,13 +154,56 @@ async def test_a_new_master_announces_an_ipv6_address_once_the_kernel_delivers_i
 ) -> None:
     # The kernel gives a new IPv6 address its local route a moment after the add (up to 5 ms
     # on the development machine): an unsolicited NA sent before that sends clients to an
-    # address that drops their packets. B's gratuitous ARP leaves at once; its NA when the
-    # kernel delivers the address, at the third look (one ADDRESS_READY_POLL apart); both
-    # long before A lets the addresses go (HANDOVER_GRACE after hearing B).
-    assert ADDRESS_READY_POLL == 0.001
+    # address that drops their packets. B's gratuitous ARP leaves at once; its NA as soon as
+    # the kernel notifies the address (it does so as it gives it its local route); both long
+    # before A lets the addresses go (HANDOVER_GRACE after hearing B).
     announced, released = await hand_over_with_slow_ipv6(cluster, delay=0.0025)
-    assert announced == [(0.0, "1.2.3.58"), (0.003, "2a03:4444:fff0:59:88::58")]
+    assert announced == [(0.0, "1.2.3.58"), (0.0025, "2a03:4444:fff0:59:88::58")]
     assert released == HANDOVER_GRACE / SECOND
+
+
+class NoNotifications:
+    """A Netlink whose notifications cannot be had any more once ``stopped`` (its monitor
+    stopped): everything else is the fake's."""
+
+    def __init__(self, inner: FakeNetlink) -> None:
+        self._inner = inner
+        self.stopped = False
+
+    def subscribe(self) -> object:
+        if self.stopped:
+            raise NetlinkError("the netlink monitor stopped")
+        return self._inner.subscribe()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+
+async def test_without_notifications_the_kernel_is_asked_every_poll(
+    autojump_clock: trio.testing.MockClock,
+    cluster: Cluster,
+) -> None:
+    # The NA leaves at the third look, one ADDRESS_READY_POLL apart.
+    assert ADDRESS_READY_POLL == 0.001
+    netlinks = [NoNotifications(slow_ipv6_netlink(name, 0.0025)) for name in PRIORITIES]
+    for netlink, (name, priority) in zip(netlinks, PRIORITIES.items(), strict=True):
+        await cluster.start(
+            name,
+            config({"vip58": seed_instance(priority)}),
+            netlink=netlink,  # type: ignore[arg-type]
+        )
+    await cluster.sleep_until(10)
+    for netlink in netlinks:
+        netlink.stopped = True
+    await cluster.stop("A")
+    b = cluster.hosts["B"]
+    takeover = b.transitions[-1].time
+    announced = [
+        (round(record.time - takeover, 6), str(address))
+        for record in b.announcements.records
+        for _, address in record.addresses
+    ]
+    assert announced == [(0.0, "1.2.3.58"), (0.003, "2a03:4444:fff0:59:88::58")]
 
 
 async def test_an_ipv6_address_the_kernel_never_delivers_is_announced_after_a_grace(
