@@ -333,6 +333,37 @@ async def test_a_new_ipv6_address_drops_nothing_once_it_is_delivered_locally(
         subprocess.run(["ip", "netns", "delete", client], check=False)
 
 
+async def test_the_kernel_notifies_a_new_ipv6_address_as_it_makes_it_local(
+    netns: str, nl: PyrouteNetlink
+) -> None:
+    # A new master's NA waits for this notification (and asks delivers_locally then): the
+    # kernel's address work sends it for a new IPv6 address (NODAD too) just before it adds
+    # the local route, so once it has arrived the address is local at once, or within the
+    # microseconds the kernel takes to insert the route.
+    ip(netns, "link", "add", VSWITCH, "type", "veth", "peer", "name", "vswitchp")
+    ip(netns, "link", "set", "vswitchp", "up")
+    ip(netns, "link", "set", VSWITCH, "up")
+    spec = AddressSpec(ip_interface("2001:db8:58::1/64"), VSWITCH, nodad=True)
+    events = nl.subscribe()
+    at_once = 0
+    for _ in range(10):
+        assert await nl.add_address(spec) is True
+        with trio.fail_after(5):
+            while await events.receive() != AddressEvent(VSWITCH, spec.address, True):
+                pass
+            if await nl.delivers_locally(spec.address.ip):
+                at_once += 1
+            else:
+                while not await nl.delivers_locally(spec.address.ip):
+                    await trio.sleep(0)
+        assert await nl.remove_address(spec) is True
+        with trio.fail_after(5):
+            while await events.receive() != AddressEvent(VSWITCH, spec.address, False):
+                pass
+    print(f"10 adds: local when the notification was read in {at_once}")
+    assert at_once >= 1
+
+
 async def test_link_event_carries_the_whole_state(netns: str, nl: PyrouteNetlink) -> None:
     await KernelWorld(netns, nl).add_bridge(DUMMY)
     events = nl.subscribe()
