@@ -11,9 +11,11 @@ import trio
 import trio.testing
 
 from pyvrrp.core.events import PacketReceived
-from pyvrrp.core.packet import Advertisement, DecodeError, Family, IPAddress, encode
+from pyvrrp.core.packet import Advertisement, DecodeError, Family, encode
 from pyvrrp.runtime.demux import DUE_CHECK, Demux
 from pyvrrp.runtime.transport import BatchTransport, Transport
+
+from .test_fast_path import Stalled
 
 GROUP = Family.IPV4.multicast_group
 PEER = ip_address("192.168.200.9")
@@ -30,38 +32,19 @@ def advert(vrid: int) -> PacketReceived:
     return PacketReceived(message, PEER, GROUP, 255)
 
 
-class OneBatch:
+class OneBatch(Stalled):
     """A transport that hands out one batch, then nothing more."""
 
-    interface = "eth0"
-    family = Family.IPV4
-    multicast = True
-
     def __init__(self, batch: list[PacketReceived | DecodeError]) -> None:
+        super().__init__("eth0", Family.IPV4, multicast=True)
         self.batch = batch
         self.delivered = trio.Event()
-
-    async def send(self, message: bytes, source: IPAddress, destination: IPAddress) -> None:
-        pass
-
-    def send_now(self, message: bytes, source: IPAddress, destination: IPAddress) -> bool:
-        return True
-
-    async def receive(self) -> PacketReceived:
-        await trio.sleep_forever()
-        raise AssertionError("unreachable")
 
     async def receive_batch(self) -> list[PacketReceived | DecodeError]:
         if self.delivered.is_set():
             await trio.sleep_forever()
         self.delivered.set()
         return self.batch
-
-    def poll(self) -> list[PacketReceived | DecodeError]:
-        return []
-
-    def close(self) -> None:
-        pass
 
 
 async def test_the_routers_due_are_called_before_a_batch_and_every_due_check_packets_in_it(
