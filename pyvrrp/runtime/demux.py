@@ -47,7 +47,7 @@ class Demux:
         # Called before each batch of received packets is handed out and after every
         # DUE_CHECK packets of it (the node: the routers due now first,
         # pyvrrp/runtime/schedule.py Schedule.fire_due).
-        self.before_batch: Callable[[], None] | None = None
+        self.before_batch: Callable[[], None] = _nothing
 
     def update(self, live: Iterable[Instance], nursery: trio.Nursery) -> None:
         """Open (or reopen) one transport per (interface, family) ``live`` uses; close the
@@ -131,10 +131,6 @@ class Demux:
                 while True:
                     batch = await transport.receive_batch()
                     before = self.before_batch
-                    if before is None:
-                        for item in batch:
-                            self._dispatch(key, item)
-                        continue
                     before()
                     for index, item in enumerate(batch, 1):
                         self._dispatch(key, item)
@@ -184,6 +180,10 @@ class Demux:
             )
             return
         instance.deliver(packet)
+
+
+def _nothing() -> None:
+    """``before_batch`` of a Demux without a schedule."""
 
 
 def _accepted_sources(config: InstanceConfig) -> tuple[IPAddress, ...] | None:

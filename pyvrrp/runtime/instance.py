@@ -551,13 +551,10 @@ class Instance:
         )
 
     async def announce(self, specs: Sequence[AddressSpec]) -> None:
-        """Announce ``specs`` (gratuitous ARP / unsolicited NA) as this instance does."""
-        await self._announce(specs)
-
-    async def _announce(self, specs: Sequence[AddressSpec]) -> None:
-        """Announce ``specs``: at once those the kernel delivers locally, each IPv6 address
-        we have just added when it does (see ADDRESS_READY_TIMEOUT), so no client is sent to
-        an address that drops its packets."""
+        """Announce ``specs`` (gratuitous ARP / unsolicited NA) as this instance does: at once
+        those the kernel delivers locally, each IPv6 address we have just added when it does
+        (see ADDRESS_READY_TIMEOUT), so no client is sent to an address that drops its
+        packets."""
         later = await self._announce_ready(specs)
         if later:
             await self._announce_when_local(later)

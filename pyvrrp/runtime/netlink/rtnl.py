@@ -39,13 +39,15 @@ import fcntl
 import os
 import socket
 import struct
-from collections.abc import Iterator
-from typing import Final
+from collections.abc import Callable, Iterator
+from typing import Final, TypeVar
 
 import attrs
 import trio
 
 from pyvrrp.core.linux import IFNAMSIZ
+
+_T = TypeVar("_T")
 
 __all__ = [
     "Ack",
@@ -435,26 +437,14 @@ class AddressSocket:
         it (a checkpoint) for up to :data:`ACK_TIMEOUT`; a cancellation arriving then
         abandons the answer, not the request.
         """
-        self._sequence = self._sequence % 0xFFFFFFFF + 1
-        sequence = self._sequence
-        self.requests += 1
+        sequence = self._next_sequence()
         try:
             self._socket.send(encode_address_request(request, sequence))
         except OSError as exc:  # ENOBUFS, ENOMEM: the kernel could not take it
             return Ack(sequence, exc.errno or errno.EIO, "")
-        ack = self._take(sequence)
-        if ack is not None:
-            return ack
-        try:
-            with trio.fail_after(ACK_TIMEOUT):
-                async with self._waiting:  # one task at a time may wait on a file descriptor
-                    while (ack := self._take(sequence)) is None:
-                        await trio.lowlevel.wait_readable(self._socket)
-        except trio.TooSlowError:
+        ack = await self._answer(sequence, self._take)
+        if ack is None:
             return Ack(sequence, errno.ETIMEDOUT, "no acknowledgement from the kernel")
-        finally:
-            if ack is None:  # nobody will take it: drop it when it comes
-                self._abandoned.add(sequence)
         return ack
 
     async def route_type(self, family: int, address: bytes) -> int:
@@ -467,20 +457,29 @@ class AddressSocket:
         """
         sequence = self._next_sequence()
         self._socket.send(encode_route_query(family, address, sequence))
-        answer = self._take_route(sequence)
+        answer: int | Ack | None = await self._answer(sequence, self._take_route)
         if answer is None:
-            try:
-                with trio.fail_after(ACK_TIMEOUT):
-                    async with self._waiting:  # one task at a time may wait on the socket
-                        while (answer := self._take_route(sequence)) is None:
-                            await trio.lowlevel.wait_readable(self._socket)
-            except trio.TooSlowError:
-                raise OSError(errno.ETIMEDOUT, "no answer from the kernel") from None
-            finally:
-                if answer is None:  # nobody will take it: drop it when it comes
-                    self._abandoned.add(sequence)
+            raise OSError(errno.ETIMEDOUT, "no answer from the kernel")
         if isinstance(answer, Ack):
             raise OSError(answer.error, os.strerror(answer.error))
+        return answer
+
+    async def _answer(self, sequence: int, take: Callable[[int], _T | None]) -> _T | None:
+        """The answer to request ``sequence``, as ``take`` finds it: at once when the kernel
+        answered inside ``sendmsg`` (no checkpoint), else waited for (a checkpoint) for up to
+        :data:`ACK_TIMEOUT`; None after that. A cancellation or a timeout abandons the
+        answer, not the request: it is dropped when it comes."""
+        answer = take(sequence)
+        if answer is not None:
+            return answer
+        try:
+            with trio.move_on_after(ACK_TIMEOUT):
+                async with self._waiting:  # one task at a time may wait on the socket
+                    while (answer := take(sequence)) is None:
+                        await trio.lowlevel.wait_readable(self._socket)
+        finally:
+            if answer is None:  # nobody will take it: drop it when it comes
+                self._abandoned.add(sequence)
         return answer
 
     async def dump_addresses(self, family: int) -> list[AddressEntry]:
