@@ -54,18 +54,18 @@ class Schedule:
     def __init__(self, lead: float = 0.0) -> None:
         """``lead`` (seconds): owners are woken that much before the time they ask for."""
         self.lead = lead
-        self._at: dict[Hashable, float] = {}
+        self._at: dict[Hashable, int] = {}  # each owner's deadline (µs)
         self._due: dict[Hashable, Callable[[], None]] = {}
-        # (time, the owner's first-armed rank: ties in that order, a unique number, owner)
-        self._heap: list[tuple[float, int, int, Hashable]] = []
+        # (deadline µs, the owner's first-armed rank: ties in that order, a unique number,
+        # owner); woken at wake_time(deadline)
+        self._heap: list[tuple[int, int, int, Hashable]] = []
         self._rank: dict[Hashable, int] = {}
         self._count = itertools.count()
         self._sleep: trio.CancelScope | None = None
-        # Groups (see the module's docstring): period (µs) -> members (in joining order), and
-        # for each member its deadline (µs) and its early callback (called with the base).
+        # Groups (see the module's docstring): period (µs) -> members (in joining order) and
+        # each one's early callback (called with the base).
         self._groups: dict[int, dict[Hashable, Callable[[int], None]]] = {}
         self._group_of: dict[Hashable, int] = {}
-        self._deadline_us: dict[Hashable, int] = {}
 
     def wake_time(self, deadline_us: int | None) -> float:
         """The trio time at which an owner due at ``deadline_us`` (µs) is woken."""
@@ -89,28 +89,26 @@ class Schedule:
             self._regroup(owner, group, early)
         elif group is not None and early is not None:
             self._groups[group][owner] = early  # the same group: the latest callback
-        if group is not None and deadline_us is not None:
-            self._deadline_us[owner] = deadline_us
-        at = self.wake_time(deadline_us)
-        old = self._at.get(owner, math.inf)
-        if old == at:
+        old = self._at.get(owner)
+        if old == deadline_us:
             return
-        if at == math.inf:
+        if deadline_us is None:
             self.cancel(owner)
             return
-        self._at[owner] = at
+        self._at[owner] = deadline_us
         self._due[owner] = due
         rank = self._rank.get(owner)
         if rank is None:
             rank = self._rank[owner] = next(self._count)
-        heapq.heappush(self._heap, (at, rank, next(self._count), owner))
+        heapq.heappush(self._heap, (deadline_us, rank, next(self._count), owner))
         if len(self._heap) > 4 * len(self._at) + 1024:
             self._compact()
         sleep = self._sleep
         if sleep is not None:
+            at = self.wake_time(deadline_us)
             if at < sleep.deadline:
                 sleep.deadline = at  # the sleeping task wakes earlier
-            elif old == sleep.deadline:
+            elif self.wake_time(old) == sleep.deadline:
                 sleep.deadline = self._earliest()  # or later: no wake-up for nothing
 
     def _regroup(
@@ -125,17 +123,15 @@ class Schedule:
         if group is not None and early is not None:
             self._group_of[owner] = group
             self._groups.setdefault(group, {})[owner] = early
-        else:
-            self._deadline_us.pop(owner, None)
 
     def cancel(self, owner: Hashable) -> None:
         """Forget ``owner``'s wake-up (it stopped)."""
         if owner in self._group_of:
             self._regroup(owner, None, None)
-        old = self._at.pop(owner, math.inf)
+        old = self._at.pop(owner, None)
         self._due.pop(owner, None)
         self._rank.pop(owner, None)
-        if self._sleep is not None and old == self._sleep.deadline:
+        if self._sleep is not None and self.wake_time(old) == self._sleep.deadline:
             self._sleep.deadline = self._earliest()
 
     def armed(self) -> int:
@@ -143,18 +139,20 @@ class Schedule:
         return len(self._at)
 
     def _earliest(self) -> float:
+        """The trio time of the earliest wake-up there is now (inf: none)."""
         heap, at = self._heap, self._at
         while heap:
-            time, _, _, owner = heap[0]
-            if at.get(owner) == time:
-                return time
+            deadline, _, _, owner = heap[0]
+            if at.get(owner) == deadline:
+                return self.wake_time(deadline)
             heapq.heappop(heap)  # stale: its owner has another time now, or none
         return math.inf
 
     def _compact(self) -> None:
         """Drop the stale entries (owners re-armed many times before their old times came)."""
         self._heap = [
-            (time, self._rank[owner], next(self._count), owner) for owner, time in self._at.items()
+            (deadline, self._rank[owner], next(self._count), owner)
+            for owner, deadline in self._at.items()
         ]
         heapq.heapify(self._heap)
 
@@ -175,20 +173,21 @@ class Schedule:
         (trio runs the tasks woken together in either order)."""
         now = trio.current_time()
         heap = self._heap  # (compaction replaces the list)
-        if not heap or heap[0][0] > now:
+        wake_time = self.wake_time
+        if not heap or wake_time(heap[0][0]) > now:
             return
         at = self._at
         due: list[Hashable] = []
         bases: dict[int, int] = {}  # group -> the earliest due member's deadline (µs)
         group_of = self._group_of
-        while heap and heap[0][0] <= now:
-            time, _, _, owner = heapq.heappop(heap)
-            if at.get(owner) == time:
+        while heap and wake_time(heap[0][0]) <= now:
+            deadline, _, _, owner = heapq.heappop(heap)
+            if at.get(owner) == deadline:
                 del at[owner]
                 due.append(owner)
                 group = group_of.get(owner)
                 if group is not None and group not in bases:
-                    bases[group] = self._deadline_us[owner]
+                    bases[group] = deadline
         # Called after the due ones are known. One that an earlier callback re-armed (a
         # backup's poll hands a packet to another backup on the link) or cancelled is not
         # called now: its new time is in the heap.
@@ -210,8 +209,9 @@ class Schedule:
         members = self._groups.get(group)
         if not members:
             return
-        deadline_us = self._deadline_us
+        at = self._at
         window = group // ALIGN_FRACTION
         for owner, early in list(members.items()):
-            if owner in self._at and base < deadline_us.get(owner, base) < base + window:
+            deadline = at.get(owner)
+            if deadline is not None and base < deadline < base + window:
                 early(base)
