@@ -21,6 +21,7 @@ from pyvrrp.core.events import PacketReceived
 from pyvrrp.core.packet import DecodeError, DropReason, Family, IPAddress, peek_vrid
 from pyvrrp.runtime.instance import Instance
 from pyvrrp.runtime.logs import RateLimiter
+from pyvrrp.runtime.quiet import Source
 from pyvrrp.runtime.sockfilter import Wanted
 from pyvrrp.runtime.transport import BatchTransport, Receiver, Transport, TransportFactory
 
@@ -129,19 +130,36 @@ class Demux:
         with scope:
             if isinstance(transport, BatchTransport):
                 while True:
-                    batch = await transport.receive_batch()
-                    before = self.before_batch
-                    before()
-                    for index, item in enumerate(batch, 1):
-                        self._dispatch(key, item)
-                        if not index % DUE_CHECK:
-                            before()  # a deadline may have come while the batch was handled
+                    self._hand_out(key, await transport.receive_batch())
             while True:
                 try:
                     packet: PacketReceived | DecodeError = await transport.receive()
                 except DecodeError as exc:
                     packet = exc
                 self._dispatch(key, packet)
+
+    def _hand_out(self, key: LinkKey, batch: list[PacketReceived | DecodeError]) -> None:
+        """Hand a batch out, the routers due called first and after every DUE_CHECK."""
+        before = self.before_batch
+        before()
+        for index, item in enumerate(batch, 1):
+            self._dispatch(key, item)
+            if not index % DUE_CHECK:
+                before()  # a deadline may have come while the batch was handled
+
+    def quiet_sources(self) -> dict[int, Source]:
+        """The advertisement sockets a quiet wait may read itself (pyvrrp/runtime/quiet.py):
+        file descriptor -> read what it holds and hand it out."""
+        sources: dict[int, Source] = {}
+        for key, transport in self._transports.items():
+            receiver = getattr(transport, "receiver", None)
+            if isinstance(receiver, Receiver):
+                sources[receiver.sock.fileno()] = partial(self._read_now, key, receiver)
+        return sources
+
+    def _read_now(self, key: LinkKey, receiver: Receiver) -> bool:
+        self._hand_out(key, receiver.poll())
+        return not receiver.full
 
     async def _rest_loop(self, key: LinkKey, rest: Receiver, scope: trio.CancelScope) -> None:
         """What the advertisement socket's filter left out: read only to be counted."""

@@ -133,6 +133,7 @@ class Node:
         self._retiring: list[Instance] = []
         self._demux = Demux(transport_factory)
         self._demux.before_batch = self._schedule.fire_due
+        self._schedule.sources = self._demux.quiet_sources
         # Through lambdas: a reload replaces self.instances and self.config.
         self._reasserter = Reasserter(
             netlink,

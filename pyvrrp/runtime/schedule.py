@@ -26,9 +26,11 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 
 import trio
+
+from pyvrrp.runtime import quiet as quiet_
 
 # A master is brought forward to its group's advertisement when its own comes less than this
 # fraction of the interval later: at most half an interval early, once. Any two steps are
@@ -51,9 +53,14 @@ class Schedule:
     is then O(log K) per change instead of a scan of every owner at each wake-up.
     """
 
-    def __init__(self, lead: float = 0.0) -> None:
-        """``lead`` (seconds): owners are woken that much before the time they ask for."""
+    def __init__(self, lead: float = 0.0, *, quiet: bool = True) -> None:
+        """``lead`` (seconds): owners are woken that much before the time they ask for.
+        ``quiet``: wait without trio's run loop while nothing else is to run, where the
+        running trio allows it (pyvrrp/runtime/quiet.py)."""
         self.lead = lead
+        self.quiet = quiet
+        # The sockets a quiet wait reads itself (the node: its demultiplexer's).
+        self.sources: Callable[[], Mapping[int, quiet_.Source]] = dict
         self._at: dict[Hashable, int] = {}  # each owner's deadline (µs)
         self._due: dict[Hashable, Callable[[], None]] = {}
         # (deadline µs, the owner's first-armed rank: ties in that order, a unique number,
@@ -160,10 +167,26 @@ class Schedule:
         """The one task: sleep until the earliest wake-up, call every owner that is due, in
         time order (ties: in the order they were first armed)."""
         task_status.started()
+        loop = quiet_.TrioLoop.current() if self.quiet else None
+        quietly = True
         while True:
+            idle = False
             with trio.CancelScope(deadline=self._earliest()) as self._sleep:
-                await trio.sleep_forever()
+                if loop is None or not quietly:
+                    await trio.sleep_forever()
+                else:  # wait through trio until nothing else is to run, then quietly
+                    await loop.wait_for_idle()
+                    idle = True
             self._sleep = None
+            quietly = True
+            if idle and loop is not None:
+                if loop.others_wait_for_idle():
+                    # Another task waits for trio to be idle longer (a larger cushion than
+                    # ours): this once, sleep through trio, or the quiet wait would come
+                    # back every millisecond and trio would never be idle that long.
+                    quietly = False
+                else:
+                    quiet_.wait(loop, self._earliest, self.fire_due, self.sources())
             self.fire_due()
 
     def fire_due(self) -> None:

@@ -325,6 +325,12 @@ class RawTransport:
     def poll(self) -> list[PacketReceived | DecodeError]:
         return self._main.poll()
 
+    @property
+    def receiver(self) -> Receiver | None:
+        """The advertisement socket's reader, for a wait that reads it itself
+        (pyvrrp/runtime/quiet.py); None while ``receive`` left packets to hand out first."""
+        return None if self._pending else self._main
+
     def _drain(self) -> None:
         """Read what the socket holds now (at most RECEIVE_BATCH datagrams) into _pending."""
         self._pending.extend(self._main.read())
@@ -354,6 +360,11 @@ class Receiver:
         else:  # the last read emptied the socket
             await trio.lowlevel.wait_readable(self.sock)
         return self.poll()
+
+    @property
+    def full(self) -> bool:
+        """The last read filled a batch: more may be waiting."""
+        return self._batch_full
 
     def poll(self) -> list[PacketReceived | DecodeError]:
         """What the socket holds now, without waiting."""

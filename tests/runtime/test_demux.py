@@ -5,6 +5,7 @@ handled waits for a few packets' work, not the whole batch's."""
 
 from __future__ import annotations
 
+import socket
 from ipaddress import ip_address
 
 import trio
@@ -13,9 +14,11 @@ import trio.testing
 from pyvrrp.core.events import PacketReceived
 from pyvrrp.core.packet import Advertisement, DecodeError, Family, encode
 from pyvrrp.runtime.demux import DUE_CHECK, Demux
-from pyvrrp.runtime.transport import BatchTransport, Transport
+from pyvrrp.runtime.transport import RECEIVE_BATCH, BatchTransport, Transport
 
 from .test_fast_path import Stalled
+from .test_transport_receive import advert_datagram
+from .test_transport_receive import transport as raw_transport
 
 GROUP = Family.IPV4.multicast_group
 PEER = ip_address("192.168.200.9")
@@ -74,3 +77,37 @@ async def test_the_routers_due_are_called_before_a_batch_and_every_due_check_pac
         nursery.cancel_scope.cancel()
     assert handed_out == [0, DUE_CHECK, 2 * DUE_CHECK]
     assert demux.drops() == {"eth0/ipv4": {"unknown_vrid": size}}
+
+
+async def test_a_quiet_wait_reads_the_advertisement_socket_through_the_same_hand_out() -> None:
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with ours, theirs:
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        raw = raw_transport(ours)
+        demux = Demux(lambda interface, family, *, multicast: raw)
+        demux._transports[("eth0", Family.IPV4)] = raw  # what update() opens
+        befores: list[int] = []
+        demux.before_batch = lambda: befores.append(len(befores))
+        sources = demux.quiet_sources()
+        assert list(sources) == [ours.fileno()]
+        read = sources[ours.fileno()]
+
+        def dropped() -> int:
+            return demux.drops().get("eth0/ipv4", {}).get("unknown_vrid", 0)
+
+        for vrid in (1, 2, 3):  # VRIDs nobody runs: counted as drops when handed out
+            theirs.send(advert_datagram(vrid))
+        assert read() is True  # the socket is empty again
+        assert dropped() == 3
+        assert befores == [0]  # the routers due were called before the batch
+        for vrid in range(1, RECEIVE_BATCH + 2):
+            theirs.send(advert_datagram(vrid))
+        assert read() is False  # a full batch: more is waiting, trio's loop takes over
+        assert dropped() == 3 + RECEIVE_BATCH
+        assert read() is True
+        assert dropped() == 4 + RECEIVE_BATCH
+        # Packets left by receive() go out first, through trio: no quiet read meanwhile.
+        theirs.send(advert_datagram(1))
+        theirs.send(advert_datagram(2))
+        await raw.receive()
+        assert demux.quiet_sources() == {}
