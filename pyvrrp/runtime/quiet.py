@@ -25,8 +25,8 @@ The routers' work is the same code either way (the schedule's ``fire_due``, the
 demultiplexer's hand-out); only the waiting differs. It needs three things of trio that are
 not public API: the run loop's epoll descriptor, run queue, idle waiters and next deadline.
 :meth:`TrioLoop.current` checks for them and returns None when the running trio does not
-have them (another I/O backend, a test's ``MockClock``, a trio whose internals moved): the
-schedule then sleeps through trio exactly as before.
+have them (another I/O backend, a test's ``MockClock``, trio in guest mode, a trio whose
+internals moved): the schedule then sleeps through trio exactly as before.
 """
 
 from __future__ import annotations
@@ -58,6 +58,8 @@ class TrioLoop:
         self._waiting_for_idle = runner.waiting_for_idle
         self._deadlines = runner.deadlines
         self.fd: int = runner.io_manager._epoll.fileno()
+        self._trio_ready = select.poll()
+        self._trio_ready.register(self.fd, select.POLLIN)
 
     @classmethod
     def current(cls) -> TrioLoop | None:
@@ -68,6 +70,8 @@ class TrioLoop:
             runner = _run.GLOBAL_RUN_CONTEXT.runner
             if type(runner.clock) is not _run.SystemClock:
                 return None  # a test's clock: its time is not the epoll's
+            if runner.is_guest:
+                return None  # trio as a guest of another loop: that loop's thread
             loop = cls(runner, _run.wait_all_tasks_blocked)
             loop.next_deadline()
             len(loop._runq)
@@ -95,8 +99,7 @@ class TrioLoop:
 
     def has_events(self) -> bool:
         """trio's epoll has something to report now."""
-        readable, _, _ = select.select([self.fd], [], [], 0)
-        return bool(readable)
+        return bool(self._trio_ready.poll(0))
 
 
 def wait(

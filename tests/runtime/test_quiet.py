@@ -7,6 +7,7 @@ wait's own far deadline."""
 from __future__ import annotations
 
 import math
+import queue
 import socket
 import threading
 from collections.abc import Iterator
@@ -71,6 +72,26 @@ async def test_the_running_trio_has_what_the_quiet_wait_needs() -> None:
 
 async def test_no_quiet_wait_under_a_test_clock(autojump_clock: trio.testing.MockClock) -> None:
     assert TrioLoop.current() is None
+
+
+def test_no_quiet_wait_for_trio_as_a_guest_of_another_loop() -> None:
+    # The host loop's thread runs trio's tasks: blocking it would block the host.
+    host: queue.SimpleQueue[tuple[str, object]] = queue.SimpleQueue()
+
+    async def main() -> TrioLoop | None:
+        return TrioLoop.current()
+
+    trio.lowlevel.start_guest_run(
+        main,
+        run_sync_soon_threadsafe=lambda fn: host.put(("call", fn)),
+        done_callback=lambda outcome: host.put(("done", outcome)),
+    )
+    while True:
+        kind, item = host.get(timeout=PROMPT)
+        if kind == "done":
+            assert item.unwrap() is None  # type: ignore[attr-defined]
+            break
+        item()  # type: ignore[operator]
 
 
 @pytest.mark.parametrize("quiet", [True, False])
