@@ -7,6 +7,8 @@ and sleeps again. This measures the floor of that for a Python process: CPU time
 (/proc/self/schedstat: every nanosecond on a CPU, user and kernel) per wake-up of
 - `epoll`: a bare loop, `select.epoll.poll()` until the next tick, then one `sendto`;
 - `trio`: the same with `trio.sleep_until()` (the event loop pyvrrp runs on);
+- `quiet`: the same through pyvrrp's `Schedule` and its quiet wait (pyvrrp/runtime/quiet.py:
+  the schedule's task waits in an epoll of its own while trio has nothing else to run);
 - `thread`: a trio process whose main thread waits in trio while a plain thread of its own
   sleeps (`time.sleep`) until the next tick and sends (what a daemon that kept its routine
   advertisements out of trio's loop would pay per advertisement);
@@ -61,6 +63,29 @@ elif mode == "thread":
         thread.start()
         await trio.to_thread.run_sync(thread.join)
     trio.run(main)
+elif mode == "quiet":
+    import trio
+    from pyvrrp.runtime.schedule import Schedule
+    async def main():
+        schedule = Schedule()
+        done = trio.Event()
+        sent = 0
+        def due():
+            nonlocal sent
+            sock.sendto(message, ("127.0.0.1", 9))
+            sent += 1
+            if sent == n:
+                done.set()
+            else:
+                schedule.set("r", round((tick + (sent + 1) * interval) * 1e6), due)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(schedule.run)
+            start = cpu(); tick = trio.current_time()
+            schedule.set("r", round((tick + interval) * 1e6), due)
+            await done.wait()
+            print((cpu() - start) / n)
+            nursery.cancel_scope.cancel()
+    trio.run(main)
 else:
     import trio
     async def main():
@@ -95,7 +120,7 @@ def main() -> None:
     print(f"# interval {args.interval} s, {args.wakeups} wake-ups per process")
     print("| loop | CPU per wake-up (µs) |")
     print("|---|---:|")
-    for mode in ("epoll", "trio", "thread"):
+    for mode in ("epoll", "trio", "quiet", "thread"):
         print(f"| {mode} | {measure(mode, args.interval, args.wakeups):.0f} |")
 
 
