@@ -19,6 +19,10 @@ comes later by less than half the period (ALIGN_FRACTION): its advertisement goe
 now and its Adver_Timer runs in step with the others' from then on. Many masters of one
 interval then cost one wake-up per interval instead of one each, on the senders and on the
 receivers, whose advertisements arrive together (docs/design.md, "Masters advertise together").
+
+While trio has nothing else to run, the task waits quietly: in an epoll of its own that holds
+trio's and the advertisement sockets (:attr:`Schedule.sources`), without a trip through
+trio's run loop per wake-up (pyvrrp/runtime/quiet.py).
 """
 
 from __future__ import annotations
