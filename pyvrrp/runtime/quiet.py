@@ -22,7 +22,7 @@ anything to do:
   routine goes to its router's driver task): it returns then too.
 
 The routers' work is the same code either way (the schedule's ``fire_due``, the
-demultiplexer's hand-out); only the waiting differs. It needs three things of trio that are
+demultiplexer's hand-out); only the waiting differs. It needs four things of trio that are
 not public API: the run loop's epoll descriptor, run queue, idle waiters and next deadline.
 :meth:`TrioLoop.current` checks for them and returns None when the running trio does not
 have them (another I/O backend, a test's ``MockClock``, trio in guest mode, a trio whose
