@@ -3,15 +3,22 @@
 Processes are started by a :class:`ProcessRunner`: :class:`RealProcessRunner` in the daemon,
 ``pyvrrp.testing.fakeprocess.FakeProcessRunner`` in virtual-time tests; both
 :mod:`pyvrrp.runtime.trackers` and :mod:`pyvrrp.runtime.notify` use them. The real one never
-blocks trio's thread: the fork/exec and the user lookup run in worker threads, waiting for the
-exit uses a pidfd. Health checks inherit the daemon's environment, as keepalived's
-``vrrp_script`` does (a check may need what the service unit sets, a proxy for instance); the
-notifier passes an ``env`` of its own, which is then the whole environment. Standard streams
-go to /dev/null, so a chatty script cannot block on a full pipe, and each run gets its own
-process group (a new session), so a timeout kills everything the script started: SIGTERM to
-the group, then SIGKILL to whatever is left of the group when the script has exited or 2 s
-later (keepalived's timeout handling). A run that times out counts as a failure when it is
-over, whatever its exit status.
+blocks trio's thread for longer than an ``exec``: a script that runs as the daemon's own user
+is started in trio's thread (``subprocess`` then uses ``vfork``: the daemon pauses only until
+the script's ``exec``, a fraction of a millisecond) and its exit is waited for on a pidfd, so a
+run costs two wake-ups of the daemon (start, exit) rather than the five or more of a hand-off
+to a worker thread, which took 1.0-1.3 ms of CPU per run against 0.3-0.4 ms
+(docs/benchmarks.md, "Cost at scale"); a script with a user or group to switch to is started
+in a worker thread, user lookup included (``subprocess`` cannot ``vfork`` then: it forks the
+whole daemon), and so is every script where the kernel has no pidfd (before Linux 5.3).
+
+Health checks inherit the daemon's environment, as keepalived's ``vrrp_script`` does (a check
+may need what the service unit sets, a proxy for instance); the notifier passes an ``env`` of
+its own, which is then the whole environment. Standard streams go to /dev/null, so a chatty
+script cannot block on a full pipe, and each run gets its own process group (a new session), so
+a timeout kills everything the script started: SIGTERM to the group, then SIGKILL to whatever
+is left of the group when the script has exited or 2 s later (keepalived's timeout handling). A
+run that times out counts as a failure when it is over, whatever its exit status.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import pwd
 import signal
 import subprocess
 from collections.abc import Mapping
-from typing import Final, Protocol
+from typing import Final, Protocol, cast
 
 import attrs
 import trio
@@ -169,11 +176,83 @@ def _signal_group(pgid: int, signum: int) -> None:
         os.killpg(pgid, signum)
 
 
+class _Process(Protocol):
+    """What a run needs of a started script: trio's ``Process`` or a :class:`_Child`."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    async def wait(self) -> int: ...
+
+
+class _Child:
+    """A script started in trio's thread; its exit is waited for on a pidfd (None: polled,
+    when the pidfd could not be opened: out of file descriptors)."""
+
+    POLL_EVERY = 0.05
+
+    def __init__(self, popen: subprocess.Popen[bytes], pidfd: int | None) -> None:
+        self._popen = popen
+        self._pidfd = pidfd
+        self.pid = popen.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._popen.returncode
+
+    async def wait(self) -> int:
+        if self._pidfd is not None:
+            await trio.lowlevel.wait_readable(self._pidfd)  # readable once it has exited
+            self._popen.wait()  # reaps it: nothing to wait for any more
+            self.close()
+        while self._popen.poll() is None:
+            await trio.sleep(self.POLL_EVERY)
+        return cast(int, self._popen.returncode)
+
+    def close(self) -> None:
+        """Release the pidfd of a script that is not waited for any more."""
+        if self._pidfd is not None:
+            trio.lowlevel.notify_closing(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = None
+
+
+def _start_here(argv: list[str], env: dict[str, str] | None) -> _Child:
+    """Start a script in trio's thread (``vfork``: back once it has ``exec``-ed), with the
+    same standard streams, session and directory as a worker thread gives it."""
+    popen = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        cwd="/",
+        env=env,
+    )
+    try:
+        pidfd: int | None = os.pidfd_open(popen.pid)
+    except OSError:
+        pidfd = None  # out of file descriptors, say: the script runs, polled for
+    return _Child(popen, pidfd)
+
+
+def _has_pidfd() -> bool:
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except (AttributeError, OSError):
+        return False
+    return True
+
+
 class RealProcessRunner:
     """Runs scripts as real processes (see the module docstring for how)."""
 
     def __init__(self, *, kill_delay: float = KILL_DELAY) -> None:
         self.kill_delay = kill_delay
+        self._pidfd = _has_pidfd()
 
     async def run(
         self,
@@ -203,6 +282,8 @@ class RealProcessRunner:
                 # We are being cancelled (shutdown): leave no process behind.
                 with trio.CancelScope(shield=True):
                     await self._stop(process)
+            if isinstance(process, _Child):
+                process.close()
         assert process.returncode is not None
         return ScriptOutcome.from_returncode(
             process.returncode, duration=trio.current_time() - started, timed_out=timed_out
@@ -214,7 +295,7 @@ class RealProcessRunner:
         user: str | None,
         group: str | None,
         env: Mapping[str, str] | None,
-    ) -> trio.Process:
+    ) -> _Process:
         credentials: _Credentials | None = None
         if user is not None or group is not None:
             credentials = await trio.to_thread.run_sync(_lookup, user, group)
@@ -230,7 +311,11 @@ class RealProcessRunner:
                     f"(remove {key}, or run pyvrrp as root)"
                 )
         program = argv[0]
+        # subprocess searches a bare program name in this env's PATH, as execvpe.
+        environment = dict(env) if env is not None else None
         try:
+            if credentials is None and self._pidfd:
+                return _start_here(argv, environment)
             # trio runs the fork/exec in a worker thread.
             return await trio.lowlevel.open_process(
                 argv,
@@ -239,8 +324,7 @@ class RealProcessRunner:
                 stderr=subprocess.DEVNULL,
                 start_new_session=True,  # its own process group, killed as a whole
                 cwd="/",  # never depend on the daemon's working directory
-                # subprocess searches a bare program name in this env's PATH, as execvpe.
-                env=dict(env) if env is not None else None,
+                env=environment,
                 user=credentials.uid if credentials else None,
                 group=credentials.gid if credentials else None,
                 extra_groups=credentials.groups if credentials else None,
@@ -259,7 +343,7 @@ class RealProcessRunner:
                 ) from None
             raise _CannotStart(f"cannot run {program}: {exc.strerror or exc}") from None
 
-    async def _stop(self, process: trio.Process) -> None:
+    async def _stop(self, process: _Process) -> None:
         """SIGTERM to the process group; SIGKILL to what is left once the script has exited
         or after ``kill_delay``."""
         # start_new_session=True: the process group id is the script's pid, and the kernel

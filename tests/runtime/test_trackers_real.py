@@ -290,3 +290,51 @@ async def test_trackers_turn_a_real_check_bad_and_good(tmp_path: Path) -> None:
         assert stats.last_outcome is not None and stats.last_outcome.success
         nursery.cancel_scope.cancel()
     assert [p for _, p in reports][-2:] == [40, 100]
+
+
+# ---- where a run starts: in trio's thread (vfork, a pidfd) unless it switches user
+
+
+def open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+async def test_a_run_as_the_daemons_user_starts_in_trios_thread_and_leaks_no_pidfd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def no_worker_thread(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a worker thread was asked to start the script")
+
+    monkeypatch.setattr(trio.lowlevel, "open_process", no_worker_thread)
+    runner = RealProcessRunner()
+    before = open_fds()
+    assert (await runner.run(("true",), timeout=5, user=None)).success
+    assert (await runner.run("exit 3", timeout=5, user=None)).exit_status == 3
+    assert (await runner.run(("no-such-program-here",), timeout=5, user=None)).error
+    timed_out = await runner.run("sleep 60", timeout=0.2, user=None)
+    assert timed_out.timed_out and timed_out.signal == signal.SIGTERM
+    pidfile = tmp_path / "pgid"
+    with trio.move_on_after(0.3):
+        await runner.run(f"echo $$ > {pidfile}; exec sleep 60", timeout=30, user=None)
+    assert await wait_group_gone(int(pidfile.read_text())) == []
+    assert open_fds() == before  # every pidfd closed, whatever the ending
+
+
+async def test_without_a_pidfd_a_run_still_ends_and_times_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pyvrrp.runtime.process import _has_pidfd
+
+    runner = RealProcessRunner()
+
+    def out_of_fds(pid: int) -> int:
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(os, "pidfd_open", out_of_fds)
+    ok = await runner.run(("true",), timeout=5, user=None)
+    assert ok.success and ok.duration < MARGIN
+    late = await runner.run("sleep 60", timeout=0.2, user=None)
+    assert late.timed_out and late.signal == signal.SIGTERM and late.duration < 0.2 + MARGIN
+    # A kernel without pidfds at all: trio's own process (a worker thread) does the work.
+    assert not _has_pidfd()
+    assert (await RealProcessRunner().run("exit 4", timeout=5, user=None)).exit_status == 4
