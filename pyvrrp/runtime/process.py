@@ -5,12 +5,12 @@ Processes are started by a :class:`ProcessRunner`: :class:`RealProcessRunner` in
 :mod:`pyvrrp.runtime.trackers` and :mod:`pyvrrp.runtime.notify` use them. The real one never
 blocks trio's thread for longer than an ``exec``: a script that runs as the daemon's own user
 is started in trio's thread (``subprocess`` then uses ``vfork``: the daemon pauses only until
-the script's ``exec``, a fraction of a millisecond) and its exit is waited for on a pidfd, so a
-run costs two wake-ups of the daemon (start, exit) rather than the five or more of a hand-off
-to a worker thread, which took 1.0-1.3 ms of CPU per run against 0.3-0.4 ms
-(docs/benchmarks.md, "Cost at scale"); a script with a user or group to switch to is started
-in a worker thread, user lookup included (``subprocess`` cannot ``vfork`` then: it forks the
-whole daemon), and so is every script where the kernel has no pidfd (before Linux 5.3).
+the script's ``exec``, 0.2-0.3 ms typically, a few ms at worst) and its exit is waited for on
+a pidfd, so a run costs the daemon about half the CPU of a hand-off to a worker thread and
+back (docs/benchmarks.md, "The seed cluster: what a real node pays"); a script with a user or
+group to switch to is started in a worker thread, user lookup included (``subprocess`` cannot
+``vfork`` then: it forks the whole daemon), and so is every script where the kernel has no
+pidfd (before Linux 5.3).
 
 Health checks inherit the daemon's environment, as keepalived's ``vrrp_script`` does (a check
 may need what the service unit sets, a proxy for instance); the notifier passes an ``env`` of
