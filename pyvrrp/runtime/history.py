@@ -9,9 +9,10 @@ priority) is kept in memory, the last :data:`HISTORY_LENGTH` per instance, and s
      "to": "MASTER", "cause": "master_down", "reason": "...", "priority": 100}, ...]}}
 
 Recording never waits for the disk: :meth:`History.record` only appends and wakes
-:meth:`History.run`, a task that writes the latest state on a worker thread (the same atomic
-replace as the maintenance flags: a crash leaves the old file or the new one), so a burst of
-transitions costs one write. A missing file is an empty history; one that is corrupt or
+:meth:`History.run`, a task that writes the latest state on a worker thread
+:data:`SAVE_DELAY` later (the same atomic replace as the maintenance flags: a crash leaves the
+old file or the new one), so a burst of transitions costs one write and the write never
+competes with the transition's own work. A missing file is an empty history; one that is corrupt or
 unreadable is logged and replaced by an empty one; entries that do not look like entries
 are skipped. Instances no longer configured are forgotten at the next write.
 """
@@ -33,6 +34,7 @@ from pyvrrp.runtime.statefile import StateFileError, write_atomically
 __all__ = [
     "HISTORY_FILE",
     "HISTORY_LENGTH",
+    "SAVE_DELAY",
     "History",
     "HistoryEntry",
     "HistoryStore",
@@ -47,6 +49,11 @@ log = logging.getLogger("pyvrrp")
 HISTORY_FILE: Final = "history.json"
 HISTORY_LENGTH: Final = 50
 """Transitions kept per instance (the oldest go first)."""
+SAVE_DELAY: Final = 0.1
+"""Seconds from a transition to its save. The save runs on a worker thread, and starting one
+(trio keeps idle threads for 10 s only) takes trio's thread for a moment: right at the
+transition it would hold up the new master's address installation and announcements. Other
+transitions within the delay join the same write."""
 _FORMAT_VERSION: Final = 1
 
 
@@ -194,11 +201,14 @@ class History:
     :meth:`record` each transition. ``length`` bounds the entries kept per instance.
     """
 
-    def __init__(self, store: HistoryStore, *, length: int = HISTORY_LENGTH) -> None:
+    def __init__(
+        self, store: HistoryStore, *, length: int = HISTORY_LENGTH, save_delay: float = SAVE_DELAY
+    ) -> None:
         if length < 1:
             raise ValueError(f"length must be at least 1, not {length!r}")
         self.store = store
         self.length = length
+        self.save_delay = save_delay
         self.saves = 0
         """Successful writes (for tests and statistics)."""
         # Lists cut to ``length``, not deque(maxlen=...): a deque takes a 64-slot block (760
@@ -256,11 +266,12 @@ class History:
         self._wakeup.set()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Save whenever something changed, until cancelled; a change made while saving is
-        saved right after. A write in progress when cancelled is finished."""
+        """Save ``save_delay`` after something changed, until cancelled; a change made while
+        saving is saved right after. A write in progress when cancelled is finished."""
         task_status.started()
         while True:
             await self._wakeup.wait()
+            await trio.sleep(self.save_delay)  # the node's stop flushes what is left
             self._wakeup = trio.Event()
             with trio.CancelScope(shield=True):
                 await self.flush()

@@ -14,6 +14,7 @@ import trio.testing
 from pyvrrp.runtime.history import (
     HISTORY_FILE,
     HISTORY_LENGTH,
+    SAVE_DELAY,
     History,
     HistoryEntry,
     StateDirHistoryStore,
@@ -121,6 +122,23 @@ async def test_history_keeps_the_last_entries_per_instance_and_saves_once_per_bu
         history.record("vip59", entry(201))
         await trio.sleep(1)
         assert store.saves == 2 and store.saved["vip59"] == [entry(200), entry(201)]
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_transition_is_saved_a_moment_later_not_while_it_happens(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    store = MemoryHistoryStore()
+    history = History(store)
+    await history.load(["vip58"])
+    async with trio.open_nursery() as nursery:
+        await nursery.start(history.run)
+        history.record("vip58", entry(1))
+        await trio.sleep(SAVE_DELAY * 0.9)
+        assert store.saves == 0  # the new master announces itself first
+        history.record("vip58", entry(2))  # within the delay: the same write
+        await trio.sleep(SAVE_DELAY * 0.2)
+        assert store.saves == 1 and store.saved["vip58"] == [entry(1), entry(2)]
         nursery.cancel_scope.cancel()
 
 
