@@ -201,14 +201,11 @@ class History:
     :meth:`record` each transition. ``length`` bounds the entries kept per instance.
     """
 
-    def __init__(
-        self, store: HistoryStore, *, length: int = HISTORY_LENGTH, save_delay: float = SAVE_DELAY
-    ) -> None:
+    def __init__(self, store: HistoryStore, *, length: int = HISTORY_LENGTH) -> None:
         if length < 1:
             raise ValueError(f"length must be at least 1, not {length!r}")
         self.store = store
         self.length = length
-        self.save_delay = save_delay
         self.saves = 0
         """Successful writes (for tests and statistics)."""
         # Lists cut to ``length``, not deque(maxlen=...): a deque takes a 64-slot block (760
@@ -266,12 +263,12 @@ class History:
         self._wakeup.set()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Save ``save_delay`` after something changed, until cancelled; a change made while
+        """Save :data:`SAVE_DELAY` after something changed, until cancelled; a change made while
         saving is saved right after. A write in progress when cancelled is finished."""
         task_status.started()
         while True:
             await self._wakeup.wait()
-            await trio.sleep(self.save_delay)  # the node's stop flushes what is left
+            await trio.sleep(SAVE_DELAY)  # the node's stop flushes what is left
             self._wakeup = trio.Event()
             with trio.CancelScope(shield=True):
                 await self.flush()

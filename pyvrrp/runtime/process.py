@@ -9,8 +9,8 @@ the script's ``exec``, 0.2-0.3 ms typically, a few ms at worst) and its exit is 
 a pidfd, so a run costs the daemon about half the CPU of a hand-off to a worker thread and
 back (docs/benchmarks.md, "The seed cluster: what a real node pays"); a script with a user or
 group to switch to is started in a worker thread, user lookup included (``subprocess`` cannot
-``vfork`` then: it forks the whole daemon), and so is every script where the kernel has no
-pidfd (before Linux 5.3).
+``vfork`` then: it forks the whole daemon); where the kernel has no pidfd (before Linux 5.3)
+the exit is polled for, every 50 ms.
 
 Health checks inherit the daemon's environment, as keepalived's ``vrrp_script`` does (a check
 may need what the service unit sets, a proxy for instance); the notifier passes an ``env`` of
@@ -176,21 +176,9 @@ def _signal_group(pgid: int, signum: int) -> None:
         os.killpg(pgid, signum)
 
 
-class _Process(Protocol):
-    """What a run needs of a started script: trio's ``Process`` or a :class:`_Child`."""
-
-    @property
-    def pid(self) -> int: ...
-
-    @property
-    def returncode(self) -> int | None: ...
-
-    async def wait(self) -> int: ...
-
-
 class _Child:
-    """A script started in trio's thread; its exit is waited for on a pidfd (None: polled,
-    when the pidfd could not be opened: out of file descriptors)."""
+    """A started script; its exit is waited for on a pidfd (None: polled, when the pidfd
+    could not be opened)."""
 
     POLL_EVERY = 0.05
 
@@ -220,31 +208,27 @@ class _Child:
             self._pidfd = None
 
 
-def _start_here(argv: list[str], env: dict[str, str] | None) -> _Child:
-    """Start a script in trio's thread (``vfork``: back once it has ``exec``-ed), with the
-    same standard streams, session and directory as a worker thread gives it."""
+def _start(argv: list[str], env: dict[str, str] | None, credentials: _Credentials | None) -> _Child:
+    """Start a script: standard streams on /dev/null, a session (a process group) of its own,
+    "/" as its directory, ``env`` (None: the daemon's; a bare program name is searched in its
+    PATH, as execvpe), the user and groups of ``credentials``."""
     popen = subprocess.Popen(
         argv,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        start_new_session=True,
-        cwd="/",
+        start_new_session=True,  # its own process group, killed as a whole
+        cwd="/",  # never depend on the daemon's working directory
         env=env,
+        user=credentials.uid if credentials else None,
+        group=credentials.gid if credentials else None,
+        extra_groups=credentials.groups if credentials else None,
     )
     try:
         pidfd: int | None = os.pidfd_open(popen.pid)
     except OSError:
-        pidfd = None  # out of file descriptors, say: the script runs, polled for
+        pidfd = None  # no pidfds (before Linux 5.3), out of descriptors: polled for
     return _Child(popen, pidfd)
-
-
-def _has_pidfd() -> bool:
-    try:
-        os.close(os.pidfd_open(os.getpid()))
-    except (AttributeError, OSError):
-        return False
-    return True
 
 
 class RealProcessRunner:
@@ -252,7 +236,6 @@ class RealProcessRunner:
 
     def __init__(self, *, kill_delay: float = KILL_DELAY) -> None:
         self.kill_delay = kill_delay
-        self._pidfd = _has_pidfd()
 
     async def run(
         self,
@@ -282,8 +265,7 @@ class RealProcessRunner:
                 # We are being cancelled (shutdown): leave no process behind.
                 with trio.CancelScope(shield=True):
                     await self._stop(process)
-            if isinstance(process, _Child):
-                process.close()
+            process.close()
         assert process.returncode is not None
         return ScriptOutcome.from_returncode(
             process.returncode, duration=trio.current_time() - started, timed_out=timed_out
@@ -295,7 +277,7 @@ class RealProcessRunner:
         user: str | None,
         group: str | None,
         env: Mapping[str, str] | None,
-    ) -> _Process:
+    ) -> _Child:
         credentials: _Credentials | None = None
         if user is not None or group is not None:
             credentials = await trio.to_thread.run_sync(_lookup, user, group)
@@ -311,24 +293,12 @@ class RealProcessRunner:
                     f"(remove {key}, or run pyvrrp as root)"
                 )
         program = argv[0]
-        # subprocess searches a bare program name in this env's PATH, as execvpe.
         environment = dict(env) if env is not None else None
         try:
-            if credentials is None and self._pidfd:
-                return _start_here(argv, environment)
-            # trio runs the fork/exec in a worker thread.
-            return await trio.lowlevel.open_process(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,  # its own process group, killed as a whole
-                cwd="/",  # never depend on the daemon's working directory
-                env=environment,
-                user=credentials.uid if credentials else None,
-                group=credentials.gid if credentials else None,
-                extra_groups=credentials.groups if credentials else None,
-            )
+            if credentials is None:
+                return _start(argv, environment, None)  # vfork: back at the exec
+            # Switching user, subprocess forks the whole daemon: not in trio's thread.
+            return await trio.to_thread.run_sync(_start, argv, environment, credentials)
         except FileNotFoundError:
             where = "" if "/" in program else " in PATH"
             raise _CannotStart(f"cannot run {program}: not found{where}") from None
@@ -343,7 +313,7 @@ class RealProcessRunner:
                 ) from None
             raise _CannotStart(f"cannot run {program}: {exc.strerror or exc}") from None
 
-    async def _stop(self, process: _Process) -> None:
+    async def _stop(self, process: _Child) -> None:
         """SIGTERM to the process group; SIGKILL to what is left once the script has exited
         or after ``kill_delay``."""
         # start_new_session=True: the process group id is the script's pid, and the kernel
