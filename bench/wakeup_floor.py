@@ -19,6 +19,10 @@ and sleeps again. This measures the floor of that for a Python process: CPU time
   counted starts before the queueing, so it is in the figure (one horizon of `--wakeups`
   ticks queued at once). Not used by pyvrrp: it measures what a kernel-timed advertisement
   would cost ("unavailable" where io_uring is not, e.g. under a container's seccomp profile);
+- `kernel-wait`: the same queue, but each send waits on a periodic timerfd (a `read` linked
+  to the `sendmsg`: a timeout's completion would wake the waiter) and the process waits in
+  `io_uring_enter` itself, where the kernel runs the sends without returning to user space:
+  what is left is the wake-up of the task in the kernel;
 each in a process of its own, started fresh, the wake-ups spaced `--interval` apart (a
 process idle for a second runs with cold caches, which is what a K=1 node at 1 s pays).
 
@@ -94,7 +98,7 @@ elif mode == "quiet":
             print((cpu() - start) / n)
             nursery.cancel_scope.cancel()
     trio.run(main)
-elif mode == "kernel":
+elif mode in ("kernel", "kernel-wait"):
     import ctypes, mmap, struct
     libc = ctypes.CDLL(None, use_errno=True)
     libc.syscall.restype = ctypes.c_long
@@ -118,27 +122,53 @@ elif mode == "kernel":
         struct.pack("QI4xQQQQi4x", ctypes.addressof(dest), 16, ctypes.addressof(iov), 1, 0, 0, 0)
     )
     times = (ctypes.c_int64 * (2 * n))()
-    def push(opcode, flags, fd, addr, length, op_flags):
+    def push(opcode, flags, fd, addr, length, op_flags, offset=0):
         tail = struct.unpack_from("I", ring, sq_tail)[0]
         slot = tail & struct.unpack_from("I", ring, sq_mask)[0]
         sqes[64 * slot:64 * slot + 64] = struct.pack(
-            "BBHiQQII", opcode, flags, 0, fd, 0, addr, length, op_flags
+            "BBHiQQII", opcode, flags, 0, fd, offset, addr, length, op_flags
         ).ljust(64, b"\0")
         struct.pack_into("I", ring, sq_array + 4 * slot, slot)
         struct.pack_into("I", ring, sq_tail, tail + 1)
     start = cpu(); tick = time.monotonic()
-    for i in range(n):
-        tick += interval
-        times[2 * i], times[2 * i + 1] = divmod(round(tick * 1e9), 10**9)
-        # IORING_OP_TIMEOUT, IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS,
-        # IORING_TIMEOUT_ABS | IORING_TIMEOUT_ETIME_SUCCESS (CLOCK_MONOTONIC)
-        push(11, 4 | 64, -1, ctypes.addressof(times) + 16 * i, 1, 1 | 32)
-        push(9, 64, sock.fileno(), ctypes.addressof(msghdr), 1, 0)  # IORING_OP_SENDMSG
-    if libc.syscall(426, fd, 2 * n, 0, 0, None, 0) != 2 * n:  # io_uring_enter
-        print("nan"); sys.exit()
-    poller = select.epoll()
-    while time.monotonic() < tick:
-        poller.poll(tick - time.monotonic() + 0.001)
+    if mode == "kernel":
+        for i in range(n):
+            tick += interval
+            times[2 * i], times[2 * i + 1] = divmod(round(tick * 1e9), 10**9)
+            # IORING_OP_TIMEOUT, IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS,
+            # IORING_TIMEOUT_ABS | IORING_TIMEOUT_ETIME_SUCCESS (CLOCK_MONOTONIC)
+            push(11, 4 | 64, -1, ctypes.addressof(times) + 16 * i, 1, 1 | 32)
+            push(9, 64, sock.fileno(), ctypes.addressof(msghdr), 1, 0)  # IORING_OP_SENDMSG
+        if libc.syscall(426, fd, 2 * n, 0, 0, None, 0) != 2 * n:  # io_uring_enter
+            print("nan"); sys.exit()
+        poller = select.epoll()
+        while time.monotonic() < tick:
+            poller.poll(tick - time.monotonic() + 0.001)
+    else:
+        # A periodic timerfd (CLOCK_MONOTONIC, absolute, blocking: io_uring polls it), and per
+        # tick IORING_OP_READ of it linked to the send, both IOSQE_CQE_SKIP_SUCCESS.
+        timerfd = libc.timerfd_create(1, 0o2000000)
+        first = tick + interval
+        spec = (ctypes.c_int64 * 4)(
+            *divmod(round(interval * 1e9), 10**9), *divmod(round(first * 1e9), 10**9)
+        )
+        if timerfd < 0 or libc.timerfd_settime(timerfd, 1, spec, None) != 0:
+            print("nan"); sys.exit()
+        expirations = ctypes.create_string_buffer(8)
+        for i in range(n):
+            push(22, 4 | 64, timerfd, ctypes.addressof(expirations), 8, 0, offset=2**64 - 1)
+            push(9, 64, sock.fileno(), ctypes.addressof(msghdr), 1, 0)
+        tick += n * interval
+        long = ctypes.c_long
+        if libc.syscall(long(426), long(fd), long(2 * n), long(0), long(0), None, long(0)) != 2 * n:
+            print("nan"); sys.exit()
+        while (left := tick + 0.01 - time.monotonic()) > 0:
+            # Wait for one completion (none comes: every success is skipped) until the end:
+            # IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, struct io_uring_getevents_arg.
+            timeout = (ctypes.c_int64 * 2)(*divmod(round(left * 1e9), 10**9))
+            arg = struct.pack("QIIQ", 0, 0, 0, ctypes.addressof(timeout))
+            arg = ctypes.create_string_buffer(arg)
+            libc.syscall(long(426), long(fd), long(0), long(1), long(1 | 8), arg, long(24))
     cq_head, cq_tail = struct.unpack_from("2I", params.raw, 80)
     failed = struct.unpack_from("I", ring, cq_tail)[0] - struct.unpack_from("I", ring, cq_head)[0]
     print("nan" if failed else (cpu() - start) / n)
@@ -176,7 +206,7 @@ def main() -> None:
     print(f"# interval {args.interval} s, {args.wakeups} wake-ups per process")
     print("| loop | CPU per wake-up (µs) |")
     print("|---|---:|")
-    for mode in ("epoll", "trio", "quiet", "thread", "kernel"):
+    for mode in ("epoll", "trio", "quiet", "thread", "kernel", "kernel-wait"):
         cost = measure(mode, args.interval, args.wakeups)
         print(f"| {mode} | {'unavailable' if math.isnan(cost) else f'{cost:.0f}'} |")
 
