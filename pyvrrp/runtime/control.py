@@ -87,6 +87,8 @@ MAX_EVENT_STREAMS: Final = 16
 read-only caller must not be able to take every connection from the commands."""
 MAX_RESPONSE: Final = 16 * 1024 * 1024
 """The longest response line the client accepts, in bytes."""
+CONNECT_RETRY: Final = 0.01
+"""Seconds between the client's attempts to connect while the daemon's backlog is full."""
 PROBE_TIMEOUT: Final = 2.0
 """Seconds the server waits, at start, for a daemon already on the path to accept."""
 READ_ONLY_COMMANDS: Final = frozenset({"status", "events"})
@@ -705,8 +707,18 @@ def _not_running(path: str) -> ControlError:
 def _connect(path: str, timeout: float) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
+    deadline = time.monotonic() + timeout
     try:
-        sock.connect(path)
+        while True:
+            try:
+                sock.connect(path)
+                break
+            except BlockingIOError:
+                # The daemon's listen backlog is full (a burst of clients): a Unix socket
+                # with a timeout does not wait for room, it fails at once. Wait here.
+                if time.monotonic() + CONNECT_RETRY > deadline:
+                    raise TimeoutError from None
+                time.sleep(CONNECT_RETRY)
     except FileNotFoundError:
         sock.close()
         raise _not_running(path) from None

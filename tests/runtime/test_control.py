@@ -12,6 +12,8 @@ import shutil
 import socket
 import stat
 import tempfile
+import threading
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -576,6 +578,74 @@ def test_client_reports_permission_denied_as_a_root_only_socket(
         f"permission denied on {path}: run as root, or as a member of the group of "
         "[global] control_group (or status_group, for status)"
     )
+
+
+def fill_backlog(path: str) -> tuple[socket.socket, list[socket.socket]]:
+    """A listener at ``path`` that accepts nothing, with its backlog full of clients."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(0)
+    waiting: list[socket.socket] = []
+    while True:
+        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        client.setblocking(False)
+        try:
+            client.connect(path)
+        except BlockingIOError:
+            client.close()
+            return listener, waiting
+        waiting.append(client)
+
+
+def test_client_waits_for_room_while_the_daemons_backlog_is_full(path: str) -> None:
+    # A burst of clients fills the listen backlog before the daemon accepts them; a Unix
+    # socket with a timeout then fails its connect at once (EAGAIN) rather than wait.
+    listener, waiting = fill_backlog(path)
+    answered: list[bytes] = []
+
+    def serve_later() -> None:
+        time.sleep(0.3)
+        listener.settimeout(3)
+        for _ in range(len(waiting) + 1):
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                return
+            with connection:
+                connection.settimeout(2)
+                line = connection.recv(1000)
+                if line:
+                    answered.append(line)
+                    connection.sendall(b'{"ok":true,"result":"here"}\n')
+
+    with listener:
+        for client in waiting:
+            client.close()  # still in the backlog until accepted: read as an empty request
+        server = threading.Thread(target=serve_later)
+        server.start()
+        started = time.monotonic()
+        try:
+            response = request(path, {"command": "status"}, timeout=5)
+        finally:
+            server.join()
+    assert response == {"ok": True, "result": "here"}
+    assert answered == [b'{"command":"status"}\n']
+    assert time.monotonic() - started >= 0.25
+
+
+def test_client_gives_up_when_the_backlog_stays_full(path: str) -> None:
+    listener, waiting = fill_backlog(path)
+    with listener:
+        started = time.monotonic()
+        with pytest.raises(ControlError) as error:
+            request(path, {"command": "status"}, timeout=0.4)
+        elapsed = time.monotonic() - started
+        for client in waiting:
+            client.close()
+    assert str(error.value) == (
+        f"pyvrrp did not accept a connection on {path} within 0.4 s (is it stuck?)"
+    )
+    assert 0.3 <= elapsed < 2
 
 
 async def fake_server(path: str, answer: bytes | None, task_status: Any) -> None:
