@@ -226,8 +226,10 @@ def _start(argv: list[str], env: dict[str, str] | None, credentials: _Credential
     )
     try:
         pidfd: int | None = os.pidfd_open(popen.pid)
-    except OSError:
-        pidfd = None  # no pidfds (before Linux 5.3), out of descriptors: polled for
+    except (AttributeError, OSError):
+        # No pidfds (a Python built without os.pidfd_open, Linux before 5.3), out of
+        # descriptors: the script runs all the same, polled for.
+        pidfd = None
     return _Child(popen, pidfd)
 
 

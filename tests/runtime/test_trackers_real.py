@@ -334,3 +334,14 @@ async def test_without_a_pidfd_a_run_still_ends_and_times_out(
     late = await runner.run("sleep 60", timeout=0.2, user=None)
     assert late.timed_out and late.signal == signal.SIGTERM and late.duration < 0.2 + MARGIN
     assert (await runner.run("exit 4", timeout=5, user=None)).exit_status == 4
+
+
+async def test_a_python_without_pidfd_open_still_runs_scripts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A Python built against kernel headers older than 5.3 has no os.pidfd_open at all.
+    monkeypatch.delattr(os, "pidfd_open")
+    runner = RealProcessRunner()
+    assert (await runner.run("exit 4", timeout=5, user=None)).exit_status == 4
+    late = await runner.run("sleep 60", timeout=0.2, user=None)
+    assert late.timed_out and late.duration < 0.2 + MARGIN
