@@ -247,6 +247,10 @@ class VirtualRouter:
         self._last_decoded: tuple[PacketReceived, Advertisement] | None = None
         self._last_notices: tuple[Advertisement, IPAddress, tuple[Notice, ...]] | None = None
         self._family = params.family
+        # The packet just handled, while its repetition would only restart the
+        # Master_Down_Timer (routine_packet); _repeatable: the advertisement was accepted so.
+        self._routine: PacketReceived | None = None
+        self._repeatable = False
 
     # ----------------------------------------------------------------- read-only views
 
@@ -301,6 +305,37 @@ class VirtualRouter:
         """A master's Adver_Timer (when it sends its next advertisement), else None."""
         return self._timer if self._state is State.MASTER else None
 
+    @property
+    def routine_packet(self) -> PacketReceived | None:
+        """The packet whose repetition would change nothing but the counters and the
+        Master_Down_Timer, or None.
+
+        It is the last event handled, when that was a backup accepting its master's
+        advertisement (priority above 0, one it does not preempt: RFC 9568 §6.4.2's restart
+        of the timer) with nothing else to do (no notice, no handover under way). Any other
+        event clears it. A runtime that takes such repetitions elsewhere (the kernel: see
+        pyvrrp/runtime/absorb.py) reports them with :meth:`heard_again`.
+        """
+        return self._routine
+
+    def heard_again(self, count: int, last: int) -> None:
+        """``count`` more copies of :attr:`routine_packet` arrived, the last at ``last``
+        (microseconds): exactly as if each had been handled, in order.
+
+        Only the counters and the Master_Down_Timer (restarted from ``last``) change; the
+        routine packet stays. UsageError when there is no routine packet.
+        """
+        event = self._routine
+        decoded = self._last_decoded
+        if event is None or decoded is None:
+            raise UsageError("heard_again without a routine packet (routine_packet is None)")
+        if count <= 0:
+            return
+        at = max(last, self._down_started)
+        self._received += count
+        self._count_peer(event.source, decoded[1].version, at, count)
+        self._start_down_timer(at, skew=False, cause=Cause.MASTER_DOWN)
+
     def deadline(self) -> int | None:
         """When this router next needs ``Timeout``, or None."""
         earliest = self._timer
@@ -344,6 +379,7 @@ class VirtualRouter:
 
     def handle(self, event: Event, now: int) -> list[Action]:
         """Process one event at time ``now`` (microseconds) and return the actions to run."""
+        self._routine = None
         match event:
             case Timeout():
                 return self._on_timeout(now)
@@ -354,7 +390,10 @@ class VirtualRouter:
                 if last is not None and last[0] == event:
                     # The same bytes from the same sender as last time (a master sends the
                     # same advertisement every interval): the same decoded advertisement.
-                    return self._on_advert(event.source, last[1], now)
+                    actions = self._on_advert(event.source, last[1], now)
+                    if self._repeatable and not actions and not self._holding:
+                        self._routine = event
+                    return actions
                 try:
                     advert = decode(
                         event.message,
@@ -368,7 +407,10 @@ class VirtualRouter:
                 except DecodeError as exc:
                     return [self._drop(exc.reason, event.source, exc.detail)]
                 self._last_decoded = (event, advert)
-                return self._on_advert(event.source, advert, now)
+                actions = self._on_advert(event.source, advert, now)
+                if self._repeatable and not actions and not self._holding:
+                    self._routine = event
+                return actions
             case AdvertReceived():
                 return self._on_advert(event.source, event.advert, now)
             case HealthChanged():
@@ -440,14 +482,7 @@ class VirtualRouter:
                 }
                 actions += self._become_master(now, cause, reasons[cause])
             else:  # only BACKUP and MASTER run this timer
-                # RFC 9568 §6.4.3: Adver_Timer fired.
-                actions.append(self._advertise(self._effective_priority))
-                # From the deadline, not from when the Timeout was handled: a runtime that
-                # wakes late must not push every later advertisement back by as much (the
-                # interval would drift). Late by a whole interval or more: from now, no burst.
-                interval = timers.centiseconds(self.params.advert_interval_cs)
-                following = self._timer + interval
-                self._timer = following if following > now else now + interval
+                actions.append(self._adver_timer_fired(self._timer, now))
         if self._state is State.MASTER:
             if self._announce_at is not None and self._announce_at <= now:
                 self._announce_at = None
@@ -460,6 +495,39 @@ class VirtualRouter:
                 actions.append(Announce())
         return actions
 
+    def _adver_timer_fired(self, timer: int, now: int) -> SendAdvert:
+        # RFC 9568 §6.4.3: Adver_Timer fired: send, restart it. From the deadline, not from
+        # when the Timeout was handled: a runtime that wakes late must not push every later
+        # advertisement back by as much (the interval would drift). Late by a whole interval
+        # or more: from now, no burst.
+        send = self._advertise(self._effective_priority)
+        interval = timers.centiseconds(self.params.advert_interval_cs)
+        following = timer + interval
+        self._timer = following if following > now else now + interval
+        return send
+
+    def routine_advert(self, now: int) -> SendAdvert | None:
+        """A master's routine wake-up: when its Adver_Timer is all that is due at ``now``,
+        do what ``handle(Timeout(), now)`` does then (send, restart the timer) and return
+        the one action that results; else None and nothing changes (hand it ``Timeout``).
+
+        The same transition as the event's, without building the event and the list of
+        actions: a runtime calls this for each master at each interval (docs/design.md,
+        "Routine advertisements")."""
+        timer = self._timer
+        if self._state is not State.MASTER or timer is None or timer > now:
+            return None
+        for t in (
+            self._announce_at,
+            self._reannounce_at,
+            self._refresh_at,
+            self._release_at,
+            self._install_deadline,
+        ):
+            if t is not None and t <= now:
+                return None
+        return self._adver_timer_fired(timer, now)
+
     def _on_advertise_now(self, now: int) -> list[Action]:
         if self._state is not State.MASTER or self._timer is None:
             return []
@@ -470,6 +538,7 @@ class VirtualRouter:
         return [self._advertise(self._effective_priority)]
 
     def _on_advert(self, source: IPAddress, advert: Advertisement, now: int) -> list[Action]:
+        self._repeatable = False
         if advert.vrid != self.params.vrid or advert.family is not self._family:
             return [self._drop(DropReason.UNKNOWN_VRID, source, f"VRID {advert.vrid}")]
         if source == self.params.local_address:
@@ -533,6 +602,9 @@ class VirtualRouter:
         if not preempt or advert.priority >= self._effective_priority or delaying:
             self._master_adver_interval = timers.centiseconds(advert.max_advert_interval)
             self._start_down_timer(now, skew=False, cause=Cause.MASTER_DOWN)
+            # Accepted for what it is, not for the time (a preemption delay ends): the same
+            # advertisement again would do only this.
+            self._repeatable = not preempt or advert.priority >= self._effective_priority
         else:
             # Discard; fast preemption (module docstring) arms the timer for Skew_Time.
             skew = self._skew_time()
@@ -875,7 +947,7 @@ class VirtualRouter:
             " (keepalived: advert_int) on every router of this VRID"
         )
 
-    def _count_peer(self, source: IPAddress, version: int, now: int) -> None:
+    def _count_peer(self, source: IPAddress, version: int, now: int, count: int = 1) -> None:
         """Per-peer statistics (PeerStatistics): bounded by PEER_LIMIT."""
         record = self._peers.get(source)
         if record is None:
@@ -883,7 +955,7 @@ class VirtualRouter:
                 oldest = min(self._peers, key=lambda p: max(self._peers[p][1].values()))
                 del self._peers[oldest]
             record = self._peers[source] = (Counter(), {})
-        record[0][version] += 1
+        record[0][version] += count
         record[1][version] = now
 
     def _drop(self, reason: DropReason, source: IPAddress, detail: str) -> Dropped:
