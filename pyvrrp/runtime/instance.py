@@ -23,8 +23,10 @@ changes go) is passed at construction.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, assert_never
 
@@ -231,6 +233,8 @@ class Instance:
         # True while the driver waits on an empty inbox: events may then be handled at once,
         # in the task that has them (the fast path); every post into the inbox clears it.
         self._idle = False
+        # The routine wake-up's sends: (the advertisement, the transport, their senders).
+        self._senders: tuple[SendAdvert, Transport, list[Callable[[], bool]]] | None = None
         # Reads what the instance's socket holds now and delivers it (the node sets it): a
         # backup whose Master_Down_Timer is due hears an advertisement that is already
         # waiting before it declares the master down (after a stall, both are ready at once).
@@ -254,7 +258,41 @@ class Instance:
         return list(self.holdings.specs)
 
     def statistics(self) -> RouterStatistics:
+        self._take_absorbed()
         return self.router.statistics()
+
+    def _take_absorbed(self) -> bool:
+        """Hand the router the copies of its routine packet the kernel took since the last
+        look (pyvrrp/runtime/absorb.py); True if there were any. Before anything else it
+        handles, and before its Master_Down_Timer may fire."""
+        absorber = getattr(self.transport, "absorber", None)
+        if absorber is None:
+            return False
+        vrid = self.router.params.vrid
+        taken = absorber.take(vrid)
+        if taken is None:
+            return False
+        count, last_ns = taken
+        now = now_us()
+        at = min(now, last_ns // 1000 + now - time.perf_counter_ns() // 1000)
+        router = self.router
+        if router.routine_packet == absorber.absorbing(vrid):
+            router.heard_again(count, at)
+        else:  # cannot happen (the entry follows the router); heard, late, all the same
+            packet = absorber.absorbing(vrid)
+            if packet is not None:
+                self.post_packet(packet)
+        return True
+
+    def _follow_routine(self) -> None:
+        """After each event: the kernel absorbs the router's routine packet, and nothing
+        else; one it absorbed just before the change is handed back as a late packet."""
+        absorber = getattr(self.transport, "absorber", None)
+        if absorber is None:
+            return
+        late = absorber.update(self.router.params.vrid, self.router.routine_packet)
+        if late is not None:
+            self.post_packet(late)
 
     def post(self, event: Event) -> None:
         """Queue an event for the driver (control events are never dropped)."""
@@ -317,6 +355,12 @@ class Instance:
 
     def _due(self) -> None:
         """The schedule's call: the router's deadline has come (``timer_lead`` early)."""
+        if self._idle and self.router.state is State.BACKUP and self._deadline_due() is None:
+            # The master's advertisements went on, taken by the kernel (_deadline_due hands
+            # them to the router first, unless statistics() did since the schedule was armed):
+            # not due after all, and no need to wake the driver.
+            self._arm()
+            return
         if not self._idle or self.router.state is State.BACKUP:
             # A backup's deadline is Master_Down_Timer: a takeover, whose actions (send,
             # install, announce) the driver carries out in one go; on the fast path the
@@ -327,8 +371,45 @@ class Instance:
         now = self._deadline_due()
         if now is None:
             self._arm()
-        else:
+            return
+        # A master's routine wake-up (its Adver_Timer and nothing else): the router's own
+        # shortcut for Timeout, its one action sent here (docs/design.md, "Routine
+        # advertisements"); anything else goes through the event.
+        send = self.router.routine_advert(now)
+        if send is None:
             self._handle_now(Timeout(), now)
+            return
+        senders = self._senders
+        transport = self.transport
+        if senders is None or senders[0] is not send or senders[1] is not transport:
+            prepared = None if transport is None else self._prepare(send, transport)
+            if transport is None or prepared is None:  # cannot send without waiting
+                self._run_now([send], now)
+                return
+            senders = self._senders = (send, transport, prepared)
+        for index, sender in enumerate(senders[2]):
+            try:
+                if not sender():  # the socket is full: the driver waits, and sends the rest
+                    rest = attrs.evolve(send, datagrams=send.datagrams[index:])
+                    self._defer([rest], 0, now)
+                    return
+            except OSError as exc:
+                self._send_failed(send.datagrams[index].destination, exc)
+        self._arm()
+
+    def _prepare(self, send: SendAdvert, transport: Transport) -> list[Callable[[], bool]] | None:
+        """How the routine wake-up sends ``send``'s datagrams: the transport's own prepared
+        sends where it has them, else its ``send_now``; None when it has neither."""
+        sender = getattr(transport, "sender", None)
+        if sender is None:
+            send_now = getattr(transport, "send_now", None)
+            if send_now is None:
+                return None
+            return [
+                functools.partial(send_now, d.message, d.source, d.destination)
+                for d in send.datagrams
+            ]
+        return [sender(d.message, d.source, d.destination) for d in send.datagrams]
 
     def _deadline_due(self) -> int | None:
         """When the router's deadline is due, the time to hand it its Timeout at; else None.
@@ -338,6 +419,7 @@ class Instance:
         the deadline later. The router decides at max(deadline, now) (aioquic's rule), never
         early.
         """
+        self._take_absorbed()
         router = self.router
         deadline = router.deadline()
         if deadline is None or self._schedule.wake_time(deadline) > trio.current_time():
@@ -367,7 +449,14 @@ class Instance:
     def _handle_now(self, event: Event, now: int) -> None:
         """The fast path: hand ``event`` to the router in this task and carry out what needs
         no waiting; the rest goes to the driver, in order, before anything else."""
+        self._take_absorbed()
         actions = self.router.handle(event, now)
+        self._follow_routine()
+        self._run_now(actions, now)
+
+    def _run_now(self, actions: Sequence[Action], now: int) -> None:
+        """Carry out the router's ``actions`` (of an event handled at ``now``) on the fast
+        path: what needs no waiting here, the rest by the driver, in order."""
         send_now = getattr(self.transport, "send_now", None)
         for index, action in enumerate(actions):
             if isinstance(action, _INLINE):
@@ -458,7 +547,9 @@ class Instance:
             schedule.cancel(retry_key)
 
     async def _handle(self, event: Event, now: int) -> None:
+        self._take_absorbed()
         actions = self.router.handle(event, now)
+        self._follow_routine()
         await self.execute(actions, now)
         self._after(actions)
 

@@ -29,6 +29,7 @@ import logging
 import socket
 import struct
 from collections import deque
+from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Protocol, runtime_checkable
 
@@ -46,6 +47,7 @@ from pyvrrp.core.packet import (
     build_ipv4,
     parse_ipv4,
 )
+from pyvrrp.runtime.absorb import Absorber, Unavailable, clock_is_monotonic
 from pyvrrp.runtime.errors import EnvironmentProblem
 from pyvrrp.runtime.sockfilter import Instruction, Wanted, attach, program
 
@@ -162,6 +164,10 @@ class RawTransport:
         # The rest socket, once the instances on the link are known (set_wanted).
         self.rest: Receiver | None = None
         self._wanted: Wanted | None = None
+        # Takes a backup's routine advertisements in the kernel (IPv4; pyvrrp/runtime/
+        # absorb.py); None where it cannot (then every advertisement is read, as before).
+        self.absorber: Absorber | None = None
+        self._absorb = family is Family.IPV4
         if raw_socket is not None:
             raw_socket.setblocking(False)
             self._raw = raw_socket
@@ -212,7 +218,9 @@ class RawTransport:
                 self.rest = Receiver(rest, self.family, REST_BATCH)
             else:
                 attach(self.rest.sock, rest_program)
-            attach(self._raw, program(wanted))
+            classic = program(wanted)
+            if not self._attach_absorber(classic):
+                attach(self._raw, classic)
         except (OSError, EnvironmentProblem) as exc:
             # Everything still arrives (on the one socket), only unsorted: a flood can then
             # crowd the peers' advertisements out of its queue.
@@ -223,6 +231,32 @@ class RawTransport:
             )
             return
         self._wanted = wanted
+
+    def _attach_absorber(self, classic: list[Instruction]) -> bool:
+        """Put the absorbing program (with ``classic`` inside) on the advertisement socket;
+        False where it cannot be (said once, at level info)."""
+        if not self._absorb:
+            return False
+        if not clock_is_monotonic():  # a test's clock: the kernel's times are not its own
+            self._absorb = False
+            return False
+        try:
+            if self.absorber is None:
+                self.absorber = Absorber()
+            self.absorber.attach(self._raw, classic)
+        except Unavailable as exc:
+            self._absorb = False
+            if self.absorber is not None:
+                self.absorber.close()
+                self.absorber = None
+            log.info(
+                "%s: backups read every advertisement (%s; with CAP_BPF the kernel takes "
+                "the routine ones)",
+                self.interface,
+                exc,
+            )
+            return False
+        return True
 
     def _setup_ipv4(self, s: socket.socket, multicast: bool) -> None:
         s.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
@@ -272,6 +306,32 @@ class RawTransport:
             raise
         self.statistics.sent += 1
         return True
+
+    def sender(
+        self, message: bytes, source: IPAddress, destination: IPAddress
+    ) -> Callable[[], bool]:
+        """:meth:`send_now` of one datagram, prepared once: a master sends the same bytes
+        every interval, and its routine wake-up calls this (docs/design.md, "Routine
+        advertisements")."""
+        data, ancillary, address = self._ready_to_send(message, source, destination)
+        raw, statistics = self._raw, self.statistics
+
+        def send() -> bool:
+            try:
+                if ancillary is None:
+                    raw.sendto(data, address)
+                else:
+                    raw.sendmsg([data], ancillary, 0, address)
+            except BlockingIOError:
+                return False
+            except OSError as exc:
+                statistics.send_errors += 1
+                statistics.last_send_error = exc.strerror or str(exc)
+                raise
+            statistics.sent += 1
+            return True
+
+        return send
 
     def _send_now(self, message: bytes, source: IPAddress, destination: IPAddress) -> None:
         key = (message, source, destination)
@@ -337,6 +397,8 @@ class RawTransport:
 
     def close(self) -> None:
         self._sock.close()
+        if self.absorber is not None:
+            self.absorber.close()
         if self.rest is not None:
             trio.lowlevel.notify_closing(self.rest.sock)  # its loop may wait on it
             self.rest.sock.close()

@@ -291,3 +291,57 @@ def test_a_datagram_is_built_once_per_distinct_message_and_sent_as_built(
     assert ancillary == [
         (socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, source6.packed + struct.pack("I", 1))
     ]
+
+
+class FailingSocket(RecordingSocket):
+    """A sending side whose next sends fail with ``outcomes`` (None: sent)."""
+
+    def __init__(self, outcomes: list[BaseException | None]) -> None:
+        super().__init__()
+        self.outcomes = outcomes
+
+    def sendto(self, data: bytes, address: object) -> int:
+        outcome = self.outcomes.pop(0) if self.outcomes else None
+        if outcome is not None:
+            raise outcome
+        return super().sendto(data, address)
+
+
+@pytest.mark.parametrize("family", [Family.IPV4, Family.IPV6])
+def test_a_prepared_sender_sends_what_send_now_sends(
+    pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch, family: Family
+) -> None:
+    # A master's routine wake-up sends through senders prepared once per advertisement
+    # (RawTransport.sender): on the wire exactly what send_now puts there, and counted alike.
+    ours, _theirs = pair
+    t = transport(ours, family)
+    fake = RecordingSocket()
+    monkeypatch.setattr(t, "_raw", fake)
+    source: IPv4Address | IPv6Address = SOURCE
+    message, group = advert_datagram(7)[20:], GROUP
+    if family is Family.IPV6:
+        message, source, group = b"message", IPv6Address("fe80::1"), Family.IPV6.multicast_group
+    send = t.sender(message, source, group)
+    assert fake.sent == []  # prepared, not sent
+    assert send() and send()
+    assert t.send_now(message, source, group)
+    assert len(fake.sent) == 3
+    assert fake.sent[0] == fake.sent[1] == fake.sent[2]
+    assert t.statistics.sent == 3
+
+
+def test_a_prepared_sender_says_when_the_socket_would_block_and_counts_failures(
+    pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ours, _theirs = pair
+    t = transport(ours)
+    fake = FailingSocket([BlockingIOError(), None, OSError(100, "Network is down")])
+    monkeypatch.setattr(t, "_raw", fake)
+    send = t.sender(advert_datagram(7)[20:], SOURCE, GROUP)
+    assert send() is False
+    assert send() is True
+    with pytest.raises(OSError):
+        send()
+    assert len(fake.sent) == 1
+    assert (t.statistics.sent, t.statistics.send_errors) == (1, 1)
+    assert t.statistics.last_send_error == "Network is down"

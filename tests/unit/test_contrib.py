@@ -49,4 +49,5 @@ def test_systemd_unit_does_not_grant_full_root() -> None:
         "CAP_SETUID",
         "CAP_SETGID",
         "CAP_KILL",
+        "CAP_BPF",
     }
