@@ -248,8 +248,10 @@ class VirtualRouter:
         self._last_notices: tuple[Advertisement, IPAddress, tuple[Notice, ...]] | None = None
         self._family = params.family
         # The packet just handled, while its repetition would only restart the
-        # Master_Down_Timer (routine_packet); _repeatable: the advertisement was accepted so.
+        # Master_Down_Timer (routine_packet); _candidate: the packet handled last, when it
+        # was accepted so (_repeatable) once, the routine packet when a copy follows it.
         self._routine: PacketReceived | None = None
+        self._candidate: PacketReceived | None = None
         self._repeatable = False
 
     # ----------------------------------------------------------------- read-only views
@@ -312,7 +314,10 @@ class VirtualRouter:
 
         It is the last event handled, when that was a backup accepting its master's
         advertisement (priority above 0, one it does not preempt: RFC 9568 §6.4.2's restart
-        of the timer) with nothing else to do (no notice, no handover under way). Any other
+        of the timer) with nothing else to do (no notice, no handover under way), and the
+        event before it was the same packet, accepted so too: a master in a steady state,
+        not a change under way (the copies a runtime takes elsewhere are counted late, at
+        its next look, and while senders change a late count could reorder them). Any other
         event clears it. A runtime that takes such repetitions elsewhere (the kernel: see
         pyvrrp/runtime/absorb.py) reports them with :meth:`heard_again`.
         """
@@ -336,16 +341,20 @@ class VirtualRouter:
         self._count_peer(event.source, decoded[1].version, at, count)
         self._start_down_timer(at, skew=False, cause=Cause.MASTER_DOWN)
 
-    def deadline(self) -> int | None:
-        """When this router next needs ``Timeout``, or None."""
-        earliest = self._timer
-        for t in (
+    def _side_timers(self) -> tuple[int | None, ...]:
+        """Every deadline besides the RFC's one timer (``Timeout`` handles them all)."""
+        return (
             self._announce_at,
             self._reannounce_at,
             self._refresh_at,
             self._release_at,
             self._install_deadline,
-        ):
+        )
+
+    def deadline(self) -> int | None:
+        """When this router next needs ``Timeout``, or None."""
+        earliest = self._timer
+        for t in self._side_timers():
             if t is not None and (earliest is None or t < earliest):
                 earliest = t
         return earliest
@@ -380,6 +389,7 @@ class VirtualRouter:
     def handle(self, event: Event, now: int) -> list[Action]:
         """Process one event at time ``now`` (microseconds) and return the actions to run."""
         self._routine = None
+        candidate, self._candidate = self._candidate, None
         match event:
             case Timeout():
                 return self._on_timeout(now)
@@ -392,7 +402,9 @@ class VirtualRouter:
                     # same advertisement every interval): the same decoded advertisement.
                     actions = self._on_advert(event.source, last[1], now)
                     if self._repeatable and not actions and not self._holding:
-                        self._routine = event
+                        self._candidate = event
+                        if candidate == event:
+                            self._routine = event
                     return actions
                 try:
                     advert = decode(
@@ -409,7 +421,7 @@ class VirtualRouter:
                 self._last_decoded = (event, advert)
                 actions = self._on_advert(event.source, advert, now)
                 if self._repeatable and not actions and not self._holding:
-                    self._routine = event
+                    self._candidate = event  # new bytes: routine from their next copy
                 return actions
             case AdvertReceived():
                 return self._on_advert(event.source, event.advert, now)
@@ -517,13 +529,7 @@ class VirtualRouter:
         timer = self._timer
         if self._state is not State.MASTER or timer is None or timer > now:
             return None
-        for t in (
-            self._announce_at,
-            self._reannounce_at,
-            self._refresh_at,
-            self._release_at,
-            self._install_deadline,
-        ):
+        for t in self._side_timers():
             if t is not None and t <= now:
                 return None
         return self._adver_timer_fired(timer, now)

@@ -136,7 +136,13 @@ def test_repetitions_heard_again_leave_the_router_as_handling_each_would(
         router.handle(Startup(), 0)
     first_deadline = handled.deadline()
     assert first_deadline is not None
-    t1 = data.draw(st.integers(0, first_deadline - 1), label="t1")
+    t0 = data.draw(st.integers(0, first_deadline - 1), label="t0")
+    for router in (handled, absorbed):
+        assert router.handle(routine, t0) == []
+        assert router.routine_packet is None  # one copy: not yet a steady master
+    accepted = handled.deadline()
+    assert accepted is not None
+    t1 = data.draw(st.integers(t0 + 1, accepted - 1), label="t1")
     for router in (handled, absorbed):
         assert router.handle(routine, t1) == []
         assert router.routine_packet == routine
@@ -174,7 +180,7 @@ def test_repetitions_heard_again_leave_the_router_as_handling_each_would(
     assert absorbed.routine_packet == routine
     assert_same(handled, absorbed)
     stats = absorbed.statistics()
-    assert stats.adverts_received == 1 + len(gaps)
+    assert stats.adverts_received == 2 + len(gaps)
     assert stats.peers[MASTER].last == now
     assert absorbed.deadline() == now + down_interval
     # The hidden half of the Master_Down_Timer (when it started, and why) agrees too: a new
@@ -192,14 +198,15 @@ def test_repetitions_heard_again_leave_the_router_as_handling_each_would(
 def test_heard_again_counts_per_peer_and_restarts_the_timer_from_the_last_copy() -> None:
     router = backup()
     routine = packet(150)
+    router.handle(routine, S - 1)
     router.handle(routine, S)
     down_interval = router.deadline()
     assert down_interval is not None
     down_interval -= S
     router.heard_again(4, 5 * S)
     stats = router.statistics()
-    assert stats.adverts_received == 5
-    assert stats.peers[MASTER].adverts == {3: 5}
+    assert stats.adverts_received == 6
+    assert stats.peers[MASTER].adverts == {3: 6}
     assert stats.peers[MASTER].last_seen == {3: 5 * S}
     assert (stats.master_address, stats.master_priority) == (MASTER, 150)
     assert router.deadline() == 5 * S + down_interval
@@ -212,6 +219,7 @@ def test_heard_again_counts_per_peer_and_restarts_the_timer_from_the_last_copy()
 def test_heard_again_of_nothing_changes_nothing() -> None:
     router = backup()
     routine = packet(150)
+    router.handle(routine, S - 1)
     router.handle(routine, S)
     before = router.statistics(), router.deadline()
     router.heard_again(0, 3 * S)
@@ -221,13 +229,14 @@ def test_heard_again_of_nothing_changes_nothing() -> None:
 
 def test_a_last_copy_before_the_accepted_packet_does_not_move_the_timer_earlier() -> None:
     router = backup()
+    router.handle(packet(150), 2 * S - 1)
     router.handle(packet(150), 2 * S)
     deadline = router.deadline()
     assert deadline is not None
     router.heard_again(3, 2 * S - 700_000)
     assert router.deadline() == deadline
     stats = router.statistics()
-    assert stats.adverts_received == 4
+    assert stats.adverts_received == 5
     assert stats.peers[MASTER].last == 2 * S
     # Nor one before a later report.
     router.heard_again(1, 4 * S)
@@ -247,29 +256,52 @@ def test_a_backup_accepting_a_lower_priority_master_without_preemption_is_routin
     router = backup(preempt=False)
     routine = packet(50)
     assert router.handle(routine, S) == []
+    assert router.routine_packet is None  # the first copy: a master not yet steady
+    assert router.handle(routine, 2 * S) == []
     assert router.routine_packet == routine
 
 
-def test_a_master_yielding_is_not_routine_its_next_copy_as_a_backup_is() -> None:
+def test_a_master_yielding_is_not_routine_its_copies_as_a_backup_are() -> None:
     router, now = in_master()
-    routine = packet(150)
-    assert router.handle(routine, now + 1) != []  # parting advertisement, Backup
+    advert = packet(150)
+    assert router.handle(advert, now + 1) != []  # parting advertisement, Backup
     assert router.state is State.BACKUP
     assert router.routine_packet is None
-    assert router.handle(routine, now + S) == []
-    assert router.routine_packet == routine
+    assert router.handle(advert, now + S) == []
+    assert routine(router) is None  # accepted once as a backup: not yet
+    assert router.handle(advert, now + 2 * S) == []
+    assert router.routine_packet == advert
+
+
+def test_a_routine_packet_needs_the_same_packet_just_before_it() -> None:
+    # While senders change (a new master, the old one's parting advertisement), copies
+    # taken elsewhere and counted late could be put out of order: only a master heard
+    # twice in a row, with nothing between, is routine.
+    router = backup()
+    first, second = packet(150), packet(200, source=IPv4Address("192.0.2.30"))
+    for at, event, expected in [
+        (S, first, None),
+        (2 * S, second, None),
+        (3 * S, first, None),
+        (4 * S, first, first),
+        (5 * S, first, first),
+    ]:
+        assert router.handle(event, at) == []
+        assert routine(router) == expected, at
 
 
 def test_a_new_routine_packet_replaces_the_old_one() -> None:
     router = backup()
     router.handle(packet(150), S)
+    router.handle(packet(150), S + 1)
     other = packet(200, source=IPv4Address("192.0.2.30"))
     router.handle(other, 2 * S)
+    router.handle(other, 2 * S + 1)
     assert router.routine_packet == other
     router.heard_again(2, 3 * S)
     stats = router.statistics()
-    assert stats.peers[IPv4Address("192.0.2.30")].adverts == {3: 3}
-    assert stats.peers[MASTER].adverts == {3: 1}
+    assert stats.peers[IPv4Address("192.0.2.30")].adverts == {3: 4}
+    assert stats.peers[MASTER].adverts == {3: 2}
 
 
 def in_master() -> tuple[VirtualRouter, int]:
@@ -332,6 +364,7 @@ def during_a_graceful_handover() -> tuple[VirtualRouter, PacketReceived, int]:
 
 def wrong_ttl() -> tuple[VirtualRouter, PacketReceived, int]:
     router = backup()
+    router.handle(packet(150), S - 1)
     router.handle(packet(150), S)
     assert router.routine_packet is not None
     return router, packet(150, ttl=64), 2 * S
@@ -392,6 +425,7 @@ def test_a_packet_that_does_more_than_restart_the_timer_is_not_routine(
 )
 def test_any_other_event_clears_the_routine_packet(event: Event) -> None:
     router = backup()
+    router.handle(packet(150), S - 1)
     router.handle(packet(150), S)
     assert router.routine_packet is not None
     router.handle(event, 2 * S)
@@ -399,8 +433,10 @@ def test_any_other_event_clears_the_routine_packet(event: Event) -> None:
     assert routine(router) is None
     with pytest.raises(UsageError):
         router.heard_again(1, 3 * S)
-    # The packet handled again is routine again.
+    # The packet handled twice again is routine again.
     router.handle(packet(150), 3 * S)
+    assert routine(router) is None
+    router.handle(packet(150), 3 * S + 1)
     assert routine(router) == packet(150)
 
 
