@@ -24,7 +24,7 @@ from pyvrrp.core.packet import Advertisement, Family, IPAddress, encode, peek_vr
 from pyvrrp.runtime.instance import Instance
 from pyvrrp.runtime.transport import Transport, TransportFactory
 
-from .cluster import HOSTS, Cluster, TaskSteps, config, instance
+from .cluster import HOSTS, Cluster, Host, TaskSteps, config, instance
 
 GROUP = Family.IPV4.multicast_group
 MASTER = ip_address("192.168.200.9")  # a master on the LAN that is not one of the cluster's
@@ -431,15 +431,23 @@ async def test_a_master_without_prepared_senders_sends_with_send_now(
     assert steps.steps == 0
 
 
-async def test_what_a_full_socket_left_of_the_routine_advertisement_the_driver_sends(
-    autojump_clock: trio.testing.MockClock, cluster: Cluster, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def unicast_master(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Host, Prepared]:
+    """Host A alone, master of vip58 (unicast to B and C) at 5 s, on a Prepared transport."""
     made = wrap_transports(monkeypatch, cluster, {"A": Prepared})
     extra: dict[str, Any] = {"unicast_peers": [str(PEER_B), str(PEER_C)]}
     a = await cluster.start("A", config({"vip58": instance(58, 100, "1.2.3.58/29", **extra)}))
     (transport,) = made["A"]
     assert isinstance(transport, Prepared)
     await cluster.sleep_until(5)
+    return a, transport
+
+
+async def test_what_a_full_socket_left_of_the_routine_advertisement_the_driver_sends(
+    autojump_clock: trio.testing.MockClock, cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, transport = await unicast_master(cluster, monkeypatch)
     assert a.state("vip58") is State.MASTER
     waited_before = len(transport.waited)
     # The socket is full for C's datagram twice (the 6th and 7th seconds), B's goes out.
@@ -457,12 +465,7 @@ async def test_what_a_full_socket_left_of_the_routine_advertisement_the_driver_s
 async def test_a_failing_prepared_send_is_counted_and_the_next_datagram_still_goes(
     autojump_clock: trio.testing.MockClock, cluster: Cluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    made = wrap_transports(monkeypatch, cluster, {"A": Prepared})
-    extra: dict[str, Any] = {"unicast_peers": [str(PEER_B), str(PEER_C)]}
-    a = await cluster.start("A", config({"vip58": instance(58, 100, "1.2.3.58/29", **extra)}))
-    (transport,) = made["A"]
-    assert isinstance(transport, Prepared)
-    await cluster.sleep_until(5)
+    a, transport = await unicast_master(cluster, monkeypatch)
     vip58 = a.node.instances["vip58"]
     failures = vip58.send_failures
     transport.broken.add(PEER_B)
