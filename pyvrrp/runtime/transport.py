@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import logging
 import socket
 import struct
@@ -281,31 +282,12 @@ class RawTransport:
             s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
 
     async def send(self, message: bytes, source: IPAddress, destination: IPAddress) -> None:
-        try:
-            try:
-                self._send_now(message, source, destination)
-            except BlockingIOError:
-                await trio.lowlevel.wait_writable(self._raw)
-                self._send_now(message, source, destination)
-        except OSError as exc:
-            # ENETDOWN, ENOBUFS, EHOSTUNREACH...: the link may come back. Counted here per
-            # socket; the instance counts it too, logs it (rate-limited) and keeps going.
-            self.statistics.send_errors += 1
-            self.statistics.last_send_error = exc.strerror or str(exc)
-            raise
-        self.statistics.sent += 1
+        ready = self._cached(message, source, destination)
+        while not self._send_ready(ready):
+            await trio.lowlevel.wait_writable(self._raw)
 
     def send_now(self, message: bytes, source: IPAddress, destination: IPAddress) -> bool:
-        try:
-            self._send_now(message, source, destination)
-        except BlockingIOError:
-            return False
-        except OSError as exc:
-            self.statistics.send_errors += 1
-            self.statistics.last_send_error = exc.strerror or str(exc)
-            raise
-        self.statistics.sent += 1
-        return True
+        return self._send_ready(self._cached(message, source, destination))
 
     def sender(
         self, message: bytes, source: IPAddress, destination: IPAddress
@@ -313,27 +295,31 @@ class RawTransport:
         """:meth:`send_now` of one datagram, prepared once: a master sends the same bytes
         every interval, and its routine wake-up calls this (docs/design.md, "Routine
         advertisements")."""
-        data, ancillary, address = self._ready_to_send(message, source, destination)
-        raw, statistics = self._raw, self.statistics
+        ready = self._ready_to_send(message, source, destination)
+        return functools.partial(self._send_ready, ready)
 
-        def send() -> bool:
-            try:
-                if ancillary is None:
-                    raw.sendto(data, address)
-                else:
-                    raw.sendmsg([data], ancillary, 0, address)
-            except BlockingIOError:
-                return False
-            except OSError as exc:
-                statistics.send_errors += 1
-                statistics.last_send_error = exc.strerror or str(exc)
-                raise
-            statistics.sent += 1
-            return True
+    def _send_ready(self, ready: _Ready) -> bool:
+        """Send a datagram as :meth:`_ready_to_send` made it: False if the socket would block
+        (nothing sent); OSError otherwise, counted."""
+        data, ancillary, address = ready
+        try:
+            if ancillary is None:
+                self._raw.sendto(data, address)
+            else:
+                self._raw.sendmsg([data], ancillary, 0, address)
+        except BlockingIOError:
+            return False
+        except OSError as exc:
+            # ENETDOWN, ENOBUFS, EHOSTUNREACH...: the link may come back. Counted here per
+            # socket; the instance counts it too, logs it (rate-limited) and keeps going.
+            self.statistics.send_errors += 1
+            self.statistics.last_send_error = exc.strerror or str(exc)
+            raise
+        self.statistics.sent += 1
+        return True
 
-        return send
-
-    def _send_now(self, message: bytes, source: IPAddress, destination: IPAddress) -> None:
+    def _cached(self, message: bytes, source: IPAddress, destination: IPAddress) -> _Ready:
+        """:meth:`_ready_to_send`, kept per (message, source, destination)."""
         key = (message, source, destination)
         ready = self._ready.get(key)
         if ready is None:
@@ -341,11 +327,7 @@ class RawTransport:
             if len(self._ready) >= SEND_CACHE:
                 self._ready.clear()
             self._ready[key] = ready
-        data, ancillary, address = ready
-        if ancillary is None:
-            self._raw.sendto(data, address)
-        else:
-            self._raw.sendmsg([data], ancillary, 0, address)
+        return ready
 
     def _ready_to_send(self, message: bytes, source: IPAddress, destination: IPAddress) -> _Ready:
         """What ``sendto``/``sendmsg`` take for this message: built once per distinct

@@ -210,34 +210,6 @@ def test_poll_reads_what_is_queued_without_waiting(
     assert t.poll() == []
 
 
-def test_send_now_says_when_the_socket_would_block_and_counts_failures(
-    pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    ours, _theirs = pair
-    t = transport(ours)
-    outcomes: list[BaseException | None] = [
-        BlockingIOError(),
-        None,
-        OSError(100, "Network is down"),
-    ]
-    sent: list[bytes] = []
-
-    def fake_send(message: bytes, source: object, destination: object) -> None:
-        outcome = outcomes.pop(0)
-        if outcome is not None:
-            raise outcome
-        sent.append(message)
-
-    monkeypatch.setattr(t, "_send_now", fake_send)
-    assert t.send_now(b"one", SOURCE, GROUP) is False
-    assert t.send_now(b"two", SOURCE, GROUP) is True
-    with pytest.raises(OSError):
-        t.send_now(b"three", SOURCE, GROUP)
-    assert sent == [b"two"]
-    assert (t.statistics.sent, t.statistics.send_errors) == (1, 1)
-    assert t.statistics.last_send_error == "Network is down"
-
-
 class RecordingSocket:
     """Stands in for the raw socket's sending side."""
 
@@ -330,14 +302,20 @@ def test_a_prepared_sender_sends_what_send_now_sends(
     assert t.statistics.sent == 3
 
 
-def test_a_prepared_sender_says_when_the_socket_would_block_and_counts_failures(
-    pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("prepared", [False, True], ids=["send_now", "sender"])
+def test_sending_says_when_the_socket_would_block_and_counts_failures(
+    pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch, prepared: bool
 ) -> None:
     ours, _theirs = pair
     t = transport(ours)
     fake = FailingSocket([BlockingIOError(), None, OSError(100, "Network is down")])
     monkeypatch.setattr(t, "_raw", fake)
-    send = t.sender(advert_datagram(7)[20:], SOURCE, GROUP)
+    message = advert_datagram(7)[20:]
+    prepared_send = t.sender(message, SOURCE, GROUP)
+
+    def send() -> bool:
+        return prepared_send() if prepared else t.send_now(message, SOURCE, GROUP)
+
     assert send() is False
     assert send() is True
     with pytest.raises(OSError):
