@@ -341,6 +341,22 @@ class VirtualRouter:
         self._count_peer(event.source, decoded[1].version, at, count)
         self._start_down_timer(at, skew=False, cause=Cause.MASTER_DOWN)
 
+    @property
+    def master_down_interval(self) -> int:
+        """Master_Down_Interval (µs): what hearing the master again restarts the
+        Master_Down_Timer with (3 x Master_Adver_Interval + Skew_Time)."""
+        return 3 * self._master_adver_interval + self._skew_time()
+
+    @property
+    def down_timer(self) -> int | None:
+        """A backup's Master_Down_Timer (when it takes over unless it hears its master),
+        else None."""
+        return self._timer if self._state is State.BACKUP else None
+
+    def side_deadline(self) -> int | None:
+        """The earliest deadline besides the RFC's one timer, or None."""
+        return min((t for t in self._side_timers() if t is not None), default=None)
+
     def _side_timers(self) -> tuple[int | None, ...]:
         """Every deadline besides the RFC's one timer (``Timeout`` handles them all)."""
         return (

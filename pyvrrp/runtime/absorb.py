@@ -36,6 +36,7 @@ kernel through ``mmap`` (``BPF_F_MMAPABLE``): reading it is a memory access, no 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import mmap
@@ -47,6 +48,8 @@ import sys
 from collections.abc import Sequence
 from ipaddress import IPv4Address
 
+import trio
+
 from pyvrrp.core.events import PacketReceived
 from pyvrrp.core.packet import VRRP_TTL
 from pyvrrp.runtime.sockfilter import Instruction
@@ -57,37 +60,68 @@ _BPF_SYSCALL = {"x86_64": 321, "aarch64": 280, "riscv64": 280, "i686": 357, "arm
 _BPF_MAP_CREATE = 0
 _BPF_PROG_LOAD = 5
 _BPF_PROG_TEST_RUN = 10
+_BPF_BTF_LOAD = 18
 _BPF_MAP_TYPE_ARRAY = 2
+_BPF_MAP_TYPE_RINGBUF = 27
 _BPF_PROG_TYPE_SOCKET_FILTER = 1
 _BPF_F_MMAPABLE = 1 << 10
 _BPF_PSEUDO_MAP_FD = 1
+_BPF_PSEUDO_FUNC = 4
 SO_ATTACH_BPF = 50
 _HELPER_MAP_LOOKUP = 1
 _HELPER_KTIME_GET_NS = 5
+_HELPER_SKB_LOAD_BYTES = 26
+_HELPER_SKB_LOAD_BYTES_RELATIVE = 68
+_HELPER_RINGBUF_OUTPUT = 130
+_HELPER_TIMER_INIT = 169
+_HELPER_TIMER_SET_CALLBACK = 170
+_HELPER_TIMER_START = 171
+_BPF_HDR_START_NET = 1
+_CLOCK_MONOTONIC = 1
+SKF_NET_OFF = -0x100000
+_RINGBUF_BUSY, _RINGBUF_DISCARD = 1 << 31, 1 << 30
 
-# The map entry of one VRID: u32 words (0: absorb nothing), u32 IPv4 total length,
-# u64 last arrival (ns, CLOCK_MONOTONIC), u64 count, u32 source, u32 destination, then the
-# VRRP message, one u32 per 4 bytes (each word as the program loads it: host order).
+# The map entry of one VRID: u32 words (4 bytes) of the VRRP message (0: absorb nothing), u32 IPv4
+# total length, u64 last arrival (ns, CLOCK_MONOTONIC), u64 count, u64 the Master_Down_Interval
+# the kernel's timer restarts with at each copy (ns; 0: no timer), then the packet's source
+# and destination addresses and the VRRP message, as they are on the wire.
 MAX_WORDS = 32  # a VRRP message of up to 128 bytes: 30 IPv4 addresses in VRRPv3
-_WORDS, _LENGTH, _LAST, _COUNT, _SOURCE, _DESTINATION, _MESSAGE = 0, 4, 8, 16, 24, 28, 32
+_WORDS, _LENGTH, _LAST, _COUNT, _TIMEOUT, _SOURCE, _DESTINATION, _MESSAGE = (
+    0,
+    4,
+    8,
+    16,
+    24,
+    32,
+    36,
+    40,
+)
 VALUE_SIZE = _MESSAGE + 4 * MAX_WORDS
-ENTRIES = 256  # VRIDs 0-255 (0 is never used)
+ENTRIES = 256  # VRIDs 0-255; VRID 0 is never used: its count is of wake-ups the ring lost
+_LOST = 0  # the entry whose count says how many timer wake-ups the ring buffer had no room for
 _IPV4_HEADER = 20
+_LONGEST = _IPV4_HEADER + 4 * MAX_WORDS
+# The program's stack (offsets from the frame pointer): the VRID (the maps' key), the packet
+# (up to _LONGEST bytes, loaded at once), one classic load.
+_KEY, _PACKET, _SCRATCH = -4, -8 - _LONGEST, -16 - _LONGEST
+RING_SIZE = 1 << 14  # 1024 wake-ups of 16 bytes: four for each VRID
 
 # eBPF instruction classes, sizes, modes and operations (linux/bpf.h, linux/bpf_common.h).
-_LD, _LDX, _STX, _ALU, _JMP, _JMP32, _ALU64 = 0x00, 0x01, 0x03, 0x04, 0x05, 0x06, 0x07
+_LD, _LDX, _ST, _STX, _ALU, _JMP, _JMP32, _ALU64 = 0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07
 _W, _H, _B, _DW = 0x00, 0x08, 0x10, 0x18
-_IMM, _ABS, _IND, _MEM, _ATOMIC = 0x00, 0x20, 0x40, 0x60, 0xC0
+_IMM, _MEM, _ATOMIC = 0x00, 0x60, 0xC0
 _K, _X = 0x00, 0x08
-_ADD, _SUB, _AND, _LSH, _MOV = 0x00, 0x10, 0x50, 0x60, 0xB0
-_JA, _JEQ, _JGE, _JNE, _JLT, _CALL, _EXIT = 0x00, 0x10, 0x30, 0x50, 0xA0, 0x80, 0x90
+_ADD, _SUB, _AND, _LSH, _MOV, _END = 0x00, 0x10, 0x50, 0x60, 0xB0, 0xD0
+_TO_BE = 0x08
+_JA, _JEQ, _JGT, _JGE, _JNE, _JLT, _CALL, _EXIT = 0x00, 0x10, 0x20, 0x30, 0x50, 0xA0, 0x80, 0x90
 
 # Classic BPF opcodes the socket filters use (pyvrrp/runtime/sockfilter.py).
 _C_LD_W_ABS, _C_LD_B_ABS, _C_LD_B_IND, _C_LDX_B_MSH = 0x20, 0x30, 0x50, 0xB1
 _C_LD_W_LEN, _C_ALU_SUB_X, _C_JMP_JGE_K, _C_JMP_JA = 0x80, 0x1C, 0x35, 0x05
 _C_JMP_JEQ_K, _C_RET_K = 0x15, 0x06
 
-# Registers: the classic accumulator and index as the kernel's own translation has them.
+# Registers: the classic accumulator and index as the kernel's own translation has them;
+# r6-r9 survive helper calls.
 _A, _X_REG, _CTX, _ENTRY, _LEN, _FP = 0, 7, 6, 8, 9, 10
 
 
@@ -112,6 +146,7 @@ class _Builder:
     def __init__(self) -> None:
         self.code: list[_Insn] = []
         self.labels: dict[str, int] = {}
+        self.funcs: dict[int, str] = {}  # index of a 64-bit load -> the function it names
 
     def add(self, code: int, dst: int = 0, src: int = 0, off: int | str = 0, imm: int = 0) -> None:
         self.code.append(_insn(code, dst, src, off, imm))
@@ -121,9 +156,6 @@ class _Builder:
             raise ValueError(f"label {name} twice")  # pragma: no cover
         self.labels[name] = len(self.code)
 
-    def ld_abs(self, size: int, offset: int) -> None:
-        self.add(_LD | _ABS | size, imm=offset)
-
     def jump(self, target: str) -> None:
         self.add(_JMP | _JA, off=target)
 
@@ -131,19 +163,65 @@ class _Builder:
         self.add(_ALU | _MOV | _K, _A, imm=_s32(value))
         self.add(_JMP | _EXIT)
 
-    def assemble(self) -> bytes:
-        # A 64-bit load (a map's address) takes two slots: jumps count slots.
+    def load_map(self, register: int, fd: int) -> None:
+        self.add(_LD | _IMM | _DW, register, _BPF_PSEUDO_MAP_FD, imm=fd)
+
+    def load_function(self, register: int, name: str) -> None:
+        self.funcs[len(self.code)] = name
+        self.add(_LD | _IMM | _DW, register, _BPF_PSEUDO_FUNC)
+
+    def call(self, helper: int) -> None:
+        self.add(_JMP | _CALL, imm=helper)
+
+    def slots(self) -> list[int]:
+        """Each instruction's first slot (and the end's): a 64-bit load takes two."""
         slots = [0]
         for code, *_ in self.code:
             slots.append(slots[-1] + (2 if code == _LD | _IMM | _DW else 1))
+        return slots
+
+    def assemble(self) -> bytes:
+        # A 64-bit load (a map's address) takes two slots: jumps count slots.
+        slots = self.slots()
         out = bytearray()
         for index, (code, dst, src, off, imm) in enumerate(self.code):
             if isinstance(off, str):
                 off = slots[self.labels[off]] - slots[index + 1]
+            if index in self.funcs:  # a function's address: its first slot, from the next
+                imm = slots[self.labels[self.funcs[index]]] - slots[index] - 1
             out += struct.pack("<BBhi", code, src << 4 | dst, off, imm)
             if code == _LD | _IMM | _DW:  # its second half: the upper 32 bits, zero
                 out += struct.pack("<BBhi", 0, 0, 0, 0)
         return bytes(out)
+
+
+def _classic_load(b: _Builder, size: int, k: int, indexed: bool, fail: str) -> None:
+    """A = the ``size`` bytes (1, 2 or 4) at ``k`` (plus X when ``indexed``) in host order,
+    as classic BPF loads them; a load outside the packet jumps to ``fail``. Offsets from
+    SKF_NET_OFF on are from the network header (where a raw IPv4 socket's data starts)."""
+    relative = SKF_NET_OFF <= k < SKF_NET_OFF + 0x10000
+    offset = k - SKF_NET_OFF if relative else k
+    if offset < 0:
+        raise ValueError(f"classic BPF load at {k} is not translated")
+    b.add(_ALU64 | _MOV | _X, 1, _CTX)
+    if indexed:
+        b.add(_ALU64 | _MOV | _X, 2, _X_REG)
+        b.add(_ALU64 | _ADD | _K, 2, imm=offset)
+    else:
+        b.add(_ALU64 | _MOV | _K, 2, imm=offset)
+    b.add(_ALU64 | _MOV | _X, 3, _FP)
+    b.add(_ALU64 | _ADD | _K, 3, imm=_SCRATCH)
+    b.add(_ALU64 | _MOV | _K, 4, imm=size)
+    if relative:
+        b.add(_ALU64 | _MOV | _K, 5, imm=_BPF_HDR_START_NET)
+        b.call(_HELPER_SKB_LOAD_BYTES_RELATIVE)
+    else:
+        b.call(_HELPER_SKB_LOAD_BYTES)
+    b.add(_JMP | _JNE | _K, _A, off=fail, imm=0)
+    width = {1: _B, 2: _H, 4: _W}[size]
+    b.add(_LDX | _MEM | width, _A, _FP, _SCRATCH)
+    if size > 1:
+        b.add(_ALU | _END | _TO_BE, _A, imm=8 * size)
 
 
 def translate(classic: Sequence[Instruction], b: _Builder, prefix: str = "c") -> None:
@@ -151,12 +229,16 @@ def translate(classic: Sequence[Instruction], b: _Builder, prefix: str = "c") ->
 
     Only the instructions pyvrrp's filters use are known (ValueError for any other). The
     accumulator is r0 and the index register r7, both zero at the start as in classic BPF;
-    a load past the packet ends the program with 0 in both. Instructions no path reaches
-    are left out: the eBPF verifier refuses a program with dead code.
+    a load past the packet ends the program with 0, as in classic BPF. Loads go through
+    ``bpf_skb_load_bytes`` (the kernel's own translation uses ``LD_ABS``, which the verifier
+    does not allow in a program with a function besides the main one: the timer's). The
+    program's context (the socket buffer) must be in r6. Instructions no path reaches are
+    left out: the eBPF verifier refuses a program with dead code.
     """
     b.add(_ALU | _MOV | _K, _A, imm=0)
     b.add(_ALU | _MOV | _K, _X_REG, imm=0)
     reachable = _reachable(classic)
+    fail = f"{prefix}fail"
     for index, (code, jt, jf, k) in enumerate(classic):
         b.label(f"{prefix}{index}")
         if index not in reachable:
@@ -168,12 +250,12 @@ def translate(classic: Sequence[Instruction], b: _Builder, prefix: str = "c") ->
             return f"{prefix}{index + 1 + offset}"
 
         if code in (_C_LD_W_ABS, _C_LD_B_ABS):
-            b.ld_abs(_W if code == _C_LD_W_ABS else _B, _s32(k))
+            _classic_load(b, 4 if code == _C_LD_W_ABS else 1, _s32(k), False, fail)
         elif code == _C_LD_B_IND:
-            b.add(_LD | _IND | _B, src=_X_REG, imm=_s32(k))
+            _classic_load(b, 1, _s32(k), True, fail)
         elif code == _C_LDX_B_MSH:  # X = 4 * (P[k] & 0xf); A is kept
             b.add(_ALU64 | _MOV | _X, _ENTRY, _A)
-            b.ld_abs(_B, _s32(k))
+            _classic_load(b, 1, _s32(k), False, fail)
             b.add(_ALU | _AND | _K, _A, imm=0xF)
             b.add(_ALU | _LSH | _K, _A, imm=2)
             b.add(_ALU64 | _MOV | _X, _X_REG, _A)
@@ -193,6 +275,8 @@ def translate(classic: Sequence[Instruction], b: _Builder, prefix: str = "c") ->
         else:
             raise ValueError(f"classic BPF opcode {code:#x} is not translated")
     b.label(f"{prefix}{len(classic)}")  # a jump past the end is the kernel's error, not ours
+    b.label(fail)
+    b.ret(0)
 
 
 def _reachable(classic: Sequence[Instruction]) -> set[int]:
@@ -216,53 +300,119 @@ def _reachable(classic: Sequence[Instruction]) -> set[int]:
     return seen
 
 
-def program(classic: Sequence[Instruction], map_fd: int) -> bytes:
+def program(
+    classic: Sequence[Instruction], map_fd: int, watch: tuple[int, int] | None = None
+) -> bytes:
+    """The advertisement socket's eBPF program (:func:`_build`)."""
+    return _build(classic, map_fd, watch).assemble()
+
+
+def _build(
+    classic: Sequence[Instruction], map_fd: int, watch: tuple[int, int] | None = None
+) -> _Builder:
     """The advertisement socket's eBPF program: absorb a routine advertisement (module
-    docstring), else the verdict of ``classic``."""
+    docstring), else the verdict of ``classic``. ``watch`` (the timer map's and the ring
+    buffer's file descriptors): each absorbed copy also restarts its VRID's timer, whose
+    expiry writes the VRID to the ring buffer."""
     b = _Builder()
     b.add(_ALU64 | _MOV | _X, _CTX, 1)
     b.add(_LDX | _MEM | _W, _LEN, _CTX, 0)  # skb->len: the IPv4 total length
-    b.add(_JMP32 | _JLT | _K, _LEN, off="classic", imm=_IPV4_HEADER + 8)
-    b.ld_abs(_B, 0)
+    b.add(_JMP | _JLT | _K, _LEN, off="classic", imm=_IPV4_HEADER + 8)
+    b.add(_JMP | _JGT | _K, _LEN, off="classic", imm=_LONGEST)
+    b.add(_ALU64 | _MOV | _X, 1, _CTX)
+    b.add(_ALU64 | _MOV | _K, 2, imm=0)
+    b.add(_ALU64 | _MOV | _X, 3, _FP)
+    b.add(_ALU64 | _ADD | _K, 3, imm=_PACKET)
+    b.add(_ALU64 | _MOV | _X, 4, _LEN)
+    b.call(_HELPER_SKB_LOAD_BYTES)  # the whole packet, on the stack
+    b.add(_JMP | _JNE | _K, _A, off="classic", imm=0)
+    b.add(_LDX | _MEM | _B, _A, _FP, _PACKET)
     b.add(_JMP32 | _JNE | _K, _A, off="classic", imm=0x45)  # IPv4, no options
-    b.ld_abs(_B, 8)
+    b.add(_LDX | _MEM | _B, _A, _FP, _PACKET + 8)
     b.add(_JMP32 | _JNE | _K, _A, off="classic", imm=VRRP_TTL)
-    b.ld_abs(_B, _IPV4_HEADER + 1)  # the VRID: the map's key
-    b.add(_STX | _MEM | _W, _FP, _A, -4)
-    b.add(_LD | _IMM | _DW, 1, _BPF_PSEUDO_MAP_FD, imm=map_fd)
+    b.add(_LDX | _MEM | _B, _A, _FP, _PACKET + _IPV4_HEADER + 1)  # the VRID: the maps' key
+    b.add(_STX | _MEM | _W, _FP, _A, _KEY)
+    b.load_map(1, map_fd)
     b.add(_ALU64 | _MOV | _X, 2, _FP)
-    b.add(_ALU64 | _ADD | _K, 2, imm=-4)
-    b.add(_JMP | _CALL, imm=_HELPER_MAP_LOOKUP)
+    b.add(_ALU64 | _ADD | _K, 2, imm=_KEY)
+    b.call(_HELPER_MAP_LOOKUP)
     b.add(_JMP | _JEQ | _K, _A, off="classic", imm=0)
     b.add(_ALU64 | _MOV | _X, _ENTRY, _A)
     b.add(_LDX | _MEM | _W, _X_REG, _ENTRY, _WORDS)
     b.add(_JMP32 | _JEQ | _K, _X_REG, off="classic", imm=0)
     b.add(_LDX | _MEM | _W, 1, _ENTRY, _LENGTH)
     b.add(_JMP32 | _JNE | _X, _LEN, 1, off="classic")
-    # The length matched: every load below is inside the packet.
+    # The length matched: every word compared below is the packet's.
     for at, field in ((12, _SOURCE), (16, _DESTINATION)):
-        b.ld_abs(_W, at)
+        b.add(_LDX | _MEM | _W, _A, _FP, _PACKET + at)
         b.add(_LDX | _MEM | _W, 1, _ENTRY, field)
         b.add(_JMP32 | _JNE | _X, _A, 1, off="classic")
     for word in range(MAX_WORDS):
         b.add(_JMP32 | _JEQ | _K, _X_REG, off="match", imm=word)
-        b.ld_abs(_W, _IPV4_HEADER + 4 * word)
+        b.add(_LDX | _MEM | _W, _A, _FP, _PACKET + _IPV4_HEADER + 4 * word)
         b.add(_LDX | _MEM | _W, 1, _ENTRY, _MESSAGE + 4 * word)
         b.add(_JMP32 | _JNE | _X, _A, 1, off="classic")
     b.label("match")
-    b.add(_JMP | _CALL, imm=_HELPER_KTIME_GET_NS)
+    b.call(_HELPER_KTIME_GET_NS)
     b.add(_STX | _MEM | _DW, _ENTRY, _A, _LAST)
     b.add(_ALU64 | _MOV | _K, 1, imm=1)
     b.add(_STX | _ATOMIC | _DW, _ENTRY, 1, _COUNT, imm=_ADD)
+    if watch is not None:
+        timer_fd, ring_fd = watch
+        b.add(_LDX | _MEM | _DW, _LEN, _ENTRY, _TIMEOUT)
+        b.add(_JMP | _JEQ | _K, _LEN, off="absorbed", imm=0)
+        b.load_map(1, timer_fd)
+        b.add(_ALU64 | _MOV | _X, 2, _FP)
+        b.add(_ALU64 | _ADD | _K, 2, imm=_KEY)
+        b.call(_HELPER_MAP_LOOKUP)
+        b.add(_JMP | _JEQ | _K, _A, off="absorbed", imm=0)
+        b.add(_ALU64 | _MOV | _X, _X_REG, _A)
+        b.add(_ALU64 | _MOV | _X, 1, _X_REG)
+        b.load_map(2, timer_fd)
+        b.add(_ALU64 | _MOV | _K, 3, imm=_CLOCK_MONOTONIC)
+        b.call(_HELPER_TIMER_INIT)  # -EBUSY once it is: its callback is set then
+        b.add(_JMP | _JNE | _K, _A, off="start", imm=0)
+        b.add(_ALU64 | _MOV | _X, 1, _X_REG)
+        b.load_function(2, "expired")
+        b.call(_HELPER_TIMER_SET_CALLBACK)
+        b.label("start")
+        b.add(_ALU64 | _MOV | _X, 1, _X_REG)
+        b.add(_ALU64 | _MOV | _X, 2, _LEN)
+        b.add(_ALU64 | _MOV | _K, 3, imm=0)
+        b.call(_HELPER_TIMER_START)
+    b.label("absorbed")
     b.ret(0)
     b.label("classic")
     translate(classic, b)
-    return b.assemble()
+    if watch is not None:
+        # The timer's callback (map, &key, &value): the VRID to the ring buffer, which
+        # wakes the daemon; with no room there, a count in entry _LOST's map entry.
+        b.label("expired")
+        b.add(_LDX | _MEM | _W, 1, 2, 0)
+        b.add(_STX | _MEM | _DW, _FP, 1, -8)
+        b.load_map(1, ring_fd)
+        b.add(_ALU64 | _MOV | _X, 2, _FP)
+        b.add(_ALU64 | _ADD | _K, 2, imm=-8)
+        b.add(_ALU64 | _MOV | _K, 3, imm=8)
+        b.add(_ALU64 | _MOV | _K, 4, imm=0)
+        b.call(_HELPER_RINGBUF_OUTPUT)
+        b.add(_JMP | _JEQ | _K, _A, off="notified", imm=0)
+        b.add(_ST | _MEM | _W, _FP, off=-12, imm=_LOST)
+        b.load_map(1, map_fd)
+        b.add(_ALU64 | _MOV | _X, 2, _FP)
+        b.add(_ALU64 | _ADD | _K, 2, imm=-12)
+        b.call(_HELPER_MAP_LOOKUP)
+        b.add(_JMP | _JEQ | _K, _A, off="notified", imm=0)
+        b.add(_ALU64 | _MOV | _K, 1, imm=1)
+        b.add(_STX | _ATOMIC | _DW, _A, 1, _COUNT, imm=_ADD)
+        b.label("notified")
+        b.ret(0)
+    return b
 
 
-def entry_words(packet: PacketReceived) -> tuple[int, int, int, list[int]] | None:
+def entry_fields(packet: PacketReceived) -> tuple[int, bytes, bytes, bytes] | None:
     """What a map entry holds to absorb ``packet`` (IPv4 length, source, destination, the
-    message's words), or None when the program cannot match it."""
+    message, as on the wire), or None when the program cannot match it."""
     message = packet.message
     if (
         packet.ttl != VRRP_TTL
@@ -272,12 +422,11 @@ def entry_words(packet: PacketReceived) -> tuple[int, int, int, list[int]] | Non
         or not 8 <= len(message) <= 4 * MAX_WORDS
     ):
         return None
-    words = list(struct.unpack(f"!{len(message) // 4}I", message))
     return (
         _IPV4_HEADER + len(message),
-        int(packet.source),
-        int(packet.destination),
-        words,
+        packet.source.packed,
+        packet.destination.packed,
+        bytes(message),
     )
 
 
@@ -309,29 +458,64 @@ class _Bpf:
         return result, buffer
 
 
+def _timer_btf() -> bytes:
+    """BTF (type information) for the timer map's value, a ``struct bpf_timer`` (the
+    kernel finds a timer in a map value only through its type), and for the program's two
+    functions (a program with a callback must say where its functions start)."""
+    names = (
+        b"\0u32\0u64\0bpf_timer\0a\0b\0pyvrrp_timer\0timer\0int\0pyvrrp_adverts\0pyvrrp_expired\0"
+    )
+
+    def name(text: bytes) -> int:
+        return names.index(b"\0" + text + b"\0") + 1
+
+    kind_int, kind_struct, kind_func, kind_func_proto = 1, 4, 12, 13
+    types = b"".join(
+        [
+            # [1] u64
+            struct.pack("=IIII", name(b"u64"), kind_int << 24, 8, 64),
+            # [2] struct bpf_timer { u64 a; u64 b; }
+            struct.pack("=III", name(b"bpf_timer"), kind_struct << 24 | 2, 16),
+            struct.pack("=III", name(b"a"), 1, 0),
+            struct.pack("=III", name(b"b"), 1, 64),
+            # [3] struct pyvrrp_timer { struct bpf_timer timer; }
+            struct.pack("=III", name(b"pyvrrp_timer"), kind_struct << 24 | 1, 16),
+            struct.pack("=III", name(b"timer"), 2, 0),
+            # [4] u32: the key
+            struct.pack("=IIII", name(b"u32"), kind_int << 24, 4, 32),
+            # [5] int; [6] int (void); [7] and [8]: the program's two functions
+            struct.pack("=IIII", name(b"int"), kind_int << 24, 4, 1 << 24 | 32),
+            struct.pack("=III", 0, kind_func_proto << 24, 5),
+            struct.pack("=III", name(b"pyvrrp_adverts"), kind_func << 24, 6),
+            struct.pack("=III", name(b"pyvrrp_expired"), kind_func << 24, 6),
+        ]
+    )
+    header = struct.pack("=HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types), len(names))
+    return header + types + names
+
+
 class Absorber:
-    """The map and program of one IPv4 advertisement socket.
+    """The maps and program of one IPv4 advertisement socket.
 
     :meth:`attach` puts the program (with the socket's classic filter inside) on the socket;
-    :meth:`set` makes an entry absorb a packet (or nothing); :meth:`read` says how many were
-    absorbed so far and when the last one arrived.
+    :meth:`update` makes an entry absorb a packet (or nothing); :meth:`take` says how many
+    were absorbed since the last look and when the last one arrived.
+
+    With ``watch`` (where the kernel has timers for BPF programs), each absorbed copy also
+    restarts a timer of the entry's Master_Down_Interval in the kernel: :attr:`watch_fd` is
+    readable when one expired (no copy for that long), :meth:`expired` says which. A backup
+    then needs no wake-up of its own while its master lives (:meth:`watching`).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, watch: bool = True) -> None:
         try:
             self._bpf = _Bpf()
-            attr = struct.pack(
-                "=IIIIIII16s",
+            self.map_fd = self._create(
                 _BPF_MAP_TYPE_ARRAY,
-                4,
-                VALUE_SIZE,
-                ENTRIES,
-                _BPF_F_MMAPABLE,
-                0,
-                0,
+                (4, VALUE_SIZE, ENTRIES),
                 b"pyvrrp_routine",
+                flags=_BPF_F_MMAPABLE,
             )
-            self.map_fd, _ = self._bpf.call(_BPF_MAP_CREATE, attr)
         except OSError as exc:
             raise Unavailable(f"cannot create a BPF map: {exc.strerror or exc}") from None
         except (AttributeError, TypeError) as exc:  # no libc.syscall here
@@ -345,17 +529,105 @@ class Absorber:
         self._view = memoryview(self._memory)
         self._set: dict[int, PacketReceived] = {}  # VRID -> the packet its entry absorbs
         self._seen: dict[int, int] = {}  # VRID -> its entry's count already taken
+        self._timeouts: dict[int, int] = {}  # VRID -> its entry's timer (µs)
+        self._watched: set[int] = set()  # VRIDs whose timer runs with their entry's timeout
         self.closed = False
+        # The kernel's timers: the ring buffer they write to (None: no timers).
+        self.watch_fd: int | None = None
+        self.watch_error: str | None = None  # why there are none, when asked for
+        self._timers_fd: int | None = None
+        self._btf_fd: int | None = None  # the types of the timer's value and the functions
+        self._lost = 0
+        if watch:
+            try:
+                self._open_watch()
+            except Unavailable as exc:
+                self.watch_error = str(exc)
+                self._close_watch()
+
+    def _create(
+        self,
+        kind: int,
+        sizes: tuple[int, int, int],
+        name: bytes,
+        *,
+        flags: int = 0,
+        btf: tuple[int, int, int] = (0, 0, 0),
+    ) -> int:
+        """A map: its type, (key size, value size, entries), name, flags and BTF (file
+        descriptor, key type, value type)."""
+        attr = struct.pack("=IIIIIII16sIIIII", kind, *sizes, flags, 0, 0, name, 0, *btf, 0)
+        fd, _ = self._bpf.call(_BPF_MAP_CREATE, attr)
+        return fd
+
+    def _open_watch(self) -> None:
+        btf = _timer_btf()
+        data = ctypes.create_string_buffer(btf, len(btf))
+        attr = struct.pack("=QQIII", ctypes.addressof(data), 0, len(btf), 0, 0)
+        try:
+            self._btf_fd, _ = self._bpf.call(_BPF_BTF_LOAD, attr)
+        except OSError as exc:
+            raise Unavailable(f"cannot load BTF: {exc.strerror or exc}") from None
+        btf_fd = self._btf_fd
+        try:
+            self._timers_fd = self._create(
+                _BPF_MAP_TYPE_ARRAY, (4, 16, ENTRIES), b"pyvrrp_timers", btf=(btf_fd, 4, 3)
+            )
+            self.watch_fd = self._create(
+                _BPF_MAP_TYPE_RINGBUF, (0, 0, RING_SIZE), b"pyvrrp_expired"
+            )
+        except OSError as exc:
+            raise Unavailable(f"cannot create the timers' maps: {exc.strerror or exc}") from None
+        page = mmap.PAGESIZE
+        try:
+            self._consumer = mmap.mmap(self.watch_fd, page, mmap.MAP_SHARED)
+            self._producer = mmap.mmap(
+                self.watch_fd, page + 2 * RING_SIZE, mmap.MAP_SHARED, mmap.PROT_READ, offset=page
+            )
+        except OSError as exc:
+            raise Unavailable(f"cannot map the ring buffer: {exc.strerror or exc}") from None
+
+    def _close_watch(self) -> None:
+        for name in ("_consumer", "_producer"):
+            memory = self.__dict__.pop(name, None)
+            if memory is not None:
+                memory.close()
+        if self.watch_fd is not None:
+            _notify_closing(self.watch_fd)
+            os.close(self.watch_fd)
+            self.watch_fd = None
+        for name in ("_timers_fd", "_btf_fd"):
+            fd = getattr(self, name)
+            if fd is not None:
+                os.close(fd)
+                setattr(self, name, None)
+        self._watched.clear()
 
     def load(self, classic: Sequence[Instruction]) -> int:
-        """Load the program around ``classic``; its file descriptor (the caller closes it)."""
-        code = program(classic, self.map_fd)
+        """Load the program around ``classic``; its file descriptor (the caller closes it).
+        Without the timers when the kernel refuses them (:attr:`watch_error` says why)."""
+        if self.watch_fd is not None and self._timers_fd is not None and self._btf_fd is not None:
+            b = _build(classic, self.map_fd, (self._timers_fd, self.watch_fd))
+            # Where each function starts (slots) and its type in the BTF (_timer_btf).
+            functions = struct.pack("=IIII", 0, 7, b.slots()[b.labels["expired"]], 8)
+            try:
+                return self._load(b.assemble(), (self._btf_fd, functions))
+            except Unavailable as exc:
+                self.watch_error = str(exc)
+                self._close_watch()
+        return self._load(program(classic, self.map_fd))
+
+    def _load(self, code: bytes, btf: tuple[int, bytes] | None = None) -> int:
+        btf_fd, functions = btf if btf is not None else (0, b"")
+        func_info = ctypes.create_string_buffer(functions, max(1, len(functions)))
         log_buffer = ctypes.create_string_buffer(1 << 16)
-        license = ctypes.create_string_buffer(b"MIT")
+        # The timer helpers are for GPL-compatible programs: this generated code is the
+        # project's (MIT), offered under either licence.
+        license = ctypes.create_string_buffer(b"Dual MIT/GPL")
         insns = ctypes.create_string_buffer(code, len(code))
         for level in (0, 1):  # again with the verifier's log to say why it refused
             attr = struct.pack(
-                "=IIQQIIQII16s",
+                "=IIQQIIQII16sIIIIQI",
                 _BPF_PROG_TYPE_SOCKET_FILTER,
                 len(code) // 8,
                 ctypes.addressof(insns),
@@ -366,6 +638,12 @@ class Absorber:
                 0,
                 0,
                 b"pyvrrp_adverts",
+                0,
+                0,
+                btf_fd,
+                8 if functions else 0,
+                ctypes.addressof(func_info) if functions else 0,
+                len(functions) // 8,
             )
             try:
                 fd, _ = self._bpf.call(_BPF_PROG_LOAD, attr)
@@ -390,12 +668,22 @@ class Absorber:
         finally:
             os.close(fd)
 
-    def update(self, vrid: int, packet: PacketReceived | None) -> PacketReceived | None:
+    def update(
+        self, vrid: int, packet: PacketReceived | None, timeout: int | None = None
+    ) -> PacketReceived | None:
         """Absorb ``packet`` for ``vrid`` from now on (None, or a packet the program cannot
-        match: nothing). Returns the packet the entry absorbed before, when it absorbed one
-        since the last :meth:`take`: the router must still hear it (late)."""
+        match: nothing), each copy restarting the kernel's timer for ``timeout`` µs (None:
+        no timer). Returns the packet the entry absorbed before, when it absorbed one since
+        the last :meth:`take`: the router must still hear it (late)."""
         current = self._set.get(vrid)
-        if packet == current or self.closed:
+        if self.closed:
+            return None
+        if self.watch_fd is None or packet is None:
+            timeout = None
+        if packet == current:
+            if timeout != self._timeouts.get(vrid) and current is not None:
+                # Only the timer changes: one store, read by the kernel after a match.
+                self._set_timeout(vrid, timeout)
             return None
         base = vrid * VALUE_SIZE
         view = self._view
@@ -403,22 +691,40 @@ class Absorber:
         count: int = struct.unpack_from("=Q", view, base + _COUNT)[0]
         late = current if count != self._seen.get(vrid, count) else None
         self._seen[vrid] = count
-        fields = None if packet is None else entry_words(packet)
+        fields = None if packet is None else entry_fields(packet)
         if fields is None:
             self._set.pop(vrid, None)
+            self._set_timeout(vrid, None)
             return late
         assert packet is not None
-        length, source, destination, words = fields
+        length, source, destination, message = fields
         struct.pack_into("=I", view, base + _LENGTH, length)
-        struct.pack_into("=II", view, base + _SOURCE, source, destination)
-        struct.pack_into(f"={len(words)}I", view, base + _MESSAGE, *words)
-        struct.pack_into("=I", view, base + _WORDS, len(words))  # last: the entry is on
+        self._set_timeout(vrid, timeout)
+        view[base + _SOURCE : base + _DESTINATION] = source
+        view[base + _DESTINATION : base + _MESSAGE] = destination
+        view[base + _MESSAGE : base + _MESSAGE + len(message)] = message
+        struct.pack_into("=I", view, base + _WORDS, len(message) // 4)  # last: the entry is on
         self._set[vrid] = packet
         return late
+
+    def _set_timeout(self, vrid: int, timeout: int | None) -> None:
+        # Until the next copy restarts it, the timer runs (if at all) with the old one.
+        self._watched.discard(vrid)
+        if timeout is None:
+            self._timeouts.pop(vrid, None)
+        else:
+            self._timeouts[vrid] = timeout
+        struct.pack_into("=Q", self._view, vrid * VALUE_SIZE + _TIMEOUT, 1000 * (timeout or 0))
 
     def absorbing(self, vrid: int) -> PacketReceived | None:
         """The packet the entry of ``vrid`` absorbs, if any."""
         return self._set.get(vrid)
+
+    def watching(self, vrid: int) -> bool:
+        """Whether the kernel's timer of ``vrid`` runs from the last absorbed copy with the
+        timeout :meth:`update` gave (it did absorb one since): :attr:`watch_fd` will say when
+        that long passes without another."""
+        return vrid in self._watched
 
     def take(self, vrid: int) -> tuple[int, int] | None:
         """What the entry of ``vrid`` absorbed since the last look: how many, and when the
@@ -431,19 +737,53 @@ class Absorber:
         if not new:
             return None
         self._seen[vrid] = count
+        if vrid in self._timeouts:
+            self._watched.add(vrid)
         # Read after the count: the kernel writes the time first, so it is at least that
         # of the packet counted last.
         last: int = struct.unpack_from("=Q", self._view, base + _LAST)[0]
         return new, last
+
+    def expired(self) -> list[int]:
+        """The VRIDs whose timer expired since the last call (the ring buffer emptied; every
+        VRID with an entry when the ring had no room for one)."""
+        if self.watch_fd is None:
+            return []
+        page = mmap.PAGESIZE
+        consumer: int = struct.unpack_from("=Q", self._consumer, 0)[0]
+        producer: int = struct.unpack_from("=Q", self._producer, 0)[0]
+        vrids: list[int] = []
+        while consumer < producer:
+            at = page + (consumer & (RING_SIZE - 1))
+            header: int = struct.unpack_from("=I", self._producer, at)[0]
+            if header & _RINGBUF_BUSY:
+                break
+            length = header & ~(_RINGBUF_BUSY | _RINGBUF_DISCARD)
+            if not header & _RINGBUF_DISCARD and length >= 4:
+                vrids.append(struct.unpack_from("=I", self._producer, at + 8)[0])
+            consumer += (length + 8 + 7) & ~7
+        struct.pack_into("=Q", self._consumer, 0, consumer)
+        lost: int = struct.unpack_from("=Q", self._view, _LOST * VALUE_SIZE + _COUNT)[0]
+        if lost != self._lost:
+            self._lost = lost
+            vrids.extend(self._set)
+        return vrids
 
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
         self._set.clear()
+        self._close_watch()
         self._view.release()
         self._memory.close()
         os.close(self.map_fd)
+
+
+def _notify_closing(fd: int) -> None:
+    """Tell trio a file descriptor it may wait on is closing (outside trio: nothing)."""
+    with contextlib.suppress(RuntimeError):
+        trio.lowlevel.notify_closing(fd)
 
 
 def clock_is_monotonic() -> bool:

@@ -19,6 +19,7 @@ import trio
 from pyvrrp.core.config import InstanceConfig
 from pyvrrp.core.events import PacketReceived
 from pyvrrp.core.packet import DecodeError, DropReason, Family, IPAddress, peek_vrid
+from pyvrrp.runtime.absorb import Absorber
 from pyvrrp.runtime.instance import Instance
 from pyvrrp.runtime.logs import RateLimiter
 from pyvrrp.runtime.quiet import Source
@@ -41,6 +42,9 @@ class Demux:
         self._transport_factory = transport_factory
         self._transports: dict[LinkKey, Transport] = {}
         self._receivers: dict[LinkKey, list[trio.CancelScope]] = {}
+        # Each transport's absorber with kernel timers (pyvrrp/runtime/absorb.py) and the
+        # loop that hands its expired timers to their instances.
+        self._watchers: dict[LinkKey, tuple[Absorber, trio.CancelScope]] = {}
         self._demux: dict[LinkKey, dict[int, Instance]] = {}
         self._unknown_vrid: dict[LinkKey, int] = {}
         self._header_errors: dict[LinkKey, int] = {}
@@ -97,6 +101,7 @@ class Demux:
                 if (c.interface, c.family) == key
             ]
             set_wanted(Wanted.of(key[1], accepts))
+            self._watch(key, transport, nursery)
             rest = getattr(transport, "rest", None)
             if rest is not None and len(self._receivers[key]) == 1:
                 scope = trio.CancelScope()
@@ -122,6 +127,9 @@ class Demux:
     def _close(self, key: LinkKey) -> None:
         for scope in self._receivers.pop(key):
             scope.cancel()
+        watcher = self._watchers.pop(key, None)
+        if watcher is not None:
+            watcher[1].cancel()
         self._transports.pop(key).close()
 
     async def _receive_loop(
@@ -148,14 +156,52 @@ class Demux:
                 before()  # a deadline may have come while the batch was handled
 
     def quiet_sources(self) -> dict[int, Source]:
-        """The advertisement sockets a quiet wait may read itself (pyvrrp/runtime/quiet.py):
-        file descriptor -> read what it holds and hand it out."""
+        """The advertisement sockets a quiet wait may read itself (pyvrrp/runtime/quiet.py),
+        and the kernel timers' ring buffers: file descriptor -> read what it holds and hand
+        it out."""
         sources: dict[int, Source] = {}
         for key, transport in self._transports.items():
             receiver = getattr(transport, "receiver", None)
             if isinstance(receiver, Receiver):
                 sources[receiver.sock.fileno()] = partial(self._read_now, key, receiver)
+        for key, (absorber, _) in self._watchers.items():
+            if absorber.watch_fd is not None:
+                sources[absorber.watch_fd] = partial(self._expired, key, absorber)
         return sources
+
+    def _watch(self, key: LinkKey, transport: Transport, nursery: trio.Nursery) -> None:
+        """Hand the expired kernel timers of ``key``'s absorber to their instances."""
+        absorber = getattr(transport, "absorber", None)
+        watcher = self._watchers.get(key)
+        if watcher is not None and watcher[0] is absorber and absorber.watch_fd is not None:
+            return
+        if watcher is not None:
+            watcher[1].cancel()
+            del self._watchers[key]
+        if not isinstance(absorber, Absorber) or absorber.watch_fd is None:
+            return
+        scope = trio.CancelScope()
+        self._watchers[key] = (absorber, scope)
+        nursery.start_soon(self._watch_loop, key, absorber, absorber.watch_fd, scope)
+
+    async def _watch_loop(
+        self, key: LinkKey, absorber: Absorber, fd: int, scope: trio.CancelScope
+    ) -> None:
+        with scope:
+            while True:
+                try:
+                    await trio.lowlevel.wait_readable(fd)
+                except (trio.ClosedResourceError, OSError):
+                    return  # the absorber closed (its transport did, or gave up the timers)
+                self._expired(key, absorber)
+
+    def _expired(self, key: LinkKey, absorber: Absorber) -> bool:
+        routes = self._demux.get(key, {})
+        for vrid in absorber.expired():
+            instance = routes.get(vrid)
+            if instance is not None:
+                instance.kernel_expired()
+        return True
 
     def _read_now(self, key: LinkKey, receiver: Receiver) -> bool:
         self._hand_out(key, receiver.poll())

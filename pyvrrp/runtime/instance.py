@@ -81,6 +81,9 @@ log = logging.getLogger("pyvrrp")
 
 # How many received packets may wait in an instance's inbox; more are dropped (a flood).
 PACKET_QUEUE = 256
+# A backup whose master the kernel's timer watches still wakes this long (µs) after its
+# Master_Down_Timer on its own: a takeover late by this much, should the kernel never say.
+KERNEL_BACKSTOP = 10_000_000
 
 
 class _RetryDue:
@@ -290,7 +293,10 @@ class Instance:
         absorber = getattr(self.transport, "absorber", None)
         if absorber is None:
             return
-        late = absorber.update(self.router.params.vrid, self.router.routine_packet)
+        router = self.router
+        packet = router.routine_packet
+        timeout = None if packet is None else router.master_down_interval
+        late = absorber.update(router.params.vrid, packet, timeout)
         if late is not None:
             self.post_packet(late)
 
@@ -444,7 +450,26 @@ class Instance:
             period = timers.centiseconds(router.params.advert_interval_cs)
             self._schedule.set(self, deadline, self._due, period, self._early)
         else:
+            if deadline is not None and deadline == router.down_timer and self._watched():
+                # The kernel wakes us if the master goes quiet (pyvrrp/runtime/absorb.py):
+                # our own wake-up only in case it cannot (or for another deadline).
+                side = router.side_deadline()
+                deadline += KERNEL_BACKSTOP
+                if side is not None and side < deadline:
+                    deadline = side
             self._schedule.set(self, deadline, self._due)
+
+    def _watched(self) -> bool:
+        """Whether the kernel's timer watches this backup's master (absorb.py: each copy
+        of the routine packet it takes restarts it for Master_Down_Interval)."""
+        watching = getattr(getattr(self.transport, "absorber", None), "watching", None)
+        return watching is not None and bool(watching(self.router.params.vrid))
+
+    def kernel_expired(self) -> None:
+        """The kernel's timer for this router expired: no copy of the routine packet for
+        Master_Down_Interval. A backup looks at its deadline now (as the schedule would)."""
+        if self.router.state is State.BACKUP:
+            self._due()
 
     def _handle_now(self, event: Event, now: int) -> None:
         """The fast path: hand ``event`` to the router in this task and carry out what needs

@@ -169,6 +169,7 @@ class RawTransport:
         # absorb.py); None where it cannot (then every advertisement is read, as before).
         self.absorber: Absorber | None = None
         self._absorb = family is Family.IPV4
+        self._said_no_watch = False  # the absorber has no timers: said once
         if raw_socket is not None:
             raw_socket.setblocking(False)
             self._raw = raw_socket
@@ -257,6 +258,14 @@ class RawTransport:
                 exc,
             )
             return False
+        if self.absorber.watch_error is not None and not self._said_no_watch:
+            self._said_no_watch = True
+            log.info(
+                "%s: backups wake once per Master_Down_Interval (%s; on Linux 5.15 or later "
+                "the kernel's timer watches their masters)",
+                self.interface,
+                self.absorber.watch_error,
+            )
         return True
 
     def _setup_ipv4(self, s: socket.socket, multicast: bool) -> None:

@@ -15,7 +15,9 @@ PYVRRP_REQUIRE_NETNS=1, as every netns test does.
 
 from __future__ import annotations
 
+import logging
 import os
+import select
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -29,7 +31,14 @@ from hypothesis import strategies as st
 
 from pyvrrp.core.events import PacketReceived
 from pyvrrp.core.packet import Advertisement, Family, build_ipv4, encode
-from pyvrrp.runtime.absorb import MAX_WORDS, Absorber, entry_words, run_program
+from pyvrrp.runtime.absorb import (
+    MAX_WORDS,
+    RING_SIZE,
+    Absorber,
+    Unavailable,
+    entry_fields,
+    run_program,
+)
 from pyvrrp.runtime.netlink import in_netns
 from pyvrrp.runtime.sockfilter import ACCEPT, Wanted, program
 from pyvrrp.runtime.transport import RawTransport
@@ -115,9 +124,9 @@ def cases(draw: st.DrawFn) -> tuple[Wanted, bytes, PacketReceived | None]:
     entry_message = bytes([0x31, key, 100, 1, 0, 100, 0, 0]) + VIP.packed
     entry = PacketReceived(entry_message, source, GROUP, 255)
     same = PacketReceived(message, source, GROUP, 255)
-    if entry_words(same) is not None and (ttl != 255 or ihl != 5):
+    if entry_fields(same) is not None and (ttl != 255 or ihl != 5):
         entry = same  # the same message and addresses, but TTL or header length differ
-    elif entry_words(same) is not None:
+    elif entry_fields(same) is not None:
         change = draw(st.sampled_from(["source", "destination", "byte"]))
         if change == "source":
             other = PEERS[(PEERS.index(source) + 1) % len(PEERS)]
@@ -129,7 +138,7 @@ def cases(draw: st.DrawFn) -> tuple[Wanted, bytes, PacketReceived | None]:
             changed = bytearray(message)
             changed[at] ^= 1 << draw(st.integers(0, 7))
             entry = PacketReceived(bytes(changed), source, GROUP, 255)
-    assert entry_words(entry) is not None
+    assert entry_fields(entry) is not None
     return wanted, packet, entry
 
 
@@ -353,6 +362,112 @@ def test_a_closed_absorber_ignores_updates_and_takes() -> None:
     absorber.close()  # twice: harmless
 
 
+# ---------------------------------------------------------------------------- kernel timer
+
+MS = 1_000_000  # ns
+
+
+def _expiry(absorber: Absorber, within: float) -> int | None:
+    """When (CLOCK_MONOTONIC ns) the ring buffer became readable, waiting at most ``within``
+    seconds; None if it did not."""
+    assert absorber.watch_fd is not None
+    with select.epoll() as poller:
+        poller.register(absorber.watch_fd, select.EPOLLIN)
+        ready = poller.poll(within)
+    return time.monotonic_ns() if ready else None
+
+
+def test_the_timer_runs_from_each_absorbed_copy_and_its_expiry_names_the_vrid(
+    absorber: Absorber, prog: int
+) -> None:
+    assert absorber.watch_fd is not None, absorber.watch_error
+    p = advert()
+    absorber.update(58, p, 60_000)  # µs
+    assert not absorber.watching(58)
+    # Copies every 20 ms for 200 ms: each restarts the 60 ms timer, which never expires.
+    start = time.monotonic_ns()
+    while time.monotonic_ns() - start < 200 * MS:
+        assert run_program(prog, wire(p)) == 0
+        time.sleep(0.02)
+    taken = absorber.take(58)
+    assert taken is not None
+    count, last = taken
+    assert count >= 5
+    assert absorber.watching(58)  # a copy counted with the entry's timeout: the timer runs
+    assert absorber.expired() == []
+    # Silence: it expires 60 ms after the last copy, never before.
+    expired_at = _expiry(absorber, 2.0)
+    assert expired_at is not None
+    assert expired_at - last >= 60 * MS
+    assert absorber.expired() == [58]
+    assert absorber.expired() == []  # read once
+    assert _expiry(absorber, 0.0) is None
+    # Once expired it stays quiet until a copy restarts it.
+    assert _expiry(absorber, 0.15) is None
+    assert run_program(prog, wire(p)) == 0
+    assert _expiry(absorber, 2.0) is not None
+    assert absorber.expired() == [58]
+
+
+def test_no_timer_without_a_timeout_and_none_watched_before_a_copy_of_the_new_one(
+    absorber: Absorber, prog: int
+) -> None:
+    p = advert()
+    absorber.update(58, p)
+    assert run_program(prog, wire(p)) == 0
+    assert absorber.take(58) is not None
+    assert not absorber.watching(58)  # no timeout: no timer
+    assert _expiry(absorber, 0.15) is None
+    absorber.update(58, p, 30_000)  # only the timeout changes: the entry stays on
+    assert not absorber.watching(58)
+    assert run_program(prog, wire(p)) == 0
+    absorber.take(58)
+    assert absorber.watching(58)
+    absorber.update(58, p, 40_000)
+    assert not absorber.watching(58)  # the timer runs with the old one until the next copy
+    assert _expiry(absorber, 2.0) is not None
+    assert absorber.expired() == [58]
+    absorber.update(58, None)
+    assert not absorber.watching(58)
+
+
+def test_expiries_the_ring_has_no_room_for_wake_every_entry(absorber: Absorber, prog: int) -> None:
+    # 1023 expiries fill the ring; the ones after it are counted, and the next read names
+    # every VRID with an entry (one of them could be the lost one).
+    vrids = range(1, 256)
+    for vrid in vrids:
+        absorber.update(vrid, advert(vrid), 1_000)
+    fired = 0
+    while fired <= RING_SIZE // 16:
+        for vrid in vrids:
+            assert run_program(prog, wire(advert(vrid))) == 0
+        time.sleep(0.05)  # every 1 ms timer expires
+        fired += len(vrids)
+    named = absorber.expired()
+    # The ring holds one record less than its size would (the kernel keeps one byte free).
+    assert len(named) - len(vrids) in (RING_SIZE // 16 - 1, RING_SIZE // 16)
+    assert sorted(named[-len(vrids) :]) == list(vrids)
+    assert absorber.expired() == []
+
+
+def test_an_absorber_without_timers_absorbs_all_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    plain = Absorber(watch=False)
+    try:
+        assert plain.watch_fd is None
+        assert plain.expired() == []
+        fd = plain.load(program(WANTED))
+        try:
+            p = advert()
+            plain.update(58, p, 60_000)
+            assert run_program(fd, wire(p)) == 0
+            assert plain.take(58) is not None
+            assert not plain.watching(58)
+        finally:
+            os.close(fd)
+    finally:
+        plain.close()
+
+
 # ----------------------------------------------------------------------------- real socket
 
 
@@ -455,3 +570,38 @@ async def test_no_absorber_for_ipv6_or_outside_trios_system_clock(segment: Segme
     finally:
         v6.close()
         v4.close()
+
+
+async def test_without_the_kernels_timers_the_transport_says_so_once_and_still_absorbs(
+    segment: Segment, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def no_btf(self: Absorber) -> None:
+        raise Unavailable("cannot load BTF: Invalid argument")
+
+    monkeypatch.setattr(Absorber, "_open_watch", no_btf)
+    caplog.set_level(logging.INFO, logger="pyvrrp")
+    transport = in_netns(segment.node, lambda: RawTransport(NODE_IF, Family.IPV4, multicast=True))
+    try:
+        _set_wanted_under_trio(segment, transport, WANTED)
+        _set_wanted_under_trio(
+            segment, transport, Wanted(Family.IPV4, frozenset({3}), frozenset({58}), None)
+        )
+        absorber = transport.absorber
+        assert absorber is not None
+        assert absorber.watch_fd is None
+        assert absorber.watch_error == "cannot load BTF: Invalid argument"
+        said = [r.getMessage() for r in caplog.records if "Master_Down_Interval" in r.getMessage()]
+        assert said == [
+            f"{NODE_IF}: backups wake once per Master_Down_Interval (cannot load BTF: Invalid "
+            "argument; on Linux 5.15 or later the kernel's timer watches their masters)"
+        ]
+        routine = advert()
+        absorber.update(58, routine, 100_000)
+        time.sleep(0.2)
+        with _packet_socket(segment) as sender:
+            sender.send(frame(routine.source, 255, routine.message))
+        assert read_all(transport.poll, time.monotonic() + 0.3) == []
+        assert absorber.take(58) is not None
+        assert not absorber.watching(58)
+    finally:
+        transport.close()

@@ -21,7 +21,7 @@ import trio.testing
 from pyvrrp.core.actions import State
 from pyvrrp.core.events import HealthChanged, PacketReceived
 from pyvrrp.core.packet import Advertisement, Family, IPAddress, encode, peek_vrid
-from pyvrrp.runtime.instance import Instance
+from pyvrrp.runtime.instance import KERNEL_BACKSTOP, Instance
 from pyvrrp.runtime.transport import Transport, TransportFactory
 
 from .cluster import HOSTS, Cluster, Host, TaskSteps, config, instance
@@ -53,9 +53,13 @@ class FakeAbsorber:
         self.last: dict[int, float] = {}  # trio time of the last one absorbed
         self.taken = 0
         self.late: PacketReceived | None = None
+        self.timeouts: dict[int, int | None] = {}  # the Master_Down_Interval each entry has
 
-    def update(self, vrid: int, packet: PacketReceived | None) -> PacketReceived | None:
+    def update(
+        self, vrid: int, packet: PacketReceived | None, timeout: int | None = None
+    ) -> PacketReceived | None:
         current = self.entries.get(vrid)
+        self.timeouts[vrid] = timeout
         if packet == current:
             return None
         self.updates.append((trio.current_time(), vrid, packet))
@@ -92,6 +96,31 @@ class FakeAbsorber:
 
     def updated(self) -> list[PacketReceived | None]:
         return [packet for _, _, packet in self.updates]
+
+
+class Watching(FakeAbsorber):
+    """An absorber whose entries also restart a kernel timer (the real one's ``watching``):
+    the test plays its expiry with the instance's ``kernel_expired``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.watched: set[int] = set()
+
+    def update(
+        self, vrid: int, packet: PacketReceived | None, timeout: int | None = None
+    ) -> PacketReceived | None:
+        if packet != self.entries.get(vrid) or timeout != self.timeouts.get(vrid):
+            self.watched.discard(vrid)
+        return super().update(vrid, packet, timeout)
+
+    def take(self, vrid: int) -> tuple[int, int] | None:
+        taken = super().take(vrid)
+        if taken is not None and self.timeouts.get(vrid) is not None:
+            self.watched.add(vrid)
+        return taken
+
+    def watching(self, vrid: int) -> bool:
+        return vrid in self.watched
 
 
 class Wrapper:
@@ -131,6 +160,12 @@ class Absorbing(Wrapper):
             packet = await self.inner.receive()
             if not self.absorber.arrive(packet):
                 return packet
+
+
+class WatchedAbsorbing(Absorbing):
+    def __init__(self, inner: Transport) -> None:
+        super().__init__(inner)
+        self.absorber = Watching()
 
 
 class Prepared(Wrapper):
@@ -194,12 +229,12 @@ def wrap_transports(
 
 
 async def lone_backup(
-    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
-) -> tuple[Instance, FakeAbsorber, PacketReceived]:
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch, kind: type[Absorbing] = Absorbing
+) -> tuple[Instance, Any, PacketReceived]:
     """Host B alone, a backup of vip58 (priority 50) that accepted the master's
     advertisement twice at 1 s (routine from the second copy): its instance, its absorber
     (the entry now that packet) and the packet."""
-    made = wrap_transports(monkeypatch, cluster, {"B": Absorbing})
+    made = wrap_transports(monkeypatch, cluster, {"B": kind})
     b = await cluster.start("B", config({"vip58": instance(58, 50, "1.2.3.58/29")}))
     (transport,) = made["B"]
     absorber: FakeAbsorber = transport.absorber
@@ -302,6 +337,70 @@ async def test_absorbed_copies_count_as_heard_in_the_statistics_and_the_timer(
     assert new is State.MASTER
     assert abs(round(at * US) - (4 * US + DOWN_50)) <= SLACK
     assert vip58.statistics().adverts_received == 5
+
+
+async def test_a_backup_tells_the_absorber_its_master_down_interval(
+    autojump_clock: trio.testing.MockClock, cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vip58, absorber, routine = await lone_backup(cluster, monkeypatch)
+    assert absorber.timeouts == {58: DOWN_50}
+    # A higher priority: a shorter Skew_Time, so a shorter interval for the same packet.
+    vip58.post(HealthChanged(150))
+    await cluster.sleep_until(1.5)
+    assert vip58.router.priority == 150
+    assert absorber.timeouts[58] is None  # another event: nothing routine until heard twice
+    vip58.deliver(routine)
+    vip58.deliver(routine)
+    assert absorber.entries[58] == routine
+    assert absorber.timeouts[58] == 3_414_062  # 3 s + (256 - 150) / 256 s
+
+
+async def test_a_backup_the_kernel_watches_sleeps_past_its_timer_until_the_kernel_says(
+    autojump_clock: trio.testing.MockClock, cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vip58, absorber, routine = await lone_backup(cluster, monkeypatch, WatchedAbsorbing)
+    for second in (2, 3, 4):
+        await cluster.sleep_until(second)
+        assert absorber.arrive(routine)
+    # At its own deadline (1 s + DOWN_50) it takes the three copies: the kernel's timer
+    # runs from the last of them, and it no longer wakes for its Master_Down_Timer.
+    await cluster.sleep_until(5)
+    assert absorber.watching(58)
+    steps = TaskSteps("Instance.drive")
+    trio.lowlevel.add_instrument(steps)
+    try:
+        await cluster.sleep_until(12)
+    finally:
+        trio.lowlevel.remove_instrument(steps)
+    assert steps.steps == 0
+    assert vip58.state is State.BACKUP  # its timer (4 s + DOWN_50) passed: nobody said
+    # A stale expiry (the master alive, a copy taken since): nothing.
+    assert absorber.arrive(routine)
+    vip58.kernel_expired()
+    await cluster.sleep_until(13)
+    assert vip58.state is State.BACKUP
+    # The kernel says the master went quiet: it takes over at once.
+    await cluster.sleep_until(12 + DOWN_50 / US + 0.5)
+    vip58.kernel_expired()
+    await cluster.sleep_until(18)
+    ((at, old, new),) = cluster.changes("B", "vip58")[1:]
+    assert (old, new) == (State.BACKUP, State.MASTER)
+    assert at == pytest.approx(12.5 + DOWN_50 / US, abs=0.01)
+
+
+async def test_a_backup_the_kernel_never_wakes_takes_over_by_itself_ten_seconds_late(
+    autojump_clock: trio.testing.MockClock, cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vip58, absorber, routine = await lone_backup(cluster, monkeypatch, WatchedAbsorbing)
+    await cluster.sleep_until(2)
+    assert absorber.arrive(routine)
+    await cluster.sleep_until(2 + DOWN_50 / US + 5)
+    assert vip58.state is State.BACKUP  # the kernel's to say, and it did not (yet)
+    await cluster.sleep_until(30)
+    ((at, _, new),) = cluster.changes("B", "vip58")[1:]
+    assert new is State.MASTER
+    assert round(at * US) == pytest.approx(2 * US + DOWN_50 + KERNEL_BACKSTOP, abs=SLACK)
+    assert not absorber.watching(58)  # master: nothing routine, no timer
 
 
 @pytest.mark.parametrize("absorbing", [True, False])

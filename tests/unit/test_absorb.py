@@ -22,7 +22,7 @@ from pyvrrp.runtime.absorb import (
     Absorber,
     Unavailable,
     clock_is_monotonic,
-    entry_words,
+    entry_fields,
     program,
 )
 from pyvrrp.runtime.sockfilter import Instruction, Wanted
@@ -35,20 +35,20 @@ LD_IMM64 = 0x18
 MAP_FD = 1234
 WANTED = Wanted(Family.IPV4, frozenset({3}), frozenset({58}), None)
 
-# ------------------------------------------------------------------------------ entry_words
+# ------------------------------------------------------------------------------ entry_fields
 
 
-def test_an_entry_holds_the_length_addresses_and_message_words() -> None:
+def test_an_entry_holds_the_length_addresses_and_message_as_on_the_wire() -> None:
     message = bytes([0x31, 58, 100, 1, 0, 100, 0xAB, 0xCD]) + bytes([192, 168, 200, 100])
-    assert entry_words(PacketReceived(message, PEER, GROUP, 255)) == (
+    assert entry_fields(PacketReceived(message, PEER, GROUP, 255)) == (
         32,
-        0xC0A8C802,
-        0xE0000012,
-        [0x313A6401, 0x0064ABCD, 0xC0A8C864],
+        bytes([192, 168, 200, 2]),
+        bytes([224, 0, 0, 18]),
+        message,
     )
     longest = PacketReceived(b"\x31\x3a" + b"\0" * (4 * MAX_WORDS - 2), PEER, GROUP, 255)
-    fields = entry_words(longest)
-    assert fields is not None and len(fields[3]) == MAX_WORDS
+    fields = entry_fields(longest)
+    assert fields is not None and len(fields[3]) == 4 * MAX_WORDS
 
 
 @pytest.mark.parametrize(
@@ -65,7 +65,7 @@ def test_an_entry_holds_the_length_addresses_and_message_words() -> None:
     ids=["ipv6 source", "ipv6 destination", "ttl 254", "11 bytes", "4 bytes", "empty", "long"],
 )
 def test_no_entry_for_a_packet_the_program_cannot_match(packet: PacketReceived) -> None:
-    assert entry_words(packet) is None
+    assert entry_fields(packet) is None
 
 
 # --------------------------------------------------------------------------------- program
