@@ -20,6 +20,17 @@ before anything else it handles, and before its Master_Down_Timer is allowed to 
 (pyvrrp/runtime/instance.py). The entry follows ``routine_packet`` after every event; one
 absorbed between the last look and a change is handed to the router late, as a packet.
 
+The Master_Down_Timer runs in the kernel too: the entry holds the router's
+Master_Down_Interval, and each absorbed copy restarts its VRID's ``bpf_timer`` (a second
+array map, its value type described in BTF built here) for that long. When it expires, its
+callback writes the VRID to a ring buffer (:attr:`Absorber.watch_fd` readable,
+:meth:`Absorber.expired` says which), and the instance looks at its deadline. A backup
+whose master lives then never wakes (:meth:`Absorber.watching`). A program with a callback
+may not use ``LD_ABS``: its loads go through ``bpf_skb_load_bytes``. A timeout changed
+without a change of packet is one 64-bit store the kernel reads whole; a copy matched just
+before it may restart the timer with the old one, which is why an entry is not watched
+again until the next copy is counted.
+
 An entry is turned off before it is rewritten and on again last, so the program never
 matches half of one packet and half of another on x86 (stores in program order); arm64
 orders the daemon's stores less strictly, and a packet matched during an update could be
@@ -30,8 +41,10 @@ timer, as if it had been lost on the wire.
 
 Nothing here is required: a kernel or a process that cannot load the program (no CAP_BPF
 or CAP_SYS_ADMIN, an old kernel, a seccomp filter) keeps the classic filter, and every
-advertisement is read as before. The map is an array of one entry per VRID shared with the
-kernel through ``mmap`` (``BPF_F_MMAPABLE``): reading it is a memory access, no system call.
+advertisement is read as before; a kernel without BPF timers (before 5.15, or no BTF) gets
+the program without them, and a backup wakes once per Master_Down_Interval to look. The
+map is an array of one entry per VRID shared with the kernel through ``mmap``
+(``BPF_F_MMAPABLE``): reading it is a memory access, no system call.
 """
 
 from __future__ import annotations

@@ -19,9 +19,12 @@ import logging
 import os
 import select
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from ipaddress import IPv4Address
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
@@ -605,3 +608,92 @@ async def test_without_the_kernels_timers_the_transport_says_so_once_and_still_a
         assert not absorber.watching(58)
     finally:
         transport.close()
+
+
+# ------------------------------------------------------------------------------ the daemon
+
+ADVERT_CS = 3  # 30 ms: a backup that woke at each Master_Down_Timer would wake 9 times a second
+
+
+def _switches(pid: int) -> int:
+    """Voluntary and involuntary context switches of every thread of ``pid`` so far."""
+    total = 0
+    for status in Path(f"/proc/{pid}/task").glob("*/status"):
+        try:
+            text = status.read_text()
+        except OSError:  # the thread ended
+            continue
+        for line in text.splitlines():
+            if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                total += int(line.split()[1])
+    return total
+
+
+def test_a_daemons_backup_does_not_wake_while_its_master_lives_and_takes_over_when_it_stops(
+    segment: Segment, tmp_path: Path
+) -> None:
+    config = tmp_path / "node.toml"
+    config.write_text(
+        f'[global]\nrouter_id = "t"\ncontrol_socket = "{tmp_path}/pyvrrp.sock"\n'
+        f'state_dir = "{tmp_path}/state"\n\n'
+        f'[instances.v58]\ninterface = "{NODE_IF}"\nvrid = 58\npriority = 100\n'
+        f'advert_interval = {ADVERT_CS / 100}\naddresses = ["{VIP}/32"]\n'
+    )
+    master = encode(
+        Advertisement(vrid=58, priority=200, max_advert_interval=ADVERT_CS, addresses=(VIP,)),
+        source=PEER4,
+        destination=GROUP,
+    )
+    # Master_Down_Interval at priority 100: 3 x 30 ms + (256 - 100) / 256 x 30 ms.
+    down = 3 * ADVERT_CS / 100 + (256 - 100) / 256 * ADVERT_CS / 100
+    log = tmp_path / "log"
+    with _packet_socket(segment) as sender, log.open("w") as stderr:
+
+        def advertise_for(seconds: float) -> float:
+            until = time.monotonic() + seconds
+            while (now := time.monotonic()) < until:
+                sender.send(frame(PEER4, 255, master))
+                time.sleep(ADVERT_CS / 100)
+            return now
+
+        advertise_for(0.2)
+        daemon = subprocess.Popen(
+            [
+                "ip",
+                "netns",
+                "exec",
+                segment.node,
+                sys.executable,
+                "-m",
+                "pyvrrp",
+                "-c",
+                str(config),
+            ],
+            stderr=stderr,
+            cwd=tmp_path,
+        )
+        try:
+            advertise_for(3.0)  # started, backup, its master heard: routine, then watched
+            log_text = log.read_text()
+            assert "INIT -> BACKUP" in log_text, log_text
+            assert "MASTER" not in log_text.split("INIT -> BACKUP", 1)[1], log_text
+            before = _switches(daemon.pid)
+            advertise_for(1.5)
+            woken = _switches(daemon.pid) - before
+            # About 14 wake-ups in 1.5 s without the kernel's timer, 50 reading each one.
+            assert woken <= 4, log.read_text()
+            sender.send(frame(PEER4, 255, master))
+            last = time.monotonic()
+            while "BACKUP -> MASTER" not in log.read_text():
+                assert time.monotonic() - last < down + 3.0, log.read_text()
+                time.sleep(0.005)
+            took = time.monotonic() - last
+        finally:
+            daemon.terminate()
+            try:
+                daemon.wait(10)
+            except subprocess.TimeoutExpired:
+                daemon.kill()
+                daemon.wait()
+    # Master_Down_Interval after the last advertisement (not the 10 s backstop).
+    assert down - 0.005 <= took <= down + 1.0, (took, log.read_text())
