@@ -37,7 +37,10 @@ orders the daemon's stores less strictly, and a packet matched during an update 
 compared with a mix of the two, which no real advertisement is (a forged one could match
 it, once, as it could match the entry itself). A packet the kernel counts while an update
 runs may be credited to the next entry (or to none): one advertisement less restarts the
-timer, as if it had been lost on the wire.
+timer, as if it had been lost on the wire. The ring buffer is read the same way (the
+producer's position, then each record's header, plain loads): exact on x86; on arm64 a
+record could be read before its VRID is visible, which would wake the wrong instance for
+nothing and leave the right one to its own wake-up 10 s late.
 
 Nothing here is required: a kernel or a process that cannot load the program (no CAP_BPF
 or CAP_SYS_ADMIN, an old kernel, a seccomp filter) keeps the classic filter, and every

@@ -84,6 +84,9 @@ PACKET_QUEUE = 256
 # A backup whose master the kernel's timer watches still wakes this long (µs) after its
 # Master_Down_Timer on its own: a takeover late by this much, should the kernel never say.
 KERNEL_BACKSTOP = 10_000_000
+# A deadline this close (µs) is kept by the schedule even so: the kernel's expiry and the
+# router's deadline are the same instant on two clocks, compared through two reads.
+KERNEL_SLACK = 1_000
 
 
 class _RetryDue:
@@ -450,7 +453,12 @@ class Instance:
             period = timers.centiseconds(router.params.advert_interval_cs)
             self._schedule.set(self, deadline, self._due, period, self._early)
         else:
-            if deadline is not None and deadline == router.down_timer and self._watched():
+            if (
+                deadline is not None
+                and deadline == router.down_timer
+                and deadline - now_us() > KERNEL_SLACK
+                and self._watched()
+            ):
                 # The kernel wakes us if the master goes quiet (pyvrrp/runtime/absorb.py):
                 # our own wake-up only in case it cannot (or for another deadline).
                 side = router.side_deadline()

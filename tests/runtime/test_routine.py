@@ -388,6 +388,27 @@ async def test_a_backup_the_kernel_watches_sleeps_past_its_timer_until_the_kerne
     assert at == pytest.approx(12.5 + DOWN_50 / US, abs=0.01)
 
 
+async def test_a_kernel_expiry_a_hair_before_the_deadline_is_kept_by_the_schedule(
+    autojump_clock: trio.testing.MockClock, cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The kernel's clock and trio's, compared through two reads, may put the expiry a few
+    # microseconds before the router's deadline: the backup then wakes at the deadline
+    # itself, not 10 s later.
+    vip58, absorber, routine = await lone_backup(cluster, monkeypatch, WatchedAbsorbing)
+    await cluster.sleep_until(2)
+    assert absorber.arrive(routine)
+    await cluster.sleep_until(5)
+    assert absorber.watching(58)
+    deadline = vip58.router.deadline()
+    assert deadline is not None
+    await trio.sleep_until((deadline - 500) / US)
+    vip58.kernel_expired()
+    await cluster.sleep_until(10)
+    ((at, _, new),) = cluster.changes("B", "vip58")[1:]
+    assert new is State.MASTER
+    assert abs(round((cluster.t0 + at) * US) - deadline) <= 1_000
+
+
 async def test_a_backup_the_kernel_never_wakes_takes_over_by_itself_ten_seconds_late(
     autojump_clock: trio.testing.MockClock, cluster: Cluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
