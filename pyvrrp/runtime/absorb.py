@@ -24,7 +24,7 @@ The Master_Down_Timer runs in the kernel too: the entry holds the router's
 Master_Down_Interval, and each absorbed copy restarts its VRID's ``bpf_timer`` (a second
 array map, its value type described in BTF built here) for that long. When it expires, its
 callback writes the VRID to a ring buffer (:attr:`Absorber.watch_fd` readable,
-:meth:`Absorber.expired` says which), and the instance looks at its deadline. A backup
+:meth:`Absorber.expired` empties it), and the backups look at their deadlines. A backup
 whose master lives then never wakes (:meth:`Absorber.watching`). A program with a callback
 may not use ``LD_ABS``: its loads go through ``bpf_skb_load_bytes``. A timeout changed
 without a change of packet is one 64-bit store the kernel reads whole; a copy matched just
@@ -38,9 +38,10 @@ compared with a mix of the two, which no real advertisement is (a forged one cou
 it, once, as it could match the entry itself). A packet the kernel counts while an update
 runs may be credited to the next entry (or to none): one advertisement less restarts the
 timer, as if it had been lost on the wire. The ring buffer is read the same way (the
-producer's position, then each record's header, plain loads): exact on x86; on arm64 a
-record could be read before its VRID is visible, which would wake the wrong instance for
-nothing and leave the right one to its own wake-up 10 s late.
+producer's position, then each record's header, plain loads), so its records are only a
+hint of which VRID expired: the runtime looks at every backup of the link whenever the ring
+says anything (its descriptor readable is the kernel's word, after a system call), and an
+expiry the full ring had no room for is found the same way (the ring stays readable).
 
 Nothing here is required: a kernel or a process that cannot load the program (no CAP_BPF
 or CAP_SYS_ADMIN, an old kernel, a seccomp filter) keeps the classic filter, and every
@@ -113,8 +114,7 @@ _WORDS, _LENGTH, _LAST, _COUNT, _TIMEOUT, _SOURCE, _DESTINATION, _MESSAGE = (
     40,
 )
 VALUE_SIZE = _MESSAGE + 4 * MAX_WORDS
-ENTRIES = 256  # VRIDs 0-255; VRID 0 is never used: its count is of wake-ups the ring lost
-_LOST = 0  # the entry whose count says how many timer wake-ups the ring buffer had no room for
+ENTRIES = 256  # VRIDs 0-255 (0 is never used)
 _IPV4_HEADER = 20
 _LONGEST = _IPV4_HEADER + 4 * MAX_WORDS
 # The program's stack (offsets from the frame pointer): the VRID (the maps' key), the packet
@@ -123,7 +123,7 @@ _KEY, _PACKET, _SCRATCH = -4, -8 - _LONGEST, -16 - _LONGEST
 RING_SIZE = 1 << 14  # 1024 wake-ups of 16 bytes: four for each VRID
 
 # eBPF instruction classes, sizes, modes and operations (linux/bpf.h, linux/bpf_common.h).
-_LD, _LDX, _ST, _STX, _ALU, _JMP, _JMP32, _ALU64 = 0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07
+_LD, _LDX, _STX, _ALU, _JMP, _JMP32, _ALU64 = 0x00, 0x01, 0x03, 0x04, 0x05, 0x06, 0x07
 _W, _H, _B, _DW = 0x00, 0x08, 0x10, 0x18
 _IMM, _MEM, _ATOMIC = 0x00, 0x60, 0xC0
 _K, _X = 0x00, 0x08
@@ -402,7 +402,7 @@ def _build(
     translate(classic, b)
     if watch is not None:
         # The timer's callback (map, &key, &value): the VRID to the ring buffer, which
-        # wakes the daemon; with no room there, a count in entry _LOST's map entry.
+        # wakes the daemon (with no room there, the unread records keep it readable).
         b.label("expired")
         b.add(_LDX | _MEM | _W, 1, 2, 0)
         b.add(_STX | _MEM | _DW, _FP, 1, -8)
@@ -412,16 +412,6 @@ def _build(
         b.add(_ALU64 | _MOV | _K, 3, imm=8)
         b.add(_ALU64 | _MOV | _K, 4, imm=0)
         b.call(_HELPER_RINGBUF_OUTPUT)
-        b.add(_JMP | _JEQ | _K, _A, off="notified", imm=0)
-        b.add(_ST | _MEM | _W, _FP, off=-12, imm=_LOST)
-        b.load_map(1, map_fd)
-        b.add(_ALU64 | _MOV | _X, 2, _FP)
-        b.add(_ALU64 | _ADD | _K, 2, imm=-12)
-        b.call(_HELPER_MAP_LOOKUP)
-        b.add(_JMP | _JEQ | _K, _A, off="notified", imm=0)
-        b.add(_ALU64 | _MOV | _K, 1, imm=1)
-        b.add(_STX | _ATOMIC | _DW, _A, 1, _COUNT, imm=_ADD)
-        b.label("notified")
         b.ret(0)
     return b
 
@@ -553,7 +543,6 @@ class Absorber:
         self.watch_error: str | None = None  # why there are none, when asked for
         self._timers_fd: int | None = None
         self._btf_fd: int | None = None  # the types of the timer's value and the functions
-        self._lost = 0
         if watch:
             try:
                 self._open_watch()
@@ -761,8 +750,10 @@ class Absorber:
         return new, last
 
     def expired(self) -> list[int]:
-        """The VRIDs whose timer expired since the last call (the ring buffer emptied; every
-        VRID with an entry when the ring had no room for one)."""
+        """The VRIDs whose timer expired since the last call, as the ring buffer names them
+        (it is emptied). A hint: an expiry the full ring had no room for is not named, and
+        a record is read with plain loads (module docstring); the runtime looks at every
+        backup of the link whenever this says anything."""
         if self.watch_fd is None:
             return []
         page = mmap.PAGESIZE
@@ -779,10 +770,6 @@ class Absorber:
                 vrids.append(struct.unpack_from("=I", self._producer, at + 8)[0])
             consumer += (length + 8 + 7) & ~7
         struct.pack_into("=Q", self._consumer, 0, consumer)
-        lost: int = struct.unpack_from("=Q", self._view, _LOST * VALUE_SIZE + _COUNT)[0]
-        if lost != self._lost:
-            self._lost = lost
-            vrids.extend(self._set)
         return vrids
 
     def close(self) -> None:

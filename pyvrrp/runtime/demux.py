@@ -13,13 +13,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from functools import partial
+from typing import Protocol
 
 import trio
 
 from pyvrrp.core.config import InstanceConfig
 from pyvrrp.core.events import PacketReceived
 from pyvrrp.core.packet import DecodeError, DropReason, Family, IPAddress, peek_vrid
-from pyvrrp.runtime.absorb import Absorber
 from pyvrrp.runtime.instance import Instance
 from pyvrrp.runtime.logs import RateLimiter
 from pyvrrp.runtime.quiet import Source
@@ -29,6 +29,16 @@ from pyvrrp.runtime.transport import BatchTransport, Receiver, Transport, Transp
 log = logging.getLogger("pyvrrp")
 
 LinkKey = tuple[str, Family]
+
+
+class Watcher(Protocol):
+    """What the demultiplexer needs of an absorber with kernel timers (absorb.Absorber)."""
+
+    watch_fd: int | None
+
+    def expired(self) -> list[int]: ...
+
+
 # While handing out a batch, the routers due are called (``before_batch``) again after every
 # DUE_CHECK packets: a full batch of peers' advertisements is a few milliseconds of work, and
 # a master's advertisement that came due meanwhile would otherwise wait for its end.
@@ -44,7 +54,7 @@ class Demux:
         self._receivers: dict[LinkKey, list[trio.CancelScope]] = {}
         # Each transport's absorber with kernel timers (pyvrrp/runtime/absorb.py) and the
         # loop that hands its expired timers to their instances.
-        self._watchers: dict[LinkKey, tuple[Absorber, trio.CancelScope]] = {}
+        self._watchers: dict[LinkKey, tuple[Watcher, trio.CancelScope]] = {}
         self._demux: dict[LinkKey, dict[int, Instance]] = {}
         self._unknown_vrid: dict[LinkKey, int] = {}
         self._header_errors: dict[LinkKey, int] = {}
@@ -178,14 +188,14 @@ class Demux:
         if watcher is not None:
             watcher[1].cancel()
             del self._watchers[key]
-        if not isinstance(absorber, Absorber) or absorber.watch_fd is None:
+        if absorber is None or getattr(absorber, "watch_fd", None) is None:
             return
         scope = trio.CancelScope()
         self._watchers[key] = (absorber, scope)
         nursery.start_soon(self._watch_loop, key, absorber, absorber.watch_fd, scope)
 
     async def _watch_loop(
-        self, key: LinkKey, absorber: Absorber, fd: int, scope: trio.CancelScope
+        self, key: LinkKey, absorber: Watcher, fd: int, scope: trio.CancelScope
     ) -> None:
         with scope:
             while True:
@@ -195,11 +205,11 @@ class Demux:
                     return  # the absorber closed (its transport did, or gave up the timers)
                 self._expired(key, absorber)
 
-    def _expired(self, key: LinkKey, absorber: Absorber) -> bool:
-        routes = self._demux.get(key, {})
-        for vrid in absorber.expired():
-            instance = routes.get(vrid)
-            if instance is not None:
+    def _expired(self, key: LinkKey, absorber: Watcher) -> bool:
+        """A kernel timer of ``key``'s link expired: every instance on the link looks at
+        its deadline (the ring's records only hint at which one; absorb.py)."""
+        if absorber.expired():
+            for instance in list(self._demux.get(key, {}).values()):
                 instance.kernel_expired()
         return True
 

@@ -84,9 +84,9 @@ PACKET_QUEUE = 256
 # A backup whose master the kernel's timer watches still wakes this long (µs) after its
 # Master_Down_Timer on its own: a takeover late by this much, should the kernel never say.
 KERNEL_BACKSTOP = 10_000_000
-# A deadline this close (µs) is kept by the schedule even so: the kernel's expiry and the
-# router's deadline are the same instant on two clocks, compared through two reads.
-KERNEL_SLACK = 1_000
+# A deadline this close (µs) is kept by the schedule even so: the kernel's expiry (the
+# schedule's lead before it) and the router's deadline are compared through two clock reads.
+KERNEL_SLACK = 5_000
 
 
 class _RetryDue:
@@ -298,7 +298,11 @@ class Instance:
             return
         router = self.router
         packet = router.routine_packet
-        timeout = None if packet is None else router.master_down_interval
+        timeout = None
+        if packet is not None:
+            # The kernel wakes the backup as early as the schedule would (its lead).
+            interval = router.master_down_interval
+            timeout = max(interval - round(self._schedule.lead * 1_000_000), interval // 2)
         late = absorber.update(router.params.vrid, packet, timeout)
         if late is not None:
             self.post_packet(late)

@@ -111,3 +111,75 @@ async def test_a_quiet_wait_reads_the_advertisement_socket_through_the_same_hand
         theirs.send(advert_datagram(2))
         await raw.receive()
         assert demux.quiet_sources() == {}
+
+
+class Doorbell:
+    """An absorber's kernel timers as the demultiplexer sees them: a descriptor readable
+    when a timer expired (a socket pair here), and the records naming VRIDs."""
+
+    def __init__(self) -> None:
+        self.ours, self.kernel = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.ours.setblocking(False)
+        self.watch_fd: int | None = self.ours.fileno()
+        self.named: list[list[int]] = []
+
+    def expire(self, *vrids: int) -> None:
+        self.kernel.send(bytes(vrids))
+
+    def expired(self) -> list[int]:
+        vrids: list[int] = []
+        while True:
+            try:
+                vrids += list(self.ours.recv(256))
+            except BlockingIOError:
+                self.named.append(vrids)
+                return vrids
+
+
+class Looking:
+    """An instance as the demultiplexer calls it on an expiry."""
+
+    def __init__(self) -> None:
+        self.looked = 0
+
+    def kernel_expired(self) -> None:
+        self.looked += 1
+
+
+async def test_an_expired_kernel_timer_makes_every_instance_of_the_link_look() -> None:
+    # The ring's records only hint at the VRID (absorb.py): each backup of the link looks,
+    # through trio's loop and through a quiet wait alike.
+    doorbell = Doorbell()
+    with doorbell.ours, doorbell.kernel:
+        raw = Stalled("eth0", Family.IPV4, multicast=True)
+        raw.absorber = doorbell  # type: ignore[attr-defined]
+        demux = Demux(lambda interface, family, *, multicast: raw)
+        key = ("eth0", Family.IPV4)
+        here, there, elsewhere = Looking(), Looking(), Looking()
+        demux._demux = {key: {58: here, 59: there}, ("eth1", Family.IPV4): {60: elsewhere}}  # type: ignore[dict-item]
+        async with trio.open_nursery() as nursery:
+            demux._watch(key, raw, nursery)
+            await trio.testing.wait_all_tasks_blocked()
+            doorbell.expire(58)
+            with trio.fail_after(5):
+                while not here.looked:
+                    await trio.sleep(0.001)
+            assert (here.looked, there.looked, elsewhere.looked) == (1, 1, 0)
+            assert doorbell.named == [[58]]
+            # A quiet wait reads the same descriptor itself.
+            read = demux.quiet_sources()[doorbell.ours.fileno()]
+            doorbell.expire(59, 58)
+            assert read() is True
+            assert (here.looked, there.looked) == (2, 2)
+            assert read() is True  # nothing more: nobody looks
+            assert (here.looked, there.looked) == (2, 2)
+            # The same absorber again (a reload): the loop stays; none (closed): it stops.
+            demux._watch(key, raw, nursery)
+            assert len(demux._watchers) == 1
+            raw.absorber = None  # type: ignore[attr-defined]
+            demux._watch(key, raw, nursery)
+            assert demux._watchers == {}
+            await trio.testing.wait_all_tasks_blocked()
+            doorbell.expire(58)
+            await trio.sleep(0.05)
+            assert here.looked == 2

@@ -355,6 +355,20 @@ async def test_a_backup_tells_the_absorber_its_master_down_interval(
     assert absorber.timeouts[58] == 3_414_062  # 3 s + (256 - 150) / 256 s
 
 
+async def test_the_kernels_timer_is_the_schedules_lead_shorter(
+    autojump_clock: trio.testing.MockClock, cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The daemon's schedule wakes a router 1 ms before its deadline: so does the kernel.
+    vip58, absorber, routine = await lone_backup(cluster, monkeypatch)
+    monkeypatch.setattr(vip58._schedule, "lead", 0.001)
+    vip58.post(HealthChanged(50))  # an event: nothing routine until heard twice again
+    await cluster.sleep_until(1.5)
+    assert absorber.timeouts[58] is None
+    vip58.deliver(routine)
+    vip58.deliver(routine)
+    assert absorber.timeouts[58] == DOWN_50 - 1_000
+
+
 async def test_a_backup_the_kernel_watches_sleeps_past_its_timer_until_the_kernel_says(
     autojump_clock: trio.testing.MockClock, cluster: Cluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
