@@ -4,7 +4,7 @@ A backup hears its master's advertisement every Advertisement_Interval, and all 
 first of them change nothing but counters and the Master_Down_Timer: the master sends the
 same bytes each time. Reading each one costs a wake-up of the process, on a virtual machine
 about as much CPU as the whole advertisement costs keepalived (docs/benchmarks.md, "Why the
-K=1 rows stay out of reach"). So an IPv4 transport's advertisement socket gets an eBPF
+K=1 rows stayed out of reach"). So an IPv4 transport's advertisement socket gets an eBPF
 socket filter in place of its classic one (pyvrrp/runtime/sockfilter.py): first, if the
 packet is exactly the advertisement its VRID's router last accepted as routine (the same
 IPv4 header fields that matter: version and header length, TTL 255, source, destination,
