@@ -119,11 +119,11 @@ _IPV4_HEADER = 20
 _LONGEST = _IPV4_HEADER + 4 * MAX_WORDS
 # The program's stack (offsets from the frame pointer): the VRID (the maps' key), the packet
 # (up to _LONGEST bytes, loaded at once), one classic load.
-_KEY, _PACKET, _SCRATCH = -4, -8 - _LONGEST, -16 - _LONGEST
+_KEY, _PACKET, _SCRATCH = -4, -8 - 8 * -(-_LONGEST // 8), -16 - 8 * -(-_LONGEST // 8)
 RING_SIZE = 1 << 14  # 1024 wake-ups of 16 bytes: four for each VRID
 
 # eBPF instruction classes, sizes, modes and operations (linux/bpf.h, linux/bpf_common.h).
-_LD, _LDX, _STX, _ALU, _JMP, _JMP32, _ALU64 = 0x00, 0x01, 0x03, 0x04, 0x05, 0x06, 0x07
+_LD, _LDX, _ST, _STX, _ALU, _JMP, _JMP32, _ALU64 = 0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07
 _W, _H, _B, _DW = 0x00, 0x08, 0x10, 0x18
 _IMM, _MEM, _ATOMIC = 0x00, 0x60, 0xC0
 _K, _X = 0x00, 0x08
@@ -335,6 +335,10 @@ def _build(
     b.add(_LDX | _MEM | _W, _LEN, _CTX, 0)  # skb->len: the IPv4 total length
     b.add(_JMP | _JLT | _K, _LEN, off="classic", imm=_IPV4_HEADER + 8)
     b.add(_JMP | _JGT | _K, _LEN, off="classic", imm=_LONGEST)
+    # The buffer zeroed first: a helper may write a variable length to the stack only where
+    # it is initialized, unless the process has CAP_PERFMON (systemd's unit gives CAP_BPF).
+    for at in range(_PACKET, _KEY - 4, 8):
+        b.add(_ST | _MEM | _DW, _FP, off=at, imm=0)
     b.add(_ALU64 | _MOV | _X, 1, _CTX)
     b.add(_ALU64 | _MOV | _K, 2, imm=0)
     b.add(_ALU64 | _MOV | _X, 3, _FP)

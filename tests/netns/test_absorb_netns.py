@@ -699,3 +699,38 @@ def test_a_daemons_backup_does_not_wake_while_its_master_lives_and_takes_over_wh
                 daemon.wait()
     # Master_Down_Interval after the last advertisement (not the 10 s backstop).
     assert down - 0.005 <= took <= down + 1.0, (took, log.read_text())
+
+
+def test_the_systemd_units_capabilities_load_the_program_with_its_timers(
+    segment: Segment,
+) -> None:
+    # CAP_BPF without CAP_PERFMON: the verifier is stricter (no uninitialized stack for a
+    # helper's variable-length write, among others). The unit's own bounding set, read
+    # from it, with root's user id as the unit has.
+    root = Path(__file__).resolve().parents[2]
+    unit = (root / "contrib" / "pyvrrp.service").read_text()
+    (line,) = [x for x in unit.splitlines() if x.startswith("CapabilityBoundingSet=")]
+    caps = [c.removeprefix("CAP_").lower() for c in line.split("=", 1)[1].split()]
+    assert "bpf" in caps and "perfmon" not in caps and "sys_admin" not in caps
+    script = (
+        "import socket\n"
+        "from pyvrrp.core.packet import Family\n"
+        "from pyvrrp.runtime.absorb import Absorber\n"
+        "from pyvrrp.runtime.sockfilter import Wanted, program\n"
+        "a = Absorber()\n"
+        "s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)\n"
+        "a.attach(s, program(Wanted(Family.IPV4, frozenset({3}), frozenset({58}), None)))\n"
+        "print('timers' if a.watch_fd is not None else a.watch_error)\n"
+    )
+    done = subprocess.run(
+        [
+            "ip", "netns", "exec", segment.node,
+            "setpriv", "--bounding-set", ",".join(["-all", *(f"+{c}" for c in caps)]),
+            sys.executable, "-c", script,
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        check=False,
+    )  # fmt: skip
+    assert (done.returncode, done.stdout.strip()) == (0, "timers"), done.stderr
