@@ -189,6 +189,15 @@ class _Builder:
     def call(self, helper: int) -> None:
         self.add(_JMP | _CALL, imm=helper)
 
+    def lookup(self, map_fd: int, missing: str) -> None:
+        """r0 = the map's value for the key on the stack (the VRID), else jump to
+        ``missing``."""
+        self.load_map(1, map_fd)
+        self.add(_ALU64 | _MOV | _X, 2, _FP)
+        self.add(_ALU64 | _ADD | _K, 2, imm=_KEY)
+        self.call(_HELPER_MAP_LOOKUP)
+        self.add(_JMP | _JEQ | _K, _A, off=missing, imm=0)
+
     def slots(self) -> list[int]:
         """Each instruction's first slot (and the end's): a 64-bit load takes two."""
         slots = [0]
@@ -352,11 +361,7 @@ def _build(
     b.add(_JMP32 | _JNE | _K, _A, off="classic", imm=VRRP_TTL)
     b.add(_LDX | _MEM | _B, _A, _FP, _PACKET + _IPV4_HEADER + 1)  # the VRID: the maps' key
     b.add(_STX | _MEM | _W, _FP, _A, _KEY)
-    b.load_map(1, map_fd)
-    b.add(_ALU64 | _MOV | _X, 2, _FP)
-    b.add(_ALU64 | _ADD | _K, 2, imm=_KEY)
-    b.call(_HELPER_MAP_LOOKUP)
-    b.add(_JMP | _JEQ | _K, _A, off="classic", imm=0)
+    b.lookup(map_fd, "classic")
     b.add(_ALU64 | _MOV | _X, _ENTRY, _A)
     b.add(_LDX | _MEM | _W, _X_REG, _ENTRY, _WORDS)
     b.add(_JMP32 | _JEQ | _K, _X_REG, off="classic", imm=0)
@@ -381,11 +386,7 @@ def _build(
         timer_fd, ring_fd = watch
         b.add(_LDX | _MEM | _DW, _LEN, _ENTRY, _TIMEOUT)
         b.add(_JMP | _JEQ | _K, _LEN, off="absorbed", imm=0)
-        b.load_map(1, timer_fd)
-        b.add(_ALU64 | _MOV | _X, 2, _FP)
-        b.add(_ALU64 | _ADD | _K, 2, imm=_KEY)
-        b.call(_HELPER_MAP_LOOKUP)
-        b.add(_JMP | _JEQ | _K, _A, off="absorbed", imm=0)
+        b.lookup(timer_fd, "absorbed")
         b.add(_ALU64 | _MOV | _X, _X_REG, _A)
         b.add(_ALU64 | _MOV | _X, 1, _X_REG)
         b.load_map(2, timer_fd)

@@ -83,7 +83,7 @@ log = logging.getLogger("pyvrrp")
 PACKET_QUEUE = 256
 # A backup whose master the kernel's timer watches still wakes this long (µs) after its
 # Master_Down_Timer on its own: a takeover late by this much, should the kernel never say.
-KERNEL_BACKSTOP = 10_000_000
+KERNEL_BACKSTOP = 30_000_000
 # A deadline this close (µs) is kept by the schedule even so: the kernel's expiry (the
 # schedule's lead before it) and the router's deadline are compared through two clock reads.
 KERNEL_SLACK = 5_000
