@@ -514,8 +514,9 @@ class Absorber:
 
     With ``watch`` (where the kernel has timers for BPF programs), each absorbed copy also
     restarts a timer of the entry's Master_Down_Interval in the kernel: :attr:`watch_fd` is
-    readable when one expired (no copy for that long), :meth:`expired` says which. A backup
-    then needs no wake-up of its own while its master lives (:meth:`watching`).
+    readable when one expired (no copy for that long), :meth:`expired` empties the ring (its
+    records name the VRIDs, as a hint). A backup then needs no wake-up of its own while its
+    master lives (:meth:`watching`).
     """
 
     def __init__(self, *, watch: bool = True) -> None:
