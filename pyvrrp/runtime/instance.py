@@ -460,8 +460,8 @@ class Instance:
             if (
                 deadline is not None
                 and deadline == router.down_timer
-                and deadline - now_us() > KERNEL_SLACK
                 and self._watched()
+                and deadline - now_us() > KERNEL_SLACK
             ):
                 # The kernel wakes us if the master goes quiet (pyvrrp/runtime/absorb.py):
                 # our own wake-up only in case it cannot (or for another deadline).

@@ -25,6 +25,7 @@ from pyvrrp.runtime.instance import KERNEL_BACKSTOP, Instance
 from pyvrrp.runtime.transport import Transport, TransportFactory
 
 from .cluster import HOSTS, Cluster, Host, TaskSteps, config, instance
+from .test_fast_path import NoSendNow
 
 GROUP = Family.IPV4.multicast_group
 MASTER = ip_address("192.168.200.9")  # a master on the LAN that is not one of the cluster's
@@ -123,29 +124,21 @@ class Watching(FakeAbsorber):
         return vrid in self.watched
 
 
-class Wrapper:
-    """A transport passing everything to ``inner`` (the cluster's recording transport)."""
+class Wrapper(NoSendNow):
+    """A transport passing everything to ``inner`` (the cluster's recording transport),
+    ``send_now`` included; what waited in ``send`` is recorded."""
 
     def __init__(self, inner: Transport) -> None:
-        self.inner = inner
-        self.interface = inner.interface
-        self.family = inner.family
-        self.multicast = inner.multicast
+        super().__init__(inner)
         self.waited: list[tuple[bytes, IPAddress, IPAddress]] = []
 
     async def send(self, message: bytes, source: IPAddress, destination: IPAddress) -> None:
         self.waited.append((message, source, destination))
-        await self.inner.send(message, source, destination)
+        await super().send(message, source, destination)
 
     def send_now(self, message: bytes, source: IPAddress, destination: IPAddress) -> bool:
         send_now: Callable[[bytes, IPAddress, IPAddress], bool] = getattr(self.inner, "send_now")  # noqa: B009
         return send_now(message, source, destination)
-
-    async def receive(self) -> PacketReceived:
-        return await self.inner.receive()
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 class Absorbing(Wrapper):
@@ -524,12 +517,7 @@ async def test_a_master_sends_its_routine_advertisement_through_prepared_senders
     destinations: list[IPAddress] = [PEER_B, PEER_C] if unicast else [GROUP]
     await cluster.sleep_until(5)
     assert a.state("vip58") is State.MASTER
-    steps = TaskSteps("Instance.drive")
-    trio.lowlevel.add_instrument(steps)
-    try:
-        await cluster.sleep_until(15.5)
-    finally:
-        trio.lowlevel.remove_instrument(steps)
+    steps = await driver_steps_until(cluster, 15.5)
     messages = expected_messages(destinations)
     # Prepared once, for each datagram of the router's SendAdvert, with its bytes.
     source = ip_address(HOSTS["A"])
@@ -541,7 +529,7 @@ async def test_a_master_sends_its_routine_advertisement_through_prepared_senders
     assert [t for t, _, _ in routine[:: len(destinations)]] == [4.609375 + k for k in range(11)]
     assert [(m, d) for _, m, d in routine] == pairs * 11
     assert transport.sent_now == []  # the takeover's went with the driver
-    assert steps.steps == 0
+    assert steps == 0
     # And what reached the LAN is exactly that.
     assert len(cluster.adverts("A")) == 12 * len(destinations)
 
@@ -560,16 +548,11 @@ async def test_a_master_without_prepared_senders_sends_with_send_now(
     a = await cluster.start("A", config({"vip58": instance(58, 100, "1.2.3.58/29")}))
     await cluster.sleep_until(5)
     assert a.state("vip58") is State.MASTER
-    steps = TaskSteps("Instance.drive")
-    trio.lowlevel.add_instrument(steps)
-    try:
-        await cluster.sleep_until(10.5)
-    finally:
-        trio.lowlevel.remove_instrument(steps)
+    steps = await driver_steps_until(cluster, 10.5)
     (message,) = expected_messages([GROUP])
     routine = [(cluster.at(t), m, d) for t, m, d in sent_now if cluster.at(t) > 4]
     assert routine == [(4.609375 + k, message, GROUP) for k in range(6)]
-    assert steps.steps == 0
+    assert steps == 0
 
 
 async def unicast_master(
